@@ -1,0 +1,5 @@
+import sys
+
+from minicomp.cli import main
+
+sys.exit(main())

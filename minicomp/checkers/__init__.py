@@ -1,0 +1,8 @@
+"""The exercise checkers, one module per part of the course.
+
+Importing this package registers every checker with :mod:`minicomp.grading`. Each module holds,
+for each exercise: the cases (small, hand-checkable ones first), and the *known mistakes*, wrong
+implementations that people really write, with the hint the report gives for each.
+"""
+
+from minicomp.checkers import basics  # noqa: F401

@@ -1,0 +1,46 @@
+"""Checkers for lesson 00, "Bits, bytes and your hardware"."""
+
+import math
+
+from minicomp.grading import Case, Mistake, register
+
+
+def _weight_bytes(num_params, bits):
+    from minicomp.hardware import weight_bytes
+
+    return weight_bytes(num_params, bits)
+
+
+def _cases():
+    return [
+        Case("1,000 float16 weights", (1000, 16)),
+        Case("a 7B-parameter model in float32", (7_000_000_000, 32)),
+        Case("a 7B-parameter model in int4", (7_000_000_000, 4)),
+        Case("3 weights at 4 bits (1.5 bytes: a byte can't be split)", (3, 4)),
+        Case("10 weights at 3 bits", (10, 3)),
+        Case("no weights at all", (0, 8)),
+    ]
+
+
+register(
+    "weight_bytes",
+    params=("num_params", "bits"),
+    reference=_weight_bytes,
+    cases=_cases,
+    atol=0.0,
+    rtol=0.0,
+    mistakes=[
+        Mistake("counting bits instead of bytes", lambda n, b: n * b,
+                "A byte holds 8 bits: divide the number of bits by 8."),
+        Mistake("assuming 4 bytes per weight", lambda n, b: n * 4,
+                "Use the `bits` argument: a weight stored in b bits takes b/8 bytes."),
+        Mistake("rounding down", lambda n, b: n * b // 8,
+                "Storage comes in whole bytes, so a partly used last byte still counts: round up "
+                "(math.ceil, or (n * bits + 7) // 8)."),
+        Mistake("returning a fraction of a byte", lambda n, b: n * b / 8,
+                "Return a whole number of bytes, rounded up: math.ceil(num_params * bits / 8)."),
+        Mistake("returning gigabytes", lambda n, b: math.ceil(n * b / 8) / 1e9,
+                "Return plain bytes; convert to GB only when you print."),
+    ],
+    hint="Total bits = num_params × bits; bytes = total bits / 8, rounded up to a whole byte.",
+)

@@ -1,0 +1,117 @@
+"""The ``minicomp`` command.
+
+    minicomp lab                 open the course in JupyterLab, on its start page
+    minicomp tour                run the course's end-to-end demonstration in the terminal
+    minicomp course build        write exercises/ from solutions/
+    minicomp course sync         rewrite every .ipynb from its .py source
+    minicomp course check        fail if a notebook pair is out of sync or exercises/ is stale
+    minicomp check NAME MODULE:FUNCTION
+                                 check a function of yours against an exercise, in the terminal
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+START_PAGE = "lessons/00_bits_and_bytes.ipynb"
+
+
+def _course(args: argparse.Namespace) -> int:
+    from minicomp import course
+
+    root = course.repo_root()
+    if args.action == "build":
+        for path in course.build_exercises(root):
+            print(f"wrote {path.relative_to(root)}")
+        return 0
+    if args.action == "sync":
+        for path in course.sync(root):
+            print(f"wrote {path.relative_to(root)}")
+        return 0
+    problems = course.check(root)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"\n{len(problems)} problem(s) in the course notebooks.")
+        return 1
+    n = sum(len(list((root / f).glob("*.py"))) for f in course.FOLDERS)
+    print(f"course check: {n} notebook pairs in sync, exercises/ up to date.")
+    return 0
+
+
+def lab_command(root: Path, port: int | None = None, browser: bool = True) -> list[str]:
+    """The JupyterLab command line that ``minicomp lab`` (and ``make lab``) runs."""
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}", START_PAGE]
+    if port is not None:
+        cmd.append(f"--port={port}")
+    if not browser:
+        cmd.append("--no-browser")
+    return cmd
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from minicomp.course import repo_root
+
+    root = repo_root()
+    if not (root / START_PAGE).exists():
+        print(f"error: the start page {START_PAGE} is missing; run `minicomp course sync`", file=sys.stderr)
+        return 1
+    return subprocess.call(lab_command(root, args.port, browser=not args.no_browser), cwd=root)
+
+
+def _tour(args: argparse.Namespace) -> int:
+    from minicomp.tour import run_tour
+
+    return run_tour(out_dir=Path(args.out), quick=args.quick)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from minicomp.grading import check
+
+    module_name, _, attr = args.target.partition(":")
+    if not attr:
+        print(f"error: target={args.target!r} should look like MODULE:FUNCTION, e.g. my_answers:soft_targets",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.getcwd())
+    fn = getattr(importlib.import_module(module_name), attr)
+    report = check(args.name, fn)
+    print(report)
+    return 0 if report.passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="minicomp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("course", help="build, sync and check the course notebooks")
+    p.add_argument("action", choices=["build", "sync", "check"])
+    p.set_defaults(func=_course)
+
+    p = sub.add_parser("lab", help="open the course in JupyterLab")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--no-browser", action="store_true", help="serve without opening a browser")
+    p.set_defaults(func=_lab)
+
+    p = sub.add_parser("tour", help="run the end-to-end demonstration and print a results table")
+    p.add_argument("--out", default="tour-output", help="folder for the plots (default: tour-output)")
+    p.add_argument("--quick", action="store_true", help="smaller measurements, for tests")
+    p.set_defaults(func=_tour)
+
+    p = sub.add_parser("check", help="check one of your functions against an exercise")
+    p.add_argument("name", help="the exercise, e.g. weight_bytes")
+    p.add_argument("target", help="MODULE:FUNCTION, e.g. my_answers:weight_bytes")
+    p.set_defaults(func=_check)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Course plumbing: notebook pairs, building ``exercises/`` from ``solutions/``, and checking both.
+
+Every notebook is a jupytext pair: ``NN_topic.py`` (py:percent, the source of truth, easy to
+review in a diff) and ``NN_topic.ipynb`` (what JupyterLab opens, committed without outputs).
+
+``solutions/`` holds the worked answers. Code between ``### BEGIN SOLUTION`` and
+``### END SOLUTION`` is the learner's job: :func:`build_exercises` replaces each such block with a
+stub that raises ``NotImplementedError``, keeps everything else, and writes ``exercises/``.
+
+    minicomp course build   # solutions/ -> exercises/ (both .py and .ipynb)
+    minicomp course sync    # rewrite every .ipynb from its .py
+    minicomp course check   # fail if a pair is out of sync or exercises/ is stale
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+FOLDERS = ("lessons", "exercises", "solutions")
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = 'raise NotImplementedError("Exercise: replace this line with your code")'
+_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The course folder: the nearest parent of ``start`` (default: cwd, then this file) that
+    holds ``lessons/`` and ``pyproject.toml``."""
+    candidates = [Path.cwd() if start is None else Path(start), Path(__file__).resolve().parent]
+    for base in candidates:
+        for folder in [base.resolve(), *base.resolve().parents]:
+            if (folder / "lessons").is_dir() and (folder / "pyproject.toml").is_file():
+                return folder
+    raise FileNotFoundError(
+        f"could not find the course folder (one holding lessons/ and pyproject.toml) above {candidates[0]}; "
+        "run this from inside the minicomp repository")
+
+
+# ── solutions -> exercises ───────────────────────────────────────────────────────────────────
+def strip_solutions(source: str, filename: str = "<source>") -> str:
+    """Replace each ``### BEGIN SOLUTION`` … ``### END SOLUTION`` block with an indented stub.
+
+    The stub keeps the block's indentation, so a solution inside a function body becomes
+    ``# YOUR CODE HERE`` plus ``raise NotImplementedError(...)`` in that body. A block at the
+    top level of a cell would stop the notebook, so it is refused.
+    """
+    out: list[str] = []
+    inside_since: int | None = None
+    for lineno, line in enumerate(source.splitlines(keepends=True), start=1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if inside_since is not None:
+                raise ValueError(f"{filename}:{lineno}: '{BEGIN}' inside the block opened at line {inside_since}")
+            indent = line[: len(line) - len(line.lstrip())]
+            if not indent:
+                raise ValueError(f"{filename}:{lineno}: a solution block must be inside a function body "
+                                 "(indented), so that the exercise still runs to the end with the stub")
+            out += [f"{indent}# YOUR CODE HERE\n", f"{indent}{STUB}\n"]
+            inside_since = lineno
+        elif marker == END:
+            if inside_since is None:
+                raise ValueError(f"{filename}:{lineno}: '{END}' without a matching '{BEGIN}'")
+            inside_since = None
+        elif inside_since is None:
+            out.append(line)
+    if inside_since is not None:
+        raise ValueError(f"{filename}:{inside_since}: '{BEGIN}' is never closed by '{END}'")
+    return "".join(out)
+
+
+def built_exercises(root: Path) -> dict[str, str]:
+    """``{filename: text}`` of what ``exercises/*.py`` should hold, built from ``solutions/``."""
+    built = {}
+    for path in sorted((root / "solutions").glob("*.py")):
+        text = path.read_text()
+        if BEGIN not in text:
+            raise ValueError(f"{path}: a solution notebook needs at least one '{BEGIN}' block")
+        built[path.name] = strip_solutions(text, str(path))
+    return built
+
+
+def build_exercises(root: Path | None = None) -> list[Path]:
+    """Write ``exercises/`` (py and ipynb) from ``solutions/``; return the files written."""
+    root = repo_root(root)
+    (root / "exercises").mkdir(exist_ok=True)
+    written = []
+    for name, text in built_exercises(root).items():
+        py = root / "exercises" / name
+        py.write_text(text)
+        written += [py, write_ipynb(py)]
+    return written
+
+
+# ── pairs ────────────────────────────────────────────────────────────────────────────────────
+def _cells(path: Path) -> list[tuple[str, str]]:
+    import jupytext
+
+    nb = jupytext.read(path)
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def write_ipynb(py: Path) -> Path:
+    """Write ``py``'s paired ``.ipynb`` (no outputs) and return its path."""
+    import jupytext
+
+    nb = jupytext.read(py)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    ipynb = py.with_suffix(".ipynb")
+    jupytext.write(nb, ipynb, fmt="ipynb")
+    return ipynb
+
+
+def sync(root: Path | None = None) -> list[Path]:
+    """Rewrite every ``.ipynb`` in the three folders from its ``.py`` source."""
+    root = repo_root(root)
+    return [write_ipynb(py) for folder in FOLDERS for py in sorted((root / folder).glob("*.py"))]
+
+
+@dataclass
+class Problem:
+    path: Path
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}\n    fix: {self.fix}"
+
+
+def check_pair(py: Path) -> list[Problem]:
+    """Problems with one ``.py``/``.ipynb`` pair: missing side, different cells, saved outputs."""
+    ipynb = py.with_suffix(".ipynb")
+    if not ipynb.exists():
+        return [Problem(py, "has no paired .ipynb", "run `minicomp course sync`")]
+    problems = []
+    try:
+        raw = json.loads(ipynb.read_text())
+    except json.JSONDecodeError as exc:
+        return [Problem(ipynb, f"is not valid JSON ({exc})", "run `minicomp course sync` to rewrite it from the .py")]
+    if any(c.get("outputs") or c.get("execution_count") for c in raw.get("cells", [])):
+        problems.append(Problem(ipynb, "is committed with outputs",
+                                "clear outputs, or run `minicomp course sync` to rewrite it from the .py"))
+    a, b = _cells(py), _cells(ipynb)
+    if a != b:
+        n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        problems.append(Problem(ipynb, f"is out of sync with {py.name} (first difference at cell {n + 1}; "
+                                f"{len(a)} cells in .py, {len(b)} in .ipynb)",
+                                "edit the .py and run `minicomp course sync`, or save both sides from "
+                                "JupyterLab with jupytext"))
+    return problems
+
+
+def check(root: Path | None = None) -> list[Problem]:
+    """All problems in the course: unpaired or out-of-sync notebooks, badly named files, and an
+    ``exercises/`` folder that differs from what ``solutions/`` builds. Empty list = all good."""
+    root = repo_root(root)
+    problems: list[Problem] = []
+    for folder in FOLDERS:
+        base = root / folder
+        for py in sorted(base.glob("*.py")):
+            if not _NAME.match(py.stem):
+                problems.append(Problem(py, "is not named NN_topic.py", "rename it, e.g. 03_feature_distillation.py"))
+            problems += check_pair(py)
+        for ipynb in sorted(base.glob("*.ipynb")):
+            if not ipynb.with_suffix(".py").exists():
+                problems.append(Problem(ipynb, "has no .py source",
+                                        f"run `jupytext --to py:percent {ipynb}` and commit the .py"))
+    try:
+        expected = built_exercises(root)
+    except ValueError as exc:
+        return problems + [Problem(root / "solutions", str(exc), "fix the solution markers")]
+    for name, text in expected.items():
+        path = root / "exercises" / name
+        if not path.exists() or path.read_text() != text:
+            problems.append(Problem(path, "is stale: it differs from what solutions/ builds",
+                                    "run `minicomp course build`"))
+    for path in sorted((root / "exercises").glob("*.py")):
+        if path.name not in expected:
+            problems.append(Problem(path, "has no matching notebook in solutions/",
+                                    "add the solution notebook, or delete this exercise"))
+    return problems

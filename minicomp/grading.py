@@ -1,0 +1,373 @@
+"""Exercise checkers: ``check(name, fn)`` runs a learner's function and says what is wrong.
+
+A *checker* is registered under the exercise's name. It knows
+
+* the reference implementation (the library's own function),
+* a list of test cases, small ones a person can check by hand first, edge cases after,
+* a list of *known mistakes*: wrong implementations that people really write, each with a hint.
+
+``check`` calls the learner's function on every case and compares the result with the reference.
+When a case fails it also runs each known mistake on that case: if the learner's output equals
+the output of, say, "floor instead of round", the report names that mistake. The same list of
+mistakes is what the test-suite uses to prove that every checker rejects them.
+
+A report never shows a traceback. An unfinished exercise (``NotImplementedError``) is reported
+as "not done yet", and an exception, a wrong shape or a wrong dtype is reported as a failure
+with a sentence about what went wrong.
+
+    >>> from minicomp.grading import check
+    >>> check("weight_bytes", lambda num_params, bits: num_params * bits // 8).passed
+    False
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import math
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+#: The MIME type under which a report's machine-readable summary is displayed in a notebook.
+#: ``minicomp grade`` reads it back from executed notebooks.
+REPORT_MIME = "application/vnd.minicomp.check+json"
+
+
+# ── cases, mistakes, checkers ────────────────────────────────────────────────────────────────
+@dataclass
+class Case:
+    """One call of the function under test: ``fn(*args, **kwargs)``."""
+
+    label: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Mistake:
+    """A plausible wrong implementation and the hint to give someone who wrote it."""
+
+    name: str
+    fn: Callable
+    hint: str
+
+
+@dataclass
+class Checker:
+    """Everything needed to check one exercise. Create it with :func:`register`."""
+
+    name: str
+    params: tuple[str, ...]
+    reference: Callable
+    cases: Callable[[], list[Case]]
+    mistakes: list[Mistake] = field(default_factory=list)
+    hint: str = ""
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    compare: Callable[[Any, Any], str | None] | None = None
+
+    @property
+    def signature(self) -> str:
+        return f"fn({', '.join(self.params)})"
+
+
+_REGISTRY: dict[str, Checker] = {}
+
+
+def register(
+    name: str,
+    *,
+    params: Sequence[str],
+    reference: Callable,
+    cases: Callable[[], list[Case]],
+    mistakes: Sequence[Mistake] = (),
+    hint: str = "",
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    compare: Callable[[Any, Any], str | None] | None = None,
+) -> Checker:
+    """Register a checker under ``name``; ``check(name, fn)`` will use it.
+
+    ``cases`` is a function that builds the cases (so they are made fresh, and deterministically,
+    on every check). ``compare(got, expected)`` may replace the default comparison; it returns
+    ``None`` when the answer is right, or a sentence saying what differs.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if not callable(reference):
+        raise TypeError(f"reference must be callable, got {type(reference).__name__}")
+    if not callable(cases):
+        raise TypeError(f"cases must be a function returning a list of Case, got {type(cases).__name__}")
+    checker = Checker(name, tuple(params), reference, cases, list(mistakes), hint, atol, rtol, compare)
+    _REGISTRY[name] = checker
+    return checker
+
+
+def _load_builtin_checkers() -> None:
+    from minicomp import checkers  # noqa: F401  (importing registers them)
+
+
+def available() -> list[str]:
+    """Names of all registered exercises, sorted (names starting with ``_`` are private)."""
+    _load_builtin_checkers()
+    return sorted(n for n in _REGISTRY if not n.startswith("_"))
+
+
+def get_checker(name: str) -> Checker:
+    _load_builtin_checkers()
+    if name not in _REGISTRY:
+        raise ValueError(f"name={name!r} is not a known exercise; known exercises: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+# ── comparing values ─────────────────────────────────────────────────────────────────────────
+def _as_tensor(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    return x
+
+
+def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
+    """``None`` if ``got`` matches ``expected``; otherwise one sentence describing the difference.
+
+    Tensors must match in shape, dtype kind (floating/integer/bool) and value (``allclose``, NaN in
+    the same places). Tuples and lists are compared element by element; numbers with tolerance.
+    """
+    got, expected = _as_tensor(got), _as_tensor(expected)
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"expected a torch.Tensor but got {type(got).__name__}"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"expected shape {tuple(expected.shape)} but got shape {tuple(got.shape)}"
+        if _kind(got.dtype) != _kind(expected.dtype):
+            return f"expected a {_kind(expected.dtype)} tensor ({expected.dtype}) but got {got.dtype}"
+        g, e = got.detach().cpu().double(), expected.detach().cpu().double()
+        if not torch.equal(torch.isnan(g), torch.isnan(e)):
+            return "NaN where none was expected" if torch.isnan(g).any() else "expected NaN values"
+        if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
+            diff = (g - e).abs().nan_to_num(0.0)
+            i = int(diff.argmax())
+            return (f"values differ: largest difference {diff.max().item():.4g} at flat index {i} "
+                    f"(expected {e.flatten()[i].item():.6g}, got {g.flatten()[i].item():.6g})")
+        return None
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)):
+            return f"expected a {type(expected).__name__} of {len(expected)} values but got {type(got).__name__}"
+        if len(got) != len(expected):
+            return f"expected {len(expected)} values but got {len(got)}"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            msg = compare_values(g, e, atol, rtol)
+            if msg:
+                return f"item {i}: {msg}"
+        return None
+    if isinstance(expected, (bool, np.bool_)):
+        return None if got == expected else f"expected {expected} but got {got!r}"
+    if isinstance(expected, (int, float, np.number)):
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
+            return f"expected a number but got {type(got).__name__}"
+        if isinstance(expected, (int, np.integer)) and not float(got).is_integer():
+            return f"expected a whole number {expected} but got {got!r}"
+        if not math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol):
+            return f"expected {expected!r} but got {got!r}"
+        return None
+    return None if got == expected else f"expected {expected!r} but got {got!r}"
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype.is_floating_point:
+        return "floating-point"
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype.is_complex:
+        return "complex"
+    return "integer"
+
+
+def _preview(x: Any, limit: int = 240) -> str:
+    if isinstance(x, torch.Tensor):
+        with torch.no_grad():
+            text = repr(x.detach())
+        if x.numel() > 12:
+            text = f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}"
+    elif isinstance(x, (tuple, list)):
+        text = "(" + ", ".join(_preview(v, 80) for v in x) + ")"
+    else:
+        text = repr(x)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_text(params: Sequence[str], case: Case) -> str:
+    names = list(params) + [f"arg{i}" for i in range(len(params), len(case.args))]
+    parts = [f"{n}={_preview(a, 120)}" for n, a in zip(names, case.args)]
+    parts += [f"{k}={_preview(v, 120)}" for k, v in case.kwargs.items()]
+    return f"fn({', '.join(parts)})"
+
+
+# ── the report ───────────────────────────────────────────────────────────────────────────────
+@dataclass
+class CaseResult:
+    label: str
+    ok: bool
+    call: str = ""
+    expected: str = ""
+    got: str = ""
+    problem: str = ""
+
+
+@dataclass
+class Report:
+    """What ``check`` found. ``.passed`` is True only when every case passed.
+
+    ``status`` is ``"passed"``, ``"failed"`` or ``"not done"``. In a notebook the report renders
+    as a short coloured summary; ``str(report)`` gives the same text for a terminal.
+    """
+
+    name: str
+    status: str
+    results: list[CaseResult] = field(default_factory=list)
+    message: str = ""
+    hint: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def n_passed(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def n_total(self) -> int:
+        return len(self.results)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "passed": self.passed,
+                "n_passed": self.n_passed, "n_total": self.n_total,
+                "message": self.message, "hint": self.hint}
+
+    def _failure(self) -> CaseResult | None:
+        return next((r for r in self.results if not r.ok), None)
+
+    def __str__(self) -> str:
+        if self.status == "passed":
+            return f"✅ {self.name}: all {self.n_total} checks passed. Well done!"
+        if self.status == "not done":
+            return f"⏳ {self.name}: not done yet. {self.message}"
+        lines = [f"❌ {self.name}: {self.n_passed} of {self.n_total} checks passed."]
+        if self.message:
+            lines.append(f"   {self.message}")
+        bad = self._failure()
+        if bad is not None:
+            lines.append(f"   First failure, {bad.label}:")
+            if bad.call:
+                lines.append(f"     called    {bad.call}")
+            if bad.expected:
+                lines.append(f"     expected  {bad.expected}")
+            if bad.got:
+                lines.append(f"     got       {bad.got}")
+            lines.append(f"     problem   {bad.problem}")
+        if self.hint:
+            lines.append(f"   Hint: {self.hint}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        colour = {"passed": "#1a7f37", "failed": "#cf222e", "not done": "#9a6700"}[self.status]
+        text = html.escape(str(self))
+        return (f'<pre style="border-left:4px solid {colour};padding:6px 10px;'
+                f'white-space:pre-wrap">{text}</pre>')
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return {"text/plain": str(self), "text/html": self._repr_html_(), REPORT_MIME: self.to_dict()}
+
+
+# ── check ────────────────────────────────────────────────────────────────────────────────────
+def _run(fn: Callable, case: Case) -> Any:
+    """Call ``fn`` on a fresh copy of the case's arguments (so nobody can spoil them)."""
+    return _call(fn, case)[0]
+
+
+def _call(fn: Callable, case: Case) -> tuple[Any, bool]:
+    """``(result, changed_its_input)`` for ``fn(*case.args, **case.kwargs)`` on copies."""
+    args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fn(*args, **kwargs)
+    return result, _changed(list(args) + list(kwargs.values()), list(case.args) + list(case.kwargs.values()))
+
+
+def _changed(after: list, before: list) -> bool:
+    """True if any tensor argument was modified (only tensors: other objects may not compare)."""
+    for a, b in zip(after, before):
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            if a.shape != b.shape or not torch.equal(torch.nan_to_num(a.detach()), torch.nan_to_num(b.detach())):
+                return True
+        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and _changed(list(a), list(b)):
+            return True
+    return False
+
+
+def _short_error(exc: BaseException) -> str:
+    """``"ZeroDivisionError: division by zero (at line 3: y = 1 / 0)"``, with no traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames and frames[-1].line else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _diagnose(checker: Checker, case: Case, got: Any) -> str:
+    for mistake in checker.mistakes:
+        try:
+            wrong = _run(mistake.fn, case)
+        except Exception:
+            continue
+        if compare_values(got, wrong, checker.atol, checker.rtol) is None:
+            return f"this looks like {mistake.name}. {mistake.hint}"
+    return checker.hint
+
+
+def check(name: str, fn: Callable) -> Report:
+    """Check a learner's implementation of exercise ``name``; return a :class:`Report`.
+
+    Put it as the last line of a cell to see the report: ``check("soft_targets", soft_targets)``.
+    """
+    checker = get_checker(name)
+    if not callable(fn):
+        return Report(name, "failed", message=f"expected a function {checker.signature}, got {type(fn).__name__}.")
+    results: list[CaseResult] = []
+    hint = ""
+    for case in checker.cases():
+        call = _call_text(checker.params, case)
+        expected = _run(checker.reference, case)
+        try:
+            got, changed = _call(fn, case)
+        except NotImplementedError:
+            return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
+                          "then run the cell again.")
+        except Exception as exc:  # the learner's code may raise anything; report it, never re-raise
+            results.append(CaseResult(case.label, False, call, _preview(expected), "",
+                                      f"your function raised {_short_error(exc)}"))
+            continue
+        problem = (checker.compare or (lambda g, e: compare_values(g, e, checker.atol, checker.rtol)))(got, expected)
+        if problem is None and changed:
+            problem = "your function changed its input in place; work on a copy (e.g. x = x.clone()) instead"
+        if problem is None:
+            results.append(CaseResult(case.label, True, call))
+        else:
+            if not hint:
+                hint = _diagnose(checker, case, got)
+            results.append(CaseResult(case.label, False, call, _preview(expected), _preview(got), problem))
+    status = "passed" if all(r.ok for r in results) else "failed"
+    return Report(name, status, results, hint=hint if status == "failed" else "")

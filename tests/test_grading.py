@@ -1,0 +1,97 @@
+"""The checking mechanism itself: comparisons, reports, hints, and the weight_bytes checker."""
+
+import math
+
+import torch
+
+from minicomp.grading import REPORT_MIME, Case, Mistake, check, compare_values, register
+
+
+def test_weight_bytes_right_answer():
+    report = check("weight_bytes", lambda n, bits: (n * bits + 7) // 8)
+    assert report.passed and report.status == "passed"
+    assert "all 6 checks passed" in str(report)
+
+
+def test_weight_bytes_wrong_answer_names_the_mistake():
+    report = check("weight_bytes", lambda n, bits: n * bits)
+    assert not report.passed
+    text = str(report)
+    assert "counting bits instead of bytes" in text
+    assert "expected" in text and "got" in text and "called" in text
+
+
+def test_weight_bytes_unfinished():
+    def weight_bytes(num_params, bits):
+        raise NotImplementedError("Exercise: replace this line with your code")
+
+    report = check("weight_bytes", weight_bytes)
+    assert report.status == "not done"
+    assert "not done yet" in str(report)
+
+
+def test_unknown_wrong_answer_gets_generic_hint():
+    report = check("weight_bytes", lambda n, bits: 42)
+    assert not report.passed
+    assert "Total bits" in report.hint
+
+
+def test_not_a_function():
+    report = check("weight_bytes", 3)
+    assert not report.passed and "expected a function" in str(report)
+
+
+def test_unknown_exercise_lists_known_ones():
+    try:
+        check("no_such_exercise", lambda: 0)
+    except ValueError as exc:
+        assert "no_such_exercise" in str(exc) and "weight_bytes" in str(exc)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_report_renders_in_notebook_with_machine_readable_part():
+    report = check("weight_bytes", lambda n, bits: n * bits)
+    bundle = report._repr_mimebundle_()
+    assert "text/html" in bundle and "text/plain" in bundle
+    summary = bundle[REPORT_MIME]
+    assert summary["name"] == "weight_bytes" and summary["passed"] is False
+    assert summary["n_total"] == 6 and 0 <= summary["n_passed"] < 6
+
+
+def test_compare_values_messages():
+    a = torch.tensor([1.0, 2.0])
+    assert compare_values(a, a.clone()) is None
+    assert "shape" in compare_values(torch.zeros(3), a)
+    assert "integer" in compare_values(torch.tensor([1, 2]), a) or "floating" in compare_values(torch.tensor([1, 2]), a)
+    assert "NaN" in compare_values(torch.tensor([float("nan"), 2.0]), a)
+    assert "largest difference" in compare_values(torch.tensor([1.0, 3.0]), a)
+    assert "expected a torch.Tensor" in compare_values([1.0, 2.0], a)
+    assert compare_values((a, 3), (a, 3)) is None
+    assert "item 1" in compare_values((a, 4), (a, 3))
+    assert "whole number" in compare_values(1.5, 2)
+    assert compare_values(2.0, 2) is None
+
+
+def test_in_place_modification_is_flagged():
+    def reference(x):
+        return x * 2
+
+    def sneaky(x):
+        x.mul_(2)
+        return x
+
+    register("_test_double", params=("x",), reference=reference,
+             cases=lambda: [Case("a small tensor", (torch.tensor([1.0, -2.0]),))] * 4,
+             mistakes=[Mistake("x", lambda x: x, "h")] * 4)
+    report = check("_test_double", sneaky)
+    assert not report.passed and "in place" in str(report)
+    assert check("_test_double", reference).passed
+
+
+def test_wrong_shape_and_dtype_are_failures_not_tracebacks():
+    register("_test_shape", params=("x",), reference=lambda x: x + 1,
+             cases=lambda: [Case("ones", (torch.ones(2, 3),))])
+    assert "shape" in str(check("_test_shape", lambda x: (x + 1).flatten()))
+    assert "tensor" in str(check("_test_shape", lambda x: (x + 1).long()))
+    assert not check("_test_shape", lambda x: math.nan).passed
