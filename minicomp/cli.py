@@ -51,6 +51,8 @@ def lab_command(root: Path, port: int | None = None, browser: bool = True) -> li
         cmd.append(f"--port={port}")
     if not browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI often run as root; Jupyter refuses otherwise
     return cmd
 
 

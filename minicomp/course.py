@@ -14,6 +14,7 @@ stub that raises ``NotImplementedError``, keeps everything else, and writes ``ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -106,6 +107,11 @@ def write_ipynb(py: Path) -> Path:
     import jupytext
 
     nb = jupytext.read(py)
+    seen: dict[str, int] = {}
+    for cell in nb.cells:  # stable ids (a hash of the source), so re-syncing changes nothing
+        digest = hashlib.sha1(cell.source.encode()).hexdigest()[:8]
+        seen[digest] = seen.get(digest, 0) + 1
+        cell.id = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     ipynb = py.with_suffix(".ipynb")
     jupytext.write(nb, ipynb, fmt="ipynb")

@@ -1,0 +1,315 @@
+"""Calibration and the model-level driver, `quantize_model` (lessons 06, 10 and 11).
+
+    quantize_model(model, method="rtn", bits=4, group_size=128, calibration=batches)
+
+1. `find_linears` picks the nn.Linear layers to quantize, in the order the model registers them
+   (which, for the models of this course, is the order data flows through them). `include` and
+   `skip` filter by name; a Linear whose weight is tied to another module (a GPT's lm_head shares
+   the token embedding) is skipped unless `include` names it.
+2. For static W8A8, `observe_inputs` runs the calibration batches once with an observer on every
+   selected layer's input and fixes each layer's activation range.
+3. Layer by layer, in order: if the method needs data, `capture_inputs` runs the calibration batches
+   through the model *as quantized so far* and records this layer's inputs (a forward pre-hook that
+   stops the forward pass as soon as it has them); the method turns the layer into a
+   `QuantizedWeight`; a `QuantLinear` replaces the layer in place. Later layers therefore see the
+   errors of earlier ones and can compensate (GPTQ does; the sequential order is what makes it work).
+
+Methods live in a registry. A module adds one with `@register_method("name", needs_calibration=...)`;
+`quantize_model(method="gptq")` imports `minicomp.gptq` on first use, which registers it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from minicomp.quant import Observer, check_bits, make_observer
+from minicomp.rtn import QuantLinear, rtn_quantize
+
+# ── the method registry ─────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class Method:
+    """A weight quantizer for one layer.
+
+    fn(layer, inputs, *, bits, group_size, symmetric, **options) -> QuantizedWeight | nn.Module
+      layer   the nn.Linear to quantize (weight [out, in]); do not modify it
+      inputs  None if `needs_calibration` is False, else a list with one [tokens, in] tensor per
+              calibration batch: what this layer receives in the model quantized up to it
+      returns a QuantizedWeight (wrapped in a QuantLinear with the layer's bias) or a ready module
+    """
+
+    name: str
+    fn: Callable
+    needs_calibration: bool
+    description: str = ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(name: str, *, needs_calibration: bool, description: str = ""):
+    """Decorator: make `fn` available as quantize_model(method=name)."""
+    def decorate(fn: Callable) -> Callable:
+        METHODS[name] = Method(name, fn, needs_calibration, description or (fn.__doc__ or "").strip())
+        return fn
+    return decorate
+
+
+def get_method(name: str) -> Method:
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a string such as 'rtn', got {type(name).__name__}")
+    if name not in METHODS:  # a method in its own module registers itself when imported
+        try:
+            importlib.import_module(f"minicomp.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"minicomp.{name}":
+                raise
+    if name not in METHODS:
+        raise ValueError(f"method={name!r} is not a known quantization method; known: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+@register_method("rtn", needs_calibration=False, description="round to nearest, per group min-max")
+def _rtn(layer: nn.Linear, inputs, *, bits, group_size, symmetric, **options):
+    return rtn_quantize(layer.weight, bits, group_size, symmetric, **options)
+
+
+# ── choosing layers, swapping modules ───────────────────────────────────────────────────────
+
+
+def _matches(name: str, module: nn.Module, rule) -> bool:
+    if callable(rule):
+        return bool(rule(name, module))
+    patterns = [rule] if isinstance(rule, str) else list(rule)
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def tied_parameters(model: nn.Module) -> set[int]:
+    """ids of parameters that more than one module uses (tied weights)."""
+    seen: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        seen[id(p)] = seen.get(id(p), 0) + 1
+    return {i for i, n in seen.items() if n > 1}
+
+
+def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Linear]:
+    """The nn.Linear layers to quantize, {qualified name: layer}, in registration order.
+
+    include / skip: a glob pattern ("*.attn.*"), a list of them, or a function (name, module) -> bool.
+    Layers with a tied weight are left out unless `include` is given and matches them.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    tied = tied_parameters(model)
+    found = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Linear):
+            continue
+        if include is not None and not _matches(name, m, include):
+            continue
+        if skip is not None and _matches(name, m, skip):
+            continue
+        if include is None and id(m.weight) in tied:
+            continue
+        found[name] = m
+    return found
+
+
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the submodule called `name` ("transformer.h.0.attn.c_attn") with `new`, in place."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+# ── running calibration data ────────────────────────────────────────────────────────────────
+
+
+def _device(model: nn.Module) -> torch.device | None:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return None
+
+
+def default_forward(model: nn.Module, batch):
+    """model(batch) for a tensor, model(**batch) for a dict, model(batch[0]) for (inputs, labels)."""
+    device = _device(model)
+    move = (lambda t: t.to(device)) if device is not None else (lambda t: t)
+    if isinstance(batch, torch.Tensor):
+        return model(move(batch))
+    if isinstance(batch, Mapping):
+        return model(**{k: move(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return model(move(batch[0]))
+    raise TypeError(f"cannot feed a calibration batch of type {type(batch).__name__} to the model; "
+                    "pass forward=lambda model, batch: ... (e.g. lambda m, b: m.encode(b))")
+
+
+def _batches(calibration) -> list:
+    if calibration is None:
+        return []
+    if isinstance(calibration, (torch.Tensor, Mapping)):
+        return [calibration]
+    if not isinstance(calibration, Iterable):
+        raise TypeError(f"calibration must be a tensor or an iterable of batches, got {type(calibration).__name__}")
+    batches = list(calibration)
+    if not batches:
+        raise ValueError("calibration is empty; expected at least one batch")
+    return batches
+
+
+class _Stop(BaseException):
+    """Raised by a hook to end a forward pass early (BaseException, so no `except Exception` eats it)."""
+
+
+@torch.no_grad()
+def run_batches(model: nn.Module, batches: list, forward: Callable | None = None) -> None:
+    """Run every batch through `model` in eval mode without gradients (the mode is restored)."""
+    forward = forward or default_forward
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            try:
+                forward(model, batch)
+            except _Stop:
+                pass
+    finally:
+        model.train(was_training)
+
+
+def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Callable | None = None,
+                   stop_early: bool = True) -> list[torch.Tensor]:
+    """The inputs `layer` receives while the calibration batches run: one [tokens, in] per call.
+
+    With stop_early, each forward pass ends as soon as the layer has its input (nothing after it
+    needs to run), so capturing layer k costs a partial forward pass.
+    """
+    captured: list[torch.Tensor] = []
+
+    def hook(module, args):
+        x = args[0]
+        captured.append(x.detach().reshape(-1, x.shape[-1]))  # [tokens, in]
+        if stop_early:
+            raise _Stop
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        run_batches(model, _batches(calibration), forward)
+    finally:
+        handle.remove()
+    return captured
+
+
+def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibration, forward=None,
+                   observer: str = "minmax", bits: int = 8, symmetric: bool = False,
+                   **observer_options) -> dict[str, Observer]:
+    """One pass over the calibration batches with an observer on each layer's input."""
+    observers = {name: make_observer(observer, bits, symmetric, **observer_options) for name in layers}
+
+    def hook_for(obs: Observer):
+        def hook(module, args):
+            obs(args[0])  # records the range; returns None so the input is unchanged
+        return hook
+
+    handles = [layer.register_forward_pre_hook(hook_for(observers[name])) for name, layer in layers.items()]
+    try:
+        run_batches(model, _batches(calibration), forward)
+    finally:
+        for h in handles:
+            h.remove()
+    return observers
+
+
+# ── the driver ──────────────────────────────────────────────────────────────────────────────
+
+
+def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, group_size: int = 128,
+                   symmetric: bool = False, calibration=None, forward: Callable | None = None,
+                   include=None, skip=None, act_bits: int | None = None, act_mode: str = "dynamic",
+                   act_symmetric: bool = False, observer: str = "minmax", progress: bool = True,
+                   **options) -> nn.Module:
+    """Quantize the nn.Linear layers of `model` in place, layer by layer; returns `model`.
+
+    method       "rtn" (here), "gptq", "awq" (their own modules); see `METHODS`
+    bits, group_size, symmetric   weight format; group_size=-1 means one group per row
+    calibration  an iterable of batches (needed by data-driven methods and by static W8A8)
+    forward      forward(model, batch); default: model(batch), model(**batch) or model(batch[0])
+    include/skip glob patterns, lists of them, or functions (name, module) -> bool
+    act_bits     None for weight-only; 8 for W8A8 with act_mode "dynamic" or "static" (calibrated
+                 with `observer`: "minmax", "moving_average", "percentile" or "mse")
+    **options    passed to the method (e.g. clip="mse" for rtn)
+    """
+    m = get_method(method)
+    bits = check_bits(bits)
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (
+            group_size == -1 or group_size > 0):
+        raise ValueError(f"group_size={group_size!r} must be a positive int or -1 (one group per row)")
+    if act_mode not in ("dynamic", "static"):
+        raise ValueError(f"act_mode={act_mode!r} must be 'dynamic' or 'static'")
+    if act_bits is not None:
+        act_bits = check_bits(act_bits)
+    layers = find_linears(model, include, skip)
+    if not layers:
+        raise ValueError(f"no nn.Linear layers to quantize (include={include!r}, skip={skip!r})")
+    for name, layer in layers.items():
+        if group_size != -1 and layer.in_features % group_size:
+            raise ValueError(f"group_size={group_size} must divide in_features={layer.in_features} of layer "
+                             f"{name!r}; use group_size=-1 (per channel), a divisor, or skip={[name]!r}")
+    batches = _batches(calibration)
+    needs_data = m.needs_calibration or (act_bits is not None and act_mode == "static")
+    if needs_data and not batches:
+        why = f"method={method!r}" if m.needs_calibration else "act_mode='static'"
+        raise ValueError(f"{why} needs calibration=batches of example inputs, got calibration=None")
+
+    act = {}
+    if act_bits is not None and act_mode == "static":
+        observers = observe_inputs(model, layers, batches, forward, observer, act_bits, act_symmetric)
+        for name, obs in observers.items():
+            if obs.batches:  # a layer the calibration never reached keeps dynamic activations
+                scale, zero = obs.qparams()
+                act[name] = dict(act_scale=scale, act_zero=zero)
+
+    for name, layer in tqdm(layers.items(), desc=f"{method} {bits}-bit", disable=not progress):
+        inputs = capture_inputs(model, layer, batches, forward) if m.needs_calibration else None
+        if inputs is not None and not inputs:
+            continue  # never called on the calibration data (e.g. an unused pooler): left in float
+        q = m.fn(layer, inputs, bits=bits, group_size=group_size, symmetric=symmetric, **options)
+        if not isinstance(q, nn.Module):
+            q = QuantLinear(q, layer.bias, act_bits=act_bits, act_symmetric=act_symmetric, **act.get(name, {}))
+        set_module(model, name, q.to(layer.weight.device))
+    return model
+
+
+def storage_bytes(model: nn.Module) -> dict[str, int]:
+    """Bytes to store `model` with quantized weights packed at their bit width.
+
+    {"quantized": QuantizedWeight.nbytes + biases of the QuantLinears, "float": every other
+    parameter and buffer (tied ones once), "total": the sum}. hardware.model_bytes measures what
+    the tensors occupy in memory instead, where codes take a whole byte each until they are packed.
+    """
+    quantized, seen = 0, set()
+    for layer in model.modules():
+        if isinstance(layer, QuantLinear):
+            quantized += layer.qweight.nbytes
+            if layer.bias is not None:
+                quantized += layer.bias.numel() * layer.bias.element_size()
+            seen.update(id(t) for t in layer.buffers())
+    rest = {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) not in seen}
+    floats = sum(t.numel() * t.element_size() for t in rest.values())
+    return {"quantized": quantized, "float": floats, "total": quantized + floats}
+
+
+__all__ = [
+    "Method", "METHODS", "register_method", "get_method", "find_linears", "tied_parameters", "set_module",
+    "default_forward", "run_batches", "capture_inputs", "observe_inputs", "quantize_model", "storage_bytes",
+]

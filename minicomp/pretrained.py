@@ -1,0 +1,207 @@
+"""Reproduce the shipped weights in minicomp/weights/ on a CPU, with fixed seeds.
+
+    python -m minicomp.pretrained                    # all three models
+    python -m minicomp.pretrained --which digits     # the two digits teachers (seconds)
+    python -m minicomp.pretrained --which tinygpt    # the character GPT (about 10 min, 2 cores)
+
+Each model is written as NAME.safetensors (fp32) plus NAME.json: the architecture and config
+that `minicomp.models.load_pretrained` rebuilds, the training recipe, the seed and the metrics
+measured at the end of training. Exact bits can differ between machines (thread counts and
+math libraries change float rounding), but the metrics land in the same place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_model
+from tqdm.auto import tqdm
+
+from minicomp.data import CharCorpus, as_images, batches, load_digits
+from minicomp.models import (
+    WEIGHTS_DIR,
+    GPTConfig,
+    TinyGPT,
+    accuracy,
+    count_parameters,
+    digits_cnn_teacher,
+    digits_mlp_teacher,
+    perplexity,
+)
+
+
+def _environment() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def save(model: torch.nn.Module, meta: dict, out_dir: Path = WEIGHTS_DIR) -> None:
+    """Write NAME.safetensors and NAME.json (NAME = meta['name'])."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out_dir / f"{meta['name']}.safetensors"))  # drops the tied lm_head copy
+    (out_dir / f"{meta['name']}.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits teachers
+
+
+def train_digits_teacher(kind: str = "mlp", seed: int = 0, epochs: int = 60, lr: float = 1e-3,
+                         weight_decay: float = 1e-4, batch_size: int = 64):
+    """Train the MLP or CNN digits teacher on the train split; returns (model, metadata)."""
+    if kind not in ("mlp", "cnn"):
+        raise ValueError(f"kind={kind!r} must be 'mlp' or 'cnn'")
+    t0 = time.time()
+    torch.manual_seed(seed)  # dropout masks
+    d = load_digits(seed=0)  # the split every lesson uses
+    model = digits_mlp_teacher(seed=seed) if kind == "mlp" else digits_cnn_teacher(seed=seed)
+    x_train = d.x_train if kind == "mlp" else as_images(d.x_train)  # [N, 64] or [N, 1, 8, 8]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(x_train) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in tqdm(range(epochs), desc=f"digits {kind} teacher", leave=False):
+        for xb, yb in batches(x_train, d.y_train, batch_size, shuffle=True, generator=g):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    metrics = {
+        "train_accuracy": accuracy(model, d.x_train, d.y_train),
+        "val_accuracy": accuracy(model, d.x_val, d.y_val),
+        "test_accuracy": accuracy(model, d.x_test, d.y_test),
+    }
+    meta = {
+        "name": f"digits_{kind}_teacher",
+        "arch": type(model).__name__,
+        "config": model.config,
+        "params": count_parameters(model),
+        "seed": seed,
+        "data": "minicomp.data.load_digits(seed=0): 1259 train / 179 val / 359 test",
+        "recipe": {"optimizer": "AdamW", "lr": lr, "weight_decay": weight_decay,
+                   "schedule": "OneCycleLR (cosine)", "epochs": epochs, "batch_size": batch_size,
+                   "loss": "cross-entropy on train labels"},
+        "metrics": metrics,
+        "train_seconds": round(time.time() - t0, 1),
+        "environment": _environment(),
+    }
+    return model, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# TinyGPT
+
+
+def train_tinygpt(seed: int = 0, max_iters: int = 2200, batch_size: int = 32, lr: float = 2e-3,
+                  min_lr: float = 2e-4, warmup_iters: int = 100, weight_decay: float = 0.1,
+                  eval_interval: int = 250, config: GPTConfig | None = None):
+    """Train TinyGPT on the pydoc character corpus; returns (model, metadata)."""
+    t0 = time.time()
+    config = config or GPTConfig()
+    corpus = CharCorpus()
+    torch.manual_seed(seed)  # dropout masks
+    model = TinyGPT(config, seed=seed)
+    # nanoGPT's recipe: weight decay on matrices only, not on biases, LayerNorms or embeddings' 1-D
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+
+    def lr_at(it: int) -> float:  # linear warmup, then cosine decay to min_lr
+        if it < warmup_iters:
+            return lr * (it + 1) / warmup_iters
+        ratio = (it - warmup_iters) / max(1, max_iters - warmup_iters)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+    g = torch.Generator().manual_seed(seed)
+    history = []
+    model.train()
+    bar = tqdm(range(max_iters), desc="tinygpt")
+    for it in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(it)
+        x, y = corpus.get_batch("train", batch_size, config.block_size, g)  # [B, T]
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (it + 1) % eval_interval == 0 or it + 1 == max_iters:
+            val_ppl = perplexity(model, corpus, "val", max_windows=64)
+            history.append({"iter": it + 1, "train_loss": round(loss.item(), 4), "val_ppl": round(val_ppl, 3)})
+            bar.write(f"iter {it + 1}: train loss {loss.item():.3f}, val ppl {val_ppl:.3f} "
+                      f"({time.time() - t0:.0f}s)")
+    model.eval()
+
+    counts = torch.bincount(corpus.train, minlength=corpus.vocab_size).float() + 1.0
+    unigram_nll = -(counts / counts.sum()).log()[corpus.val].mean().item()
+    prompt = corpus.encode("The ")[None]  # [1, 4]
+    sample = model.generate(prompt, 200, temperature=0.8, top_k=20, generator=torch.Generator().manual_seed(seed))
+    meta = {
+        "name": "tinygpt",
+        "arch": "TinyGPT",
+        "config": asdict(config),
+        "params": count_parameters(model),
+        "seed": seed,
+        "data": {"corpus": "minicomp.data.CharCorpus() (pydoc_data.topics, ASCII-folded)",
+                 "chars": len(corpus.text),
+                 "text_sha256": hashlib.sha256(corpus.text.encode()).hexdigest(),
+                 "vocab": corpus.vocab, "splits": [0.9, 0.05, 0.05]},
+        "recipe": {"optimizer": "AdamW", "betas": [0.9, 0.99], "lr": lr, "min_lr": min_lr,
+                   "warmup_iters": warmup_iters, "schedule": "linear warmup + cosine",
+                   "max_iters": max_iters, "batch_size": batch_size, "weight_decay": weight_decay,
+                   "grad_clip": 1.0},
+        "metrics": {
+            "val_perplexity": perplexity(model, corpus, "val"),  # default windows: 128 x 128
+            "test_perplexity": perplexity(model, corpus, "test"),
+            "val_perplexity_unigram": math.exp(unigram_nll),
+            "perplexity_eval": "minicomp.models.perplexity(model, corpus, split, max_windows=128)",
+        },
+        "history": history,
+        "sample": corpus.decode(sample[0]),
+        "train_seconds": round(time.time() - t0, 1),
+        "environment": _environment(),
+    }
+    return model, meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Reproduce minicomp's shipped weights.")
+    parser.add_argument("--which", choices=["digits", "tinygpt", "all"], default="all")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-iters", type=int, default=2200, help="TinyGPT training steps")
+    args = parser.parse_args(argv)
+
+    jobs = []
+    if args.which in ("digits", "all"):
+        jobs += [lambda: train_digits_teacher("mlp", seed=args.seed),
+                 lambda: train_digits_teacher("cnn", seed=args.seed)]
+    if args.which in ("tinygpt", "all"):
+        jobs.append(lambda: train_tinygpt(seed=args.seed, max_iters=args.max_iters))
+    for job in jobs:
+        model, meta = job()
+        save(model, meta, args.out)
+        print(f"{meta['name']}: {meta['params']:,} params, {meta['train_seconds']}s, "
+              f"metrics {json.dumps({k: v for k, v in meta['metrics'].items() if not isinstance(v, str)})}")
+
+
+if __name__ == "__main__":
+    main()

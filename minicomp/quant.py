@@ -1,0 +1,492 @@
+"""Affine quantization from scratch: the map, its parameters, observers and `QuantizedWeight`.
+
+The whole lesson in two lines (lesson 04). With a float `scale` > 0 and an *integer* zero point,
+
+    q  = clamp(round(x / scale) + zero_point, qmin, qmax)       # quantize:   float -> integer code
+    x̂ = (q − zero_point) · scale                                 # dequantize: integer code -> float
+
+* asymmetric: codes in [0, 2^b − 1]; scale = (hi − lo) / (2^b − 1), zero_point = −round(lo / scale)
+* symmetric:  codes in [−2^(b−1), 2^(b−1) − 1]; scale = max|x| / (2^(b−1) − 1), zero_point = 0
+
+where [lo, hi] = [min(x.min(), 0), max(x.max(), 0)] always contains 0, so 0.0 is exactly the code
+`zero_point`. `round` is `torch.round`: halves go to the even neighbour, as in PyTorch's own
+fake-quantize ops. Granularity (lesson 05): one (scale, zero_point) per tensor, per channel
+(`axis=`) or per group of `group_size` consecutive inputs of a weight row (`group_size=`).
+
+Every weight quantizer (rtn, gptq, awq) returns a `QuantizedWeight`; packing, kernels and export
+consume it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+
+# ── checking input ───────────────────────────────────────────────────────────────────────────
+
+
+def check_bits(bits) -> int:
+    """Return `bits` as an int if it is a whole number in 2..8, else raise ValueError."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 8:
+        raise ValueError(f"bits={bits!r} must be an int from 2 to 8")
+    return int(bits)
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise TypeError if `x` is not a floating-point tensor, ValueError if it holds NaN or Inf."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point torch.Tensor, got {given}")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{name} contains NaN or Inf ({int(bad.sum())} of {x.numel()} values); "
+                         "expected finite values")
+
+
+def check_qrange(qmin, qmax) -> tuple[int, int]:
+    for name, v in (("qmin", qmin), ("qmax", qmax)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name}={v!r} must be an int")
+    if qmin >= qmax:
+        raise ValueError(f"qmin={qmin} must be smaller than qmax={qmax}")
+    return int(qmin), int(qmax)
+
+
+def _as_tensor(name: str, v, like: torch.Tensor) -> torch.Tensor:
+    t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    try:
+        ok = t.dim() <= like.dim() and torch.broadcast_shapes(t.shape, like.shape) == like.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, which does not broadcast to shape "
+                         f"{tuple(like.shape)}; per-channel {name} needs shape [rows, 1], per-group "
+                         "[rows, in / group_size] with group_size=...")
+    return t.to(like.device)
+
+
+def _check_scale(scale: torch.Tensor) -> None:
+    if not scale.is_floating_point():
+        raise TypeError(f"scale must hold floats, got dtype {scale.dtype}")
+    if not (torch.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError(f"scale must be positive and finite; its smallest value is {scale.min().item()!r}")
+
+
+def _check_zero(zero: torch.Tensor) -> torch.Tensor:
+    if zero.is_floating_point():
+        if not torch.equal(zero, zero.round()):
+            raise ValueError("zero_point must hold integers (an integer zero point represents 0.0 "
+                             f"exactly); got values such as {zero.flatten()[0].item()!r}")
+    return zero.to(torch.int32)
+
+
+def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
+    """(qmin, qmax): [0, 2^b − 1] for asymmetric, [−2^(b−1), 2^(b−1) − 1] for symmetric."""
+    bits = check_bits(bits)
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
+
+
+# ── granularity: which elements share one (scale, zero_point) ────────────────────────────────
+
+
+def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[torch.Tensor, tuple]:
+    """View `x` as [R, n]: each row shares one (scale, zero). Also return the qparams' shape.
+
+    per-tensor: [1, numel] -> shape ();  per-channel (axis=a): [x.shape[a], rest] -> [1, .., C, .., 1]
+    per-group: x [..., in] -> [numel / g, g] -> [..., in / g]  (group_size=-1: g = in, one per row)
+    """
+    if axis is not None and group_size is not None:
+        raise ValueError(f"give axis={axis} or group_size={group_size}, not both")
+    if x.numel() == 0:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)}); expected at least one value")
+    if group_size is not None:
+        if x.dim() == 0:
+            raise ValueError("group_size needs a tensor with at least one dimension, got a scalar")
+        n_in = x.shape[-1]
+        g = n_in if group_size == -1 else group_size
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+            raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} "
+                             "(or be -1 for one group per row)")
+        return x.reshape(-1, g), (*x.shape[:-1], n_in // g)
+    if axis is not None:
+        if not -x.dim() <= axis < x.dim():
+            raise ValueError(f"axis={axis} is out of range for a tensor with {x.dim()} dimensions")
+        axis %= x.dim()
+        shape = tuple(n if d == axis else 1 for d, n in enumerate(x.shape))
+        return x.movedim(axis, 0).reshape(x.shape[axis], -1), shape
+    return x.reshape(1, -1), ()
+
+
+def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool = False):
+    """(scale, zero_point) for values in [lo, hi] (tensors of any shape; they are widened to hold 0).
+
+    The zero point is an int32 tensor. A zero-width range (all zeros) gets scale 1, never 0.
+    """
+    qmin, qmax = qrange(bits, symmetric)
+    lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)  # the range always contains 0
+    if symmetric:
+        scale = torch.maximum(-lo, hi) / qmax  # max|x| maps to qmax
+    else:
+        scale = (hi - lo) / (qmax - qmin)  # 2^b − 1 steps between lo and hi
+    scale = torch.where(scale > torch.finfo(scale.dtype).tiny, scale, torch.ones_like(scale))
+    if symmetric:
+        zero = torch.zeros_like(scale, dtype=torch.int32)
+    else:
+        zero = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax).to(torch.int32)
+    return scale, zero
+
+
+def compute_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False, *,
+                    axis: int | None = None, group_size: int | None = None, clip: str = "minmax"):
+    """(scale, zero_point) for `x` by min-max: per tensor, per channel or per group.
+
+    axis=None, group_size=None  per-tensor: 0-dim scale and zero_point
+    axis=0 on a weight [out, in]  per-channel (per output row): shapes [out, 1]
+    group_size=g                groups of g consecutive inputs: w [out, in] -> [out, in / g]
+                                (group_size=-1: one group per row, [out, 1])
+    clip="mse" shrinks each range to the one that minimises the squared error (see `mse_range`).
+    """
+    check_finite("x", x)
+    bits = check_bits(bits)
+    rows, shape = _rows(x.detach(), axis, group_size)  # [R, n]
+    if clip == "minmax":
+        lo, hi = rows.amin(dim=1), rows.amax(dim=1)  # [R]
+    elif clip == "mse":
+        lo, hi = mse_range(rows, bits, symmetric)
+    else:
+        raise ValueError(f"clip={clip!r} must be 'minmax' or 'mse'")
+    scale, zero = qparams_from_range(lo, hi, bits, symmetric)
+    return scale.reshape(shape), zero.reshape(shape)
+
+
+def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int = 100,
+              maxshrink: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of `rows` [R, n], the clipping range p·[lo, hi] with the least squared error.
+
+    Tries p = 1, 1 − 1/grid, ... down to 1 − maxshrink (the grid search of GPTQ's quantizer). p = 1
+    is min-max, so the result is never worse than min-max on these values. Returns lo, hi [R].
+    """
+    rows = rows.float()
+    lo, hi = rows.amin(dim=1).clamp(max=0), rows.amax(dim=1).clamp(min=0)  # [R]
+    qmin, qmax = qrange(bits, symmetric)
+    best_err = torch.full_like(lo, float("inf"))
+    best_p = torch.ones_like(lo)
+    for i in range(int(maxshrink * grid) + 1):
+        p = 1.0 - i / grid
+        scale, zero = qparams_from_range(p * lo, p * hi, bits, symmetric)  # [R]
+        deq = dequantize(quantize(rows, scale[:, None], zero[:, None], qmin, qmax), scale[:, None], zero[:, None])
+        err = (deq - rows).pow(2).sum(dim=1)  # [R]
+        better = err < best_err
+        best_err, best_p = torch.where(better, err, best_err), torch.where(better, p, best_p)
+    return best_p * lo, best_p * hi
+
+
+# ── the map itself ───────────────────────────────────────────────────────────────────────────
+
+
+def _prepare(x: torch.Tensor, scale, zero_point, group_size: int | None):
+    """Checked (x, scale, zero_point), shaped so that they broadcast.
+
+    Without group_size they broadcast as given. With it, x [..., in] is viewed as
+    [..., in/g, g] and the qparams [..., in/g] as [..., in/g, 1]: one pair per group of g inputs.
+    """
+    if group_size is not None:
+        n_in = x.shape[-1] if x.dim() else 1
+        g = n_in if group_size == -1 else group_size
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+            raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} "
+                             "(or be -1 for one group per row)")
+        x = x.reshape(*x.shape[:-1], n_in // g, g)
+    like = x if group_size is None else x[..., 0]
+    scale = _as_tensor("scale", scale, like)
+    zero = _check_zero(_as_tensor("zero_point", zero_point, like))
+    _check_scale(scale)
+    if group_size is not None:
+        scale, zero = scale[..., None], zero[..., None]
+    return x, scale, zero
+
+
+def quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *, group_size: int | None = None):
+    """Integer codes q = clamp(round(x / scale) + zero_point, qmin, qmax), as int32.
+
+    `scale` and `zero_point` broadcast against `x` (per-channel: shape [rows, 1]). With
+    `group_size`, x [..., in] pairs with qparams [..., in / group_size] (one per group).
+    """
+    check_finite("x", x)
+    qmin, qmax = check_qrange(qmin, qmax)
+    xg, s, z = _prepare(x, scale, zero_point, group_size)
+    q = torch.clamp(torch.round(xg / s) + z, qmin, qmax)  # torch.round: halves go to even
+    return q.to(torch.int32).reshape(x.shape)
+
+
+def dequantize(q: torch.Tensor, scale, zero_point, *, group_size: int | None = None) -> torch.Tensor:
+    """x̂ = (q − zero_point) · scale, in scale's float dtype (at least float32)."""
+    if not isinstance(q, torch.Tensor):
+        raise TypeError(f"q must be a torch.Tensor of integer codes, got {type(q).__name__}")
+    qg, s, z = _prepare(q, scale, zero_point, group_size)
+    dtype = torch.promote_types(s.dtype, torch.float32)
+    return ((qg.to(torch.int32) - z).to(dtype) * s.to(dtype)).reshape(q.shape)
+
+
+def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *,
+                  group_size: int | None = None) -> torch.Tensor:
+    """dequantize(quantize(x)) in x's dtype, with the straight-through estimator for training.
+
+    Forward: the rounded values. Backward: the gradient passes through unchanged where x was inside
+    the representable range and is 0 where the clamp cut it (as torch.fake_quantize_* do):
+        ∂x̂/∂x ≈ 1[qmin ≤ round(x/s) + z ≤ qmax]        (STE, Bengio et al. 2013)
+    """
+    q = quantize(x.detach(), scale, zero_point, qmin, qmax, group_size=group_size)
+    x_hat = dequantize(q, scale, zero_point, group_size=group_size).to(x.dtype)
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return x_hat
+    xg, s, z = _prepare(x.detach(), scale, zero_point, group_size)
+    q_unclamped = torch.round(xg / s) + z
+    inside = ((q_unclamped >= qmin) & (q_unclamped <= qmax)).reshape(x.shape)
+    x_pass = torch.where(inside, x, x.detach())  # gradient 1 inside the range, 0 outside
+    return x_pass + (x_hat - x_pass).detach()
+
+
+def quantize_dequantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, *,
+                        axis: int | None = None, group_size: int | None = None, clip: str = "minmax"):
+    """Fake-quantize `x` with min-max (or MSE) qparams computed from `x` itself; STE gradient."""
+    scale, zero = compute_qparams(x, bits, symmetric, axis=axis, group_size=group_size, clip=clip)
+    qmin, qmax = qrange(bits, symmetric)
+    return fake_quantize(x, scale, zero, qmin, qmax, group_size=group_size)
+
+
+# ── QuantizedWeight: what every weight quantizer returns ────────────────────────────────────
+
+
+@dataclass(eq=False)
+class QuantizedWeight:
+    """A weight matrix [out, in] stored as b-bit integer codes plus per-group scale and zero point.
+
+    codes  [out, in]       uint8, always unsigned: 0 ≤ codes ≤ 2^bits − 1
+    scale  [out, n_groups] float, > 0              (n_groups = in / group_size)
+    zero   [out, n_groups] uint8, in [0, 2^bits − 1] (symmetric: the constant 2^(bits−1))
+    bits, group_size       group_size = in for per-channel (one group per row)
+    perm   [in] or None    column order used while quantizing (GPTQ act-order): column j of codes
+                           holds original column perm[j], and groups are consecutive in that order
+    symmetric              zero is the constant 2^(bits−1), so it costs no storage
+
+    W ≈ dequantize() = (codes − zero) · scale, group by group, columns put back in original order.
+    """
+
+    codes: torch.Tensor
+    scale: torch.Tensor
+    zero: torch.Tensor
+    bits: int
+    group_size: int
+    perm: torch.Tensor | None = None
+    symmetric: bool = False
+
+    def __post_init__(self):
+        self.bits = check_bits(self.bits)
+        if not isinstance(self.codes, torch.Tensor) or self.codes.dim() != 2 or self.codes.is_floating_point():
+            raise TypeError("codes must be a 2-D integer tensor [out, in], got "
+                            f"{getattr(self.codes, 'dtype', type(self.codes).__name__)}")
+        out, n_in = self.codes.shape
+        g = self.group_size
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+            raise ValueError(f"group_size={g!r} must divide in_features={n_in}")
+        if tuple(self.scale.shape) != (out, n_in // g) or tuple(self.zero.shape) != (out, n_in // g):
+            raise ValueError(f"scale and zero must have shape [out, in / group_size] = {[out, n_in // g]}, "
+                             f"got {list(self.scale.shape)} and {list(self.zero.shape)}")
+        _check_scale(self.scale)
+        if self.codes.numel() and (self.codes.min() < 0 or self.codes.max() > self.qmax):
+            raise ValueError(f"codes must lie in [0, {self.qmax}] for bits={self.bits}; got "
+                             f"[{self.codes.min().item()}, {self.codes.max().item()}]")
+        if self.perm is not None and sorted(self.perm.tolist()) != list(range(n_in)):
+            raise ValueError(f"perm must be a permutation of range(in_features={n_in})")
+        self.codes, self.zero = self.codes.to(torch.uint8), _check_zero(self.zero).to(torch.uint8)
+
+    qmin = 0
+
+    @property
+    def qmax(self) -> int:
+        return 2**self.bits - 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.codes.shape)
+
+    @property
+    def n_groups(self) -> int:
+        return self.codes.shape[1] // self.group_size
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The float weight [out, in] that these codes stand for, in the original column order."""
+        return dequantize_weight(self.codes, self.scale, self.zero, self.group_size, self.perm, dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """Storage with codes packed at `bits` bits: codes + scales (their dtype) + zeros (at `bits`
+        bits, none if symmetric) + the permutation if any."""
+        codes = math.ceil(self.codes.numel() * self.bits / 8)
+        scales = self.scale.numel() * self.scale.element_size()
+        zeros = 0 if self.symmetric else math.ceil(self.zero.numel() * self.bits / 8)
+        perm = 0 if self.perm is None else self.perm.numel() * self.perm.element_size()
+        return codes + scales + zeros + perm
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.nbytes / self.codes.numel()
+
+    def to(self, device) -> QuantizedWeight:
+        move = lambda t: None if t is None else t.to(device)
+        return QuantizedWeight(move(self.codes), move(self.scale), move(self.zero), self.bits,
+                               self.group_size, move(self.perm), self.symmetric)
+
+    def __repr__(self) -> str:
+        out, n_in = self.shape
+        return (f"QuantizedWeight([{out}, {n_in}], bits={self.bits}, group_size={self.group_size}, "
+                f"{'symmetric' if self.symmetric else 'asymmetric'}{', permuted' if self.perm is not None else ''}, "
+                f"{self.nbytes} bytes = {self.bits_per_weight:.3f} bits/weight)")
+
+
+def dequantize_weight(codes, scale, zero, group_size: int, perm=None, dtype=torch.float32) -> torch.Tensor:
+    """W [out, in] from the fields of a QuantizedWeight, without re-checking them (fast path)."""
+    out, n_in = codes.shape
+    q = codes.reshape(out, n_in // group_size, group_size).to(torch.int32)  # [out, groups, g]
+    ct = torch.promote_types(scale.dtype, torch.float32)  # fp16 scales are multiplied in float32
+    w = ((q - zero[..., None].to(torch.int32)).to(ct) * scale[..., None].to(ct)).reshape(out, n_in)
+    if perm is not None:
+        w = w[:, torch.argsort(perm)]  # undo the column permutation: column perm[j] is w[:, j]
+    return w.to(dtype)
+
+
+# ── observers: a range for activations, from calibration batches ────────────────────────────
+
+
+class Observer:
+    """Watches activations and proposes a quantization range. Call it on each batch, then `qparams()`.
+
+        obs = MinMaxObserver(bits=8); [obs(x) for x in batches]; scale, zero = obs.qparams()
+
+    Subclasses define `observe(x)` and `range()`. Everything is per tensor.
+    """
+
+    def __init__(self, bits: int = 8, symmetric: bool = False):
+        self.bits, self.symmetric = check_bits(bits), bool(symmetric)
+        self.batches = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_finite("x", x)
+        with torch.no_grad():
+            self.observe(x.detach().float())
+        self.batches += 1
+        return x
+
+    def observe(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batches == 0:
+            raise ValueError(f"{type(self).__name__} has seen no data; call it on calibration batches first")
+        lo, hi = self.range()
+        return qparams_from_range(lo, hi, self.bits, self.symmetric)
+
+    def __repr__(self) -> str:
+        rng = "no data" if self.batches == 0 else "[{:.4g}, {:.4g}]".format(*(v.item() for v in self.range()))
+        return f"{type(self).__name__}(bits={self.bits}, {rng}, batches={self.batches})"
+
+
+class MinMaxObserver(Observer):
+    """The smallest and largest value ever seen."""
+
+    def observe(self, x):
+        lo, hi = x.min(), x.max()
+        self.lo = lo if self.batches == 0 else torch.minimum(self.lo, lo)
+        self.hi = hi if self.batches == 0 else torch.maximum(self.hi, hi)
+
+    def range(self):
+        return self.lo, self.hi
+
+
+class MovingAverageMinMaxObserver(MinMaxObserver):
+    """Exponential moving average of each batch's min and max: lo ← lo + c · (min(x) − lo)."""
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, averaging_constant: float = 0.01):
+        super().__init__(bits, symmetric)
+        if not 0.0 < averaging_constant <= 1.0:
+            raise ValueError(f"averaging_constant={averaging_constant!r} must be in (0, 1]")
+        self.c = averaging_constant
+
+    def observe(self, x):
+        if self.batches == 0:
+            return super().observe(x)
+        self.lo = self.lo + self.c * (x.min() - self.lo)
+        self.hi = self.hi + self.c * (x.max() - self.hi)
+
+
+class PercentileObserver(Observer):
+    """The `percentile`-th and (100 − `percentile`)-th percentiles, averaged over batches.
+
+    Ignores the rarest extreme values, at the price of clipping them."""
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, percentile: float = 99.99):
+        super().__init__(bits, symmetric)
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile={percentile!r} must be in (50, 100]")
+        self.percentile = percentile
+        self.lo = self.hi = torch.tensor(0.0)
+
+    def observe(self, x):
+        v = x.flatten()
+        k_hi = max(1, min(v.numel(), math.ceil(self.percentile / 100 * v.numel())))
+        k_lo = max(1, v.numel() - k_hi + 1)
+        lo, hi = v.kthvalue(k_lo).values, v.kthvalue(k_hi).values
+        n = self.batches
+        self.lo, self.hi = (self.lo * n + lo) / (n + 1), (self.hi * n + hi) / (n + 1)  # running mean
+
+    def range(self):
+        return self.lo, self.hi
+
+
+class MSEObserver(Observer):
+    """The clipping range with the least squared quantization error on the values seen.
+
+    Keeps up to `max_samples` values (an evenly strided subset of each batch), then searches
+    ranges p·[lo, hi] (see `mse_range`)."""
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**18):
+        super().__init__(bits, symmetric)
+        self.max_samples, self.samples = int(max_samples), []
+
+    def observe(self, x):
+        v = x.flatten()
+        step = max(1, v.numel() // max(1, self.max_samples // 16))
+        self.samples.append(v[::step])
+        kept = torch.cat(self.samples)
+        if kept.numel() > self.max_samples:
+            self.samples = [kept[:: math.ceil(kept.numel() / self.max_samples)]]
+
+    def range(self):
+        lo, hi = mse_range(torch.cat(self.samples)[None], self.bits, self.symmetric)
+        return lo[0], hi[0]
+
+
+OBSERVERS = {"minmax": MinMaxObserver, "moving_average": MovingAverageMinMaxObserver,
+             "percentile": PercentileObserver, "mse": MSEObserver}
+
+
+def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, **options) -> Observer:
+    """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'."""
+    if kind not in OBSERVERS:
+        raise ValueError(f"observer={kind!r} is not one of {', '.join(map(repr, OBSERVERS))}")
+    return OBSERVERS[kind](bits, symmetric, **options)
+
+
+__all__ = [
+    "check_bits", "check_finite", "check_qrange", "qrange", "qparams_from_range", "compute_qparams",
+    "mse_range", "quantize", "dequantize", "dequantize_weight", "fake_quantize", "quantize_dequantize", "QuantizedWeight",
+    "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
+    "OBSERVERS", "make_observer",
+]

@@ -1,0 +1,157 @@
+"""``minicomp tour`` (``make tour``): the course's end-to-end demonstration, in the terminal.
+
+It measures everything it reports, in this run, on this machine: nothing in its table is
+hard-coded. Each stage adds rows to one results table and may save a plot to the output folder.
+Later parts of the course add stages here (distillation, quantization, kernels, the pipeline).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    stage: str
+    item: str
+    measured: str
+    note: str = ""
+
+
+@dataclass
+class TourContext:
+    out_dir: Path
+    quick: bool
+    plots: list[Path]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ── stages ───────────────────────────────────────────────────────────────────────────────────
+def stage_models(ctx: TourContext) -> list[Row]:
+    """The shipped models: size in bytes at each precision, and their measured quality."""
+    from minicomp.data import CharCorpus, as_images, load_digits
+    from minicomp.hardware import human_bytes, model_bytes, weight_bytes
+    from minicomp.models import accuracy, count_parameters, load_pretrained, perplexity
+
+    digits, corpus = load_digits(), CharCorpus()
+    rows, sizes = [], {}
+    for name in ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt"):
+        model = load_pretrained(name)
+        n = count_parameters(model)
+        if name == "tinygpt":
+            quality = f"val perplexity {perplexity(model, corpus, 'val', max_windows=16 if ctx.quick else 64):.2f}"
+        else:
+            x = as_images(digits.x_test) if "cnn" in name else digits.x_test
+            quality = f"test accuracy {100 * accuracy(model, x, digits.y_test):.1f}%"
+        sizes[name] = {b: weight_bytes(n, b) for b in (32, 16, 8, 4)}
+        rows.append(Row("models", name, quality,
+                        f"{n:,} params, {human_bytes(model_bytes(model))} in fp32, "
+                        f"{human_bytes(weight_bytes(n, 4))} at 4 bits (before scales)"))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.2
+    for i, bits in enumerate((32, 16, 8, 4)):
+        ax.bar([j + i * width for j in range(len(sizes))], [s[bits] / 1e6 for s in sizes.values()],
+               width, label=f"{bits}-bit")
+    ax.set_xticks([j + 1.5 * width for j in range(len(sizes))], list(sizes))
+    ax.set_ylabel("weights (MB)")
+    ax.set_title("Shipped models: bytes at each precision")
+    ax.legend()
+    fig.tight_layout()
+    path = ctx.out_dir / "model_sizes.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    ctx.plots.append(path)
+    return rows
+
+
+def stage_hardware(ctx: TourContext) -> list[Row]:
+    """Matmul throughput by dtype, and GEMV (memory-bound) against GEMM (compute-bound)."""
+    from minicomp.hardware import gemv_vs_gemm, matmul_flops
+
+    size, repeats = (256, 3) if ctx.quick else (512, 10)
+    rows, fp32 = [], None
+    for dtype in (torch.float32, torch.bfloat16, torch.int8):
+        r = matmul_flops(size, size, size, dtype, "cpu", repeats=repeats)
+        if dtype == torch.float32:
+            fp32 = r["gflops"]
+        ratio = r["gflops"] / fp32 if fp32 else float("nan")
+        rows.append(Row("hardware", f"{size}³ matmul, {r['dtype']}",
+                        f"{r['gflops']:.1f} GFLOP/s ({ratio:.2f}× fp32)", r["backend"]))
+    batches = (1, 4, 16, 64) if ctx.quick else (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    dim = 512 if ctx.quick else 1024
+    curve = gemv_vs_gemm(batches, dim, dim, repeats=repeats)
+    first, last = curve[0], curve[-1]
+    rows.append(Row("hardware", f"linear {dim}×{dim}: batch {last['batch']} vs batch 1",
+                    f"{last['gflops'] / first['gflops']:.1f}× the GFLOP/s",
+                    f"batch 1 moves {first['bytes'] / first['flops']:.2f} bytes per FLOP: memory-bound"))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.loglog([r["intensity"] for r in curve], [r["gflops"] for r in curve], "o-")
+    for r in curve:
+        ax.annotate(str(r["batch"]), (r["intensity"], r["gflops"]), fontsize=7)
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("measured GFLOP/s")
+    ax.set_title(f"{dim}×{dim} linear, labels = batch size")
+    fig.tight_layout()
+    path = ctx.out_dir / "gemv_vs_gemm.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    ctx.plots.append(path)
+    return rows
+
+
+STAGES: list[tuple[str, Callable[[TourContext], list[Row]]]] = [
+    ("shipped models", stage_models),
+    ("hardware", stage_hardware),
+]
+
+
+# ── driver ───────────────────────────────────────────────────────────────────────────────────
+def format_table(rows: list[Row]) -> str:
+    headers = ("stage", "item", "measured", "note")
+    cells = [headers] + [(r.stage, r.item, r.measured, r.note) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), line]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)) for cell in cells[1:]]
+    return "\n".join(out)
+
+
+def run_tour(out_dir: Path = Path("tour-output"), quick: bool = False) -> int:
+    """Run every stage, print the results table, save plots in ``out_dir``; return 0."""
+    from tqdm.auto import tqdm
+
+    from minicomp.hardware import describe_machine, format_machine
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    print("minicomp tour: every number below is measured now, on this machine.\n")
+    print(format_machine(describe_machine()), "\n")
+    ctx, rows = TourContext(out_dir, quick, []), []
+    start = time.perf_counter()
+    for name, stage in tqdm(STAGES, desc="tour", unit="stage"):
+        t0 = time.perf_counter()
+        rows += stage(ctx)
+        tqdm.write(f"  {name}: {time.perf_counter() - t0:.1f} s")
+    print()
+    print(format_table(rows))
+    print(f"\n{len(rows)} results in {time.perf_counter() - start:.0f} s. "
+          f"Plots saved in {out_dir.resolve()}/: {', '.join(p.name for p in ctx.plots)}")
+    return 0

@@ -1,0 +1,122 @@
+"""The notebook pipeline: solution stripping, pair syncing, and `minicomp course check`."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from minicomp import course
+from minicomp.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_strip_solutions_keeps_indentation_and_everything_else():
+    src = (
+        "x = 1\n"
+        "def f(a):\n"
+        "    '''doc'''\n"
+        "    ### BEGIN SOLUTION\n"
+        "    return a + 1\n"
+        "    ### END SOLUTION\n"
+        "y = 2\n"
+    )
+    out = course.strip_solutions(src)
+    assert "return a + 1" not in out
+    assert "    # YOUR CODE HERE\n    raise NotImplementedError(" in out
+    assert out.startswith("x = 1\ndef f(a):\n    '''doc'''\n") and out.endswith("y = 2\n")
+    namespace = {}
+    exec(out, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["f"](1)
+
+
+@pytest.mark.parametrize(
+    "src,message",
+    [
+        ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "inside a function"),
+        ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "never closed"),
+        ("def f():\n    return 1\n    ### END SOLUTION\n", "without a matching"),
+        ("def f():\n    ### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n", "inside the block"),
+    ],
+)
+def test_strip_solutions_rejects_bad_markers(src, message):
+    with pytest.raises(ValueError, match=message):
+        course.strip_solutions(src, "nb.py")
+
+
+def test_repository_course_is_in_sync():
+    problems = course.check(ROOT)
+    assert problems == [], "\n".join(map(str, problems))
+    assert main(["course", "check"]) == 0
+
+
+def test_every_folder_has_notebooks():
+    for folder in course.FOLDERS:
+        assert list((ROOT / folder).glob("*.py")), f"{folder}/ is empty"
+
+
+@pytest.fixture
+def course_copy(tmp_path):
+    for folder in course.FOLDERS:
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    assert course.check(tmp_path) == []
+    return tmp_path
+
+
+def _first(root, folder, suffix):
+    return sorted((root / folder).glob(f"*{suffix}"))[0]
+
+
+def test_check_catches_py_edited_alone(course_copy):
+    py = _first(course_copy, "lessons", ".py")
+    py.write_text(py.read_text() + "\n# %%\nprint('a new cell')\n")
+    problems = course.check(course_copy)
+    assert any("out of sync" in p.what and p.path.suffix == ".ipynb" for p in problems)
+    course.sync(course_copy)
+    assert course.check(course_copy) == []
+
+
+def test_check_catches_ipynb_edited_alone(course_copy):
+    import nbformat
+
+    ipynb = _first(course_copy, "lessons", ".ipynb")
+    nb = nbformat.read(ipynb, as_version=4)
+    nb.cells[-1].source += "\nprint('edited in the browser only')"
+    nbformat.write(nb, ipynb)
+    assert any("out of sync" in p.what for p in course.check(course_copy))
+
+
+def test_check_catches_outputs(course_copy):
+    import nbformat
+
+    ipynb = _first(course_copy, "lessons", ".ipynb")
+    nb = nbformat.read(ipynb, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", text="hello")]
+    nbformat.write(nb, ipynb)
+    assert any("outputs" in p.what for p in course.check(course_copy))
+
+
+def test_check_catches_stale_exercise_and_build_fixes_it(course_copy):
+    sol = _first(course_copy, "solutions", ".py")
+    sol.write_text(sol.read_text().replace("# %% [markdown]", "# %% [markdown]\n# A new sentence.", 1))
+    course.sync(course_copy)
+    problems = course.check(course_copy)
+    assert any("stale" in p.what for p in problems)
+    course.build_exercises(course_copy)
+    assert course.check(course_copy) == []
+
+
+def test_built_exercise_has_stub_not_solution():
+    for name, text in course.built_exercises(ROOT).items():
+        solution = (ROOT / "solutions" / name).read_text()
+        assert course.BEGIN in solution and course.BEGIN not in text
+        assert "NotImplementedError" in text
+
+
+def test_check_catches_missing_pair(course_copy):
+    _first(course_copy, "lessons", ".ipynb").unlink()
+    assert any("no paired" in p.what for p in course.check(course_copy))

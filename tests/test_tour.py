@@ -1,0 +1,13 @@
+"""`make tour` runs `minicomp tour`: it must finish, print its table and save its plots."""
+
+from minicomp.cli import main
+
+
+def test_tour_quick(tmp_path, capsys):
+    out = tmp_path / "tour"
+    assert main(["tour", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "stage" in text and "measured" in text
+    assert "digits_mlp_teacher" in text and "tinygpt" in text and "GFLOP/s" in text
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs and all((out / p).stat().st_size > 1000 for p in pngs)
