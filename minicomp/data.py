@@ -172,7 +172,16 @@ def batches(
 VOCAB = "\n" + "".join(chr(i) for i in range(32, 127))
 
 # Typographic characters in the docs, mapped to ASCII. Anything else outside VOCAB becomes "?".
-_ASCII_FOLD = {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "...", "°": " degrees"}
+_ASCII_FOLD = {
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "–": "-",
+    "—": "-",
+    "…": "...",
+    "°": " degrees",
+}
 
 
 def pydoc_text() -> str:
@@ -192,7 +201,9 @@ class CharCorpus:
     >>> x, y = corpus.get_batch("train", 4, 128, torch.Generator().manual_seed(0))  # [4, 128]
     """
 
-    def __init__(self, text: str | None = None, splits: tuple[float, float, float] = (0.9, 0.05, 0.05)):
+    def __init__(
+        self, text: str | None = None, splits: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    ):
         if len(splits) != 3 or any(s <= 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
             raise ValueError(f"splits={splits!r} must be three positive fractions summing to 1")
         self.text = pydoc_text() if text is None else text

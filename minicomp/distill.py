@@ -367,12 +367,12 @@ class Hint:
 
 
 class RKD:
-    """distance_weight · RKD-D + angle_weight · RKD-A between two tapped layers (paper: 25 : 50)."""
+    """distance_weight · RKD-D + angle_weight · RKD-A between two tapped layers (the paper's 25 and 50)."""
 
     needs_teacher = True
 
-    def __init__(self, student_layer: str, teacher_layer: str, distance_weight: float = 1.0,
-                 angle_weight: float = 2.0):
+    def __init__(self, student_layer: str, teacher_layer: str, distance_weight: float = 25.0,
+                 angle_weight: float = 50.0):
         self.student_layers, self.teacher_layers = (student_layer,), (teacher_layer,)
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 

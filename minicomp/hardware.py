@@ -4,7 +4,7 @@ Four groups of helpers, read top to bottom:
 
 1. Which device, which machine: `pick_device`, `available_devices`, `describe_machine`,
    `format_machine`.
-2. Timing done right: `measure` (warm-up, many repeats, the median) and `compare`, which
+2. Timing done right: `num_threads`, `measure` (warm-up, many repeats, the median) and `compare`, which
    interleaves the repeats of several functions round-robin so that machine noise hits them all
    equally; `ratios` turns the result into speed-ups against a baseline.
 3. Counting bytes: `dtype_bytes`, `tensor_bytes`, `model_bytes` (tied weights counted once),
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,7 @@ from torch import nn
 
 __all__ = [
     "available_devices", "pick_device", "describe_machine", "format_machine",
-    "Timing", "measure", "compare", "ratios",
+    "num_threads", "Timing", "measure", "compare", "ratios",
     "dtype_bytes", "tensor_bytes", "model_bytes", "weight_bytes", "human_bytes",
     "make_matmul", "matmul_flops", "linear_cost", "gemv_vs_gemm", "measure_bandwidth",
     "roofline",
@@ -240,6 +241,25 @@ def format_machine(desc: Mapping) -> str:
 # ----------------------------------------------------------------------------------------------
 # 2. Timing
 # ----------------------------------------------------------------------------------------------
+
+@contextmanager
+def num_threads(n: int):
+    """Run the ``with`` block with PyTorch using ``n`` CPU threads, then restore the old count.
+
+    One thread gives steadier timings on a machine shared with other programs: a multi-threaded
+    kernel waits for its slowest thread, and a busy core makes that thread slow.
+    """
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"n must be an int number of threads, got {type(n).__name__} {n!r}")
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -462,6 +482,9 @@ def make_matmul(m: int, k: int, n: int, dtype: torch.dtype = torch.float32,
     Info keys: dtype, device, m, k, n, flops (= 2·m·k·n), backend, supported, note.
     """
     _check_positive_ints(m=m, k=k, n=n)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got "
+                        f"{type(dtype).__name__} {dtype!r}")
     if dtype not in _MATMUL_DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of "
                          f"{[str(d) for d in _MATMUL_DTYPES]}")

@@ -18,7 +18,7 @@ import math
 import os
 import re
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,14 +28,15 @@ from torch.nn import functional as F
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
+@contextlib.contextmanager
 def _seeded(seed: int | None):
     """Run the block under torch.manual_seed(seed) without disturbing the global RNG."""
     if seed is None:
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.random.fork_rng(devices=[]))
-    torch.manual_seed(seed)
-    return stack
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -61,7 +62,9 @@ class MLP(nn.Module):
             raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
-        self.config = dict(in_features=in_features, hidden=list(hidden), num_classes=num_classes, dropout=dropout)
+        self.config = dict(
+            in_features=in_features, hidden=list(hidden), num_classes=num_classes, dropout=dropout
+        )
         layers, width = OrderedDict(), in_features
         with _seeded(seed):
             for i, h in enumerate(hidden, start=1):
@@ -90,7 +93,9 @@ class CNN(nn.Module):
         super().__init__()
         if not channels or any(int(c) <= 0 for c in channels):
             raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints")
-        self.config = dict(channels=list(channels), hidden=hidden, num_classes=num_classes, dropout=dropout)
+        self.config = dict(
+            channels=list(channels), hidden=hidden, num_classes=num_classes, dropout=dropout
+        )
         layers, c_in = OrderedDict(), 1
         with _seeded(seed):
             for i, c in enumerate(channels, start=1):
@@ -161,7 +166,8 @@ class GPTConfig:
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # [3C, C]: q, k, v
+        # q, k and v for all heads in one matmul: weight [3C, C]
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # [C, C]
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head = config.n_head
@@ -187,11 +193,13 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = nn.ModuleDict(dict(
-            c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),  # [4C, C]
-            c_proj=nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias),  # [C, 4C]
-            dropout=nn.Dropout(config.dropout),
-        ))
+        self.mlp = nn.ModuleDict(
+            dict(
+                c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),  # [4C, C]
+                c_proj=nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias),  # [C, 4C]
+                dropout=nn.Dropout(config.dropout),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -208,13 +216,15 @@ class TinyGPT(nn.Module):
             raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head}")
         self.config = config
         with _seeded(seed):
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),  # [V, C]
-                wpe=nn.Embedding(config.block_size, config.n_embd),  # [block_size, C]
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            ))
+            self.transformer = nn.ModuleDict(
+                dict(
+                    wte=nn.Embedding(config.vocab_size, config.n_embd),  # [V, C]
+                    wpe=nn.Embedding(config.block_size, config.n_embd),  # [block_size, C]
+                    drop=nn.Dropout(config.dropout),
+                    h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                    ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+                )
+            )
             self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # [V, C]
             self.transformer.wte.weight = self.lm_head.weight  # weight tying
             self.apply(self._init_weights)
@@ -231,15 +241,21 @@ class TinyGPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         B, T = idx.shape
         if T > self.config.block_size:
-            raise ValueError(f"idx has T={T} tokens; block_size={self.config.block_size} is the maximum")
+            raise ValueError(
+                f"idx has T={T} tokens; block_size={self.config.block_size} is the maximum"
+            )
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # [T]
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # [B, T, C]
+        tok_emb = self.transformer.wte(idx)  # [B, T, C]
+        pos_emb = self.transformer.wpe(pos)  # [T, C]
+        x = self.transformer.drop(tok_emb + pos_emb)  # [B, T, C]
         for block in self.transformer.h:
             x = block(x)
         logits = self.lm_head(self.transformer.ln_f(x))  # [B, T, V]
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            )
         return logits, loss
 
     @torch.no_grad()
@@ -276,7 +292,9 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def perplexity(model, corpus, split="val", block_size=None, max_windows=128, batch_size=32) -> float:
+def perplexity(
+    model, corpus, split="val", block_size=None, max_windows=128, batch_size=32
+) -> float:
     """exp(mean next-character cross-entropy) on fixed, non-overlapping windows of a split.
 
     Windows start at 0, T, 2T, ... (T = block_size, default model.config.block_size); if there
@@ -284,7 +302,9 @@ def perplexity(model, corpus, split="val", block_size=None, max_windows=128, bat
     return logits [B, T, V] or a tuple whose first item is the logits.
     """
     data = corpus.split(split)  # [N]
-    T = block_size or model.config.block_size
+    T = block_size or getattr(getattr(model, "config", None), "block_size", None)
+    if T is None:
+        raise ValueError("block_size=None, and the model has no config.block_size: pass one")
     if not isinstance(T, int) or not 0 < T < len(data):
         raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
     if not isinstance(max_windows, int) or max_windows <= 0:
@@ -302,7 +322,9 @@ def perplexity(model, corpus, split="val", block_size=None, max_windows=128, bat
         y = torch.stack([data[j + 1 : j + 1 + T] for j in s]).to(device)  # [B, T]
         out = model(x)
         logits = out[0] if isinstance(out, (tuple, list)) else out  # [B, T, V]
-        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        nll = F.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
+        )
         total_nll += nll.item()
         total_tokens += y.numel()
     model.train(was_training)
@@ -318,10 +340,14 @@ PRETRAINED = ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt")
 def pretrained_metadata(name: str) -> dict:
     """The JSON written next to the weights: config, training recipe, seed, measured metrics."""
     if name not in PRETRAINED:
-        raise ValueError(f"name={name!r} is not a shipped model; valid names: {', '.join(PRETRAINED)}")
+        raise ValueError(
+            f"name={name!r} is not a shipped model; valid names: {', '.join(PRETRAINED)}"
+        )
     path = WEIGHTS_DIR / f"{name}.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; regenerate it with: python -m minicomp.pretrained --which all")
+        raise FileNotFoundError(
+            f"{path} is missing; regenerate it with: python -m minicomp.pretrained --which all"
+        )
     return json.loads(path.read_text())
 
 
@@ -332,7 +358,9 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> nn.M
     meta = pretrained_metadata(name)
     weights = WEIGHTS_DIR / f"{name}.safetensors"
     if not weights.exists():
-        raise FileNotFoundError(f"{weights} is missing; regenerate it with: python -m minicomp.pretrained --which all")
+        raise FileNotFoundError(
+            f"{weights} is missing; regenerate it with: python -m minicomp.pretrained --which all"
+        )
     arch, config = meta["arch"], meta["config"]
     if arch == "MLP":
         model = MLP(**config)
@@ -379,14 +407,8 @@ def load_minilm(name_or_path: str | os.PathLike | None = None, device: str | Non
     name = str(name_or_path)
     if not Path(name).expanduser().exists():
         if not _HUB_ID.match(name):
-            raise FileNotFoundError(f"name_or_path={name!r} is not an existing path or a hub id like 'org/name'")
+            raise FileNotFoundError(
+                f"name_or_path={name!r} is not an existing path or a hub id like 'org/name'"
+            )
         return SentenceTransformer(name, device=device)
     return SentenceTransformer(str(Path(name).expanduser()), device=device)
-
-
-__all__ = [
-    "MLP", "CNN", "GPTConfig", "TinyGPT", "CausalSelfAttention", "Block",
-    "digits_mlp_teacher", "digits_mlp_student", "digits_cnn_teacher", "digits_cnn_student",
-    "accuracy", "perplexity", "count_parameters", "load_pretrained", "pretrained_metadata",
-    "load_minilm", "PRETRAINED", "WEIGHTS_DIR",
-]

@@ -60,8 +60,14 @@ def save(model: torch.nn.Module, meta: dict, out_dir: Path = WEIGHTS_DIR) -> Non
 # Digits teachers
 
 
-def train_digits_teacher(kind: str = "mlp", seed: int = 0, epochs: int = 60, lr: float = 1e-3,
-                         weight_decay: float = 1e-4, batch_size: int = 64):
+def train_digits_teacher(
+    kind: str = "mlp",
+    seed: int = 0,
+    epochs: int = 60,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 64,
+):
     """Train the MLP or CNN digits teacher on the train split; returns (model, metadata)."""
     if kind not in ("mlp", "cnn"):
         raise ValueError(f"kind={kind!r} must be 'mlp' or 'cnn'")
@@ -94,10 +100,17 @@ def train_digits_teacher(kind: str = "mlp", seed: int = 0, epochs: int = 60, lr:
         "config": model.config,
         "params": count_parameters(model),
         "seed": seed,
-        "data": "minicomp.data.load_digits(seed=0): 1259 train / 179 val / 359 test",
-        "recipe": {"optimizer": "AdamW", "lr": lr, "weight_decay": weight_decay,
-                   "schedule": "OneCycleLR (cosine)", "epochs": epochs, "batch_size": batch_size,
-                   "loss": "cross-entropy on train labels"},
+        "data": f"minicomp.data.load_digits(seed=0): {len(d.y_train)} train / "
+        f"{len(d.y_val)} val / {len(d.y_test)} test",
+        "recipe": {
+            "optimizer": "AdamW",
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "schedule": "OneCycleLR (cosine)",
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "loss": "cross-entropy on train labels",
+        },
         "metrics": metrics,
         "train_seconds": round(time.time() - t0, 1),
         "environment": _environment(),
@@ -109,9 +122,17 @@ def train_digits_teacher(kind: str = "mlp", seed: int = 0, epochs: int = 60, lr:
 # TinyGPT
 
 
-def train_tinygpt(seed: int = 0, max_iters: int = 2200, batch_size: int = 32, lr: float = 2e-3,
-                  min_lr: float = 2e-4, warmup_iters: int = 100, weight_decay: float = 0.1,
-                  eval_interval: int = 250, config: GPTConfig | None = None):
+def train_tinygpt(
+    seed: int = 0,
+    max_iters: int = 2200,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    min_lr: float = 2e-4,
+    warmup_iters: int = 100,
+    weight_decay: float = 0.1,
+    eval_interval: int = 250,
+    config: GPTConfig | None = None,
+):
     """Train TinyGPT on the pydoc character corpus; returns (model, metadata)."""
     t0 = time.time()
     config = config or GPTConfig()
@@ -121,8 +142,14 @@ def train_tinygpt(seed: int = 0, max_iters: int = 2200, batch_size: int = 32, lr
     # nanoGPT's recipe: weight decay on matrices only, not on biases, LayerNorms or embeddings' 1-D
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.99),
+    )
 
     def lr_at(it: int) -> float:  # linear warmup, then cosine decay to min_lr
         if it < warmup_iters:
@@ -145,29 +172,46 @@ def train_tinygpt(seed: int = 0, max_iters: int = 2200, batch_size: int = 32, lr
         opt.step()
         if (it + 1) % eval_interval == 0 or it + 1 == max_iters:
             val_ppl = perplexity(model, corpus, "val", max_windows=64)
-            history.append({"iter": it + 1, "train_loss": round(loss.item(), 4), "val_ppl": round(val_ppl, 3)})
-            bar.write(f"iter {it + 1}: train loss {loss.item():.3f}, val ppl {val_ppl:.3f} "
-                      f"({time.time() - t0:.0f}s)")
+            history.append(
+                {"iter": it + 1, "train_loss": round(loss.item(), 4), "val_ppl": round(val_ppl, 3)}
+            )
+            bar.write(
+                f"iter {it + 1}: train loss {loss.item():.3f}, val ppl {val_ppl:.3f} "
+                f"({time.time() - t0:.0f}s)"
+            )
     model.eval()
 
     counts = torch.bincount(corpus.train, minlength=corpus.vocab_size).float() + 1.0
     unigram_nll = -(counts / counts.sum()).log()[corpus.val].mean().item()
     prompt = corpus.encode("The ")[None]  # [1, 4]
-    sample = model.generate(prompt, 200, temperature=0.8, top_k=20, generator=torch.Generator().manual_seed(seed))
+    sample = model.generate(
+        prompt, 200, temperature=0.8, top_k=20, generator=torch.Generator().manual_seed(seed)
+    )
     meta = {
         "name": "tinygpt",
         "arch": "TinyGPT",
         "config": asdict(config),
         "params": count_parameters(model),
         "seed": seed,
-        "data": {"corpus": "minicomp.data.CharCorpus() (pydoc_data.topics, ASCII-folded)",
-                 "chars": len(corpus.text),
-                 "text_sha256": hashlib.sha256(corpus.text.encode()).hexdigest(),
-                 "vocab": corpus.vocab, "splits": [0.9, 0.05, 0.05]},
-        "recipe": {"optimizer": "AdamW", "betas": [0.9, 0.99], "lr": lr, "min_lr": min_lr,
-                   "warmup_iters": warmup_iters, "schedule": "linear warmup + cosine",
-                   "max_iters": max_iters, "batch_size": batch_size, "weight_decay": weight_decay,
-                   "grad_clip": 1.0},
+        "data": {
+            "corpus": "minicomp.data.CharCorpus() (pydoc_data.topics, ASCII-folded)",
+            "chars": len(corpus.text),
+            "text_sha256": hashlib.sha256(corpus.text.encode()).hexdigest(),
+            "vocab": corpus.vocab,
+            "splits": [0.9, 0.05, 0.05],
+        },
+        "recipe": {
+            "optimizer": "AdamW",
+            "betas": [0.9, 0.99],
+            "lr": lr,
+            "min_lr": min_lr,
+            "warmup_iters": warmup_iters,
+            "schedule": "linear warmup + cosine",
+            "max_iters": max_iters,
+            "batch_size": batch_size,
+            "weight_decay": weight_decay,
+            "grad_clip": 1.0,
+        },
         "metrics": {
             "val_perplexity": perplexity(model, corpus, "val"),  # default windows: 128 x 128
             "test_perplexity": perplexity(model, corpus, "test"),
@@ -192,15 +236,19 @@ def main(argv: list[str] | None = None) -> None:
 
     jobs = []
     if args.which in ("digits", "all"):
-        jobs += [lambda: train_digits_teacher("mlp", seed=args.seed),
-                 lambda: train_digits_teacher("cnn", seed=args.seed)]
+        jobs += [
+            lambda: train_digits_teacher("mlp", seed=args.seed),
+            lambda: train_digits_teacher("cnn", seed=args.seed),
+        ]
     if args.which in ("tinygpt", "all"):
         jobs.append(lambda: train_tinygpt(seed=args.seed, max_iters=args.max_iters))
     for job in jobs:
         model, meta = job()
         save(model, meta, args.out)
-        print(f"{meta['name']}: {meta['params']:,} params, {meta['train_seconds']}s, "
-              f"metrics {json.dumps({k: v for k, v in meta['metrics'].items() if not isinstance(v, str)})}")
+        print(
+            f"{meta['name']}: {meta['params']:,} params, {meta['train_seconds']}s, "
+            f"metrics {json.dumps({k: v for k, v in meta['metrics'].items() if not isinstance(v, str)})}"
+        )
 
 
 if __name__ == "__main__":

@@ -149,15 +149,17 @@ def compute_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False, *,
                                 (group_size=-1: one group per row, [out, 1])
     clip="mse" shrinks each range to the one that minimises the squared error (see `mse_range`).
     """
-    check_finite("x", x)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        check_finite("x", x)  # raises the TypeError
     bits = check_bits(bits)
-    rows, shape = _rows(x.detach(), axis, group_size)  # [R, n]
-    if clip == "minmax":
-        lo, hi = rows.amin(dim=1), rows.amax(dim=1)  # [R]
-    elif clip == "mse":
-        lo, hi = mse_range(rows, bits, symmetric)
-    else:
+    if clip not in ("minmax", "mse"):
         raise ValueError(f"clip={clip!r} must be 'minmax' or 'mse'")
+    rows, shape = _rows(x.detach(), axis, group_size)  # [R, n]
+    lo, hi = rows.amin(dim=1), rows.amax(dim=1)  # [R]; NaN or Inf anywhere shows up here
+    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        check_finite("x", x)  # raises, naming how many values are bad
+    if clip == "mse":
+        lo, hi = mse_range(rows, bits, symmetric)
     scale, zero = qparams_from_range(lo, hi, bits, symmetric)
     return scale.reshape(shape), zero.reshape(shape)
 
@@ -177,8 +179,7 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
     for i in range(int(maxshrink * grid) + 1):
         p = 1.0 - i / grid
         scale, zero = qparams_from_range(p * lo, p * hi, bits, symmetric)  # [R]
-        deq = dequantize(quantize(rows, scale[:, None], zero[:, None], qmin, qmax), scale[:, None], zero[:, None])
-        err = (deq - rows).pow(2).sum(dim=1)  # [R]
+        err = (_qdq(rows, scale[:, None], zero[:, None], qmin, qmax) - rows).pow(2).sum(dim=1)  # [R]
         better = err < best_err
         best_err, best_p = torch.where(better, err, best_err), torch.where(better, p, best_p)
     return best_p * lo, best_p * hi
@@ -231,6 +232,11 @@ def dequantize(q: torch.Tensor, scale, zero_point, *, group_size: int | None = N
     return ((qg.to(torch.int32) - z).to(dtype) * s.to(dtype)).reshape(q.shape)
 
 
+def _qdq(xg, s, z, qmin: int, qmax: int) -> torch.Tensor:
+    """(clamp(round(x/s) + z, qmin, qmax) − z) · s on already checked, broadcastable tensors."""
+    return (torch.clamp(torch.round(xg / s) + z, qmin, qmax) - z) * s
+
+
 def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *,
                   group_size: int | None = None) -> torch.Tensor:
     """dequantize(quantize(x)) in x's dtype, with the straight-through estimator for training.
@@ -239,13 +245,18 @@ def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *,
     the representable range and is 0 where the clamp cut it (as torch.fake_quantize_* do):
         ∂x̂/∂x ≈ 1[qmin ≤ round(x/s) + z ≤ qmax]        (STE, Bengio et al. 2013)
     """
-    q = quantize(x.detach(), scale, zero_point, qmin, qmax, group_size=group_size)
-    x_hat = dequantize(q, scale, zero_point, group_size=group_size).to(x.dtype)
+    check_finite("x", x)
+    qmin, qmax = check_qrange(qmin, qmax)
+    return _fake_quantize(x, scale, zero_point, qmin, qmax, group_size)
+
+
+def _fake_quantize(x, scale, zero_point, qmin, qmax, group_size):
+    xg, s, z = _prepare(x.detach(), scale, zero_point, group_size)
+    q = torch.round(xg / s) + z  # not yet clamped
+    x_hat = ((torch.clamp(q, qmin, qmax) - z) * s).reshape(x.shape).to(x.dtype)
     if not (x.requires_grad and torch.is_grad_enabled()):
         return x_hat
-    xg, s, z = _prepare(x.detach(), scale, zero_point, group_size)
-    q_unclamped = torch.round(xg / s) + z
-    inside = ((q_unclamped >= qmin) & (q_unclamped <= qmax)).reshape(x.shape)
+    inside = ((q >= qmin) & (q <= qmax)).reshape(x.shape)
     x_pass = torch.where(inside, x, x.detach())  # gradient 1 inside the range, 0 outside
     return x_pass + (x_hat - x_pass).detach()
 
@@ -255,7 +266,7 @@ def quantize_dequantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
     """Fake-quantize `x` with min-max (or MSE) qparams computed from `x` itself; STE gradient."""
     scale, zero = compute_qparams(x, bits, symmetric, axis=axis, group_size=group_size, clip=clip)
     qmin, qmax = qrange(bits, symmetric)
-    return fake_quantize(x, scale, zero, qmin, qmax, group_size=group_size)
+    return _fake_quantize(x, scale, zero, qmin, qmax, group_size)
 
 
 # ── QuantizedWeight: what every weight quantizer returns ────────────────────────────────────

@@ -44,7 +44,7 @@ def test_digits_split_is_stratified(digits):
 
 def test_digits_split_is_deterministic_and_seeded(digits):
     again = load_digits(seed=0)
-    for a, b in zip(digits, again):
+    for a, b in zip(digits, again, strict=True):
         assert torch.equal(a, b)
     other = load_digits(seed=1)
     assert not torch.equal(digits.x_test, other.x_test)
@@ -191,7 +191,11 @@ def test_corpus_splits_argument():
 
 
 def test_text_sentences_disjoint_and_complete():
-    calib, held, everything = text_sentences("calib"), text_sentences("heldout"), text_sentences("all")
+    calib, held, everything = (
+        text_sentences("calib"),
+        text_sentences("heldout"),
+        text_sentences("all"),
+    )
     assert len(calib) > 500 and len(held) > 500
     assert not set(calib) & set(held)
     assert set(calib) | set(held) == set(everything)

@@ -25,6 +25,7 @@ from minicomp.hardware import (
     measure,
     measure_bandwidth,
     model_bytes,
+    num_threads,
     pick_device,
     ratios,
     roofline,
@@ -132,6 +133,20 @@ def test_timing_from_times_is_exact():
 def test_measure_validates_arguments(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
         measure(lambda: None, **kwargs)
+
+
+def test_num_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with num_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"), num_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n=0 must be >= 1"), num_threads(0):
+        pass
+    with pytest.raises(TypeError, match="n must be an int"), num_threads(1.5):
+        pass
 
 
 def test_measure_rejects_non_callable():
@@ -330,6 +345,8 @@ def test_matmul_validates_arguments():
         matmul_flops(4, 4.0, 4)
     with pytest.raises(ValueError, match="dtype=torch.float64 is not supported"):
         matmul_flops(4, 4, 4, torch.float64)
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype.*got str"):
+        make_matmul(4, 4, 4, "bf16")
 
 
 def test_linear_cost_by_hand():

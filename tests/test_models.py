@@ -101,10 +101,11 @@ def test_model_argument_errors():
 
 def test_gpt_forward_shapes_and_initial_loss():
     model = small_gpt()
-    idx = torch.randint(0, 96, (3, 16), generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    idx, targets = torch.randint(0, 96, (2, 3, 16), generator=g)
     logits, loss = model(idx)
     assert logits.shape == (3, 16, 96) and loss is None
-    _, loss = model(idx, targets=idx)
+    _, loss = model(idx, targets=targets)
     assert abs(loss.item() - math.log(96)) < 0.3  # near-uniform predictions at init
 
 
@@ -142,8 +143,12 @@ def test_shipped_config_suits_group_size_128():
 def test_generate_is_reproducible():
     model = small_gpt()
     start = torch.zeros(2, 1, dtype=torch.long)
-    a = model.generate(start, 20, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(0))
-    b = model.generate(start, 20, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(0))
+    a = model.generate(
+        start, 20, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(0)
+    )
+    b = model.generate(
+        start, 20, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(0)
+    )
     assert a.shape == (2, 21) and torch.equal(a, b)
     greedy = model.generate(start, 20, temperature=0)  # longer than block_size: context is cropped
     assert greedy.shape == (2, 21)

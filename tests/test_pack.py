@@ -165,3 +165,59 @@ def test_unpack_wants_bytes():
 def test_zero_dim_raises():
     with pytest.raises(ValueError, match="0-d"):
         pack_int4(torch.tensor(3))
+
+
+# ------------------------------------------------------------------ the exercise checkers
+
+from minicomp.grading import check, get_checker  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["pack_int4", "unpack_int4"])
+def test_each_known_mistake_is_named(name):
+    """A learner who makes a listed mistake is told which one."""
+    for mistake in get_checker(name).mistakes:
+        report = check(name, mistake.fn)
+        assert not report.passed
+        assert report.hint == f"this looks like {mistake.name}. {mistake.hint}", mistake.name
+
+
+def _lows_plus_highs(q):
+    return (q[..., 0::2] + q[..., 1::2]).to(torch.uint8)
+
+
+FURTHER_WRONG_PACKS = {
+    "adds the two codes": _lows_plus_highs,
+    "shifts by 3": lambda q: (q[..., 0::2] | (q[..., 1::2] << 3)).to(torch.uint8),
+    "flattens the batch": lambda q: pack_int4(q.reshape(-1)),
+    "returns the codes unpacked": lambda q: q.to(torch.uint8),
+    "reverses the bytes": lambda q: pack_int4(q).flip(-1),
+    "multiplies the low code by 16": lambda q: ((q[..., 0::2] << 4) | q[..., 1::2]).to(torch.uint8) + 0,
+}
+
+FURTHER_WRONG_UNPACKS = {
+    "returns only the low nibbles": lambda p: p & 0x0F,
+    "divides by 8 for the high nibble": lambda p: torch.stack((p & 15, p // 8), -1).flatten(-2),
+    "concatenates along the first dimension": lambda p: torch.cat((p & 15, p >> 4), 0),
+    "returns floats": lambda p: unpack_int4(p).float(),
+    "returns int64": lambda p: unpack_int4(p).long(),
+    "reverses the result": lambda p: unpack_int4(p).flip(-1),
+}
+
+
+@pytest.mark.parametrize("wrong", FURTHER_WRONG_PACKS.values(), ids=FURTHER_WRONG_PACKS.keys())
+def test_further_wrong_packs_are_rejected(wrong):
+    report = check("pack_int4", wrong)
+    assert not report.passed and report.status == "failed"
+    assert "Traceback" not in str(report)
+
+
+@pytest.mark.parametrize("wrong", FURTHER_WRONG_UNPACKS.values(), ids=FURTHER_WRONG_UNPACKS.keys())
+def test_further_wrong_unpacks_are_rejected(wrong):
+    report = check("unpack_int4", wrong)
+    assert not report.passed and report.status == "failed"
+    assert "Traceback" not in str(report)
+
+
+def test_library_functions_pass_their_checkers():
+    assert check("pack_int4", pack_int4).passed
+    assert check("unpack_int4", unpack_int4).passed

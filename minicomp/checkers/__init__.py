@@ -6,3 +6,6 @@ implementations that people really write, with the hint the report gives for eac
 """
 
 from minicomp.checkers import basics  # noqa: F401
+from minicomp.checkers import quant  # noqa: F401
+from minicomp.checkers import distill  # noqa: F401
+from minicomp.checkers import kernels  # noqa: F401

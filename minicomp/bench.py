@@ -1,0 +1,280 @@
+"""`minicomp bench`: how fast, and how small, are packed weights on this machine?
+
+For each weight size [out, in] and batch size, time y = x Wᵀ in every format, all in one run,
+interleaved (see `hardware.compare`), and report each as a speed-up over float32 measured in that
+same run, plus the bytes its weight takes:
+
+    fp32             torch F.linear, the baseline
+    bf16 / fp16      torch F.linear in 16 bits (bf16 on CPU, fp16 = cuBLAS on GPU)
+    int8-fused       PackedLinear, 8-bit codes, the fused backend (cpu or triton)
+    int8-torch       torch's dynamic int8 Linear (fbgemm; it quantizes activations too: W8A8)
+    int4-reference   PackedLinear, backend="reference": unpack, dequantize, matmul
+    int4-fused       PackedLinear, 4-bit group-128 codes, the fused backend
+    int4-torch       torch's own int4 kernel (_weight_int4pack_mm[_for_cpu]) where it exists
+
+Batch 1 is a GEMV: every weight is read once per output, so time follows bytes moved and
+fewer bytes win. Large batches are GEMMs, limited by arithmetic, where dense float kernels win.
+
+    minicomp bench                       # CPU, and the GPU too when there is one
+    minicomp bench --quick               # smaller, for a first look (~1 minute)
+    minicomp bench --sizes 4096x4096 --batches 1,16 --device cpu
+
+Results go to benchmarks/results/bench-<device>-<time>.json with `hardware.describe_machine()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minicomp import hardware
+from minicomp.kernels import PackedLinear
+
+GROUP_SIZE = 128
+# (device type, size, batch, variant, minimum speed-up over the baseline) that the course promises
+TARGETS = [
+    {"device": "cpu", "out": 4096, "in": 4096, "batch": 1, "variant": "int4-fused", "baseline": "fp32",
+     "min_ratio": 2.0, "what": "INT4 g128 fused GEMV 4096x4096 batch 1 at least 2x faster than fp32"},
+    {"device": "cuda", "out": 8192, "in": 8192, "batch": 1, "variant": "int4-fused", "baseline": "fp16",
+     "min_ratio": 2.5, "what": "Triton W4A16 GEMV 8192x8192 batch 1 at least 2.5x faster than fp16 cuBLAS"},
+]
+MIN_BYTES_RATIO = 7.5  # packed int4 weights at least 7.5x smaller than float32
+
+
+# ── the contestants ─────────────────────────────────────────────────────────────────────────
+def _torch_int4(w: torch.Tensor, qw, device: torch.device) -> Callable | None:
+    """torch's built-in int4 matmul for the same codes, or None where this build has none."""
+    out, n_in = w.shape
+    codes = qw.codes.to(torch.int32)
+    s = qw.scale.float()
+    z = (8 - qw.zero.float()) * s  # tinygemm stores (q - 8)·s + z_float; ours is (q - zero)·s
+    sz = torch.stack([s, z], -1).transpose(0, 1).contiguous()  # [in / g, out, 2]
+    try:
+        if device.type == "cpu":
+            op = torch.ops.aten._weight_int4pack_mm_for_cpu
+            wp = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 2)
+            dtype = torch.float32
+        else:
+            op = torch.ops.aten._weight_int4pack_mm
+            packed = (codes[:, 1::2] << 4 | codes[:, 0::2]).to(torch.uint8).to(device)
+            wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
+            dtype = torch.bfloat16
+        sz = sz.to(device, dtype)
+        x = torch.randn(1, n_in, device=device, dtype=dtype)
+        op(x, wp, GROUP_SIZE, sz)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return lambda xb: op(xb.to(dtype), wp, GROUP_SIZE, sz)
+
+
+def _torch_dynamic_int8(w: torch.Tensor) -> Callable | None:
+    try:  # torch.ao.quantization is deprecated (moving to torchao) but still the built-in int8 path
+        from torch.ao.nn.quantized.dynamic import Linear as DynLinear
+
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+        lin.weight.data.copy_(w)
+        q = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin), {nn.Linear}, dtype=torch.qint8)
+        if not isinstance(q[0], DynLinear):
+            return None
+        q(torch.randn(1, w.shape[1]))
+        return q
+    except Exception:  # absent, or no quantized engine on this CPU
+        return None
+
+
+def contestants(out: int, n_in: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
+    """({name: f(x) -> y}, {name: weight bytes}) for one weight size on one device."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(out, n_in, generator=g) / math.sqrt(n_in)  # [out, in]
+    lin = nn.Linear(n_in, out, bias=False)
+    lin.weight.data.copy_(w)
+    fns, sizes = {}, {}
+    w32 = w.to(device)
+    fns["fp32"], sizes["fp32"] = (lambda x: F.linear(x, w32)), w32.numel() * 4
+    half = [torch.bfloat16] if device.type == "cpu" else [torch.float16, torch.bfloat16]
+    for dt in half:
+        wh = w.to(device, dt)
+        name = str(dt).replace("torch.", "").replace("float", "fp").replace("bfp", "bf")
+        fns[name] = lambda x, wh=wh, dt=dt: F.linear(x.to(dt), wh)
+        sizes[name] = wh.numel() * 2
+    fused = "cpu" if device.type == "cpu" else "triton"
+    gs = GROUP_SIZE if n_in % GROUP_SIZE == 0 else -1
+    p8 = PackedLinear.from_linear(lin, bits=8, group_size=gs, backend=fused).to(device)
+    p4 = PackedLinear.from_linear(lin, bits=4, group_size=gs, backend=fused).to(device)
+    p4_ref = PackedLinear.from_linear(lin, bits=4, group_size=gs, backend="reference").to(device)
+    x1 = torch.zeros(1, n_in, device=device)
+    for name, layer in (("int8-fused", p8), ("int4-reference", p4_ref), ("int4-fused", p4)):
+        if _backend_ok(layer, x1):  # e.g. no numba, or no triton: that contestant is left out
+            fns[name], sizes[name] = layer, layer.weight_nbytes
+    if device.type == "cpu":
+        dyn = _torch_dynamic_int8(w)
+        if dyn is not None:
+            fns["int8-torch"], sizes["int8-torch"] = dyn, out * n_in + out * 8
+    t4 = _torch_int4(w, p4.quantized_weight(), device)
+    if t4 is not None:
+        fns["int4-torch"], sizes["int4-torch"] = t4, p4.weight_nbytes
+    return fns, sizes
+
+
+def _backend_ok(layer: PackedLinear, x: torch.Tensor) -> bool:
+    from minicomp.kernels import BACKENDS
+
+    return BACKENDS[layer.backend].unsupported(layer, x) is None
+
+
+# ── measuring ───────────────────────────────────────────────────────────────────────────────
+@torch.no_grad()
+def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, warmup: int = 3,
+        repeats: int = 20, seed: int = 0, log: Callable[[str], None] | None = print) -> dict:
+    """Measure every contestant at every (size, batch); returns the results dict that is saved."""
+    dev = torch.device(device)
+    rows = []
+    warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
+    warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated.*")
+    for out, n_in in sizes:
+        fns, nbytes = contestants(out, n_in, dev, seed)
+        for batch in batches:
+            x = torch.randn(batch, n_in, generator=torch.Generator().manual_seed(seed + batch)).to(dev)
+            calls = {name: (lambda f=f, x=x: f(x)) for name, f in fns.items()}
+            timings = hardware.compare(calls, warmup=warmup, repeats=repeats, device=dev)
+            base = {b: timings[b].median for b in ("fp32", "fp16") if b in timings}
+            for name, t in timings.items():
+                row = {"device": dev.type, "out": out, "in": n_in, "batch": batch, "variant": name,
+                       "median_s": t.median, "min_s": t.min, "repeats": t.repeats,
+                       "weight_bytes": nbytes[name],
+                       "bytes_ratio_vs_fp32": nbytes["fp32"] / nbytes[name],
+                       "speedup_vs_fp32": base["fp32"] / t.median}
+                if "fp16" in base:
+                    row["speedup_vs_fp16"] = base["fp16"] / t.median
+                rows.append(row)
+            if log:
+                log(format_table([r for r in rows if (r["out"], r["in"], r["batch"]) == (out, n_in, batch)],
+                                 header=False))
+    return {"rows": rows}
+
+
+def check_targets(rows: list[dict]) -> list[dict]:
+    """The course's speed and size targets, evaluated on `rows` (those that were measured)."""
+    found = []
+    for t in TARGETS:
+        row, base = _find(rows, t, t["variant"]), _find(rows, t, t["baseline"])
+        if row is None or base is None:
+            continue
+        ratio = base["median_s"] / row["median_s"]
+        found.append({"what": t["what"], "measured_ratio": ratio, "min_ratio": t["min_ratio"],
+                      "met": ratio >= t["min_ratio"]})
+    int4 = [r for r in rows if r["variant"] == "int4-fused"]
+    if int4:
+        worst = min(r["bytes_ratio_vs_fp32"] for r in int4)
+        found.append({"what": "packed INT4 g128 weights at least 7.5x fewer bytes than fp32",
+                      "measured_ratio": worst, "min_ratio": MIN_BYTES_RATIO, "met": worst >= MIN_BYTES_RATIO})
+    return found
+
+
+def _find(rows: list[dict], target: dict, variant: str) -> dict | None:
+    want = (target["device"], target["out"], target["in"], target["batch"], variant)
+    return next((r for r in rows if (r["device"], r["out"], r["in"], r["batch"], r["variant"]) == want), None)
+
+
+def format_table(rows: list[dict], header: bool = True) -> str:
+    lines = []
+    if header:
+        lines.append(f"{'device':<6} {'size':>11} {'batch':>5}  {'variant':<15} {'median':>10} "
+                     f"{'vs fp32':>8} {'vs fp16':>8} {'bytes':>9} {'smaller':>8}")
+    for r in rows:
+        fp16 = f"{r['speedup_vs_fp16']:7.2f}x" if "speedup_vs_fp16" in r else f"{'':>8}"
+        lines.append(f"{r['device']:<6} {r['out']:>5}x{r['in']:<5} {r['batch']:>5}  {r['variant']:<15} "
+                     f"{r['median_s'] * 1e3:8.3f}ms {r['speedup_vs_fp32']:7.2f}x {fp16} "
+                     f"{hardware.human_bytes(r['weight_bytes']):>9} {r['bytes_ratio_vs_fp32']:7.2f}x")
+    return "\n".join(lines)
+
+
+def default_out_dir() -> Path:
+    try:
+        from minicomp.course import repo_root
+
+        return repo_root() / "benchmarks" / "results"
+    except FileNotFoundError:
+        return Path.cwd() / "benchmarks" / "results"
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            out, n_in = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--sizes={text!r}: expected OUTxIN[,OUTxIN...] such as 4096x4096") from None
+        sizes.append((out, n_in))
+    return sizes
+
+
+def _parse_ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batches={text!r}: expected integers such as 1,4,16") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="minicomp bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="where to run (default: the CPU, and CUDA when present)")
+    parser.add_argument("--sizes", type=_parse_sizes, default=None,
+                        help="weight sizes OUTxIN, comma-separated (default 1024x1024,4096x4096; "
+                             "8192x8192 is added on a GPU)")
+    parser.add_argument("--batches", type=_parse_ints, default=None, help="default 1,4,16,64")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per contestant (default 20)")
+    parser.add_argument("--quick", action="store_true", help="4096x4096 at batches 1 and 16, 7 repeats")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the JSON (default benchmarks/results)")
+    parser.add_argument("--no-save", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+
+    devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else (
+        ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("error: --device cuda, but CUDA is not available here", file=sys.stderr)
+        return 2
+    repeats = args.repeats or (7 if args.quick else 20)
+    batches = args.batches or ([1, 16] if args.quick else [1, 4, 16, 64])
+    machine = hardware.describe_machine()
+    print(hardware.format_machine(machine))
+    print(format_table([], header=True))
+    rows = []
+    for dev in devices:
+        sizes = args.sizes or ([(4096, 4096)] if args.quick else
+                               [(1024, 1024), (4096, 4096)] + ([(8192, 8192)] if dev == "cuda" else []))
+        rows += run(dev, sizes, batches, repeats=repeats)["rows"]
+    targets = check_targets(rows)
+    print()
+    for t in targets:
+        print(f"{'MET ' if t['met'] else 'MISS'}  {t['what']}: measured {t['measured_ratio']:.2f}x")
+    result = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "command": "minicomp bench",
+              "argv": list(sys.argv[1:] if argv is None else argv), "machine": machine,
+              "settings": {"repeats": repeats, "warmup": 3, "group_size": GROUP_SIZE,
+                           "timing": "median of interleaved repeats (hardware.compare)"},
+              "rows": rows, "targets": targets}
+    if not args.no_save:
+        folder = args.out or default_out_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = folder / f"bench-{'-'.join(devices)}-{stamp}.json"
+        path.write_text(json.dumps(result, indent=1))
+        print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""`PackedLinear`: a linear layer that keeps only packed codes, and the kernels that run it.
+
+    layer = PackedLinear.from_linear(nn.Linear(4096, 4096), bits=4, group_size=128)  # RTN
+    layer = PackedLinear.from_quantized(qw, bias)        # any QuantizedWeight: rtn, gptq, awq
+    y = layer(x)                                         # backend chosen for x, or forced:
+    layer.backend = "reference"                          # "reference" | "cpu" | "triton" | None
+
+What it stores (buffers, so `state_dict`, `.to()` and `export` see them):
+
+    qweight [out, in · pack_bits / 8] uint8   codes packed by `minicomp.pack` (interchange layout)
+    scales  [out, n_groups]           float16 by default (what GPTQ, AWQ and GGUF store)
+    zeros   [out, n_groups]           uint8   integer zero points
+    perm    [in] int64 or None        GPTQ act-order: column j of the codes is input perm[j]
+    bias    [out] or None             kept as given (one vector, 1/in of the weight's size)
+
+Nothing is stored as a full-precision weight. `pack_bits` is 2, 4 or 8; a QuantizedWeight of 3
+bits is stored in 4-bit slots, one of 5 to 7 bits in bytes (the codes are unchanged).
+
+Backends (all compute in float32 and agree with `reference`; see each module):
+
+    reference  plain PyTorch: unpack, dequantize the whole weight, matmul. Written to be read.
+    cpu        numba kernel that dequantizes inside the multiply loop; never builds the weight.
+    triton     GPU kernel for GEMV and small-batch GEMM (W4A16), when CUDA and triton exist.
+
+`backend=None` (the default) picks, per call: triton for CUDA inputs, cpu for CPU inputs, and
+reference when the fast one cannot run this layer (or x needs a gradient: only reference is
+differentiable). `pack_model(model)` swaps a model's QuantLinear layers for PackedLinear.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from minicomp.kernels import cpu, reference
+from minicomp.kernels import triton as triton_backend
+from minicomp.pack import pack
+
+__all__ = ["PackedLinear", "BACKENDS", "available_backends", "pack_model", "set_backend",
+           "pack_bits_for", "packed_layers"]
+
+BACKENDS = {"reference": reference, "cpu": cpu, "triton": triton_backend}
+
+
+def available_backends() -> list[str]:
+    """The backends this machine can run: reference always, cpu with numba, triton with CUDA."""
+    names = ["reference"]
+    if cpu.available():
+        names.append("cpu")
+    if triton_backend.available():
+        names.append("triton")
+    return names
+
+
+def pack_bits_for(bits: int) -> int:
+    """The slot width codes of `bits` bits are packed in: 2 -> 2, 3..4 -> 4, 5..8 -> 8."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8:
+        raise ValueError(f"bits={bits!r} must be an int from 1 to 8")
+    return 2 if bits <= 2 else 4 if bits <= 4 else 8
+
+
+def _check_backend(backend) -> str | None:
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} must be None (automatic) or one of {list(BACKENDS)}")
+    return backend
+
+
+class PackedLinear(nn.Module):
+    """y = x Ŵᵀ + b where Ŵ = (codes − zero)·scale per group, computed from packed codes.
+
+    Build it with `from_linear` or `from_quantized`; the constructor takes the packed buffers
+    themselves (that is how `minicomp.export` loads a saved layer).
+    """
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, *,
+                 in_features: int, bits: int, group_size: int, perm: torch.Tensor | None = None,
+                 bias: torch.Tensor | None = None, backend: str | None = None):
+        super().__init__()
+        self.bits = int(bits)
+        self.pack_bits = pack_bits_for(bits)
+        out = qweight.shape[0] if isinstance(qweight, torch.Tensor) and qweight.dim() == 2 else None
+        if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8 or out is None:
+            raise TypeError("qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · "
+                            f"pack_bits / 8], got {getattr(qweight, 'dtype', type(qweight).__name__)}")
+        if isinstance(in_features, bool) or not isinstance(in_features, numbers.Integral) or in_features <= 0:
+            raise ValueError(f"in_features={in_features!r} must be a positive int")
+        if qweight.shape[1] * 8 != in_features * self.pack_bits:
+            raise ValueError(f"qweight has shape {tuple(qweight.shape)}; expected [{out}, "
+                             f"{in_features * self.pack_bits / 8:g}] for in_features={in_features} at "
+                             f"{self.pack_bits} bits per code")
+        g = in_features if group_size == -1 else group_size
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or in_features % g:
+            raise ValueError(f"group_size={group_size!r} must divide in_features={in_features} (or be -1)")
+        n_groups = in_features // g
+        for name, t in (("scales", scales), ("zeros", zeros)):
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != (out, n_groups):
+                raise ValueError(f"{name} must be a tensor of shape [out, in / group_size] = "
+                                 f"{[out, n_groups]}, got {getattr(t, 'shape', type(t).__name__)}")
+        if not scales.is_floating_point():
+            raise TypeError(f"scales must hold floats, got {scales.dtype}")
+        if zeros.dtype != torch.uint8:
+            raise TypeError(f"zeros must be torch.uint8 integer zero points, got {zeros.dtype}")
+        if perm is not None and (not isinstance(perm, torch.Tensor) or tuple(perm.shape) != (in_features,)):
+            raise ValueError(f"perm must be None or a tensor of shape [{in_features}]")
+        if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out,)):
+            raise ValueError(f"bias must be None or a tensor of shape [{out}], got "
+                             f"{getattr(bias, 'shape', type(bias).__name__)}")
+        self.in_features, self.out_features, self.group_size = int(in_features), int(out), int(g)
+        self.register_buffer("qweight", qweight)
+        self.register_buffer("scales", scales)
+        self.register_buffer("zeros", zeros)
+        self.register_buffer("perm", None if perm is None else perm.to(torch.int64))
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.backend = _check_backend(backend)
+        self._kernel_cache: dict = {}  # backend name -> (stamp, layout); see cpu.layout
+
+    # ── constructors ────────────────────────────────────────────────────────────────────────
+    @classmethod
+    def from_quantized(cls, qw, bias: torch.Tensor | None = None, *,
+                       scale_dtype: torch.dtype | None = None, backend: str | None = None,
+                       ) -> PackedLinear:
+        """Pack any `QuantizedWeight` (rtn, gptq, awq; with or without an act-order `perm`).
+
+        The scales keep their dtype unless `scale_dtype` is given (torch.float16 halves them).
+        """
+        from minicomp.quant import QuantizedWeight
+
+        if not isinstance(qw, QuantizedWeight):
+            raise TypeError(f"qw must be a minicomp.quant.QuantizedWeight, got {type(qw).__name__}")
+        scales = qw.scale.detach()
+        if scale_dtype is not None:
+            scales = _cast_scales(scales, scale_dtype)
+        out, n_in = qw.shape
+        return cls(pack(qw.codes, pack_bits_for(qw.bits)), scales, qw.zero.to(torch.uint8),
+                   in_features=n_in, bits=qw.bits, group_size=qw.group_size, perm=qw.perm,
+                   bias=bias, backend=backend)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, bits: int = 4, group_size: int = 128, *,
+                    symmetric: bool = False, scale_dtype: torch.dtype = torch.float16,
+                    backend: str | None = None) -> PackedLinear:
+        """Round-to-nearest quantize an nn.Linear and pack it. Scales are float16 by default and
+        the codes are rounded with the float16 scales, so no extra error comes from storing them."""
+        from minicomp.rtn import rtn_quantize
+
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        gs = group_size
+        if gs != -1 and isinstance(gs, numbers.Integral) and gs > 0 and linear.in_features % gs:
+            raise ValueError(f"group_size={gs} must divide in_features={linear.in_features} (or be -1)")
+        qw = rtn_quantize(linear.weight.detach().float(), bits, gs, symmetric, scale_dtype=scale_dtype)
+        bias = None if linear.bias is None else linear.bias.detach()
+        return cls.from_quantized(qw, bias, backend=backend)
+
+    def quantized_weight(self):
+        """The `QuantizedWeight` these buffers hold (codes unpacked)."""
+        from minicomp.pack import unpack
+        from minicomp.quant import QuantizedWeight
+
+        return QuantizedWeight(unpack(self.qweight, self.pack_bits), self.scales, self.zeros,
+                               self.bits, self.group_size, self.perm)
+
+    # ── running ─────────────────────────────────────────────────────────────────────────────
+    def choose_backend(self, x: torch.Tensor) -> str:
+        """The backend a call with input x uses: `self.backend` if set, else the fastest that can."""
+        if self.backend is not None:
+            return self.backend
+        if x.requires_grad and torch.is_grad_enabled():
+            return "reference"
+        fast = "triton" if x.device.type == "cuda" else "cpu"
+        return fast if BACKENDS[fast].unsupported(self, x) is None else "reference"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected [..., {self.in_features}]")
+        name = self.choose_backend(x)
+        backend = BACKENDS[_check_backend(name)]
+        why = backend.unsupported(self, x)
+        if why is not None:
+            raise ValueError(f"backend={name!r} cannot run this layer: {why}")
+        if name != "reference" and x.requires_grad and torch.is_grad_enabled():
+            raise ValueError(f"backend={name!r} is inference-only but x requires grad; wrap the call "
+                             "in torch.no_grad() or use backend='reference'")
+        x2 = x.reshape(-1, self.in_features)                       # [M, in]
+        y = backend.linear(self, x2) if x2.shape[0] else x2.new_zeros(0, self.out_features)
+        if self.bias is not None:
+            y = y + self.bias.to(y.device, torch.float32)
+        return y.to(device=x.device, dtype=x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    # ── sizes ───────────────────────────────────────────────────────────────────────────────
+    @property
+    def weight_nbytes(self) -> int:
+        """Bytes of the packed weight: codes + scales + zeros (+ perm). The bias is not counted."""
+        ts = [self.qweight, self.scales, self.zeros] + ([] if self.perm is None else [self.perm])
+        return sum(t.numel() * t.element_size() for t in ts)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.weight_nbytes / (self.in_features * self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
+                f"group_size={self.group_size}, scales={str(self.scales.dtype).replace('torch.', '')}, "
+                f"perm={self.perm is not None}, bias={self.bias is not None}, backend={self.backend}")
+
+    def _apply(self, fn, *args, **kwargs):
+        self._kernel_cache.clear()  # .to(), .cuda(), .half(): layouts are rebuilt on next use
+        return super()._apply(fn, *args, **kwargs)
+
+
+def _cast_scales(scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    cast = scales.to(dtype)
+    if not torch.isfinite(cast).all() or bool(((cast == 0) & (scales != 0)).any()):
+        big, small = scales.abs().max().item(), scales.abs().min().item()
+        raise ValueError(f"scale_dtype={dtype} cannot hold these scales (from {small:.3g} to "
+                         f"{big:.3g}); use scale_dtype=torch.float32")
+    return cast
+
+
+# ── whole models ─────────────────────────────────────────────────────────────────────────────
+def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: int = 128,
+               scale_dtype: torch.dtype | None = None, backend: str | None = None) -> nn.Module:
+    """Swap every weight-only `QuantLinear` in `model` for a `PackedLinear`, in place.
+
+    With `linear_bits` (e.g. 4), plain nn.Linear layers are RTN-quantized and packed too, with
+    `group_size` (falling back to one group per row where it does not divide in_features).
+    QuantLinears that quantize activations (W8A8) are left alone: these kernels are weight-only.
+    Returns `model`.
+    """
+    from minicomp.calibrate import set_module, tied_parameters
+    from minicomp.rtn import QuantLinear
+
+    _check_backend(backend)
+    tied = tied_parameters(model)
+    swaps = {}
+    for name, m in model.named_modules():
+        if isinstance(m, QuantLinear) and m.act_bits is None:
+            swaps[name] = PackedLinear.from_quantized(m.qweight, m.bias, scale_dtype=scale_dtype,
+                                                      backend=backend)
+        elif isinstance(m, nn.Linear) and linear_bits is not None and id(m.weight) not in tied:
+            gs = group_size if group_size != -1 and m.in_features % group_size == 0 else -1
+            swaps[name] = PackedLinear.from_linear(m, linear_bits, gs, backend=backend,
+                                                   scale_dtype=scale_dtype or torch.float16)
+    for name, new in swaps.items():
+        if name == "":
+            raise ValueError("model is itself a single layer; use PackedLinear.from_quantized / from_linear")
+        old = model.get_submodule(name)
+        device = next(iter(old.buffers()), next(iter(old.parameters()), None))
+        set_module(model, name, new.to(device.device) if device is not None else new)
+    return model
+
+
+def set_backend(model: nn.Module, backend: str | None) -> nn.Module:
+    """Set `backend` on every PackedLinear in `model` (None: automatic). Returns `model`."""
+    _check_backend(backend)
+    for m in model.modules():
+        if isinstance(m, PackedLinear):
+            m.backend = backend
+    return model
+
+
+def packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, PackedLinear)}

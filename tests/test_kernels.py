@@ -1,0 +1,374 @@
+"""Tests for minicomp.kernels: PackedLinear, and every backend agreeing with `reference`.
+
+Exact agreement: with integer inputs, power-of-two scales and small sizes every product and
+partial sum is an integer below 2^24, so float32 arithmetic is exact in any order and all
+backends must give bit-identical results. On random data they agree to float32 rounding.
+"""
+
+import os
+import sys
+
+import torch
+
+# Without a GPU, the triton kernel is tested on the CPU by triton's interpreter, which must be
+# switched on before triton is first imported (minicomp imports it only when a kernel first runs).
+TRITON_ON_CPU = not torch.cuda.is_available() and "triton" not in sys.modules
+if TRITON_ON_CPU:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+from torch import nn
+
+from minicomp.kernels import (
+    BACKENDS,
+    PackedLinear,
+    available_backends,
+    pack_bits_for,
+    pack_model,
+    packed_layers,
+    set_backend,
+)
+from minicomp.kernels import cpu as cpu_backend
+from minicomp.kernels import triton as triton_backend
+from minicomp.kernels.reference import dequantize_packed
+from minicomp.pack import pack
+from minicomp.quant import QuantizedWeight
+from minicomp.rtn import QuantLinear, rtn_quantize
+
+# triton runs on a GPU, or here on the CPU under TRITON_INTERPRET=1 (slow, same kernel source).
+HAS_TRITON = triton_backend.available()
+FAST = (["cpu"] if cpu_backend.available() else []) + (["triton"] if HAS_TRITON else [])
+needs_numba = pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
+
+
+def test_available_backends():
+    assert available_backends()[0] == "reference"
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def exact_layer(out, n_in, bits, group_size, *, perm=False, seed=0, bias=True):
+    """A PackedLinear whose every output is an exactly representable float32 integer sum."""
+    g = _gen(seed)
+    qmax = 2**bits - 1
+    n_groups = n_in // group_size
+    codes = torch.randint(0, qmax + 1, (out, n_in), generator=g)
+    zero = torch.randint(0, qmax + 1, (out, n_groups), generator=g)
+    scale = 2.0 ** torch.randint(-2, 2, (out, n_groups), generator=g).float()  # 1/4 .. 2
+    p = torch.randperm(n_in, generator=g) if perm else None
+    qw = QuantizedWeight(codes, scale, zero, bits, group_size, perm=p)
+    b = torch.randint(-4, 5, (out,), generator=g).float() if bias else None
+    return PackedLinear.from_quantized(qw, b)
+
+
+def int_input(m, n_in, seed=1):
+    return torch.randint(-3, 4, (m, n_in), generator=_gen(seed)).float()
+
+
+def run(layer, x, backend):
+    """layer(x) with `backend`, on the device that backend needs; the result comes back on CPU."""
+    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+    layer.to(device).backend = backend
+    why = BACKENDS[backend].unsupported(layer, x.to(device))
+    if why is not None:
+        pytest.skip(f"{backend}: {why}")
+    with torch.no_grad():
+        return layer(x.to(device)).cpu()
+
+
+# ------------------------------------------------------------------ exact agreement
+
+CASES = [  # out, in, bits, group_size
+    (64, 64, 4, 32),
+    (200, 128, 4, 128),   # out not a multiple of the kernel's block of rows
+    (130, 256, 4, 64),
+    (64, 96, 8, 32),
+    (48, 128, 2, 64),
+    (40, 64, 3, 16),      # 3-bit codes in 4-bit slots
+    (40, 64, 6, 32),      # 6-bit codes in bytes
+    (33, 64, 4, 64),      # one group per row
+]
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("m", [1, 3, 20])
+def test_backends_agree_exactly_with_reference(backend, case, m):
+    out, n_in, bits, gs = case
+    layer = exact_layer(out, n_in, bits, gs, perm=(m == 3))
+    x = int_input(m, n_in)
+    expected = run(layer, x, "reference")
+    got = run(layer, x, backend)
+    assert got.dtype == expected.dtype == torch.float32
+    assert torch.equal(got, expected)
+
+
+def test_reference_matches_hand_computation():
+    # one row, codes [1, 2, 3, 4], group_size 2: groups (1, 2) and (3, 4)
+    qw = QuantizedWeight(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[0.5, 2.0]]),
+                         torch.tensor([[1, 3]]), 4, 2)
+    layer = PackedLinear.from_quantized(qw)
+    assert layer.qweight.tolist() == [[0x21, 0x43]]
+    w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=4, group_size=2)
+    assert w.tolist() == [[0.0, 0.5, 0.0, 2.0]]  # (1-1)·.5, (2-1)·.5, (3-3)·2, (4-3)·2
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    assert run(layer, x, "reference").tolist() == [[9.0]]  # 0.5·2 + 2·4
+
+
+@pytest.mark.parametrize("backend", ["reference", *FAST])
+def test_permutation_is_undone(backend):
+    """With act-order, column j of the codes is input perm[j]; the output must not care."""
+    g = _gen(3)
+    codes = torch.randint(0, 16, (32, 64), generator=g)
+    scale, zero = torch.ones(32, 1), torch.randint(0, 16, (32, 1), generator=g)
+    perm = torch.randperm(64, generator=g)
+    plain = QuantizedWeight(codes, scale, zero, 4, 64)
+    permuted = QuantizedWeight(codes[:, perm], scale, zero, 4, 64, perm=perm)  # the same weight
+    x = int_input(5, 64)
+    a = run(PackedLinear.from_quantized(plain), x, backend)
+    assert torch.equal(run(PackedLinear.from_quantized(permuted), x, backend), a)
+    # with groups, which follow the permuted order: compare with QuantizedWeight.dequantize()
+    grouped = exact_layer(32, 64, 4, 16, perm=True, bias=False)
+    want = x @ grouped.quantized_weight().dequantize().T
+    assert torch.equal(run(grouped, x, backend), want)
+
+
+# ------------------------------------------------------------------ random data: float32 rounding
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("m", [1, 7, 40])
+def test_backends_agree_on_random_data(backend, m):
+    torch.manual_seed(0)
+    lin = nn.Linear(512, 384)
+    layer = PackedLinear.from_linear(lin, bits=4, group_size=128)
+    x = torch.randn(m, 512, generator=_gen(2))
+    ref, got = run(layer, x, "reference"), run(layer, x, backend)
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["reference", *FAST])
+def test_matches_quantlinear(backend):
+    """PackedLinear computes the same function as the simulated QuantLinear it replaces."""
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 96)
+    qw = rtn_quantize(lin.weight.detach(), 4, 64)
+    sim = QuantLinear(qw, lin.bias)
+    packed = PackedLinear.from_quantized(qw, lin.bias)
+    x = torch.randn(3, 256)
+    with torch.no_grad():
+        assert torch.allclose(run(packed, x, backend), sim(x), rtol=1e-5, atol=1e-5)
+
+
+def test_from_linear_is_close_to_the_float_layer():
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 64)
+    layer = PackedLinear.from_linear(lin, bits=8, group_size=64)
+    x = torch.randn(4, 256)
+    with torch.no_grad():
+        rel = (layer(x) - lin(x)).norm() / lin(x).norm()
+    assert rel < 0.01
+
+
+# ------------------------------------------------------------------ what it stores
+
+def test_stores_nothing_in_full_precision():
+    layer = PackedLinear.from_linear(nn.Linear(1024, 256, bias=False), bits=4, group_size=128)
+    assert list(layer.parameters()) == []
+    state = layer.state_dict()
+    assert set(state) == {"qweight", "scales", "zeros"}
+    assert state["qweight"].dtype == torch.uint8 and state["qweight"].shape == (256, 512)
+    assert state["scales"].dtype == torch.float16 and state["scales"].shape == (256, 8)
+    assert state["zeros"].dtype == torch.uint8
+
+
+def test_packed_bytes_are_at_least_7_5x_smaller_than_float32():
+    layer = PackedLinear.from_linear(nn.Linear(1024, 1024, bias=False), bits=4, group_size=128)
+    ratio = 1024 * 1024 * 4 / layer.weight_nbytes
+    assert ratio >= 7.5, ratio  # 512 B of float32 per group of 128 vs 64 + 2 + 1 B
+
+
+def test_pack_bits_for():
+    assert [pack_bits_for(b) for b in range(1, 9)] == [2, 2, 4, 4, 8, 8, 8, 8]
+    with pytest.raises(ValueError, match="bits=9"):
+        pack_bits_for(9)
+
+
+def test_quantized_weight_round_trip():
+    layer = exact_layer(16, 64, 4, 32, perm=True)
+    qw = layer.quantized_weight()
+    again = PackedLinear.from_quantized(qw)
+    assert torch.equal(again.qweight, layer.qweight) and torch.equal(again.perm, layer.perm)
+
+
+def test_fp16_scale_overflow_is_refused():
+    qw = QuantizedWeight(torch.zeros(1, 4, dtype=torch.uint8), torch.tensor([[1e6]]),
+                         torch.zeros(1, 1, dtype=torch.uint8), 4, 4)
+    with pytest.raises(ValueError, match="scale_dtype"):
+        PackedLinear.from_quantized(qw, scale_dtype=torch.float16)
+
+
+# ------------------------------------------------------------------ choosing the backend
+
+@needs_numba
+def test_automatic_choice_on_cpu():
+    layer = exact_layer(16, 64, 4, 32)
+    x = int_input(2, 64)
+    assert layer.choose_backend(x) == "cpu"
+    assert layer.choose_backend(x.requires_grad_()) == "reference"  # only reference has gradients
+
+
+@needs_numba
+def test_unsupported_shapes_fall_back_to_reference():
+    qw = rtn_quantize(torch.randn(8, 12), 4, -1)  # 12 inputs: not a whole 32-bit word of codes
+    layer = PackedLinear.from_quantized(qw)
+    x = torch.randn(2, 12)
+    assert layer.choose_backend(x) == "reference"
+    layer.backend = "cpu"
+    with pytest.raises(ValueError, match="backend='cpu' cannot run"):
+        layer(x)
+
+
+def test_reference_is_differentiable_in_x():
+    layer = exact_layer(8, 32, 4, 16)
+    x = torch.randn(2, 32, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+@needs_numba
+def test_forced_fast_backend_refuses_grad():
+    layer = exact_layer(8, 32, 4, 16, bias=False)
+    layer.backend = "cpu"
+    with pytest.raises(ValueError, match="inference-only"):
+        layer(torch.randn(2, 32, requires_grad=True))
+
+
+def test_bad_backend_name():
+    with pytest.raises(ValueError, match="backend='gpu'"):
+        PackedLinear.from_linear(nn.Linear(32, 8), group_size=16, backend="gpu")
+
+
+def test_shapes_and_dtypes():
+    layer = exact_layer(24, 64, 4, 32)
+    x = torch.randn(2, 3, 64)
+    with torch.no_grad():
+        y = layer(x)
+        assert y.shape == (2, 3, 24)
+        assert layer(x.to(torch.bfloat16)).dtype == torch.bfloat16
+        assert layer(torch.randn(0, 64)).shape == (0, 24)
+    with pytest.raises(ValueError, match=r"expected \[..., 64\]"):
+        layer(torch.randn(2, 63))
+    with pytest.raises(TypeError, match="floating-point"):
+        layer(torch.ones(2, 64, dtype=torch.int64))
+
+
+def test_constructor_checks_shapes():
+    q = pack(torch.zeros(4, 8, dtype=torch.uint8), 4)
+    s, z = torch.ones(4, 2), torch.zeros(4, 2, dtype=torch.uint8)
+    PackedLinear(q, s, z, in_features=8, bits=4, group_size=4)
+    with pytest.raises(ValueError, match="in_features=16"):
+        PackedLinear(q, s, z, in_features=16, bits=4, group_size=4)
+    with pytest.raises(ValueError, match="group_size=3"):
+        PackedLinear(q, s, z, in_features=8, bits=4, group_size=3)
+    with pytest.raises(ValueError, match="scales"):
+        PackedLinear(q, torch.ones(4, 3), z, in_features=8, bits=4, group_size=4)
+    with pytest.raises(TypeError, match="uint8"):
+        PackedLinear(q.int(), s, z, in_features=8, bits=4, group_size=4)
+
+
+# ------------------------------------------------------------------ state and caches
+
+@needs_numba
+def test_load_state_dict_refreshes_the_kernel_layout():
+    a, b = exact_layer(16, 64, 4, 32, seed=1), exact_layer(16, 64, 4, 32, seed=2)
+    x = int_input(1, 64)
+    run(a, x, "cpu")  # builds and caches a's layout
+    a.load_state_dict(b.state_dict())
+    assert torch.equal(run(a, x, "cpu"), run(b, x, "reference"))
+
+
+# ------------------------------------------------------------------ whole models
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def test_pack_model_swaps_quantlinears():
+    from minicomp.calibrate import quantize_model
+
+    model = quantize_model(_tiny_model(), "rtn", bits=4, group_size=32, progress=False)
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        simulated = model(x)
+        pack_model(model)
+        assert len(packed_layers(model)) == 3
+        assert not any(isinstance(m, QuantLinear) for m in model.modules())
+        for backend in ["reference", *FAST]:
+            set_backend(model, backend)
+            assert torch.allclose(model(x), simulated, rtol=1e-4, atol=1e-5)
+
+
+def test_pack_model_can_quantize_plain_linears():
+    model = _tiny_model()
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        before = model(x)
+        pack_model(model, linear_bits=8, group_size=64)  # 32 and 128 inputs: one group per row
+        assert len(packed_layers(model)) == 3
+        after = model(x)
+    assert (after - before).norm() / before.norm() < 0.02
+
+
+# ------------------------------------------------------------------ the packed_gemv exercise
+
+from minicomp.grading import check, get_checker  # noqa: E402
+from minicomp.pack import unpack_int4  # noqa: E402
+
+
+def test_each_known_gemv_mistake_is_named():
+    for mistake in get_checker("packed_gemv").mistakes:
+        report = check("packed_gemv", mistake.fn)
+        assert not report.passed
+        assert report.hint == f"this looks like {mistake.name}. {mistake.hint}", mistake.name
+
+
+def _dequant(packed, scales, zeros, group_size, how):
+    q = unpack_int4(packed).float()
+    out, n_in = q.shape
+    q = q.reshape(out, n_in // group_size, group_size)
+    return how(q, scales.float()[..., None], zeros.float()[..., None]).reshape(out, n_in)
+
+
+FURTHER_WRONG_GEMVS = {
+    "divides by the scale": lambda p, s, z, x, g: _dequant(p, s, z, g, lambda q, s, z: (q - z) / s) @ x,
+    "returns the weight, not y": lambda p, s, z, x, g: _dequant(p, s, z, g, lambda q, s, z: (q - z) * s),
+    "multiplies by the transposed weight":
+        lambda p, s, z, x, g: x @ _dequant(p, s, z, g, lambda q, s, z: (q - z) * s).T.T.T.sum(0, keepdim=True).T,
+    "takes group_size as the number of groups":
+        lambda p, s, z, x, g: _dequant(p, s, z, g, lambda q, s, z: (q - z) * s) @ x * (g / p.shape[1]),
+    "ignores the high nibbles":
+        lambda p, s, z, x, g: ((p & 15).float() - z.float().repeat_interleave(g // 2, 1)) * s.repeat_interleave(g // 2, 1) @ x[0::2],
+    "returns float64": lambda p, s, z, x, g: (_dequant(p, s, z, g, lambda q, s, z: (q - z) * s) @ x).double() + 1e-3,
+}
+
+
+@pytest.mark.parametrize("wrong", FURTHER_WRONG_GEMVS.values(), ids=FURTHER_WRONG_GEMVS.keys())
+def test_further_wrong_gemvs_are_rejected(wrong):
+    report = check("packed_gemv", wrong)
+    assert not report.passed and report.status == "failed"
+    assert "Traceback" not in str(report)
+
+
+def test_fused_formula_passes_the_gemv_checker():
+    """The zero-point trick of the fused kernels, s·(Σ q·x − z·Σ x), is a correct answer."""
+    def fused(packed, scales, zeros, x, group_size):
+        q = unpack_int4(packed).float()
+        out, n_in = q.shape
+        qx = (q * x).reshape(out, -1, group_size).sum(-1)     # [out, groups]  Σ q·x
+        xs = x.reshape(-1, group_size).sum(-1)                # [groups]       Σ x
+        return (scales.float() * (qx - zeros.float() * xs)).sum(-1)
+
+    assert check("packed_gemv", fused).passed

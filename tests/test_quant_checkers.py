@@ -1,0 +1,192 @@
+"""The quantization checkers accept every correct way of writing the answer and reject wrong ones
+that are *not* in their list of known mistakes (tests/test_checkers.py covers the listed ones)."""
+
+import math
+
+import pytest
+import torch
+
+from minicomp.grading import check
+
+# ── correct answers written differently: all must pass ───────────────────────────────────────
+
+
+def quantize_with_inverse(x, scale, zero_point, qmin, qmax):
+    inv = 1.0 / torch.as_tensor(scale)
+    return torch.clamp(torch.round(x * inv) + zero_point, qmin, qmax).long()
+
+
+def quantize_with_numpy(x, scale, zero_point, qmin, qmax):
+    import numpy as np
+
+    s = np.asarray(scale, dtype=np.float32)
+    q = np.clip(np.rint(x.numpy() / s) + np.asarray(zero_point), qmin, qmax)  # rint: half to even
+    return torch.from_numpy(q.astype(np.int64))
+
+
+def dequantize_in_float64(q, scale, zero_point):
+    return (q.double() - torch.as_tensor(zero_point).double()) * torch.as_tensor(scale).double()
+
+
+def qparams_as_python_numbers(x, bits, symmetric):
+    if symmetric:
+        amax = x.abs().max().item()
+        return (amax / (2 ** (bits - 1) - 1) if amax > 0 else 1.0), 0
+    lo, hi = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+    scale = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
+    return scale, int(round(-lo / scale))
+
+
+def qparams_float_zero_but_whole(x, bits, symmetric):
+    scale, zero = qparams_as_python_numbers(x, bits, symmetric)
+    return torch.tensor(scale), torch.tensor(float(zero))
+
+
+def per_group_with_loops(w, bits, group_size):
+    out = torch.empty_like(w)
+    for r in range(w.shape[0]):
+        for c in range(0, w.shape[1], group_size):
+            g = w[r, c:c + group_size]
+            lo, hi = min(g.min().item(), 0.0), max(g.max().item(), 0.0)
+            scale = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
+            zero = round(-lo / scale)
+            q = torch.clamp(torch.round(g / scale) + zero, 0, 2**bits - 1)
+            out[r, c:c + group_size] = (q - zero) * scale
+    return out
+
+
+def per_group_with_unflatten(w, bits, group_size):
+    wg = w.unflatten(-1, (-1, group_size))
+    lo = wg.amin(-1, keepdim=True).clamp(max=0)
+    hi = wg.amax(-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / (2**bits - 1)).masked_fill(hi == lo, 1.0)
+    zero = (-lo / scale).round()
+    q = ((wg / scale).round() + zero).clamp(0, 2**bits - 1)
+    return ((q - zero) * scale).flatten(-2)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("quantize", quantize_with_inverse),
+    ("quantize", quantize_with_numpy),
+    ("dequantize", dequantize_in_float64),
+    ("compute_qparams", qparams_as_python_numbers),
+    ("compute_qparams", qparams_float_zero_but_whole),
+    ("quantize_per_group", per_group_with_loops),
+    ("quantize_per_group", per_group_with_unflatten),
+], ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_correct_variants_pass(name, fn):
+    report = check(name, fn)
+    assert report.passed, str(report)
+
+
+# ── wrong answers that are not in the registry: all must fail, without a traceback ─────────
+
+
+def _clamp(t, lo, hi):
+    return torch.clamp(t, lo, hi).to(torch.int32)
+
+
+UNLISTED = {
+    "quantize": [
+        ("ceil", lambda x, s, z, lo, hi: _clamp(torch.ceil(x / s) + z, lo, hi)),
+        ("clamp to [0, qmax], ignoring qmin", lambda x, s, z, lo, hi: _clamp(torch.round(x / s) + z, 0, hi)),
+        ("clamp to qmax - 1", lambda x, s, z, lo, hi: _clamp(torch.round(x / s) + z, lo, hi - 1)),
+        ("int8 wrap-around instead of clamping",
+         lambda x, s, z, lo, hi: (torch.round(x / s) + z).to(torch.int64).to(torch.int8).to(torch.int32)),
+        ("zero point scaled as a float offset", lambda x, s, z, lo, hi: _clamp(torch.round(x / s + z * s), lo, hi)),
+        ("the float offset formula round((x - min) / scale)",
+         lambda x, s, z, lo, hi: _clamp(torch.round((x - x.min()) / s), lo, hi)),
+        ("magnitude only", lambda x, s, z, lo, hi: _clamp(torch.round(x.abs() / s) + z, lo, hi)),
+        ("returns x unchanged", lambda x, s, z, lo, hi: x),
+        ("per-channel scale flattened", lambda x, s, z, lo, hi: _clamp(
+            torch.round(x / torch.as_tensor(s).flatten()[0]) + torch.as_tensor(z).flatten()[0], lo, hi)),
+    ],
+    "dequantize": [
+        ("rounds the result", lambda q, s, z: ((q.long() - z) * s).round()),
+        ("squares the scale", lambda q, s, z: (q.long() - z) * torch.as_tensor(s) ** 2),
+        ("one scale for every channel", lambda q, s, z: (q.long() - z) * torch.as_tensor(s).mean()),
+        ("adds half a step", lambda q, s, z: (q.long() - z + 0.5) * s),
+        ("returns a list", lambda q, s, z: ((q.long() - z) * s).tolist()),
+        ("swaps scale and zero point", lambda q, s, z: (q.long() - torch.as_tensor(s)) * torch.as_tensor(z)),
+    ],
+    "compute_qparams": [
+        ("ignores bits (always 8)", lambda x, b, sym: qparams_as_python_numbers(x, 8, sym)),
+        ("3-sigma range", lambda x, b, sym: ((6 * x.std() / (2**b - 1)).item() or 1.0, 2 ** (b - 1))),
+        ("floors the zero point", lambda x, b, sym: (
+            lambda s, z: (s, math.floor(-min(x.min().item(), 0.0) / s)))(*qparams_as_python_numbers(x, b, sym))),
+        ("symmetric with 2**b - 1 levels over 2 max|x|", lambda x, b, sym: (
+            ((2 * x.abs().max().item() / (2**b - 1)) or 1.0, 0) if sym else qparams_as_python_numbers(x, b, sym))),
+        ("returns scale and zero swapped", lambda x, b, sym: qparams_as_python_numbers(x, b, sym)[::-1]),
+        ("returns only the scale", lambda x, b, sym: qparams_as_python_numbers(x, b, sym)[0]),
+        ("per-element scales", lambda x, b, sym: (x.abs() / (2**b - 1), torch.zeros_like(x))),
+        ("bits used as the number of levels", lambda x, b, sym: (
+            ((max(x.max().item(), 0) - min(x.min().item(), 0)) / b) or 1.0, 0)),
+    ],
+    "quantize_per_group": [
+        ("floors", lambda w, b, g: _floor_group(w, b, g)),
+        ("ignores bits (always 4)", lambda w, b, g: per_group_with_unflatten(w, 4, g)),
+        ("first group's range for every group", lambda w, b, g: _first_group_range(w, b, g)),
+        ("returns [out, in/g, g]", lambda w, b, g: per_group_with_unflatten(w, b, g).unflatten(-1, (-1, g))),
+        ("groups of group_size rows", lambda w, b, g: _row_groups(w, b, g)),
+        ("float zero point (the min-offset variant)", lambda w, b, g: _float_zero_group(w, b, g)),
+    ],
+}
+
+
+def _floor_group(w, bits, g):
+    wg = w.unflatten(-1, (-1, g))
+    lo, hi = wg.amin(-1, keepdim=True).clamp(max=0), wg.amax(-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / (2**bits - 1)).masked_fill(hi == lo, 1.0)
+    zero = (-lo / scale).round()
+    return ((torch.floor(wg / scale) + zero).clamp(0, 2**bits - 1) - zero).mul(scale).flatten(-2)
+
+
+def _float_zero_group(w, bits, g):
+    wg = w.unflatten(-1, (-1, g))
+    lo, hi = wg.amin(-1, keepdim=True).clamp(max=0), wg.amax(-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / (2**bits - 1)).masked_fill(hi == lo, 1.0)
+    return (torch.round((wg - lo) / scale).clamp(0, 2**bits - 1) * scale + lo).flatten(-2)
+
+
+def _first_group_range(w, bits, g):
+    first = w[:, :g]
+    lo, hi = first.amin(-1, keepdim=True).clamp(max=0), first.amax(-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / (2**bits - 1)).masked_fill(hi == lo, 1.0)
+    zero = (-lo / scale).round()
+    return ((torch.round(w / scale) + zero).clamp(0, 2**bits - 1) - zero) * scale
+
+
+def _row_groups(w, bits, g):
+    out = torch.empty_like(w)
+    for r in range(0, w.shape[0], g):
+        out[r:r + g] = per_group_with_unflatten(w[r:r + g].reshape(1, -1), bits, w[r:r + g].numel()).reshape(
+            w[r:r + g].shape)
+    return out
+
+
+@pytest.mark.parametrize("name,label,fn", [(n, label, fn) for n, v in UNLISTED.items() for label, fn in v],
+                         ids=lambda v: v.replace(" ", "-") if isinstance(v, str) else "")
+def test_unlisted_mistakes_are_rejected(name, label, fn):
+    report = check(name, fn)
+    assert not report.passed, f"{label} passed the {name} checker"
+    assert report.status == "failed"
+    assert report.hint  # a general hint at least
+    assert "Traceback" not in str(report)
+
+
+def test_report_names_the_mistake_for_a_learner_who_floors():
+    report = check("quantize", lambda x, s, z, lo, hi: _clamp(torch.floor(x / s) + z, lo, hi))
+    assert "floor instead of round" in report.hint
+
+
+def test_all_zero_case_is_reported_as_a_missing_guard():
+    def no_guard(x, bits, symmetric):
+        if symmetric:
+            return x.abs().max() / (2 ** (bits - 1) - 1), 0
+        lo, hi = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+        scale = (hi - lo) / (2**bits - 1)
+        return torch.tensor(scale), torch.round(torch.tensor(-lo) / scale)
+
+    report = check("compute_qparams", no_guard)
+    assert report.n_passed == report.n_total - 1  # only the all-zero case fails
+    assert "all-zero" in report.hint
