@@ -87,12 +87,11 @@ for bits in range(2, 9):
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 axes[0].semilogy(list(mse), list(mse.values()), "o-")
 axes[0].set(xlabel="bits", ylabel="mean squared error", title="Gaussian data, per-tensor min-max")
-for ax, bits in zip([axes[1]], [4]):
-    sc, zp = compute_qparams(data, bits)
-    grid = (torch.arange(2**bits) - zp) * sc  # every value INT4 can represent
-    ax.hist(data.numpy(), bins=200, density=True, color="lightgray")
-    ax.vlines(grid.numpy(), 0, 0.45, color="C1", lw=0.8)
-    ax.set(title=f"the {2**bits} values INT{bits} can represent", xlabel="x")
+sc, zp = compute_qparams(data, 4)
+grid = (torch.arange(16) - zp) * sc  # every value INT4 can represent
+axes[1].hist(data.numpy(), bins=200, density=True, color="lightgray")
+axes[1].vlines(grid.numpy(), 0, 0.45, color="C1", lw=0.8)
+axes[1].set(title="the 16 values INT4 can represent", xlabel="x")
 plt.tight_layout()
 plt.show()
 
@@ -134,7 +133,7 @@ for name, t in [("weights (centred)", weights), ("after ReLU (>= 0)", relu_out)]
 # symmetric is about 4 times worse (twice the step, four times the squared error).
 
 # %%
-for name, bits, e_asym, e_sym in rows:
+for name, _bits, e_asym, e_sym in rows:
     if name.startswith("weights"):
         assert 0.6 < e_sym / e_asym < 1.5
     else:

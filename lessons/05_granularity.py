@@ -160,7 +160,7 @@ print(f"{'float32':14} {32:>11} {'':>8} {n_weights * 4 / 1e6:>13.2f} MB")
 # 32 cost 0.625; even with groups of 32, INT4 is 6.9 times smaller than float32.
 
 # %%
-for bpw, formula, total in costs.values():
+for bpw, formula, _total in costs.values():
     assert abs(bpw - formula) < 1e-9
 assert abs(costs["group 128"][0] - 4.15625) < 1e-9 and abs(costs["group 32"][0] - 4.625) < 1e-9
 assert n_weights * 4 / costs["group 32"][2] > 6.9
@@ -239,7 +239,7 @@ plt.show()
 
 # %%
 assert all(99 in t for t in top.values())
-for lname, Xb in acts.items():
+for Xb in acts.values():
     m = Xb.abs().amax(dim=0)
     assert m[99] > 7 * m.median()
 print("checked: channel 99 is an outlier (> 7x the median channel) in all 6 blocks")

@@ -135,10 +135,15 @@ def _backend_ok(layer: PackedLinear, x: torch.Tensor) -> bool:
 # ── measuring ───────────────────────────────────────────────────────────────────────────────
 @torch.no_grad()
 def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, warmup: int = 3,
-        repeats: int = 20, seed: int = 0, log: Callable[[str], None] | None = print) -> dict:
-    """Measure every contestant at every (size, batch); returns the results dict that is saved."""
+        repeats: int = 20, seed: int = 0, max_call_s: float = 0.5,
+        log: Callable[[str], None] | None = print) -> dict:
+    """Measure every contestant at every (size, batch): {"rows": [...], "skipped": [...]}.
+
+    A contestant whose single call takes longer than `max_call_s` is skipped for that case (and
+    listed in "skipped"), so that one very slow kernel does not make the run take minutes.
+    """
     dev = torch.device(device)
-    rows = []
+    rows, skipped = [], []
     warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
     warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated.*")
@@ -147,6 +152,16 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
         for batch in batches:
             x = torch.randn(batch, n_in, generator=torch.Generator().manual_seed(seed + batch)).to(dev)
             calls = {name: (lambda f=f, x=x: f(x)) for name, f in fns.items()}
+            for name in [n for n in calls if n not in ("fp32", "fp16")]:
+                once = hardware.measure(calls[name], warmup=1, repeats=1, device=dev).median
+                if once > max_call_s:  # e.g. torch's int4 CPU kernel at batch 64: seconds a call
+                    del calls[name]
+                    skipped.append({"device": dev.type, "out": out, "in": n_in, "batch": batch,
+                                    "variant": name, "reason": f"one call took {once:.2f} s "
+                                    f"(more than max_call_s={max_call_s})"})
+                    if log:
+                        log(f"{dev.type:<6} {out:>5}x{n_in:<5} {batch:>5}  {name:<15} skipped: "
+                            f"{once:.2f} s a call")
             timings = hardware.compare(calls, warmup=warmup, repeats=repeats, device=dev)
             base = {b: timings[b].median for b in ("fp32", "fp16") if b in timings}
             for name, t in timings.items():
@@ -161,7 +176,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
             if log:
                 log(format_table([r for r in rows if (r["out"], r["in"], r["batch"]) == (out, n_in, batch)],
                                  header=False))
-    return {"rows": rows}
+    return {"rows": rows, "skipped": skipped}
 
 
 def check_targets(rows: list[dict]) -> list[dict]:
@@ -252,11 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     machine = hardware.describe_machine()
     print(hardware.format_machine(machine))
     print(format_table([], header=True))
-    rows = []
+    rows, skipped = [], []
     for dev in devices:
         sizes = args.sizes or ([(4096, 4096)] if args.quick else
                                [(1024, 1024), (4096, 4096)] + ([(8192, 8192)] if dev == "cuda" else []))
-        rows += run(dev, sizes, batches, repeats=repeats)["rows"]
+        result = run(dev, sizes, batches, repeats=repeats)
+        rows += result["rows"]
+        skipped += result["skipped"]
     targets = check_targets(rows)
     print()
     for t in targets:
@@ -265,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
               "argv": list(sys.argv[1:] if argv is None else argv), "machine": machine,
               "settings": {"repeats": repeats, "warmup": 3, "group_size": GROUP_SIZE,
                            "timing": "median of interleaved repeats (hardware.compare)"},
-              "rows": rows, "targets": targets}
+              "rows": rows, "skipped": skipped, "targets": targets}
     if not args.no_save:
         folder = args.out or default_out_dir()
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -63,7 +62,9 @@ def _lab(args: argparse.Namespace) -> int:
     if not (root / START_PAGE).exists():
         print(f"error: the start page {START_PAGE} is missing; run `minicomp course sync`", file=sys.stderr)
         return 1
-    return subprocess.call(lab_command(root, args.port, browser=not args.no_browser), cwd=root)
+    cmd = lab_command(root, args.port, browser=not args.no_browser)
+    os.chdir(root)
+    os.execv(cmd[0], cmd)  # become JupyterLab, so that stopping this process stops the server
 
 
 def _tour(args: argparse.Namespace) -> int:

@@ -92,6 +92,16 @@ def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
 # ── granularity: which elements share one (scale, zero_point) ────────────────────────────────
 
 
+def group_len(x: torch.Tensor, group_size) -> int:
+    """The number of inputs per group along x's last dimension (group_size=-1: the whole row)."""
+    n_in = x.shape[-1] if x.dim() else 1
+    g = n_in if group_size == -1 else group_size
+    if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+        raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} "
+                         "(or be -1 for one group per row)")
+    return int(g)
+
+
 def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[torch.Tensor, tuple]:
     """View `x` as [R, n]: each row shares one (scale, zero). Also return the qparams' shape.
 
@@ -103,14 +113,8 @@ def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[to
     if x.numel() == 0:
         raise ValueError(f"x is empty (shape {tuple(x.shape)}); expected at least one value")
     if group_size is not None:
-        if x.dim() == 0:
-            raise ValueError("group_size needs a tensor with at least one dimension, got a scalar")
-        n_in = x.shape[-1]
-        g = n_in if group_size == -1 else group_size
-        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
-            raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} "
-                             "(or be -1 for one group per row)")
-        return x.reshape(-1, g), (*x.shape[:-1], n_in // g)
+        g = group_len(x, group_size)
+        return x.reshape(-1, g), (*x.shape[:-1], x.shape[-1] // g)
     if axis is not None:
         if not -x.dim() <= axis < x.dim():
             raise ValueError(f"axis={axis} is out of range for a tensor with {x.dim()} dimensions")
@@ -154,7 +158,7 @@ def compute_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False, *,
     bits = check_bits(bits)
     if clip not in ("minmax", "mse"):
         raise ValueError(f"clip={clip!r} must be 'minmax' or 'mse'")
-    rows, shape = _rows(x.detach(), axis, group_size)  # [R, n]
+    rows, shape = _rows(x.detach().float(), axis, group_size)  # [R, n], in (at least) float32
     lo, hi = rows.amin(dim=1), rows.amax(dim=1)  # [R]; NaN or Inf anywhere shows up here
     if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
         check_finite("x", x)  # raises, naming how many values are bad
@@ -179,7 +183,8 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
     for i in range(int(maxshrink * grid) + 1):
         p = 1.0 - i / grid
         scale, zero = qparams_from_range(p * lo, p * hi, bits, symmetric)  # [R]
-        err = (_qdq(rows, scale[:, None], zero[:, None], qmin, qmax) - rows).pow(2).sum(dim=1)  # [R]
+        s, z = scale[:, None], zero[:, None]
+        err = ((torch.clamp(torch.round(rows / s) + z, qmin, qmax) - z) * s - rows).pow(2).sum(dim=1)  # [R]
         better = err < best_err
         best_err, best_p = torch.where(better, err, best_err), torch.where(better, p, best_p)
     return best_p * lo, best_p * hi
@@ -195,12 +200,8 @@ def _prepare(x: torch.Tensor, scale, zero_point, group_size: int | None):
     [..., in/g, g] and the qparams [..., in/g] as [..., in/g, 1]: one pair per group of g inputs.
     """
     if group_size is not None:
-        n_in = x.shape[-1] if x.dim() else 1
-        g = n_in if group_size == -1 else group_size
-        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
-            raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} "
-                             "(or be -1 for one group per row)")
-        x = x.reshape(*x.shape[:-1], n_in // g, g)
+        g = group_len(x, group_size)
+        x = x.reshape(*x.shape[:-1], x.shape[-1] // g, g)
     like = x if group_size is None else x[..., 0]
     scale = _as_tensor("scale", scale, like)
     zero = _check_zero(_as_tensor("zero_point", zero_point, like))
@@ -230,11 +231,6 @@ def dequantize(q: torch.Tensor, scale, zero_point, *, group_size: int | None = N
     qg, s, z = _prepare(q, scale, zero_point, group_size)
     dtype = torch.promote_types(s.dtype, torch.float32)
     return ((qg.to(torch.int32) - z).to(dtype) * s.to(dtype)).reshape(q.shape)
-
-
-def _qdq(xg, s, z, qmin: int, qmax: int) -> torch.Tensor:
-    """(clamp(round(x/s) + z, qmin, qmax) − z) · s on already checked, broadcastable tensors."""
-    return (torch.clamp(torch.round(xg / s) + z, qmin, qmax) - z) * s
 
 
 def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *,
@@ -301,9 +297,7 @@ class QuantizedWeight:
             raise TypeError("codes must be a 2-D integer tensor [out, in], got "
                             f"{getattr(self.codes, 'dtype', type(self.codes).__name__)}")
         out, n_in = self.codes.shape
-        g = self.group_size
-        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
-            raise ValueError(f"group_size={g!r} must divide in_features={n_in}")
+        g = self.group_size = group_len(self.codes, self.group_size)
         if tuple(self.scale.shape) != (out, n_in // g) or tuple(self.zero.shape) != (out, n_in // g):
             raise ValueError(f"scale and zero must have shape [out, in / group_size] = {[out, n_in // g]}, "
                              f"got {list(self.scale.shape)} and {list(self.zero.shape)}")
@@ -311,7 +305,7 @@ class QuantizedWeight:
         if self.codes.numel() and (self.codes.min() < 0 or self.codes.max() > self.qmax):
             raise ValueError(f"codes must lie in [0, {self.qmax}] for bits={self.bits}; got "
                              f"[{self.codes.min().item()}, {self.codes.max().item()}]")
-        if self.perm is not None and sorted(self.perm.tolist()) != list(range(n_in)):
+        if self.perm is not None and not torch.equal(self.perm.sort().values.cpu(), torch.arange(n_in)):
             raise ValueError(f"perm must be a permutation of range(in_features={n_in})")
         self.codes, self.zero = self.codes.to(torch.uint8), _check_zero(self.zero).to(torch.uint8)
 
@@ -497,7 +491,8 @@ def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, 
 
 __all__ = [
     "check_bits", "check_finite", "check_qrange", "qrange", "qparams_from_range", "compute_qparams",
-    "mse_range", "quantize", "dequantize", "dequantize_weight", "fake_quantize", "quantize_dequantize", "QuantizedWeight",
+    "group_len", "mse_range", "quantize", "dequantize", "dequantize_weight", "fake_quantize",
+    "quantize_dequantize", "QuantizedWeight",
     "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
     "OBSERVERS", "make_observer",
 ]

@@ -372,3 +372,23 @@ def test_fused_formula_passes_the_gemv_checker():
         return (scales.float() * (qx - zeros.float() * xs)).sum(-1)
 
     assert check("packed_gemv", fused).passed
+
+
+# ------------------------------------------------------------------ minicomp bench (smoke test)
+
+def test_bench_writes_a_results_file(tmp_path, capsys):
+    import json
+
+    from minicomp.bench import check_targets, main
+
+    assert main(["--device", "cpu", "--sizes", "256x128", "--batches", "1,3", "--repeats", "1",
+                 "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("bench-cpu-*.json")
+    result = json.loads(path.read_text())
+    assert result["machine"]["cpu"] and result["settings"]["repeats"] == 1
+    variants = {r["variant"] for r in result["rows"]}
+    assert {"fp32", "int4-reference", "int8-fused" if cpu_backend.available() else "fp32"} <= variants
+    for r in result["rows"]:
+        assert r["median_s"] > 0 and r["speedup_vs_fp32"] > 0
+    assert check_targets(result["rows"])[-1]["what"].startswith("packed INT4")  # bytes target found
+    assert "int4-reference" in capsys.readouterr().out

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from minicomp.quant import (
     MinMaxObserver,
     MovingAverageMinMaxObserver,
-    MSEObserver,
     PercentileObserver,
     QuantizedWeight,
     compute_qparams,

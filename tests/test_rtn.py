@@ -7,7 +7,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minicomp.quant import MinMaxObserver, compute_qparams, dequantize, quantize, quantize_dequantize
+from minicomp.quant import (
+    MinMaxObserver,
+    compute_qparams,
+    dequantize,
+    quantize,
+    quantize_dequantize,
+)
 from minicomp.rtn import QATLinear, QuantLinear, convert_qat, prepare_qat, rtn_quantize
 
 

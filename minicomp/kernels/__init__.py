@@ -133,6 +133,10 @@ class PackedLinear(nn.Module):
         if scale_dtype is not None:
             scales = _cast_scales(scales, scale_dtype)
         out, n_in = qw.shape
+        per = 8 // pack_bits_for(qw.bits)
+        if n_in % per:
+            raise ValueError(f"in_features={n_in} must be a multiple of {per} to pack {qw.bits}-bit "
+                             f"codes {per} to a byte")
         return cls(pack(qw.codes, pack_bits_for(qw.bits)), scales, qw.zero.to(torch.uint8),
                    in_features=n_in, bits=qw.bits, group_size=qw.group_size, perm=qw.perm,
                    bias=bias, backend=backend)

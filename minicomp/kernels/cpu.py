@@ -202,13 +202,17 @@ _POOL: ThreadPoolExecutor | None = None
 def _pool(threads: int) -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None or _POOL._max_workers < threads - 1:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False)
         _POOL = ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="minicomp-cpu")
     return _POOL
 
 
 def _threads(n_blocks: int, work: int) -> int:
-    """Worker threads for one call: torch's setting, fewer for small work (threads cost ~20 µs)."""
-    n = int(os.environ.get("MINICOMP_CPU_THREADS", 0)) or torch.get_num_threads()
+    """Threads for one call: $MINICOMP_CPU_THREADS if set, else `torch.get_num_threads()`; one
+    thread for small work (handing out work costs ~20 µs)."""
+    env = os.environ.get("MINICOMP_CPU_THREADS", "").strip()
+    n = int(env) if env.isdigit() and int(env) > 0 else torch.get_num_threads()
     if work < 1 << 20:  # under ~1M multiply-adds one thread is faster
         n = 1
     return max(1, min(n, n_blocks))

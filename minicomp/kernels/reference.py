@@ -35,10 +35,10 @@ def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
     """
     codes = unpack(qweight, pack_bits)                                     # [out, in] uint8
     out, n_in = codes.shape
-    q = codes.reshape(out, n_in // group_size, group_size).to(torch.int32)  # [out, groups, g]
-    z = zeros.to(torch.int32)[..., None]                                   # [out, groups, 1]
-    s = scales.to(torch.float32)[..., None]                                # [out, groups, 1]
-    w = ((q - z).to(torch.float32) * s).reshape(out, n_in)                 # ŵ = (q − zero)·scale
+    w = codes.reshape(out, n_in // group_size, group_size).to(torch.float32)  # [out, groups, g]
+    w -= zeros[..., None]                     # q − zero: small integers, exact in float32
+    w *= scales.to(torch.float32)[..., None]  # ŵ = (q − zero)·scale, one scale per group
+    w = w.reshape(out, n_in)                  # (in place: the 4-bytes-a-weight copy is made once)
     if perm is not None:
         # Column j of the codes holds original column perm[j] (GPTQ act-order): put them back.
         w = w[:, torch.argsort(perm)]

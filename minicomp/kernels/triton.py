@@ -135,7 +135,7 @@ def _config(m: int, n: int, k_steps: int) -> dict:
     if m >= 16:
         return {"BLOCK_M": 16 if m <= 16 else 32, "BLOCK_N": 64, "SPLIT_K": 1, "USE_DOT": True}
     block_m = 1 if m == 1 else 2 if m == 2 else 4 if m <= 4 else 8
-    block_n = 32
+    block_n = 32 if block_m <= 2 else 16   # the [BLOCK_M, BLOCK_N, BLOCK_B] product lives in registers
     programs = triton.cdiv(n, block_n) * triton.cdiv(m, block_m)
     split = 1
     while programs * split < 1024 and split * 2 <= k_steps and split < 16:

@@ -1,0 +1,413 @@
+# %% [markdown]
+# # 09 · From bits to bytes to speed
+#
+# Lessons 04 to 08 turned weights into 4-bit codes, but every code still sat in a byte of its own,
+# and every layer dequantized its whole weight back to float32 before multiplying. The memory
+# saving was on paper. This lesson makes it real:
+#
+# 1. **Pack** two 4-bit codes into each byte, by hand.
+# 2. The **reference kernel**: unpack, dequantize, multiply. Correct, and slow.
+# 3. **Bytes moved and the roofline**: why a matrix-vector product (batch 1) is limited by memory,
+#    and a matrix-matrix product (large batch) by arithmetic.
+# 4. The **fused CPU kernel**: dequantize inside the multiply loop, never build the float weight.
+# 5. The **GPU** version in Triton (runs when a CUDA GPU is present).
+# 6. **GGUF**, llama.cpp's file format: write one, read it back with the `gguf` package.
+#
+# Every claim is followed by a cell that checks it. Speed claims are checked as loose ratios,
+# measured in the same run, because your machine is not ours.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minicomp import hardware
+from minicomp.kernels import PackedLinear, available_backends
+from minicomp.pack import pack_int4, unpack_int4
+from minicomp.rtn import rtn_quantize
+
+torch.manual_seed(0)
+print(hardware.format_machine(hardware.describe_machine()))
+print("kernel backends here:", available_backends())
+
+# %% [markdown]
+# ## 1. Packing by hand
+#
+# PyTorch has no 4-bit dtype. A byte has 8 bits, so two codes fit: minicomp's convention puts
+# element `2i` in the **low nibble** (bits 0–3) of byte `i` and element `2i + 1` in the **high
+# nibble** (bits 4–7):
+#
+#     byte = q[2i] | (q[2i+1] << 4)          q[2i] = byte & 0x0F,   q[2i+1] = byte >> 4
+
+# %%
+q = torch.tensor([3, 10, 7, 1], dtype=torch.uint8)
+by_hand = torch.tensor([3 | (10 << 4), 7 | (1 << 4)], dtype=torch.uint8)
+for b in by_hand.tolist():
+    print(f"{b:3d} = 0b{b:08b}: high nibble {b >> 4:2d}, low nibble {b & 0x0F:2d}")
+
+# %%
+assert torch.equal(pack_int4(q), by_hand)                         # the library does the same
+assert torch.equal(unpack_int4(by_hand), q)                       # and the round trip is exact
+codes = torch.randint(0, 16, (64, 128), dtype=torch.uint8)
+assert torch.equal(unpack_int4(pack_int4(codes)), codes)
+print("checked: pack_int4 matches the hand computation; unpack(pack(q)) == q")
+
+# %% [markdown]
+# What does that buy for a 4096 × 4096 layer, quantized to 4 bits in groups of 128? Each group
+# of 128 weights also stores a float16 scale and a one-byte zero point: 64 + 2 + 1 = 67 bytes
+# where float32 needs 512.
+
+# %%
+N = 4096
+dense = nn.Linear(N, N, bias=False)
+layer = PackedLinear.from_linear(dense, bits=4, group_size=128)   # RTN, then packed
+fp32_bytes = hardware.tensor_bytes(dense.weight)
+codes_in_bytes = N * N                                            # one uint8 per 4-bit code
+print(f"float32 weight        {hardware.human_bytes(fp32_bytes):>9}")
+print(f"4-bit codes, unpacked {hardware.human_bytes(codes_in_bytes):>9}")
+print(f"packed + scales/zeros {hardware.human_bytes(layer.weight_nbytes):>9}  "
+      f"({layer.bits_per_weight:.2f} bits per weight)")
+print(layer)
+
+# %%
+assert fp32_bytes / layer.weight_nbytes >= 7.5
+assert all(t.dtype in (torch.uint8, torch.float16) for t in layer.buffers())  # no float32 weight
+print(f"checked: the packed layer is {fp32_bytes / layer.weight_nbytes:.2f}x smaller than float32")
+
+# %% [markdown]
+# ## 2. The reference kernel
+#
+# The simplest correct way to run the packed layer: unpack every code, dequantize the whole
+# weight with `ŵ = (q − zero) · scale` group by group, then call an ordinary matmul. This is
+# `minicomp.kernels.reference`, and every faster backend is tested against it. Here it is, step
+# by step:
+
+# %%
+def reference_linear(x, qweight, scales, zeros, group_size):
+    codes = unpack_int4(qweight)                                      # [out, in] uint8
+    out, n_in = codes.shape
+    q = codes.reshape(out, n_in // group_size, group_size).float()   # [out, groups, g]
+    w = (q - zeros.float()[..., None]) * scales.float()[..., None]   # the full float weight
+    return x @ w.reshape(out, n_in).T
+
+
+x = torch.randn(1, N)
+with torch.no_grad():
+    mine = reference_linear(x, layer.qweight, layer.scales, layer.zeros, 128)
+    layer.backend = "reference"
+    library = layer(x)
+print(f"largest difference from the library's reference backend: {(mine - library).abs().max():.2e}")
+
+# %%
+assert torch.allclose(mine, library, atol=1e-5, rtol=1e-5)
+print("checked: the step-by-step kernel is the library's reference")
+
+# %% [markdown]
+# It is correct, and it undoes the whole point: the second line writes a float32 weight as big
+# as the original, then the matmul reads it back. Timed against a plain float32 layer, at
+# batch 1 (one token):
+
+# %%
+W32 = dense.weight.detach()
+with torch.no_grad():
+    t = hardware.compare({"fp32": lambda: F.linear(x, W32), "int4 reference": lambda: layer(x)},
+                         warmup=2, repeats=8)
+speed = hardware.ratios(t, "fp32")
+for name, timing in t.items():
+    print(f"{name:<15} {timing.median * 1e3:8.2f} ms   {speed[name]:.2f}x fp32's speed")
+
+# %%
+assert speed["int4 reference"] < 1.0
+print("checked: unpack-then-matmul is slower than plain float32")
+
+# %% [markdown]
+# ## 3. Bytes moved, and the roofline
+#
+# `y = x Wᵀ` with x `[B, in]` and W `[out, in]` does `2·B·in·out` floating-point operations and
+# must at least read W once. Its **arithmetic intensity** is FLOPs per byte moved:
+#
+# | | FLOPs | bytes (mostly W) | intensity |
+# |---|---|---|---|
+# | float32, batch B | 2·B·in·out | 4·in·out | ≈ B / 2 |
+# | int4 packed, batch B | 2·B·in·out | ≈ 0.52·in·out | ≈ 3.8·B |
+#
+# A machine does at most `peak` FLOP/s and moves at most `bandwidth` bytes/s, so a kernel reaches
+# at most `min(peak, bandwidth × intensity)`: the **roofline**. Below the *ridge point*
+# `peak / bandwidth` the kernel waits for memory; above it, for arithmetic. Let's measure both
+# numbers on this machine.
+
+# %%
+rows = hardware.gemv_vs_gemm(batches=(1, 2, 4, 8, 16, 64, 256), in_features=N, out_features=N,
+                             warmup=1, repeats=3)
+streamed = hardware.measure_bandwidth(256_000_000, repeats=3)["gbytes_per_s"]
+bw = max(streamed, rows[0]["gbytes_per_s"])   # a big GEMV is itself a good bandwidth test
+peak = max(r["gflops"] for r in rows)          # the best float32 matmul rate we saw
+ridge = peak / bw
+print(f"memory bandwidth ≈ {bw:.1f} GB/s, float32 matmul ≈ {peak:.0f} GFLOP/s, "
+      f"ridge point ≈ {ridge:.1f} FLOP/byte")
+for r in rows:
+    print(f"batch {r['batch']:>4}: intensity {r['intensity']:6.1f} FLOP/B, {r['gflops']:7.1f} GFLOP/s, "
+          f"{r['gbytes_per_s']:5.1f} GB/s")
+
+# %%
+B = torch.tensor([r["batch"] for r in rows], dtype=torch.float64)
+intensity_fp32 = torch.tensor([r["intensity"] for r in rows])
+intensity_int4 = B * 2 * N * N / (N * N * 67 / 128 + B * 2 * N * 4)
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+grid = torch.logspace(-1, 3, 200)
+ax.loglog(grid, hardware.roofline(peak, bw, grid.tolist()), "k-", label="roofline (this machine)")
+ax.loglog(intensity_fp32, [r["gflops"] for r in rows], "o-", label="float32 x Wᵀ, measured")
+for b, i32 in zip(B.tolist(), intensity_fp32.tolist(), strict=True):
+    ax.annotate(f"B={b:g}", (i32, hardware.roofline(peak, bw, i32)), fontsize=7, alpha=0.6)
+ax.loglog(intensity_int4, hardware.roofline(peak, bw, intensity_int4.tolist()), "s--",
+          label="int4 packed, roofline bound")
+ax.axvline(ridge, color="grey", ls=":", label=f"ridge point {ridge:.1f} FLOP/byte")
+ax.set(xlabel="arithmetic intensity (FLOP / byte)", ylabel="GFLOP/s", title="the roofline")
+ax.legend(fontsize=8)
+batch_grid = torch.logspace(0, 9, 200, base=2)       # batch 1 .. 512
+i32_grid = batch_grid * 2 * N * N / (N * N * 4 + batch_grid * 2 * N * 4)
+i4_grid = batch_grid * 2 * N * N / (N * N * 67 / 128 + batch_grid * 2 * N * 4)
+ax2.loglog(batch_grid, hardware.roofline(peak, bw, i32_grid.tolist()), "C0-", base=2, label="float32 bound")
+ax2.loglog(batch_grid, hardware.roofline(peak, bw, i4_grid.tolist()), "C1--", base=2, label="int4 bound")
+ax2.loglog(B, [r["gflops"] for r in rows], "C0o", base=2, label="float32 measured")
+ax2.set(xlabel="batch size", ylabel="GFLOP/s", title="where batch size crosses over")
+ax2.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+b_fp32 = 2 * ridge           # batch where float32 reaches the ridge (intensity ≈ B/2)
+b_int4 = ridge / 3.8         # ... and where packed int4 does (intensity ≈ 3.8·B)
+print(f"float32 stops being memory-bound near batch {b_fp32:.0f}; packed int4 near batch {max(b_int4, 1):.0f}")
+
+# %% [markdown]
+# Claims: batch 1 sits left of the ridge (memory-bound), the largest batch is right of it, and
+# the same weight does several times more useful work per second at batch 256 than at batch 1.
+# Packing cuts bytes by ~7.6×, so for memory-bound GEMV it can cut time by up to ~7.6× too, but
+# it moves the crossover to batch sizes about 7.6× smaller: at large batch there is nothing to gain.
+
+# %%
+assert rows[0]["intensity"] < ridge < rows[-1]["intensity"]
+assert rows[-1]["gflops"] > 2 * rows[0]["gflops"]
+assert b_int4 < b_fp32
+print(f"checked: GEMV intensity {rows[0]['intensity']:.2f} < ridge {ridge:.1f} < "
+      f"{rows[-1]['intensity']:.0f}; batch 256 does {rows[-1]['gflops'] / rows[0]['gflops']:.0f}x the FLOP/s of batch 1")
+
+# %% [markdown]
+# ## 4. The fused CPU kernel
+#
+# To win, the kernel must read only the packed bytes and never write a float weight. For one
+# output row and one group, the zero point can be pulled out of the sum:
+#
+# $$\sum_j (q_j - z)\,s\,x_j \;=\; s\Big(\sum_j q_j x_j \;-\; z \sum_j x_j\Big)$$
+#
+# `Σ x_j` depends only on x, so it is computed once per call for every group, and the inner loop
+# is a dot product of raw codes with x. Here is that loop in NumPy for a small layer, one group
+# at a time, as the compiled kernel does it:
+
+# %%
+import numpy as np
+
+
+def fused_gemv(qweight, scales, zeros, x, group_size):
+    """y[n] = Σ_groups s·(Σ q·x − z·Σ x), reading codes straight out of the bytes."""
+    packed = qweight.numpy()                                  # [out, in / 2] uint8
+    x = x.numpy()
+    x_even, x_odd = x[0::2], x[1::2]                          # the inputs of low / high nibbles
+    bytes_per_group = group_size // 2
+    xsum = x.reshape(-1, group_size).sum(axis=1)              # [groups] Σ x, once per call
+    y = np.zeros(packed.shape[0], np.float32)
+    for g in range(scales.shape[1]):
+        cols = slice(g * bytes_per_group, (g + 1) * bytes_per_group)
+        b = packed[:, cols]                                   # [out, bytes] this group's bytes
+        qx = (b & 0x0F) @ x_even[cols] + (b >> 4) @ x_odd[cols]   # Σ q·x, codes cut out in place
+        y += scales[:, g].float().numpy() * (qx - zeros[:, g].numpy() * xsum[g])
+    return torch.from_numpy(y)
+
+
+small = PackedLinear.from_linear(nn.Linear(256, 64), bits=4, group_size=64)
+xs = torch.randn(256)
+with torch.no_grad():
+    small.backend = "reference"
+    want = small(xs[None])[0] - small.bias
+got = fused_gemv(small.qweight, small.scales, small.zeros, xs, 64)
+print(f"largest difference from the reference: {(got - want).abs().max():.2e}")
+
+# %%
+assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+print("checked: the zero-point-outside-the-sum loop computes the same layer")
+
+# %% [markdown]
+# `minicomp.kernels.cpu` is this loop compiled with numba, plus what makes a CPU fast: 32-bit
+# words of codes cut apart with shifts and masks, eight output rows per AVX2 instruction (the
+# kernel stores the same bytes reshuffled so that neighbouring rows sit side by side), partial
+# sums that stay in registers, and both cores working. Read `minicomp/kernels/cpu.py`; its
+# docstring explains each trick. The first call compiles it (cached on disk afterwards).
+
+# %%
+layer.backend = "cpu" if "cpu" in available_backends() else "reference"
+with torch.no_grad():
+    layer(x)                                                  # compile (or load) and warm up
+    t = hardware.compare({"fp32": lambda: F.linear(x, W32), f"int4 {layer.backend}": lambda: layer(x)},
+                         warmup=3, repeats=30)
+speed = hardware.ratios(t, "fp32")
+for name, timing in t.items():
+    print(f"{name:<10} {timing.median * 1e3:7.3f} ms   {speed[name]:.2f}x fp32's speed")
+print(f"bytes read: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hardware.human_bytes(layer.weight_nbytes)}")
+
+# %% [markdown]
+# Claim: the fused kernel beats float32 at batch 1 on this CPU. (`minicomp bench` measures the
+# course target, ≥ 2× on a 2-core laptop CPU; here the check is looser, because notebooks often
+# share the machine with other work.)
+
+# %%
+if layer.backend == "cpu":
+    assert speed["int4 cpu"] > 1.2, speed
+    print(f"checked: fused int4 GEMV is {speed['int4 cpu']:.1f}x faster than float32")
+else:
+    print("numba is not installed: the fused CPU kernel was not timed (pip install numba)")
+
+# %% [markdown]
+# And as the batch grows? The packed kernel decodes each code once and reuses it for up to
+# 16 rows of x, but it still does every multiply-add, and float32 matmuls are among the most
+# tuned code in existence. The roofline says the advantage should shrink as batch grows:
+
+# %%
+batches = [1, 4, 16, 64]
+advantage = {}
+with torch.no_grad():
+    for b in batches:
+        xb = torch.randn(b, N)
+        t = hardware.compare({"fp32": lambda xb=xb: F.linear(xb, W32), "int4": lambda xb=xb: layer(xb)},
+                             warmup=1, repeats=5)
+        advantage[b] = hardware.ratios(t, "fp32")["int4"]
+        print(f"batch {b:>3}: int4 {layer.backend} is {advantage[b]:.2f}x fp32's speed")
+plt.figure(figsize=(5, 3))
+plt.semilogx(batches, [advantage[b] for b in batches], "o-", base=2)
+plt.axhline(1, color="grey", ls=":")
+plt.gca().set(xlabel="batch size", ylabel="speed-up over float32", title="packing pays at small batch")
+plt.show()
+
+# %%
+if layer.backend == "cpu":
+    assert advantage[1] > advantage[64]
+    print("checked: the speed-up is largest at batch 1")
+
+# %% [markdown]
+# ### A whole model on packed kernels
+#
+# `quantize_model` produces simulated `QuantLinear` layers; `pack_model` swaps each one for a
+# `PackedLinear` holding only bytes, and the model runs on the fused kernels from then on.
+
+# %%
+from minicomp.calibrate import quantize_model
+from minicomp.kernels import pack_model, packed_layers
+from minicomp.models import GPTConfig, TinyGPT
+
+gpt = quantize_model(TinyGPT(GPTConfig(n_layer=2), seed=0), "rtn", bits=4, group_size=128,
+                     progress=False)
+idx = torch.randint(0, 96, (1, 64), generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    simulated = gpt(idx)[0]
+    pack_model(gpt)
+    packed = gpt(idx)[0]
+print(f"{len(packed_layers(gpt))} PackedLinear layers; largest logit difference "
+      f"{(packed - simulated).abs().max():.2e}")
+
+# %%
+assert len(packed_layers(gpt)) == 8 and torch.allclose(packed, simulated, atol=1e-4)
+print("checked: the packed model computes what the simulated one did")
+
+# %% [markdown]
+# ## 5. On a GPU: Triton
+#
+# `minicomp/kernels/triton.py` is the same algorithm for a GPU: each program reads a tile of
+# packed bytes, cuts out the codes, and accumulates `s·(Σ q·x − z·Σ x)` group by group, with
+# tensor cores (`tl.dot`) once the batch is 16 or more. An H100 moves about 3 TB/s, so a
+# 8192 × 8192 fp16 GEMV (128 MB) takes ~40 µs; the int4 version moves 34 MB. This cell runs only
+# when a CUDA GPU and triton are present.
+
+# %%
+if torch.cuda.is_available() and "triton" in available_backends():
+    G = 8192
+    big = nn.Linear(G, G, bias=False)
+    gpu_layer = PackedLinear.from_linear(big, bits=4, group_size=128, backend="triton").cuda()
+    w16 = big.weight.detach().half().cuda()
+    xg = torch.randn(1, G, device="cuda", dtype=torch.float16)
+    with torch.no_grad():
+        t = hardware.compare({"fp16 cuBLAS": lambda: F.linear(xg, w16), "int4 triton": lambda: gpu_layer(xg)},
+                             warmup=5, repeats=50, device="cuda")
+    gpu_speed = hardware.ratios(t, "fp16 cuBLAS")
+    print({k: f"{v.median * 1e6:.1f} µs" for k, v in t.items()}, f"-> {gpu_speed['int4 triton']:.2f}x")
+    assert gpu_speed["int4 triton"] > 1.2
+    print("checked: the Triton W4A16 GEMV beats fp16 cuBLAS")
+else:
+    print("No CUDA GPU with triton here: this cell would time an 8192x8192 W4A16 GEMV in Triton "
+          "against fp16 cuBLAS (the course target is >= 2.5x).")
+
+# %% [markdown]
+# ## 6. A real-world format: GGUF
+#
+# llama.cpp, Ollama and LM Studio load weights from GGUF files. Its simplest 4-bit type, **Q4_0**,
+# is what you now know: blocks of 32 weights, one float16 scale `d` per block, codes with an
+# implicit zero point of 8 (`ŵ = (q − 8)·d`), two codes per byte. Only the nibble order differs:
+# in Q4_0, byte `j` of a block holds elements `j` and `j + 16`, not `2j` and `2j + 1`.
+#
+# `minicomp.export.save_gguf` writes float tensors with GGUF's own rounding rules (implemented
+# from scratch), and the `gguf` package (the reference Python library from llama.cpp) reads the
+# file back.
+
+# %%
+import tempfile
+from pathlib import Path
+
+import gguf
+
+from minicomp.export import load_gguf, quantize_q4_0, save_gguf
+
+w_small = small.quantized_weight().dequantize()                  # a [64, 256] weight
+tensors = {"blk.0.ffn_up.weight": w_small, "blk.0.ffn_up.bias": small.bias.detach()}
+path = save_gguf(Path(tempfile.mkdtemp()) / "tiny.gguf", tensors, "Q4_0")
+reader = gguf.GGUFReader(str(path))
+for t in reader.tensors:
+    print(f"{t.name:<22} {t.tensor_type.name:<5} shape (GGUF order: in, out) {[int(n) for n in t.shape]}  "
+          f"{int(t.n_bytes)} bytes")
+
+# %%
+stored = {t.name: np.asarray(t.data) for t in reader.tensors}
+theirs = gguf.quants.quantize(w_small.numpy(), gguf.GGMLQuantizationType.Q4_0)
+assert np.array_equal(stored["blk.0.ffn_up.weight"], theirs)           # byte for byte
+assert np.array_equal(quantize_q4_0(w_small).numpy(), theirs)
+back = load_gguf(path)["blk.0.ffn_up.weight"]
+print(f"Q4_0 round trip error {((back - w_small).norm() / w_small.norm()):.3f} (relative)")
+assert (back - w_small).norm() / w_small.norm() < 0.15
+print("checked: the gguf package reads our file, and its bytes are what gguf's own quantizer makes")
+
+# %% [markdown]
+# One block up close: the same 32 codes in minicomp's order and in Q4_0's.
+
+# %%
+block = theirs[0, :18]
+d = block[:2].view(np.float16)[0]
+q4_0_codes = np.concatenate([block[2:] & 0x0F, block[2:] >> 4])             # j, then j + 16
+ours = pack_int4(torch.from_numpy(q4_0_codes.astype(np.uint8))).numpy()     # 2i, 2i + 1
+print(f"scale d = {d}")
+print("codes          ", q4_0_codes.tolist())
+print("Q4_0 bytes     ", [f"{b:02x}" for b in block[2:]])
+print("minicomp bytes ", [f"{b:02x}" for b in ours])
+assert np.array_equal(unpack_int4(torch.from_numpy(ours)).numpy(), q4_0_codes)
+
+# %% [markdown]
+# ## Summary
+#
+# * Two 4-bit codes per byte, plus a scale and a zero point per group, is 7.6× smaller than
+#   float32.
+# * Unpacking the whole weight before multiplying throws that away. A *fused* kernel reads only
+#   the bytes and dequantizes inside the loop; the zero point leaves the loop entirely.
+# * Batch-1 inference is memory-bound, so fewer bytes is fewer microseconds. Large batches are
+#   compute-bound, and there packing saves memory but not time.
+# * GGUF's Q4_0 is the same idea with blocks of 32 and a different nibble order; `minicomp.export`
+#   converts exactly.
+#
+# Exercise 09 asks you to write `pack_int4`, `unpack_int4` and a dequantize-inside-GEMV yourself.
