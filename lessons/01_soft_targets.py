@@ -106,7 +106,7 @@ temps = (1.0, 2.0, 4.0, 10.0)
 fig, axes = plt.subplots(1, len(temps) + 1, figsize=(14, 2.6))
 axes[0].imshow(digits.x_test[i].reshape(8, 8), cmap="gray_r")
 axes[0].set(title=f"label {digits.y_test[i].item()}", xticks=[], yticks=[])
-for ax, T in zip(axes[1:], temps):
+for ax, T in zip(axes[1:], temps, strict=True):
     p = soft_targets(z_test[i], T)
     ax.bar(range(10), p.numpy(), color=["C3" if c == digits.y_test[i] else "C0" for c in range(10)])
     ax.set(title=f"T = {T:g}", xticks=range(10), ylim=(0, 1))
@@ -120,7 +120,7 @@ for T in temps:
 # runner-up, invisible at T = 1, becomes a real share at T = 4.
 tops = [soft_targets(z_test[i], T) for T in temps]
 assert len({int(p.argmax()) for p in tops}) == 1
-assert all(a.max() > b.max() for a, b in zip(tops, tops[1:]))
+assert all(a.max() > b.max() for a, b in zip(tops, tops[1:], strict=False))
 assert tops[0].topk(2).values[1] < 0.1 < tops[2].topk(2).values[1]
 
 # %% [markdown]
@@ -153,7 +153,7 @@ for T in (1.0, 4.0, 20.0):
 # %%
 # Claims: entropy grows with T; the teacher is near one-hot at T = 1 (under 0.2 nats) and
 # near uniform at T = 100 (within 2% of log 10); softmax never leaves [0, log C].
-assert all(a <= b + 1e-6 for a, b in zip(H, H[1:]))
+assert all(a <= b + 1e-6 for a, b in zip(H, H[1:], strict=False))
 assert entropy(soft_targets(z_test, 1.0)).mean() < 0.2
 assert H[-1] > 0.98 * math.log(10) and H.max() <= math.log(10) + 1e-5
 

@@ -154,7 +154,7 @@ for i in range(len(x)):
     tckd, nckd = dkd_terms(zs[i:i + 1], zt[i:i + 1], y[i:i + 1], T)
     p_gt = soft_targets(zt[i], T)[y[i]]
     rows.append((kd_loss(zs[i:i + 1], zt[i:i + 1], T), tckd, (1 - p_gt) * nckd))
-kd_vals, tckd_vals, weighted_nckd = (torch.stack(c) for c in zip(*rows))
+kd_vals, tckd_vals, weighted_nckd = (torch.stack(c) for c in zip(*rows, strict=True))
 weight = 1 - soft_targets(t_logits, T)[torch.arange(len(y)), y]
 print(f"largest |KD - (TCKD + (1-p_gt)·NCKD)| over 128 examples: {(kd_vals - tckd_vals - weighted_nckd).abs().max():.1e}")
 print(f"the weight (1 - p_gt) plain KD puts on NCKD at T = 4: mean {weight.mean():.2f}, "
@@ -181,8 +181,8 @@ assert weight.mean() < 0.5
 # | DKD | CE + TCKD + 8 · NCKD (T = 4) |
 # | KD + hint | both terms of KD, plus 1 · hint |
 #
-# Our hint loss is a mean over the teacher's 256 features, so its weight of 100 is about
-# 0.4 on FitNets' per-example sum. DKD needs each row's target class; on unlabelled rows the
+# Our hint loss is a mean over the teacher's 256 features, so a weight of 100 on it equals a
+# weight of 100/256 ≈ 0.4 on the per-example sum of squared errors (≈ 0.8 on FitNets' ½‖·‖²). DKD needs each row's target class; on unlabelled rows the
 # `DKD` term uses the teacher's top class.
 
 # %%

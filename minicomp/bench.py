@@ -28,6 +28,7 @@ import argparse
 import datetime as _dt
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -66,7 +67,7 @@ def _torch_int4(w: torch.Tensor, qw, device: torch.device) -> Callable | None:
             dtype = torch.float32
         else:
             op = torch.ops.aten._weight_int4pack_mm
-            packed = (codes[:, 1::2] << 4 | codes[:, 0::2]).to(torch.uint8).to(device)
+            packed = (codes[:, 0::2] << 4 | codes[:, 1::2]).to(torch.uint8).to(device)  # torchao's order
             wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
             dtype = torch.bfloat16
         sz = sz.to(device, dtype)
@@ -93,14 +94,17 @@ def _torch_dynamic_int8(w: torch.Tensor) -> Callable | None:
 
 
 def contestants(out: int, n_in: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
-    """({name: f(x) -> y}, {name: weight bytes}) for one weight size on one device."""
+    """({name: f(x) -> y}, {name: weight bytes}) for one weight size on one device.
+
+    x comes in float32 on a CPU and float16 on a GPU; each contestant casts it to what it needs
+    (a [batch, in] cast, negligible next to reading the weight)."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(out, n_in, generator=g) / math.sqrt(n_in)  # [out, in]
     lin = nn.Linear(n_in, out, bias=False)
     lin.weight.data.copy_(w)
     fns, sizes = {}, {}
     w32 = w.to(device)
-    fns["fp32"], sizes["fp32"] = (lambda x: F.linear(x, w32)), w32.numel() * 4
+    fns["fp32"], sizes["fp32"] = (lambda x: F.linear(x.float(), w32)), w32.numel() * 4
     half = [torch.bfloat16] if device.type == "cpu" else [torch.float16, torch.bfloat16]
     for dt in half:
         wh = w.to(device, dt)
@@ -150,7 +154,9 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
     for out, n_in in sizes:
         fns, nbytes = contestants(out, n_in, dev, seed)
         for batch in batches:
-            x = torch.randn(batch, n_in, generator=torch.Generator().manual_seed(seed + batch)).to(dev)
+            # activations as a model would hold them: float32 on a CPU, float16 on a GPU (W4A16)
+            act = torch.float16 if dev.type == "cuda" else torch.float32
+            x = torch.randn(batch, n_in, generator=torch.Generator().manual_seed(seed + batch)).to(dev, act)
             calls = {name: (lambda f=f, x=x: f(x)) for name, f in fns.items()}
             for name in [n for n in calls if n not in ("fp32", "fp16")]:
                 once = hardware.measure(calls[name], warmup=1, repeats=1, device=dev).median
@@ -215,6 +221,14 @@ def format_table(rows: list[dict], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average (other processes competing for the cores), where the OS has one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def default_out_dir() -> Path:
     try:
         from minicomp.course import repo_root
@@ -266,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = args.batches or ([1, 16] if args.quick else [1, 4, 16, 64])
     machine = hardware.describe_machine()
     print(hardware.format_machine(machine))
+    load_before = _load_average()
     print(format_table([], header=True))
     rows, skipped = [], []
     for dev in devices:
@@ -275,13 +290,19 @@ def main(argv: list[str] | None = None) -> int:
         rows += result["rows"]
         skipped += result["skipped"]
     targets = check_targets(rows)
+    load_after = _load_average()
     print()
+    busy = [v for v in (load_before, load_after) if v is not None and v > 0.5 + (machine.get("logical_cores") or 1)]
+    if busy:
+        print(f"warning: the machine was busy (load average {max(busy):.1f} on "
+              f"{machine.get('logical_cores')} cores), so these timings are noisy; re-run when it is idle")
     for t in targets:
         print(f"{'MET ' if t['met'] else 'MISS'}  {t['what']}: measured {t['measured_ratio']:.2f}x")
     result = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "command": "minicomp bench",
               "argv": list(sys.argv[1:] if argv is None else argv), "machine": machine,
               "settings": {"repeats": repeats, "warmup": 3, "group_size": GROUP_SIZE,
-                           "timing": "median of interleaved repeats (hardware.compare)"},
+                           "timing": "median of interleaved repeats (hardware.compare)",
+                           "load_average_before": load_before, "load_average_after": load_after},
               "rows": rows, "skipped": skipped, "targets": targets}
     if not args.no_save:
         folder = args.out or default_out_dir()

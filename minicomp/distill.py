@@ -390,7 +390,8 @@ class Distiller:
 
     Each step draws a batch (seeded), runs the teacher in eval mode under no_grad, runs the
     student, and minimises Σ weight · term(outputs) with AdamW. The same seed gives the same
-    numbers. `history` holds one dict per `log_every` steps: the mean of each term and of the
+    numbers. Student and teacher are moved to `device` (default: the student's device); the
+    teacher's train/eval mode is restored after `fit`, and the student is left in eval mode. `history` holds one dict per `log_every` steps: the mean of each term and of the
     total loss since the last entry, the validation accuracy (if x_val is given) and the seconds
     elapsed. `CE` alone, with teacher=None, trains the student without a teacher on the same loop.
     """
@@ -450,6 +451,10 @@ class Distiller:
                 params = list(self.student.parameters())
                 with torch.no_grad():  # one probe batch builds the adapters (Hint) before AdamW
                     o = self._forward(x[:batch_size].to(self.device), y[:batch_size].to(self.device), s_taps, t_taps)
+                C = o.student_logits.shape[-1]
+                if y.is_floating_point() or y.min() < -1 or y.max() >= C:
+                    raise ValueError(f"y holds values from {y.min().item()} to {y.max().item()} ({y.dtype}); expected "
+                                     f"integer class indices in [0, {C}), or -1 for an unlabelled row")
                 for _, term in self.losses.values():
                     if hasattr(term, "build"):
                         params += term.build(o, self.seed)

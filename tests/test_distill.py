@@ -135,7 +135,7 @@ def test_high_temperature_limit_is_half_mean_squared_centered_logit_gap(C):
     limit = (d ** 2).sum(-1).mean() / (2 * C)
     rel = [abs(kd_loss(s, t, T).item() / limit.item() - 1) for T in (10.0, 100.0, 1000.0, 10000.0)]
     assert rel[-1] < 1e-4
-    for a, b in zip(rel, rel[1:]):  # the gap shrinks like 1/T (like 1/T² when C = 2, by symmetry)
+    for a, b in zip(rel, rel[1:], strict=False):  # the gap shrinks like 1/T (like 1/T² when C = 2, by symmetry)
         assert a / b > 4
 
 
@@ -362,7 +362,7 @@ def test_distiller_freezes_the_teacher():
     run({"kd": (0.9, KD(4.0)), "ce": (0.1, CE()), "hint": (1.0, Hint("1", "net.1"))}, teacher=teacher)
     assert teacher.calls and all(not training and not grad for training, grad in teacher.calls)
     assert teacher.training  # its mode is restored afterwards
-    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters(), strict=True))
     assert all(p.grad is None for p in teacher.parameters())
     assert all(not m._forward_hooks for m in teacher.modules())
 
@@ -371,7 +371,7 @@ def test_distiller_is_repeatable_and_records_history():
     losses = lambda: {"kd": (0.5, KD(2.0)), "ce": (0.5, CE()), "rkd": (0.1, RKD("1", "net.1"))}
     a, b = run(losses()), run(losses())
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
-    assert all(torch.equal(p, q) for p, q in zip(a.student.parameters(), b.student.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.student.parameters(), b.student.parameters(), strict=True))
     assert [r["step"] for r in a.history] == [10, 20, 30, 40]
     assert {"loss", "kd", "ce", "rkd", "val_acc", "seconds"} <= set(a.history[0])
     c = run(losses(), seed=1)
@@ -408,3 +408,5 @@ def test_distiller_without_teacher_and_bad_arguments():
         d.fit(x, y, steps=0)
     with pytest.raises(ValueError, match="96 rows but y has 95"):
         d.fit(x, y[:-1])
+    with pytest.raises(ValueError, match=r"values from \d+ to 3 .*\[0, 3\)"):
+        d.fit(x, torch.cat([y[:-1], torch.tensor([3])]).clamp_min(-1), steps=1)

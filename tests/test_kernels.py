@@ -392,3 +392,22 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
         assert r["median_s"] > 0 and r["speedup_vs_fp32"] > 0
     assert check_targets(result["rows"])[-1]["what"].startswith("packed INT4")  # bytes target found
     assert "int4-reference" in capsys.readouterr().out
+
+
+def test_bench_contestants_compute_the_same_layer():
+    """Every contestant times the same y = x Wᵀ (int4 ones with the same codes)."""
+    import warnings
+
+    from minicomp.bench import contestants
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fns, sizes = contestants(256, 512, torch.device("cpu"))
+        x = torch.randn(3, 512, generator=_gen(5))
+        with torch.no_grad():
+            out = {name: f(x).float() for name, f in fns.items()}
+    for name, y in out.items():
+        assert (y - out["fp32"]).norm() / out["fp32"].norm() < 0.15, name
+        if name.startswith("int4"):
+            assert torch.allclose(y, out["int4-reference"], rtol=1e-3, atol=1e-3), name
+    assert sizes["fp32"] / sizes["int4-reference"] > 7.5
