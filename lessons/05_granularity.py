@@ -27,7 +27,8 @@ from minicomp.quant import compute_qparams, quantize, quantize_dequantize
 from minicomp.rtn import rtn_quantize
 
 model = load_minilm()
-layers = find_linears(model, include="*encoder*")  # 6 blocks x (query, key, value, attn out, ffn up, ffn down)
+# 6 blocks x (query, key, value, attention output, FFN up, FFN down), named like "layer.0.attention.self.query"
+layers = {name.split("encoder.")[-1]: layer for name, layer in find_linears(model, include="*encoder*").items()}
 W = {name: layer.weight.detach().clone() for name, layer in layers.items()}  # each [out, in]
 print(f"{len(W)} weight matrices, {sum(w.numel() for w in W.values()) / 1e6:.1f}M weights; shapes:",
       sorted({tuple(w.shape) for w in W.values()}))
@@ -40,7 +41,7 @@ print(f"{len(W)} weight matrices, {sum(w.numel() for w in W.values()) / 1e6:.1f}
 # fall on only a few of the 16 INT4 codes.
 
 # %%
-w = W["0.model.encoder.layer.0.attention.self.query"]
+w = W["layer.0.attention.self.query"]
 row_max = w.abs().amax(dim=1)  # [out]
 scale, zero = compute_qparams(w, bits=4)
 codes = quantize(w, scale, zero, 0, 15)
@@ -76,8 +77,14 @@ def rel_error(w, bits, **granularity):
     return ((quantize_dequantize(w, bits, **granularity) - w).norm() / w.norm()).item()
 
 
+_cache = {}
+
+
 def mean_error(bits, **granularity):
-    return sum(rel_error(w, bits, **granularity) for w in W.values()) / len(W)
+    key = (bits, tuple(granularity.items()))
+    if key not in _cache:  # each setting is measured once, then reused by the later sections
+        _cache[key] = sum(rel_error(w, bits, **granularity) for w in W.values()) / len(W)
+    return _cache[key]
 
 
 GRANULARITIES = {"per-tensor": {}, "per-channel": {"axis": 0}, "group 128": {"group_size": 128},
@@ -142,7 +149,7 @@ print(f"checked: error rises with group size; INT3 g16 {curve[3][0]:.4f} ≈ INT
 # dtype, zeros at `b` bits). We check it against the formula on a real `[1536, 384]` matrix.
 
 # %%
-w_up = W["0.model.encoder.layer.0.intermediate.dense"]  # [1536, 384]
+w_up = W["layer.0.intermediate.dense"]  # [1536, 384]
 n_weights = sum(v.numel() for v in W.values())
 print(f"{'INT4 format':14} {'bits/weight':>11} {'formula':>8} {'encoder linears':>16} {'rel. error':>10}")
 costs = {}
@@ -223,10 +230,10 @@ top = {}
 for lname, X in acts.items():  # X: [tokens, 384]
     chan_max = X.abs().amax(dim=0)  # [384]
     top[lname] = chan_max.topk(3).indices.tolist()
-    print(f"block {lname.split('.')[4]}: median channel max {chan_max.median():.2f}, "
+    print(f"block {lname.split('.')[1]}: median channel max {chan_max.median():.2f}, "
           f"largest: channels {top[lname]} with {[round(v, 1) for v in chan_max.topk(3).values.tolist()]}")
 
-X = acts["0.model.encoder.layer.3.intermediate.dense"]
+X = acts["layer.3.intermediate.dense"]
 chan_max = X.abs().amax(dim=0)
 fig, ax = plt.subplots(figsize=(8, 2.8))
 ax.bar(range(384), chan_max.numpy(), width=1.0)

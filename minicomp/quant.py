@@ -461,14 +461,14 @@ class MSEObserver(Observer):
     Keeps up to `max_samples` values (an evenly strided subset of each batch), then searches
     ranges p·[lo, hi] (see `mse_range`)."""
 
-    def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**18):
+    def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**16):
         super().__init__(bits, symmetric)
         self.max_samples, self.samples = int(max_samples), []
 
     def observe(self, x):
         v = x.flatten()
         step = max(1, v.numel() // max(1, self.max_samples // 16))
-        self.samples.append(v[::step])
+        self.samples.append(torch.cat([v[::step], v.min()[None], v.max()[None]]))  # keep the extremes
         kept = torch.cat(self.samples)
         if kept.numel() > self.max_samples:
             self.samples = [kept[:: math.ceil(kept.numel() / self.max_samples)]]

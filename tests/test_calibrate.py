@@ -195,6 +195,10 @@ def test_quantize_model_on_minilm_keeps_embeddings_close():
     st = load_minilm()
     sentences = ["Quantization stores weights in fewer bits.", "The cat sat on the mat."]
     ref = st.encode(sentences, convert_to_tensor=True)
+    query = next(m for n, m in find_linears(st).items() if n.endswith("layer.2.attention.self.query"))
+    got = capture_inputs(st, query, [sentences], forward=lambda m, b: m.encode(b, batch_size=len(b)))
+    assert len(got) == 1 and got[0].shape[1] == 384  # [tokens, 384], stopped early inside encode()
+    assert torch.allclose(st.encode(sentences, convert_to_tensor=True), ref)  # the model still works
     quantize_model(st, bits=8, group_size=-1, progress=False)
     got = st.encode(sentences, convert_to_tensor=True)
     assert sum(isinstance(m, QuantLinear) for m in st.modules()) >= 36  # 6 layers x (q, k, v, o, up, down)

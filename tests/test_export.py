@@ -54,9 +54,13 @@ def test_blocks_identical_to_gguf_quantizers(qtype):
 
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q8_0"])
 def test_property_identical_to_gguf(qtype):
+    # values of magnitude >= 1e-30 (or 0): below ~1e-38, 1/d overflows and gguf's own result is a
+    # float->uint8 cast of NaN, which is undefined
+    finite = st.floats(-1e4, 1e4, width=32).filter(lambda v: v == 0 or abs(v) >= 1e-30)
+
     @settings(max_examples=60, deadline=None)
     @given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 3).map(lambda k: 32 * k)),
-                  elements=st.floats(-1e4, 1e4, width=32)))
+                  elements=finite))
     def same(w):
         assert np.array_equal(OURS[qtype](torch.from_numpy(w)).numpy(),
                               gguf.quants.quantize(w, getattr(T, qtype)))

@@ -414,3 +414,16 @@ def test_qparams_from_range_matches_compute_qparams():
     assert torch.allclose(s, torch.tensor([3.0, 4.0]) / 255)  # the second range widens to [0, 4]
     assert z.tolist() == [round(255 / 3), 0]
     assert math.isclose(qparams_from_range(torch.tensor(-2.0), torch.tensor(1.0), 4, True)[0].item(), 2 / 7, rel_tol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-128, 0), st.integers(1, 255), st.integers(-10, 2), st.data())
+def test_any_power_of_two_grid_matches_torch_exactly(qmin, width, log2_scale, data):
+    qmax = qmin + width
+    zero = data.draw(st.integers(qmin, qmax))
+    scale = 2.0**log2_scale
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    x = torch.randn(500, generator=torch.Generator().manual_seed(seed)) * scale * width
+    x = torch.cat([x, (torch.arange(-20, 20) + 0.5) * scale])  # exact ties
+    ours = fake_quantize(x, torch.tensor(scale), zero, qmin, qmax)
+    assert torch.equal(ours, torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax))

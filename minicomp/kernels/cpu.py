@@ -25,9 +25,10 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    conversion has no AVX2 instruction; `np.int32(...)` before `np.float32(...)` keeps the loop
    vectorized (4× faster here).
 5. **Threads over blocks of rows**, from a standard `ThreadPoolExecutor` calling the kernel with
-   the GIL released, each taking the next small chunk of blocks until none are left. (numba's
-   own `prange` with its OpenMP layer fought PyTorch's OpenMP threads for the cores and ran ~10×
-   slower when the two alternate; its static split also waits for any thread the OS pauses.)
+   the GIL released, each taking the next small chunk of blocks until none are left (see
+   `_run_in_chunks`). (numba's own `prange` with its OpenMP layer fought PyTorch's OpenMP threads
+   for the cores and ran ~10× slower when the two alternate; its static split also waits for
+   any thread the OS pauses, which on a shared laptop happens all the time.)
 
 The kernel layout, made once from the interchange layout of `minicomp.pack` and cached on the
 layer (it is a reshuffle of the same bytes, so the codes are stored twice while it is cached):
@@ -218,10 +219,31 @@ def _threads(n_blocks: int, work: int) -> int:
     return max(1, min(n, n_blocks))
 
 
-def _drain(fn, args, edges: np.ndarray, chunks) -> None:
-    """Run `fn` on chunks of blocks until none are left."""
-    for c in chunks:
-        fn(*args, int(edges[c]), int(edges[c + 1]))
+def _run_in_chunks(fn, args, n_blocks: int, threads: int) -> None:
+    """fn(*args, lo, hi) over blocks 0..n_blocks-1, split into chunks shared by `threads` threads.
+
+    Each thread, this one included, takes the next chunk until none are left, so a thread that
+    starts late does less. A chunk's results depend only on the chunk, so when this thread runs
+    out of work while a chunk is still unfinished (on a busy machine, its thread may be paused
+    for milliseconds), it computes that chunk again itself rather than wait: both write the
+    same values.
+    """
+    n_chunks = min(n_blocks, CHUNKS_PER_THREAD * threads)
+    edges = np.linspace(0, n_blocks, n_chunks + 1).astype(np.int64)
+    todo = iter(range(n_chunks))  # next() on it is atomic under the GIL
+    done = [False] * n_chunks
+
+    def drain():
+        for c in todo:
+            fn(*args, int(edges[c]), int(edges[c + 1]))
+            done[c] = True
+
+    for _ in range(threads - 1):
+        _pool(threads).submit(drain)
+    drain()
+    for c in range(n_chunks):
+        if not done[c]:
+            fn(*args, int(edges[c]), int(edges[c + 1]))
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -262,14 +284,7 @@ def linear(layer, x: torch.Tensor) -> torch.Tensor:
     threads = _threads(n_blocks, m * n_in * layer.out_features)
     if threads == 1:
         fn(*args, 0, n_blocks)
-    else:
-        # Blocks are handed out in small chunks to whichever thread is free, this one included:
-        # on a busy machine a thread that the OS has paused does not hold up the others.
-        n_chunks = min(n_blocks, CHUNKS_PER_THREAD * threads)
-        edges = np.linspace(0, n_blocks, n_chunks + 1).astype(np.int64)
-        chunks = iter(range(n_chunks))  # next() on it is atomic under the GIL
-        futures = [_pool(threads).submit(_drain, fn, args, edges, chunks) for _ in range(threads - 1)]
-        _drain(fn, args, edges, chunks)
-        for f in futures:
-            f.result()
-    return torch.from_numpy(y[:, :layer.out_features])
+        return torch.from_numpy(y[:, :layer.out_features])
+    _run_in_chunks(fn, args, n_blocks, threads)
+    # A copy: a thread the OS paused mid-chunk may still write (the same values) into y later.
+    return torch.from_numpy(y[:, :layer.out_features].copy())
