@@ -116,9 +116,37 @@ def stage_hardware(ctx: TourContext) -> list[Row]:
     return rows
 
 
+def stage_distill(ctx: TourContext) -> list[Row]:
+    """Lesson 02's result: a tiny student with 60 labels, alone and distilled from the teacher."""
+    from minicomp.data import few_label_split, load_digits
+    from minicomp.distill import CE, KD, Distiller
+    from minicomp.models import count_parameters, digits_mlp_student, load_pretrained
+
+    digits, teacher = load_digits(), load_pretrained("digits_mlp_teacher")
+    idx = few_label_split(digits.y_train, 6, seed=0)
+    y_few = torch.full_like(digits.y_train, -1)  # -1 marks an unlabelled image of the transfer set
+    y_few[idx] = digits.y_train[idx]
+    steps = 200 if ctx.quick else 600
+    alone = Distiller(digits_mlp_student(seed=0), None, {"ce": (1.0, CE())}, seed=0, progress=False)
+    alone.fit(digits.x_train[idx], digits.y_train[idx], steps=steps)
+    student = digits_mlp_student(seed=0)
+    kd = Distiller(student, teacher, {"kd": (0.9, KD(4.0)), "ce": (0.1, CE())}, seed=0, progress=False)
+    kd.fit(digits.x_train, y_few, steps=steps)
+    a = alone.accuracy(digits.x_test, digits.y_test)
+    d = kd.accuracy(digits.x_test, digits.y_test)
+    ratio = count_parameters(teacher) / count_parameters(student)
+    return [
+        Row("distill", "student alone, 60 labels", f"test accuracy {100 * a:.1f}%",
+            f"{count_parameters(student):,} params, {ratio:.0f}× fewer than the teacher"),
+        Row("distill", "student distilled (T=4, alpha=0.9)", f"test accuracy {100 * d:.1f}%",
+            f"{100 * (d - a):+.1f} points from the teacher's soft targets on unlabelled images"),
+    ]
+
+
 STAGES: list[tuple[str, Callable[[TourContext], list[Row]]]] = [
     ("shipped models", stage_models),
     ("hardware", stage_hardware),
+    ("distillation", stage_distill),
 ]
 
 

@@ -9,5 +9,6 @@ def test_tour_quick(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "stage" in text and "measured" in text
     assert "digits_mlp_teacher" in text and "tinygpt" in text and "GFLOP/s" in text
+    assert "student distilled" in text
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs and all((out / p).stat().st_size > 1000 for p in pngs)
