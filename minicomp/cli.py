@@ -5,6 +5,7 @@
     minicomp course build        write exercises/ from solutions/
     minicomp course sync         rewrite every .ipynb from its .py source
     minicomp course check        fail if a notebook pair is out of sync or exercises/ is stale
+    minicomp bench [--quick]     time the packed int4 kernels against dense float (ratios)
     minicomp check NAME MODULE:FUNCTION
                                  check a function of yours against an exercise, in the terminal
 """
@@ -73,6 +74,12 @@ def _tour(args: argparse.Namespace) -> int:
     return run_tour(out_dir=Path(args.out), quick=args.quick)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from minicomp.bench import main as bench_main
+
+    return bench_main(args.args)
+
+
 def _check(args: argparse.Namespace) -> int:
     from minicomp.grading import check
 
@@ -107,11 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller measurements, for tests")
     p.set_defaults(func=_tour)
 
+    p = sub.add_parser("bench", help="time packed kernels against float; writes benchmarks/results/*.json",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
+
     p = sub.add_parser("check", help="check one of your functions against an exercise")
     p.add_argument("name", help="the exercise, e.g. weight_bytes")
     p.add_argument("target", help="MODULE:FUNCTION, e.g. my_answers:weight_bytes")
     p.set_defaults(func=_check)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # bench has its own options (see minicomp/bench.py)
+        return _bench(argparse.Namespace(args=argv[1:]))
     args = parser.parse_args(argv)
     return args.func(args)
 
