@@ -237,7 +237,7 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
                    symmetric: bool = False, calibration=None, forward: Callable | None = None,
                    include=None, skip=None, act_bits: int | None = None, act_mode: str = "dynamic",
                    act_symmetric: bool = False, observer: str = "minmax", progress: bool = True,
-                   **options) -> nn.Module:
+                   pack: bool = False, **options) -> nn.Module:
     """Quantize the nn.Linear layers of `model` in place, layer by layer; returns `model`.
 
     method       "rtn" (here), "gptq", "awq" (their own modules); see `METHODS`
@@ -247,6 +247,8 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     include/skip glob patterns, lists of them, or functions (name, module) -> bool
     act_bits     None for weight-only; 8 for W8A8 with act_mode "dynamic" or "static" (calibrated
                  with `observer`: "minmax", "moving_average", "percentile" or "mse")
+    pack         True: swap in `kernels.PackedLinear` (bit-packed codes, fused kernels) instead of
+                 `QuantLinear`, so the whole model runs on the packed kernels (weight-only)
     **options    passed to the method (e.g. clip="mse" for rtn)
     """
     m = get_method(method)
@@ -258,6 +260,8 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
         raise ValueError(f"act_mode={act_mode!r} must be 'dynamic' or 'static'")
     if act_bits is not None:
         act_bits = check_bits(act_bits)
+    if pack and act_bits is not None:
+        raise ValueError(f"pack=True runs weight-only packed kernels; it needs act_bits=None, got act_bits={act_bits}")
     layers = find_linears(model, include, skip)
     if not layers:
         raise ValueError(f"no nn.Linear layers to quantize (include={include!r}, skip={skip!r})")
@@ -284,7 +288,11 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
         if inputs is not None and not inputs:
             continue  # never called on the calibration data (e.g. an unused pooler): left in float
         q = m.fn(layer, inputs, bits=bits, group_size=group_size, symmetric=symmetric, **options)
-        if not isinstance(q, nn.Module):
+        if not isinstance(q, nn.Module) and pack:
+            from minicomp.kernels import PackedLinear
+
+            q = PackedLinear.from_quantized(q, layer.bias)
+        elif not isinstance(q, nn.Module):
             q = QuantLinear(q, layer.bias, act_bits=act_bits, act_symmetric=act_symmetric, **act.get(name, {}))
         set_module(model, name, q.to(layer.weight.device))
     return model
@@ -293,13 +301,21 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
 def storage_bytes(model: nn.Module) -> dict[str, int]:
     """Bytes to store `model` with quantized weights packed at their bit width.
 
-    {"quantized": QuantizedWeight.nbytes + biases of the QuantLinears, "float": every other
+    {"quantized": QuantizedWeight.nbytes (or PackedLinear.weight_nbytes) + biases of the quantized
+    layers, "float": every other
     parameter and buffer (tied ones once), "total": the sum}. hardware.model_bytes measures what
     the tensors occupy in memory instead, where codes take a whole byte each until they are packed.
     """
+    from minicomp.kernels import PackedLinear
+
     quantized, seen = 0, set()
     for layer in model.modules():
-        if isinstance(layer, QuantLinear):
+        if isinstance(layer, PackedLinear):
+            quantized += layer.weight_nbytes
+            if layer.bias is not None:
+                quantized += layer.bias.numel() * layer.bias.element_size()
+            seen.update(id(t) for t in layer.buffers())
+        elif isinstance(layer, QuantLinear):
             quantized += layer.qweight.nbytes
             if layer.bias is not None:
                 quantized += layer.bias.numel() * layer.bias.element_size()

@@ -31,6 +31,16 @@ class TourContext:
     quick: bool
     plots: list[Path]
 
+    def save(self, fig, filename: str) -> None:
+        """Save a matplotlib figure into the output folder and remember it for the summary."""
+        import matplotlib.pyplot as plt
+
+        fig.tight_layout()
+        path = self.out_dir / filename
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        self.plots.append(path)
+
 
 def _plt():
     import matplotlib
@@ -72,11 +82,7 @@ def stage_models(ctx: TourContext) -> list[Row]:
     ax.set_ylabel("weights (MB)")
     ax.set_title("Shipped models: bytes at each precision")
     ax.legend()
-    fig.tight_layout()
-    path = ctx.out_dir / "model_sizes.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    ctx.plots.append(path)
+    ctx.save(fig, "model_sizes.png")
     return rows
 
 
@@ -108,11 +114,7 @@ def stage_hardware(ctx: TourContext) -> list[Row]:
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("measured GFLOP/s")
     ax.set_title(f"{dim}×{dim} linear, labels = batch size")
-    fig.tight_layout()
-    path = ctx.out_dir / "gemv_vs_gemm.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    ctx.plots.append(path)
+    ctx.save(fig, "gemv_vs_gemm.png")
     return rows
 
 

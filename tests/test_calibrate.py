@@ -203,3 +203,25 @@ def test_quantize_model_on_minilm_keeps_embeddings_close():
     got = st.encode(sentences, convert_to_tensor=True)
     assert sum(isinstance(m, QuantLinear) for m in st.modules()) >= 36  # 6 layers x (q, k, v, o, up, down)
     assert F.cosine_similarity(ref, got).min() > 0.99
+
+
+def test_quantize_model_pack_runs_on_packed_kernels():
+    """pack=True swaps in PackedLinear; the packed model computes what the QuantLinear model does."""
+    import copy
+
+    from minicomp.calibrate import quantize_model, storage_bytes
+    from minicomp.kernels import PackedLinear
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 16))
+    x = torch.randn(3, 256)
+    plain = quantize_model(copy.deepcopy(model), bits=4, group_size=128, progress=False)
+    packed = quantize_model(copy.deepcopy(model), bits=4, group_size=128, progress=False, pack=True)
+    assert sum(isinstance(m, PackedLinear) for m in packed.modules()) == 2
+    assert not any(isinstance(m, nn.Linear) for m in packed.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x), plain(x), atol=1e-3, rtol=1e-3)
+    fp32 = sum(p.numel() * 4 for p in model.parameters())
+    assert storage_bytes(packed)["total"] * 5 < fp32
+    with pytest.raises(ValueError, match="act_bits"):
+        quantize_model(copy.deepcopy(model), bits=4, pack=True, act_bits=8, progress=False)

@@ -5,7 +5,9 @@ for each exercise: the cases (small, hand-checkable ones first), and the *known 
 implementations that people really write, with the hint the report gives for each.
 """
 
-from minicomp.checkers import basics  # noqa: F401
-from minicomp.checkers import quant  # noqa: F401
-from minicomp.checkers import distill  # noqa: F401
-from minicomp.checkers import kernels  # noqa: F401
+from minicomp.checkers import (
+    basics,  # noqa: F401
+    distill,  # noqa: F401
+    kernels,  # noqa: F401
+    quant,  # noqa: F401
+)
