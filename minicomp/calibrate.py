@@ -263,6 +263,9 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     if pack and act_bits is not None:
         raise ValueError(f"pack=True runs weight-only packed kernels; it needs act_bits=None, got act_bits={act_bits}")
     layers = find_linears(model, include, skip)
+    if "" in layers:
+        raise ValueError("model is itself a single nn.Linear; quantize it with "
+                         "QuantLinear.from_linear(model, bits, group_size) instead")
     if not layers:
         raise ValueError(f"no nn.Linear layers to quantize (include={include!r}, skip={skip!r})")
     for name, layer in layers.items():

@@ -8,6 +8,9 @@
     minicomp bench [--quick]     time the packed int4 kernels against dense float (ratios)
     minicomp check NAME MODULE:FUNCTION
                                  check a function of yours against an exercise, in the terminal
+    minicomp grade PATH... [--timeout S] [--out grades.csv]
+                                 run submitted exercise notebooks; one CSV/JSON row per exercise
+    minicomp doctor              check this machine's setup: Python, torch, GPU, kernels, Jupyter
 """
 
 from __future__ import annotations
@@ -95,6 +98,18 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _grade(args: argparse.Namespace) -> int:
+    from minicomp.grader import run
+
+    return run(args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from minicomp.doctor import main as doctor_main
+
+    return doctor_main()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minicomp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="the exercise, e.g. weight_bytes")
     p.add_argument("target", help="MODULE:FUNCTION, e.g. my_answers:weight_bytes")
     p.set_defaults(func=_check)
+
+    p = sub.add_parser("grade", help="grade submitted exercise notebooks (not a security sandbox)")
+    from minicomp.grader import add_arguments as grade_arguments
+
+    grade_arguments(p)
+    p.set_defaults(func=_grade)
+
+    p = sub.add_parser("doctor", help="check Python, torch, GPU, kernels, JupyterLab, offline data")
+    p.set_defaults(func=_doctor)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # bench has its own options (see minicomp/bench.py)

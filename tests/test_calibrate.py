@@ -85,6 +85,8 @@ def test_bad_group_size_names_the_layer_and_changes_nothing():
         quantize_model(model, include="nothing*", group_size=-1)
     with pytest.raises(ValueError, match="needs calibration"):
         quantize_model(model, group_size=-1, act_bits=8, act_mode="static")
+    with pytest.raises(ValueError, match="single nn.Linear"):
+        quantize_model(nn.Linear(8, 4), group_size=-1)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         find_linears("not a model")
 

@@ -1,0 +1,407 @@
+"""``minicomp grade``: run submitted exercise notebooks and collect their check reports.
+
+Each submission runs in its own Jupyter kernel, in a child process, with its working directory
+in a temporary copy of the submission's folder. The submission itself is only ever read. The
+child executes the notebook cell by cell under a per-notebook deadline and, after every cell,
+writes what it has collected so far: the machine-readable summary of each ``check(...)`` report
+(MIME type :data:`minicomp.grading.REPORT_MIME`) and the first error. Other outputs are dropped,
+so a notebook that prints gigabytes cannot fill the grader's memory. The parent kills the child
+and its kernel if they outlive the deadline.
+
+The expected exercises of a submission are the names in its ``check("...")`` calls, read from
+the source text (even when the JSON is broken), so an unfinished exercise and a notebook that
+dies before its checks still get one row per exercise, with a reason.
+
+This is **not a security sandbox**: the submitted code runs with your user's rights and can read
+or change any file you can. For untrusted code, run the grader inside a container
+(``docker``/``podman run --network none`` with the submissions mounted read-only), or use
+nbgrader with JupyterHub, or firejail/bubblewrap.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+#: Same as :data:`minicomp.grading.REPORT_MIME`, repeated so that ``minicomp --help`` need not
+#: import torch (a test checks that the two agree).
+REPORT_MIME = "application/vnd.minicomp.check+json"
+
+#: The values of :attr:`Row.status`.
+STATUSES = ("ok", "timeout", "kernel died", "invalid notebook", "error")
+#: Extra seconds the child may take beyond the notebook's timeout (kernel start and shutdown).
+STARTUP_GRACE = 60.0
+_CHECK_CALL = re.compile(r"""\bcheck\(\s*\\?["']([A-Za-z_][A-Za-z0-9_]*)\\?["']""")
+_MAX_REASON = 300
+
+
+@dataclass
+class Row:
+    """One submission and one exercise: a line of the CSV."""
+
+    student: str
+    exercise: str
+    passed: int | None
+    total: int | None
+    status: str
+    reason: str
+    notebook: str
+
+
+# ── finding submissions and their exercises ────────────────────────────────────────────────
+def find_notebooks(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The ``.ipynb`` files named in ``paths``; a folder stands for the notebooks inside it."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found += sorted(q for q in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts)
+        elif path.is_file():
+            if path.suffix != ".ipynb":
+                raise ValueError(f"path={str(p)!r} is not a notebook; expected a .ipynb file or a folder")
+            found.append(path)
+        else:
+            raise ValueError(f"path={str(p)!r} does not exist; expected a .ipynb file or a folder")
+    return found
+
+
+def expected_exercises(source: str) -> list[str]:
+    """Exercise names in the ``check("name", ...)`` calls of ``source``, in order, without repeats.
+
+    ``source`` may be a notebook's JSON text or its code; broken JSON is fine.
+    """
+    names: list[str] = []
+    for name in _CHECK_CALL.findall(source):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _code_source(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+
+
+def _n_cases(name: str) -> int | None:
+    from minicomp.grading import get_checker
+
+    try:
+        return len(get_checker(name).cases())
+    except Exception:  # an unknown exercise or a broken checker: the total is unknown
+        return None
+
+
+def _short(text: str, limit: int = _MAX_REASON) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ── the child: execute one notebook ────────────────────────────────────────────────────────
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
+    """Run in the child process: execute ``notebook`` and keep ``result_path`` up to date."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    state: dict = {"status": "running", "reports": [], "error": "", "kernel_pid": None,
+                   "cells_done": 0}
+
+    class Collector(NotebookClient):
+        """Keeps only check reports and errors; every other output is dropped."""
+
+        def output(self, outs, msg, display_id, cell_index):
+            kind, content = msg["msg_type"], msg.get("content") or {}
+            if kind in ("display_data", "execute_result"):
+                summary = (content.get("data") or {}).get(REPORT_MIME)
+                if isinstance(summary, dict) and len(state["reports"]) < 1000:
+                    state["reports"].append({k: summary.get(k) for k in
+                                             ("name", "status", "n_passed", "n_total", "message")})
+            elif kind == "error" and not state["error"]:
+                state["error"] = _short(f"cell {cell_index}: {content.get('ename')}: {content.get('evalue')}")
+            return None
+
+    nb = nbformat.read(notebook, as_version=4)
+    deadline = time.monotonic() + timeout
+    client = Collector(nb, timeout=max(1, int(timeout)), allow_errors=True, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebook.parent)}},
+                       interrupt_on_timeout=False, record_timing=False)
+    try:
+        with client.setup_kernel():
+            try:
+                state["kernel_pid"] = client.km.provisioner.process.pid
+            except AttributeError:
+                pass
+            _write_json(result_path, state)
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CellTimeoutError(f"the notebook ran past its {timeout:g} s timeout")
+                client.timeout = max(1, int(left + 0.999))
+                client.execute_cell(cell, index)
+                cell.outputs = []
+                state["cells_done"] += 1
+                _write_json(result_path, state)
+        state["status"] = "done"
+    except CellTimeoutError:
+        state["status"] = "timeout"
+        state["error"] = f"ran past the {timeout:g} s timeout (in cell {state['cells_done'] + 1})"
+    except DeadKernelError:
+        state["status"] = "kernel died"
+        state["error"] = f"the kernel died (in cell {state['cells_done'] + 1}), e.g. os._exit or out of memory"
+    except Exception as exc:  # anything else that stops the run: report it, never re-raise
+        if time.monotonic() >= deadline:
+            state["status"], state["error"] = "timeout", f"ran past the {timeout:g} s timeout"
+        else:
+            state["status"], state["error"] = "error", _short(f"{type(exc).__name__}: {exc}")
+    _write_json(result_path, state)
+
+
+# ── the parent: grade one notebook ─────────────────────────────────────────────────────────
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _kill(pid: int | None, group: bool = False) -> None:
+    if not pid:
+        return
+    try:
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[Row]:
+    """Grade one submitted notebook; one :class:`Row` per expected (or reported) exercise."""
+    import nbformat
+
+    path = Path(path)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
+    student, shown = path.stem, str(path)
+    raw = path.read_bytes()
+    before = hashlib.sha256(raw).hexdigest()
+    text = raw.decode("utf-8", errors="replace")
+
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:  # broken JSON, or JSON that is not a notebook
+        names = expected_exercises(text) or [""]
+        reason = _short(f"cannot read the notebook: {type(exc).__name__}: {exc}", 200)
+        return [Row(student, n, 0, _n_cases(n) if n else None, "invalid notebook", reason, shown)
+                for n in names]
+
+    expected = expected_exercises(_code_source(nb))
+    run_root = Path(tempfile.mkdtemp(prefix="minicomp-grade-"))
+    result_dir = Path(tempfile.mkdtemp(prefix="minicomp-grade-result-"))
+    result_path = result_dir / "result.json"
+    try:
+        work = run_root / "submission"
+        shutil.copytree(path.parent, work, symlinks=True,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        copy = work / path.name
+        copy.write_bytes(raw)  # exactly the bytes we hashed, whatever happened to the folder since
+        state = _run_child(copy, result_path, timeout)
+    finally:
+        shutil.rmtree(run_root, ignore_errors=True)
+        shutil.rmtree(result_dir, ignore_errors=True)
+
+    rows = _rows(student, shown, expected, state, timeout)
+    if path.exists() and _sha256(path) != before:  # should never happen; say so loudly if it does
+        for row in rows:
+            row.reason = _short("WARNING: the submission file changed during grading. " + row.reason)
+    return rows
+
+
+def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
+               JUPYTER_RUNTIME_DIR=str(result_path.parent / "runtime"))
+    # -c, then drop sys.path[0] (the working directory), so a student's file named like a module
+    # (nbformat.py, minicomp.py) cannot replace the grader's own imports.
+    code = "import sys; del sys.path[0]; from minicomp.grader import _main; _main()"
+    cmd = [sys.executable, "-c", code, str(copy), str(result_path), repr(float(timeout))]
+    log_path = result_path.parent / "stderr.log"
+    with log_path.open("wb") as log:  # a file, not a pipe: a notebook may write gigabytes to fd 2
+        proc = subprocess.Popen(cmd, cwd=copy.parent, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
+        killed = False
+        try:
+            proc.wait(timeout=timeout + STARTUP_GRACE)
+        except subprocess.TimeoutExpired:
+            killed = True
+            _kill(proc.pid, group=True)
+            proc.wait()
+    with log_path.open("rb") as log:
+        log.seek(max(0, log_path.stat().st_size - 4000))
+        err = log.read()
+    state = _read_state(result_path)
+    _kill(state.get("kernel_pid"))  # normally already gone; never leave a looping kernel behind
+    if killed:
+        state["status"], state["error"] = "timeout", f"ran past the {timeout:g} s timeout"
+    elif state.get("status") in (None, "running"):
+        lines = (err or b"")[-4000:].decode("utf-8", "replace").strip().splitlines()
+        tail = _short(lines[-1], 200) if lines else ""
+        state["status"] = "error"
+        state["error"] = f"the grader's runner stopped (exit code {proc.returncode}) {tail}".strip()
+    return state
+
+
+def _read_state(result_path: Path) -> dict:
+    try:
+        return json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        return {"status": None, "reports": [], "error": ""}
+
+
+def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: float) -> list[Row]:
+    reports: dict[str, dict] = {}
+    for r in state.get("reports", []):
+        if isinstance(r.get("name"), str):
+            reports[r["name"]] = r  # the last report of an exercise counts
+    names = expected + [n for n in reports if n not in expected]
+    run_status = state.get("status") or "error"
+    problem = state.get("error") or ""
+    rows = []
+    for name in names or [""]:
+        total = _n_cases(name) if name else None
+        r = reports.get(name)
+        if r is not None:
+            n_total = r.get("n_total") or 0
+            total = max(n_total, total or 0)
+            if r.get("status") == "passed":
+                reason = "passed"
+            elif r.get("status") == "not done":
+                reason = "not done (still raises NotImplementedError)"
+            else:
+                reason = _short(f"{r.get('status')}: {r.get('message') or ''}").rstrip(": ")
+            rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", reason, shown))
+            continue
+        if run_status == "done":
+            status = "error"
+            reason = problem or "the check cell did not display a report"
+            if not name:
+                reason = problem or "no check(...) calls found in the notebook"
+                status = "error" if problem else "ok"
+        elif run_status in ("timeout", "kernel died"):
+            status, reason = run_status, f"no report: {problem}"
+        else:
+            status, reason = "error", problem or "the notebook could not be run"
+        rows.append(Row(student, name, 0, total, status, _short(reason), shown))
+    return rows
+
+
+# ── many notebooks, files and the table ────────────────────────────────────────────────────
+def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=None) -> list[Row]:
+    """Grade every notebook in ``paths`` (files or folders), one after another."""
+    notebooks = find_notebooks(paths)
+    if not notebooks:
+        raise ValueError(f"paths={[str(p) for p in paths]!r} hold no .ipynb notebooks")
+    rows: list[Row] = []
+    for nb in notebooks:
+        if progress:
+            progress(nb)
+        rows += grade_notebook(nb, timeout=timeout)
+    return rows
+
+
+def write_reports(rows: Sequence[Row], out: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``out`` (CSV) and the same rows as JSON beside it; return both paths."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"out={str(out)!r} must be a .csv file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = [f.name for f in fields(Row)]
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(asdict(row))
+    js = out.with_suffix(".json")
+    js.write_text(json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False) + "\n",
+                  encoding="utf-8")
+    return out, js
+
+
+def format_table(rows: Sequence[Row], width: int = 60) -> str:
+    """The terminal summary: one line per row."""
+    head = ("student", "exercise", "checks", "status", "reason")
+    body = [(r.student, r.exercise or "-",
+             f"{r.passed}/{r.total if r.total is not None else '?'}", r.status,
+             r.reason if len(r.reason) <= width else r.reason[: width - 1] + "…") for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    line = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def _main() -> None:
+    """The child process: ``NOTEBOOK RESULT_JSON TIMEOUT`` in ``sys.argv``."""
+    _execute(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``minicomp grade PATH... [--timeout S] [--out report.csv]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="minicomp grade", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="submitted notebooks, or folders of them")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds each notebook may run (default: 120)")
+    parser.add_argument("--out", default="grades.csv",
+                        help="the CSV to write; a .json with the same rows goes beside it (default: grades.csv)")
+
+
+def run(args) -> int:
+    """Grade, write the files, print the table. 0 when grading completed, 2 for bad arguments."""
+    try:
+        if not args.timeout > 0:
+            raise ValueError(f"--timeout={args.timeout!r} must be a positive number of seconds")
+        if Path(args.out).suffix.lower() != ".csv":
+            raise ValueError(f"--out={args.out!r} must be a .csv file name")
+        notebooks = find_notebooks(args.paths)
+        if not notebooks:
+            raise ValueError(f"PATH={' '.join(args.paths)!r} holds no .ipynb notebooks")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows: list[Row] = []
+    for i, nb in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] grading {nb} ...", flush=True)
+        rows += grade_notebook(nb, timeout=args.timeout)
+    csv_path, json_path = write_reports(rows, args.out)
+    print()
+    print(format_table(rows))
+    print(f"\ngraded {len(notebooks)} notebook(s); wrote {csv_path} and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

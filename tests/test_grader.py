@@ -1,0 +1,115 @@
+"""`minicomp grade`: six awkward submissions, each gets a row with a reason, none is modified."""
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minicomp import grader, grading
+
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISE = ROOT / "exercises" / "00_bits_and_bytes.ipynb"
+SOLUTION = ROOT / "solutions" / "00_bits_and_bytes.ipynb"
+TIMEOUT = 45  # seconds per notebook; a normal run of notebook 00 takes about 10 s on 2 busy cores
+
+
+def _with_cell_before_check(source: Path, code: str) -> str:
+    nb = nbformat.read(source, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "check(" in c.source)
+    nb.cells.insert(at, nbformat.v4.new_code_cell(code))
+    return nbformat.writes(nb)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _submissions(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "finished.ipynb").write_bytes(SOLUTION.read_bytes())
+    (folder / "untouched.ipynb").write_bytes(EXERCISE.read_bytes())
+    raw = EXERCISE.read_bytes()
+    (folder / "broken_json.ipynb").write_bytes(raw.replace(b'"cells": [', b'"cells": [,,{oops', 1))
+    (folder / "endless_loop.ipynb").write_text(_with_cell_before_check(SOLUTION, "while True:\n    pass"))
+    (folder / "dying_kernel.ipynb").write_text(_with_cell_before_check(SOLUTION, "import os\nos._exit(3)"))
+    escape = (
+        "import glob, os, shutil\n"
+        "open('../escaped.txt', 'w').write('written outside my folder')\n"
+        "open('../../escaped.txt', 'w').write('written further outside')\n"
+        "for name in glob.glob('*.ipynb'):\n"
+        "    os.remove(name)  # deletes the other submissions, in the copy\n"
+        "print('x' * 5_000_000)  # and a huge output\n"
+    )
+    (folder / "escaper.ipynb").write_text(_with_cell_before_check(SOLUTION, escape))
+
+
+def test_grade_six_awkward_submissions(tmp_path):
+    subs = tmp_path / "submissions"
+    _submissions(subs)
+    before = {p.name: _sha(p) for p in subs.iterdir()}
+    out = tmp_path / "out" / "grades.csv"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "minicomp", "grade", str(subs), "--timeout", str(TIMEOUT), "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=6 * (TIMEOUT + 60) + 60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    # every submission is byte-identical, and nothing new appeared beside them or above them
+    assert {p.name: _sha(p) for p in subs.iterdir()} == before
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+    with out.open(newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert json.loads(out.with_suffix(".json").read_text())  # the JSON beside it
+    assert set(rows) == {"finished", "untouched", "broken_json", "endless_loop", "dying_kernel", "escaper"}
+    assert all(r["exercise"] == "weight_bytes" and r["reason"] for r in rows.values()), rows
+
+    assert (rows["finished"]["status"], rows["finished"]["passed"], rows["finished"]["total"]) == ("ok", "6", "6")
+    assert rows["untouched"]["status"] == "ok" and rows["untouched"]["passed"] == "0"
+    assert "not done" in rows["untouched"]["reason"]
+    assert rows["broken_json"]["status"] == "invalid notebook"
+    assert rows["endless_loop"]["status"] == "timeout"
+    assert rows["dying_kernel"]["status"] == "kernel died"
+    assert (rows["escaper"]["status"], rows["escaper"]["passed"]) == ("ok", "6")
+
+    for name in rows:  # the terminal summary names every student
+        assert name in proc.stdout
+
+
+def test_exception_in_check_cell_is_an_error_row(tmp_path):
+    nb = tmp_path / "raises.ipynb"
+    nb.write_text(_with_cell_before_check(SOLUTION, "del weight_bytes"))
+    rows = grader.grade_notebook(nb, timeout=TIMEOUT)
+    assert [(r.exercise, r.status) for r in rows] == [("weight_bytes", "error")]
+    assert "NameError" in rows[0].reason
+
+
+def test_expected_exercises_read_from_source_even_when_broken():
+    text = EXERCISE.read_text()
+    assert grader.expected_exercises(text) == ["weight_bytes"]
+    assert grader.expected_exercises(text[: len(text) * 3 // 4].replace("{", "")) == ["weight_bytes"]
+    assert grader.expected_exercises('check("a", f)\ncheck(\'b\', g)\ncheck("a", h)') == ["a", "b"]
+
+
+def test_report_mime_matches_grading():
+    assert grader.REPORT_MIME == grading.REPORT_MIME
+
+
+def test_bad_paths_and_options(tmp_path):
+    with pytest.raises(ValueError, match="path="):
+        grader.find_notebooks([tmp_path / "missing"])
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match="path="):
+        grader.find_notebooks([tmp_path / "a.txt"])
+    with pytest.raises(ValueError, match="timeout="):
+        grader.grade_notebook(EXERCISE, timeout=0)
+    with pytest.raises(ValueError, match="out="):
+        grader.write_reports([], tmp_path / "grades.txt")
+    assert grader.main([str(tmp_path)]) == 2  # a folder without notebooks: a usage error
