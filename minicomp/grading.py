@@ -327,13 +327,33 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _compare(checker: Checker, got: Any, expected: Any) -> str | None:
+    """The checker's own comparison if it has one, else `compare_values` with its tolerances."""
+    if checker.compare is not None:
+        return checker.compare(got, expected)
+    return compare_values(got, expected, checker.atol, checker.rtol)
+
+
+def _same(checker: Checker, got: Any, wrong: Any) -> bool:
+    """Does the learner's output equal a known mistake's output? Equal values count; so does the
+    checker's own comparison (which may accept other forms, e.g. numbers for 0-dim tensors)."""
+    if compare_values(got, wrong, checker.atol, checker.rtol) is None:
+        return True
+    if checker.compare is None:
+        return False
+    try:  # a checker's compare may assume a well-formed "expected"; a mistake's output may not be
+        return checker.compare(got, wrong) is None
+    except Exception:
+        return False
+
+
 def _diagnose(checker: Checker, case: Case, got: Any) -> str:
     for mistake in checker.mistakes:
         try:
             wrong = _run(mistake.fn, case)
         except Exception:
             continue
-        if compare_values(got, wrong, checker.atol, checker.rtol) is None:
+        if _same(checker, got, wrong):
             return f"this looks like {mistake.name}. {mistake.hint}"
     return checker.hint
 
@@ -360,7 +380,7 @@ def check(name: str, fn: Callable) -> Report:
             results.append(CaseResult(case.label, False, call, _preview(expected), "",
                                       f"your function raised {_short_error(exc)}"))
             continue
-        problem = (checker.compare or (lambda g, e: compare_values(g, e, checker.atol, checker.rtol)))(got, expected)
+        problem = _compare(checker, got, expected)
         if problem is None and changed:
             problem = "your function changed its input in place; work on a copy (e.g. x = x.clone()) instead"
         if problem is None:

