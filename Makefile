@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.minicomp-installed
 CELL_TIMEOUT ?= 600
 PYTEST_ARGS ?=
 
-.PHONY: lab test tour install clean-venv
+.PHONY: lab test tour install lint clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,15 @@ lab: $(STAMP)
 	$(VENV)/bin/minicomp lab
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check minicomp tests
 	$(VENV)/bin/minicomp course check
 	$(PY) -m pytest tests lessons exercises solutions --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS)
 
 tour: $(STAMP)
 	$(VENV)/bin/minicomp tour
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check minicomp tests
 
 clean-venv:
 	rm -rf $(VENV)

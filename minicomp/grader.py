@@ -136,7 +136,7 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
                     state["reports"].append({k: summary.get(k) for k in
                                              ("name", "status", "n_passed", "n_total", "message")})
             elif kind == "error" and not state["error"]:
-                state["error"] = _short(f"cell {cell_index}: {content.get('ename')}: {content.get('evalue')}")
+                state["error"] = _short(f"cell {cell_index + 1}: {content.get('ename')}: {content.get('evalue')}")
             return None
 
     nb = nbformat.read(notebook, as_version=4)
@@ -158,6 +158,7 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
                 if left <= 0:
                     raise CellTimeoutError(f"the notebook ran past its {timeout:g} s timeout")
                 client.timeout = max(1, int(left + 0.999))
+                state["cell"] = index + 1  # 1-based position in the notebook, markdown included
                 client.execute_cell(cell, index)
                 cell.outputs = []
                 state["cells_done"] += 1
@@ -165,10 +166,10 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
         state["status"] = "done"
     except CellTimeoutError:
         state["status"] = "timeout"
-        state["error"] = f"ran past the {timeout:g} s timeout (in cell {state['cells_done'] + 1})"
+        state["error"] = f"ran past the {timeout:g} s timeout (in cell {state.get('cell', '?')})"
     except DeadKernelError:
         state["status"] = "kernel died"
-        state["error"] = f"the kernel died (in cell {state['cells_done'] + 1}), e.g. os._exit or out of memory"
+        state["error"] = f"the kernel died (in cell {state.get('cell', '?')}): os._exit, a crash or out of memory"
     except Exception as exc:  # anything else that stops the run: report it, never re-raise
         if time.monotonic() >= deadline:
             state["status"], state["error"] = "timeout", f"ran past the {timeout:g} s timeout"
@@ -259,7 +260,9 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
         log.seek(max(0, log_path.stat().st_size - 4000))
         err = log.read()
     state = _read_state(result_path)
-    _kill(state.get("kernel_pid"))  # normally already gone; never leave a looping kernel behind
+    # The kernel leads its own process group; kill the group, so that a kernel that is still
+    # looping and anything it started in the background are gone too (normally already gone).
+    _kill(state.get("kernel_pid"), group=True)
     if killed:
         state["status"], state["error"] = "timeout", f"ran past the {timeout:g} s timeout"
     elif state.get("status") in (None, "running"):
