@@ -33,7 +33,14 @@ import torch
 import torch.nn as nn
 
 from minicomp.calibrate import register_method
-from minicomp.quant import QuantizedWeight, check_bits, check_finite, compute_qparams, group_len, qrange
+from minicomp.quant import (
+    QuantizedWeight,
+    check_bits,
+    check_finite,
+    compute_qparams,
+    group_len,
+    qrange,
+)
 
 
 def input_hessian(inputs) -> torch.Tensor:
