@@ -210,6 +210,44 @@ def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Cal
     return captured
 
 
+def capture_shared_inputs(model: nn.Module, layers: list[nn.Module], calibration,
+                          forward: Callable | None = None) -> tuple[list[torch.Tensor], int]:
+    """The inputs of layers[0], as `capture_inputs`, and how many of `layers` share them.
+
+    Returns (inputs, n): layers[0:n] receive the very same tensor in every calibration batch (the
+    query, key and value projections of an attention block do), so one capture serves all n and
+    quantizing layers[0] cannot change what the others see. Each forward pass stops at the first
+    of `layers` that gets a different input.
+    """
+    captured: list[torch.Tensor] = []
+    shared = set(range(1, len(layers)))  # candidates; a batch removes those that do not share
+
+    def hook_for(j):
+        def hook(module, args):
+            if j == 0:
+                state["x"], state["seen"] = args[0], set()
+                captured.append(args[0].detach().reshape(-1, args[0].shape[-1]))  # [tokens, in]
+            elif state["x"] is not None:
+                if args[0] is not state["x"]:
+                    raise _Stop
+                state["seen"].add(j)
+        return hook
+
+    handles = [layer.register_forward_pre_hook(hook_for(j)) for j, layer in enumerate(layers)]
+    try:
+        for batch in _batches(calibration):
+            state = {"x": None, "seen": set()}
+            run_batches(model, [batch], forward)
+            shared &= state["seen"]
+    finally:
+        for h in handles:
+            h.remove()
+    n = 1
+    while n in shared:
+        n += 1
+    return captured, n
+
+
 def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibration, forward=None,
                    observer: str = "minmax", bits: int = 8, symmetric: bool = False,
                    **observer_options) -> dict[str, Observer]:
@@ -286,8 +324,14 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
                 scale, zero = obs.qparams()
                 act[name] = dict(act_scale=scale, act_zero=zero)
 
-    for name, layer in tqdm(layers.items(), desc=f"{method} {bits}-bit", disable=not progress):
-        inputs = capture_inputs(model, layer, batches, forward) if m.needs_calibration else None
+    names, shared = list(layers), 0  # layers[names[k]] for k < shared use the inputs last captured
+    for k, name in enumerate(tqdm(names, desc=f"{method} {bits}-bit", disable=not progress)):
+        layer = layers[name]
+        if m.needs_calibration and k >= shared:  # layers that share one input tensor share one capture
+            inputs, n = capture_shared_inputs(model, [layers[x] for x in names[k:]], batches, forward)
+            shared = k + n
+        elif not m.needs_calibration:
+            inputs = None
         if inputs is not None and not inputs:
             continue  # never called on the calibration data (e.g. an unused pooler): left in float
         q = m.fn(layer, inputs, bits=bits, group_size=group_size, symmetric=symmetric, **options)
@@ -330,5 +374,5 @@ def storage_bytes(model: nn.Module) -> dict[str, int]:
 
 __all__ = [
     "Method", "METHODS", "register_method", "get_method", "find_linears", "tied_parameters", "set_module",
-    "default_forward", "run_batches", "capture_inputs", "observe_inputs", "quantize_model", "storage_bytes",
+    "default_forward", "run_batches", "capture_inputs", "capture_shared_inputs", "observe_inputs", "quantize_model", "storage_bytes",
 ]

@@ -28,11 +28,13 @@ the whole model, layer by layer, each layer calibrated on what the quantized ear
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
 from minicomp.calibrate import register_method
+from minicomp.hardware import num_threads
 from minicomp.quant import (
     QuantizedWeight,
     check_bits,
@@ -121,6 +123,15 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
                      "semi-definite (expected a positive multiple of XᵀX)")
 
 
+@contextmanager
+def _one_cpu_thread(t: torch.Tensor):
+    if t.device.type != "cpu":
+        yield
+        return
+    with num_threads(1):
+        yield
+
+
 @torch.no_grad()
 def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, group_size: int = 128,
                   symmetric: bool = False, damp: float = 0.01, block_size: int = 128,
@@ -137,6 +148,12 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, gr
 
     Dead inputs (H_qq = 0: the input is always 0) get weight 0, which changes no output.
     """
+    with _one_cpu_thread(weight):  # thousands of tiny ops: one CPU thread never waits on a busy core
+        return _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_size, act_order,
+                              static_groups)
+
+
+def _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_size, act_order, static_groups):
     bits, g = _check(weight, hessian, bits, group_size, damp, block_size)
     qmin, qmax = qrange(bits, symmetric)
     offset = -qmin  # codes are stored unsigned (symmetric [-8, 7] -> [0, 15])
@@ -203,10 +220,15 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, gr
                            None if perm is None else perm.cpu(), symmetric=symmetric)
 
 
+_last_hessian: list = [None, None]  # [the inputs list, its Hessian], reused while the inputs repeat
+
+
 @register_method("gptq", needs_calibration=True,
                  description="GPTQ: column-by-column rounding with Hessian error feedback (lesson 07)")
 def _gptq(layer: nn.Linear, inputs, *, bits, group_size, symmetric, **options):
-    H = input_hessian(inputs)  # [in, in]
+    if _last_hessian[0] is not inputs:  # layers that share their input (q, k, v) share H
+        _last_hessian[:] = [inputs, input_hessian(inputs)]
+    H = _last_hessian[1]  # [in, in]
     return gptq_quantize(layer.weight, H, bits, group_size, symmetric, **options)
 
 

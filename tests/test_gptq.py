@@ -256,3 +256,33 @@ def test_quantize_model_gptq_bad_input():
         quantize_model(nn.Sequential(nn.ReLU()), "gptq", calibration=[torch.zeros(1, 4)])
     with pytest.raises(ValueError, match="group_size=96 must divide in_features=128"):
         quantize_model(_tiny_gpt(), "gptq", group_size=96, calibration=[torch.zeros(1, 4, dtype=torch.long)])
+
+
+def test_exercise_reference_is_the_library_loop():
+    from minicomp.checkers.gptq import reference
+    from minicomp.quant import compute_qparams
+
+    W, X = _layer(out=8, n_in=64, seed=11)
+    H = input_hessian([X])
+    scale, zero = compute_qparams(W, 4, axis=0)
+    mine = reference(W, inverse_hessian_factor(H, 0.01), scale, zero, 15)
+    assert torch.allclose(mine, gptq_quantize(W, H, 4, group_size=-1).dequantize(), atol=1e-5)
+
+
+def test_layers_sharing_an_input_share_one_capture():
+    from minicomp.calibrate import capture_shared_inputs
+
+    class QKV(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(4, 4) for _ in range(4))
+
+        def forward(self, x):
+            return self.o(self.q(x) + self.k(x) * self.v(x))
+
+    model = QKV()
+    batches = [torch.randn(2, 4), torch.randn(3, 4)]
+    inputs, n = capture_shared_inputs(model, [model.q, model.k, model.v, model.o], batches)
+    assert n == 3 and [x.shape[0] for x in inputs] == [2, 3] and torch.equal(inputs[1], batches[1])
+    _, n = capture_shared_inputs(model, [model.o], batches)
+    assert n == 1

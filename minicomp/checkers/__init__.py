@@ -6,8 +6,10 @@ implementations that people really write, with the hint the report gives for eac
 """
 
 from minicomp.checkers import (
+    awq,  # noqa: F401
     basics,  # noqa: F401
     distill,  # noqa: F401
+    gptq,  # noqa: F401
     kernels,  # noqa: F401
     quant,  # noqa: F401
 )
