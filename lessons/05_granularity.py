@@ -258,7 +258,7 @@ print("checked: channel 99 is an outlier (> 7x the median channel) in all 6 bloc
 # per row) is cheap at run time: each row's scale is computed on the fly and factors out of the
 # matmul. **Per-channel** (one per column) would follow the outlier, but a column scale sits
 # inside the sum over channels of `X @ W.T`, so it cannot simply be factored out; it has to be
-# moved into the weights instead (SmoothQuant and AWQ, lesson 11).
+# moved into the weights instead (SmoothQuant and AWQ, lesson 08).
 
 # %%
 act_err = {}

@@ -5,7 +5,7 @@
 #
 # * **PTQ** (post-training quantization) takes a trained model and quantizes it, with no
 #   training. The simplest PTQ method is **RTN**, round-to-nearest: per group, min-max scale and
-#   zero point, round every weight. Every smarter method (GPTQ, AWQ: lessons 10 and 11) is
+#   zero point, round every weight. Every smarter method (GPTQ, AWQ: lessons 07 and 08) is
 #   measured against it.
 # * **Activations** can be quantized too (W8A8): *dynamically*, with a range computed from each
 #   input as it arrives, or *statically*, with one range fixed in advance from calibration data
@@ -289,5 +289,5 @@ else:
 # * QAT trains through the rounding with the straight-through estimator and rescues INT2 in a
 #   few seconds of training.
 #
-# Next: GPTQ (lesson 10) gets much of QAT's benefit with no training at all, by choosing the
+# Next: GPTQ (lesson 07) gets much of QAT's benefit with no training at all, by choosing the
 # rounding of each weight to compensate for the errors of the others.
