@@ -30,29 +30,10 @@ from minicomp.calibrate import quantize_model
 from minicomp.data import CharCorpus, text_sentences
 from minicomp.hardware import describe_machine
 from minicomp.models import load_minilm, load_pretrained, perplexity
+from minicomp.sentence import calibration_batches, embed, forward, mean_cosine, nn_agreement
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 GPTQ_OPTIONS = dict(act_order=True, static_groups=True)
-
-
-def minilm_calibration(model, sentences, batch_size=32):
-    """Tokenized batches, sentences sorted by length so that batches carry little padding."""
-    s = sorted(sentences, key=len)
-    return [model.tokenize(s[i:i + batch_size]) for i in range(0, len(s), batch_size)]
-
-
-def embed(model, sentences):
-    return model.encode(sentences, convert_to_tensor=True, batch_size=64, normalize_embeddings=True,
-                        show_progress_bar=False).float().cpu()
-
-
-def nn_agreement(ref, emb):
-    """Fraction of sentences whose nearest neighbour (cosine, among the others) is unchanged."""
-    def nearest(e):
-        sim = e @ e.T
-        sim.fill_diagonal_(-2)
-        return sim.argmax(1)
-    return (nearest(ref) == nearest(emb)).float().mean().item()
 
 
 def minilm(n_calib=128, n_heldout=512, seed=0):
@@ -66,13 +47,13 @@ def minilm(n_calib=128, n_heldout=512, seed=0):
             m = copy.deepcopy(model)
             options = GPTQ_OPTIONS if method == "gptq" else {}
             t = time.perf_counter()
-            batches = minilm_calibration(m, calib) if method != "rtn" else None
+            batches = calibration_batches(m, calib) if method != "rtn" else None
             quantize_model(m, method, bits=bits, group_size=128, calibration=batches,
-                           forward=lambda mod, b: mod(b), progress=False, **options)
+                           forward=forward, progress=False, **options)
             seconds = time.perf_counter() - t
             emb = embed(m, held)
             row = dict(model="all-MiniLM-L6-v2", method=method, bits=bits, group_size=128, options=options,
-                       mean_cosine=(emb * ref).sum(1).mean().item(), nn_agreement=nn_agreement(ref, emb),
+                       mean_cosine=mean_cosine(ref, emb), nn_agreement=nn_agreement(ref, emb),
                        seconds=seconds)
             print(json.dumps(row), flush=True)
             rows.append(row)

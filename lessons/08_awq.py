@@ -10,7 +10,8 @@
 # 1. salient channels: keep 1 % of the weights in float;
 # 2. scaling instead of mixed precision, and the search for the exponent α;
 # 3. clipping;
-# 4. RTN, GPTQ and AWQ on TinyGPT and all-MiniLM-L6-v2.
+# 4. RTN, GPTQ and AWQ on TinyGPT and all-MiniLM-L6-v2;
+# 5. where the scale goes: folding x / s into the op before.
 
 # %%
 import copy
@@ -18,7 +19,14 @@ import copy
 import matplotlib.pyplot as plt
 import torch
 
-from minicomp.awq import activation_scales, awq_quantize, awq_search_clip, awq_search_scale, output_error
+from minicomp.awq import (
+    activation_scales,
+    awq_quantize,
+    awq_search_clip,
+    awq_search_scale,
+    fold_awq_scales,
+    output_error,
+)
 from minicomp.calibrate import capture_inputs, quantize_model
 from minicomp.data import CharCorpus, text_sentences
 from minicomp.gptq import input_hessian
@@ -105,10 +113,9 @@ assert e_clip <= e_noclip and e_clip < e_rtn
 # ## 4. RTN, GPTQ and AWQ on whole models
 #
 # `quantize_model(model, "awq", ...)` searches s per layer on inputs captured in the model
-# quantized so far. Each layer divides its input by s itself (`AWQLinear`): folding s into the
-# LayerNorm before would be free, but only where that LayerNorm feeds nothing else. In MiniLM's
-# post-LN blocks the LayerNorm also feeds the residual stream, so explicit scaling is what keeps
-# the model exact there.
+# quantized so far; layers fed the same tensor (MiniLM's query, key and value) share one s. By
+# default it then folds each s into the op before, where that is exact (section 5). Here we keep
+# MiniLM's AWQ model with every s explicit (`fold=False`) to fold it by hand in section 5.
 
 # %%
 def tinygpt_ppl(method, bits):
@@ -137,14 +144,16 @@ def minilm_scores(method):
     opts = {} if method == "rtn" else dict(calibration=batches, forward=lambda mod, b: mod(b))
     if method == "gptq":
         opts.update(act_order=True, static_groups=True)
+    if method == "awq":
+        opts.update(fold=False)
     m = quantize_model(copy.deepcopy(minilm), method, bits=4, group_size=128, progress=False, **opts)
     e = embed(m)
-    return (e * ref).sum(1).mean().item(), (nearest(e) == nearest(ref)).float().mean().item()
+    return (e * ref).sum(1).mean().item(), (nearest(e) == nearest(ref)).float().mean().item(), m
 
 
-table = {}
+table, minilm_models = {}, {}
 for method in ("rtn", "gptq", "awq"):
-    cos, nn_agree = minilm_scores(method)
+    cos, nn_agree, minilm_models[method] = minilm_scores(method)
     table[method] = dict(ppl3=tinygpt_ppl(method, 3), cos=cos, nn=nn_agree)
 print(f"float TinyGPT perplexity {perplexity(gpt, corpus, 'val', max_windows=32):.3f}")
 print(f"{'method':>6} {'TinyGPT ppl 3-bit g128':>23} {'MiniLM cos INT4 g128':>21} {'NN agreement':>13}")
@@ -153,3 +162,64 @@ for method, r in table.items():
 for method in ("gptq", "awq"):
     assert table[method]["ppl3"] < table["rtn"]["ppl3"] and table[method]["cos"] > table["rtn"]["cos"]
 assert table["awq"]["cos"] > 0.97 and table["gptq"]["cos"] > 0.98
+
+# %% [markdown]
+# ## 5. Where the scale goes: folding
+#
+# An `AWQLinear` divides its input by s at every call. That division is free if the op that
+# computes the input absorbs it: a LayerNorm y = norm(x)·w + b gives y / s with w / s and b / s; a
+# linear gives y / s with its output rows divided by s (for a quantized one, its row scales, since
+# Ŵ = (codes − zero)·scale). Attention mixes value rows channel by channel, so the value
+# projection's rows can take the attention output projection's s. `fold_awq_scales` finds each
+# layer's producer with forward hooks and tries the fold; since a hook cannot see whether the same
+# tensor also feeds a residual connection, it keeps a fold only if the model's output does not
+# change on a calibration batch. `quantize_model(..., "awq")` does this by default.
+
+# %%
+explicit = quantize_model(copy.deepcopy(gpt), "awq", bits=4, group_size=128, calibration=calib,
+                          progress=False, fold=False)
+folded = copy.deepcopy(explicit)
+report = fold_awq_scales(folded, calib)
+for name, into in list(report.items())[:4]:
+    print(f"{name:28} → {into or 'kept explicit x / s'}")
+x_val = corpus.get_batch("val", 4, 128, torch.Generator().manual_seed(1))[0]
+with torch.no_grad():
+    a, b = explicit(x_val)[0], folded(x_val)[0]
+rel = ((a - b).abs().max() / a.abs().max()).item()
+print(f"TinyGPT: {sum(map(bool, report.values()))}/{len(report)} scales folded; "
+      f"output change {rel:.1e} (relative)")
+assert rel < 1e-5 and report["transformer.h.0.attn.c_attn"] == "transformer.h.0.ln_1"
+assert report["transformer.h.0.mlp.c_fc"] == "transformer.h.0.ln_2"
+
+# %% [markdown]
+# MiniLM is a post-LN BERT: x = LayerNorm(x + sublayer(x)), and that LayerNorm's output feeds the
+# next query, key and value *and* the residual. Dividing it by s would divide the residual too, so
+# the fold is refused there; only value → attention output folds. Below we force the refused fold
+# by hand to see that it would break the model.
+
+# %%
+minilm_q = minilm_models["awq"]  # the AWQ MiniLM of section 4, every s explicit
+minilm_folded = copy.deepcopy(minilm_q)
+mreport = fold_awq_scales(minilm_folded, batches, forward=lambda mod, b: mod(b))
+L = "0.model.encoder.layer"
+for name, into in mreport.items():
+    if name.startswith(f"{L}.1."):
+        print(f"{name:45} → {into or 'kept explicit x / s'}")
+e_explicit, e_folded = embed(minilm_q), embed(minilm_folded)
+print(f"MiniLM: {sum(map(bool, mreport.values()))}/{len(mreport)} scales folded; "
+      f"embeddings change {(e_explicit - e_folded).abs().max():.1e}")
+assert (e_explicit - e_folded).abs().max() < 1e-4
+assert mreport[f"{L}.1.attention.output.dense"] == f"{L}.1.attention.self.value[0:384]"
+assert mreport[f"{L}.1.attention.self.query"] is None  # post-LN: refused
+
+forced = copy.deepcopy(minilm_q)  # fold layer 1's q/k/v scale into layer 0's output LayerNorm anyway
+ln, att = forced.get_submodule(f"{L}.0.output.LayerNorm"), forced.get_submodule(f"{L}.1.attention.self")
+s_qkv = att.query.input_scale.clone()
+with torch.no_grad():
+    ln.weight /= s_qkv
+    ln.bias /= s_qkv
+    for proj in (att.query, att.key, att.value):
+        proj.input_scale.fill_(1.0)
+cos_forced = (embed(forced) * e_explicit).sum(1).mean().item()
+print(f"forced post-LN fold: cosine to the correct model {cos_forced:.4f}")
+assert cos_forced < 0.999

@@ -15,24 +15,38 @@ minimises the output error ‖X Wᵀ − (X / s) Q(W s)ᵀ‖² on calibration i
 plain round-to-nearest, so the search never does worse than RTN on its objective. Then, per
 group, the clipping range is shrunk where that lowers the group's output error (`auto_clip`).
 
-Where the scale goes. The division x / s is exact and free when it can be folded into the op
-before: a LayerNorm/RMSNorm whose output feeds only this layer (divide its weight and bias by s),
-or a previous linear whose output feeds only this layer (divide its output rows by s). In a
-pre-LN GPT, ln_1 feeds only c_attn and ln_2 only c_fc. In a post-LN BERT block (MiniLM), each
-LayerNorm's output feeds the next linears *and* the residual connection, so dividing it by s
-would change the residual stream: there only the value projection → attention output projection
-pair folds exactly (attention mixes value rows linearly, per channel). `quantize_model` quantizes
-one layer at a time without knowing the graph, so `awq` returns `AWQLinear`, which divides its
-input by s explicitly: always exact, one elementwise op per call.
+Where the scale goes. Layers that receive the very same input tensor (q, k and v of a BERT block)
+get one s, searched on their stacked weights (`quantize_model` calls the method once per such
+group), so that x / s can move into the op that computes x:
+
+    a LayerNorm / RMSNorm   y = norm(x) · w + b       →  divide w and b by s
+    a previous linear       y = x Wᵀ + b              →  divide its output rows (a QuantLinear's
+                                                         row scales, since Ŵ = (codes − zero) · scale)
+
+after which the layer is a plain QuantLinear. `fold_awq_scales`, which `quantize_model` runs last
+(fold=False skips it), finds the op with forward hooks: the module whose output *is* the layer's
+input tensor, or, where no module made it, the previous linear, whose rows the input may be a
+linear mix of (attention mixes value rows per channel: o_proj's s goes into v_proj's rows; a fused
+q|k|v projection holds them in its last third; a ReLU in between also commutes with s > 0).
+A hook cannot see whether the same tensor also feeds a residual connection, so each fold is
+checked: the model's output on a calibration batch must not change (to `tol`), else it is undone
+and the layer keeps `AWQLinear`, which divides its input by s explicitly (one elementwise op).
+
+In a pre-LN GPT, ln_1 takes c_attn's s, ln_2 takes c_fc's, c_attn's value rows take attn.c_proj's;
+mlp.c_proj (after a GELU) stays explicit. In a post-LN BERT block (MiniLM) each LayerNorm's output
+also feeds the residual, so only the value → attention-output pair folds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn as nn
 
-from minicomp.calibrate import register_method
+from minicomp.calibrate import _batches, default_forward, register_method, set_module
 from minicomp.gptq import input_hessian
+from minicomp.kernels import PackedLinear
 from minicomp.quant import (
     QuantizedWeight,
     check_bits,
@@ -172,12 +186,214 @@ class AWQLinear(QuantLinear):
         return super().forward(x / self.input_scale.to(x.dtype))
 
 
-@register_method("awq", needs_calibration=True,
+class PackedAWQLinear(PackedLinear):
+    """A PackedLinear that divides its input by the AWQ scale s [in] first: a packed layer whose s
+    did not fold (`quantize_model(..., pack=True)`)."""
+
+    @classmethod
+    def from_awq(cls, layer: AWQLinear) -> PackedAWQLinear:
+        packed = cls.from_quantized(layer.qweight, layer.bias)
+        packed.register_buffer("input_scale", layer.input_scale.detach().clone())
+        return packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x / self.input_scale.to(x.dtype))
+
+
+# ── folding s into the op before ────────────────────────────────────────────────────────────
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    """The floating-point tensors in a model's output (a tensor, tuple, list or dict of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out.detach().float()] if out.is_floating_point() else []
+    if isinstance(out, Mapping):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    return []
+
+
+def _run(model: nn.Module, batch, forward) -> list[torch.Tensor]:
+    was_training = model.training
+    model.eval()
+    try:
+        return _tensors((forward or default_forward)(model, batch))
+    finally:
+        model.train(was_training)
+
+
+def _close(a: list[torch.Tensor], b: list[torch.Tensor], tol: float) -> bool:
+    """Every output tensor agrees to tol relative to its largest entry."""
+    return len(a) == len(b) and all(
+        x.shape == y.shape and bool((x - y).abs().max() <= tol * y.abs().max().clamp(min=1e-30))
+        for x, y in zip(a, b))
+
+
+def _is_linear(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Linear, QuantLinear))
+
+
+def _is_norm(m: nn.Module, n: int) -> bool:
+    """LayerNorm / RMSNorm-like: a per-channel `weight` [n] (and `bias` [n]) applied last."""
+    w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+    return (not _is_linear(m) and isinstance(w, torch.Tensor) and tuple(w.shape) == (n,)
+            and (b is None or (isinstance(b, torch.Tensor) and tuple(b.shape) == (n,))))
+
+
+def _trace(model: nn.Module, batch, forward, names: list[str]):
+    """One forward pass: the input tensor of each AWQ layer, and which module produced each tensor."""
+    inputs, made_by, alive = {}, {}, []
+
+    def out_hook(name):
+        def hook(module, args, out):
+            if isinstance(out, torch.Tensor) and id(out) not in made_by:  # innermost module first
+                made_by[id(out)] = name
+                alive.append(out)  # keeps ids unique until we are done
+        return hook
+
+    def in_hook(name):
+        def hook(module, args):
+            inputs.setdefault(name, args[0])
+        return hook
+
+    handles = [m.register_forward_hook(out_hook(n)) for n, m in model.named_modules()]
+    handles += [model.get_submodule(n).register_forward_pre_hook(in_hook(n)) for n in names]
+    try:
+        _run(model, batch, forward)
+    finally:
+        for h in handles:
+            h.remove()
+    return inputs, made_by
+
+
+def _candidates(model, producer: str | None, before: str, n_in: int) -> list[tuple[str, slice | None]]:
+    """Where x / s could go: (module name, None) for a norm, (name, output rows) for a linear."""
+    m = model.get_submodule(producer) if producer is not None else None
+    if m is not None and _is_norm(m, n_in):
+        return [(producer, None)]
+    if m is not None and _is_linear(m):
+        return [(producer, slice(0, n_in))] if m.out_features == n_in else []
+    # x is no module's output (or a GELU's): it may be a linear mix of a previous linear's rows, as
+    # attention mixes the value rows (a fused q|k|v projection holds them in one slice of its rows)
+    names = [n for n, mod in model.named_modules() if _is_linear(mod)]
+    prev = names[names.index(before) - 1] if names.index(before) > 0 else None
+    if prev is None or model.get_submodule(prev).out_features % n_in:
+        return []
+    k = model.get_submodule(prev).out_features // n_in
+    return [(prev, slice(j * n_in, (j + 1) * n_in)) for j in reversed(range(k))]  # v is last in q|k|v
+
+
+def _fold_into(m: nn.Module, rows: slice | None, s: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Divide the output channels of `m` (rows of a linear) by s in place; returns what to undo."""
+    if rows is None:  # norm: y = norm(x) · w + b  →  y / s = norm(x) · (w / s) + b / s
+        targets = [(m.weight, None), (m.bias, None)]
+    else:  # linear: row i of W (QuantLinear: of its scales, W = (codes − zero) · scale) and b_i
+        targets = [(m.scale if isinstance(m, QuantLinear) else m.weight, rows), (m.bias, rows)]
+    undo = []
+    for t, r in targets:
+        if t is None:
+            continue
+        view = t.data if r is None else t.data[r]
+        undo.append((view, view.clone()))
+        view.div_(s.to(view).reshape(-1, *[1] * (view.dim() - 1)))
+    return undo
+
+
+def _pack(model: nn.Module, names) -> None:
+    for name in names:
+        m = model.get_submodule(name)
+        device = m.codes.device
+        packed = (PackedAWQLinear.from_awq(m) if isinstance(m, AWQLinear)
+                  else PackedLinear.from_quantized(m.qweight, m.bias))
+        set_module(model, name, packed.to(device))
+
+
+@torch.no_grad()
+def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float = 1e-4,
+                    pack: bool = False) -> dict[str, str | None]:
+    """Move each AWQLinear's x / s into the op that computes x, where that is exact; in place.
+
+    Returns {AWQ layer name: where its s went ("h.0.ln_1", or "h.0.attn.c_attn[256:384]" for output
+    rows of a linear), or None where the layer keeps dividing its input explicitly}. Folded layers
+    become QuantLinear; with pack=True every AWQ layer becomes a PackedLinear (PackedAWQLinear where
+    s stayed explicit). Each fold is tried on the first calibration batch and kept only if the
+    model's outputs agree with the unfolded model's to `tol` (relative to their largest entry).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        raise ValueError(f"tol={tol!r} must be a number in (0, 1)")
+    names = [n for n, m in model.named_modules() if isinstance(m, AWQLinear)]
+    if not names:
+        raise ValueError("model has no AWQLinear layers; quantize it with quantize_model(model, 'awq', "
+                         "calibration=..., fold=False) first")
+    batches = _batches(calibration)
+    if not batches:
+        raise ValueError("calibration=None; fold_awq_scales needs a calibration batch to check each fold")
+    inputs, made_by = _trace(model, batches[0], forward, names)
+    groups: dict[int, list[str]] = {}  # layers fed the very same tensor
+    for n in names:
+        if n in inputs:
+            groups.setdefault(id(inputs[n]), []).append(n)
+    report: dict[str, str | None] = dict.fromkeys(names)
+    ref = _run(model, batches[0], forward)
+    for group in groups.values():
+        layers = [model.get_submodule(n) for n in group]
+        s = layers[0].input_scale.clone()  # [in]
+        if not all(torch.equal(layer.input_scale, s) for layer in layers):
+            continue  # one tensor, several scales: no single op can take them
+        for target, rows in _candidates(model, made_by.get(id(inputs[group[0]])), group[0], s.numel()):
+            undo = _fold_into(model.get_submodule(target), rows, s)
+            for layer in layers:
+                layer.input_scale.fill_(1.0)
+            out = _run(model, batches[0], forward)
+            if _close(out, ref, tol):
+                ref = out
+                for n, layer in zip(group, layers):
+                    report[n] = target if rows is None else f"{target}[{rows.start}:{rows.stop}]"
+                    set_module(model, n, QuantLinear(layer.qweight, layer.bias).to(layer.codes.device))
+                break
+            for view, saved in undo:
+                view.copy_(saved)
+            for layer in layers:
+                layer.input_scale.copy_(s)
+    if pack:
+        _pack(model, names)
+    return report
+
+
+def _finish(model: nn.Module, batches, forward, *, pack: bool, progress: bool, fold: bool = True, **options):
+    names = [n for n, m in model.named_modules() if isinstance(m, AWQLinear)]
+    if names and fold:
+        report = fold_awq_scales(model, batches, forward, pack=pack)
+        if progress:
+            done = [n for n, to in report.items() if to]
+            print(f"awq: folded s of {len(done)}/{len(report)} layers into the op before; "
+                  f"the others divide their input explicitly")
+    elif names and pack:
+        _pack(model, names)
+
+
+@register_method("awq", needs_calibration=True, joint=True, finish=_finish,
                  description="AWQ: activation-aware per-channel scaling and clipping, then RTN (lesson 08)")
-def _awq(layer: nn.Linear, inputs, *, bits, group_size, symmetric, **options):
-    qw, s = awq_quantize(layer.weight, inputs, bits, group_size, symmetric, **options)
-    return AWQLinear(qw, s, layer.bias).to(layer.weight.device)
+def _awq(layers: list[nn.Linear], inputs, *, bits, group_size, symmetric, fold: bool = True, **options):
+    """One s for all `layers`, which receive the same input (q, k, v), so that it can fold into the
+    op before them: searched on their stacked weights [Σ out, in], which minimises the summed output
+    error Σ_layers ‖X Wᵀ − (X / s) Q(W s)ᵀ‖² (as llm-awq does for q, k, v)."""
+    if not isinstance(fold, bool):
+        raise TypeError(f"fold={fold!r} must be True (fold s into the op before, where exact) or False")
+    W = torch.cat([layer.weight.detach().float() for layer in layers])  # [Σ out, in]
+    qw, s = awq_quantize(W, inputs, bits, group_size, symmetric, **options)
+    modules, r = [], 0
+    for layer in layers:
+        rows = slice(r, r + layer.out_features)
+        r = rows.stop
+        part = QuantizedWeight(qw.codes[rows].clone(), qw.scale[rows].clone(), qw.zero[rows].clone(),
+                               qw.bits, qw.group_size, symmetric=qw.symmetric)
+        modules.append(AWQLinear(part, s, layer.bias).to(layer.weight.device))
+    return modules
 
 
 __all__ = ["awq_quantize", "awq_search_scale", "awq_search_clip", "activation_scales", "output_error",
-           "AWQLinear"]
+           "AWQLinear", "PackedAWQLinear", "fold_awq_scales"]

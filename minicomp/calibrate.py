@@ -13,6 +13,9 @@
    stops the forward pass as soon as it has them); the method turns the layer into a
    `QuantizedWeight`; a `QuantLinear` replaces the layer in place. Later layers therefore see the
    errors of earlier ones and can compensate (GPTQ does; the sequential order is what makes it work).
+   Layers that receive the very same input tensor (q, k, v) share one capture; a `joint` method
+   (AWQ) quantizes them together in one call.
+4. A method's `finish` step, if it has one, runs last (AWQ folds its scales into the ops before).
 
 Methods live in a registry. A module adds one with `@register_method("name", needs_calibration=...)`;
 `quantize_model(method="gptq")` imports `minicomp.gptq` on first use, which registers it.
@@ -38,28 +41,36 @@ from minicomp.rtn import QuantLinear, rtn_quantize
 
 @dataclass(frozen=True)
 class Method:
-    """A weight quantizer for one layer.
+    """A weight quantizer for one layer (or, with `joint`, for the layers that share one input).
 
     fn(layer, inputs, *, bits, group_size, symmetric, **options) -> QuantizedWeight | nn.Module
       layer   the nn.Linear to quantize (weight [out, in]); do not modify it
       inputs  None if `needs_calibration` is False, else a list with one [tokens, in] tensor per
               calibration batch: what this layer receives in the model quantized up to it
       returns a QuantizedWeight (wrapped in a QuantLinear with the layer's bias) or a ready module
+    joint   fn(layers, inputs, ...) gets the list of consecutive layers that receive the very same
+            input tensor (q, k, v) and returns a list with one QuantizedWeight or module per layer
+    finish  finish(model, batches, forward, *, pack, progress, **options), called once after the
+            last layer (AWQ folds its scales there)
     """
 
     name: str
     fn: Callable
     needs_calibration: bool
     description: str = ""
+    joint: bool = False
+    finish: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, *, needs_calibration: bool, description: str = ""):
+def register_method(name: str, *, needs_calibration: bool, description: str = "", joint: bool = False,
+                    finish: Callable | None = None):
     """Decorator: make `fn` available as quantize_model(method=name)."""
     def decorate(fn: Callable) -> Callable:
-        METHODS[name] = Method(name, fn, needs_calibration, description or (fn.__doc__ or "").strip())
+        METHODS[name] = Method(name, fn, needs_calibration, description or (fn.__doc__ or "").strip(),
+                               joint, finish)
         return fn
     return decorate
 
@@ -287,7 +298,8 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
                  with `observer`: "minmax", "moving_average", "percentile" or "mse")
     pack         True: swap in `kernels.PackedLinear` (bit-packed codes, fused kernels) instead of
                  `QuantLinear`, so the whole model runs on the packed kernels (weight-only)
-    **options    passed to the method (e.g. clip="mse" for rtn)
+    **options    passed to the method (e.g. clip="mse" for rtn; fold=False keeps every AWQ scale
+                 as an explicit input division instead of folding it where exact)
     """
     m = get_method(method)
     bits = check_bits(bits)
@@ -325,23 +337,34 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
                 act[name] = dict(act_scale=scale, act_zero=zero)
 
     names, shared = list(layers), 0  # layers[names[k]] for k < shared use the inputs last captured
-    for k, name in enumerate(tqdm(names, desc=f"{method} {bits}-bit", disable=not progress)):
-        layer = layers[name]
-        if m.needs_calibration and k >= shared:  # layers that share one input tensor share one capture
-            inputs, n = capture_shared_inputs(model, [layers[x] for x in names[k:]], batches, forward)
-            shared = k + n
-        elif not m.needs_calibration:
-            inputs = None
+    bar = tqdm(total=len(names), desc=f"{method} {bits}-bit", disable=not progress)
+    k, inputs = 0, None
+    while k < len(names):
+        group = names[k:k + 1]
+        if m.needs_calibration:
+            if k >= shared:  # layers that share one input tensor share one capture
+                inputs, n = capture_shared_inputs(model, [layers[x] for x in names[k:]], batches, forward)
+                shared = k + n
+            if m.joint:
+                group = names[k:shared]
+        k += len(group)
+        bar.update(len(group))
         if inputs is not None and not inputs:
             continue  # never called on the calibration data (e.g. an unused pooler): left in float
-        q = m.fn(layer, inputs, bits=bits, group_size=group_size, symmetric=symmetric, **options)
-        if not isinstance(q, nn.Module) and pack:
-            from minicomp.kernels import PackedLinear
+        opts = dict(bits=bits, group_size=group_size, symmetric=symmetric, **options)
+        qs = m.fn([layers[x] for x in group], inputs, **opts) if m.joint else [m.fn(layers[group[0]], inputs, **opts)]
+        for name, q in zip(group, qs, strict=True):
+            layer = layers[name]
+            if not isinstance(q, nn.Module) and pack:
+                from minicomp.kernels import PackedLinear
 
-            q = PackedLinear.from_quantized(q, layer.bias)
-        elif not isinstance(q, nn.Module):
-            q = QuantLinear(q, layer.bias, act_bits=act_bits, act_symmetric=act_symmetric, **act.get(name, {}))
-        set_module(model, name, q.to(layer.weight.device))
+                q = PackedLinear.from_quantized(q, layer.bias)
+            elif not isinstance(q, nn.Module):
+                q = QuantLinear(q, layer.bias, act_bits=act_bits, act_symmetric=act_symmetric, **act.get(name, {}))
+            set_module(model, name, q.to(layer.weight.device))
+    bar.close()
+    if m.finish is not None:
+        m.finish(model, batches, forward, pack=pack, progress=progress, **options)
     return model
 
 

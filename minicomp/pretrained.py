@@ -1,8 +1,9 @@
 """Reproduce the shipped weights in minicomp/weights/ on a CPU, with fixed seeds.
 
-    python -m minicomp.pretrained                    # all three models
+    python -m minicomp.pretrained                    # all four models
     python -m minicomp.pretrained --which digits     # the two digits teachers (seconds)
     python -m minicomp.pretrained --which tinygpt    # the character GPT (about 10 min, 2 cores)
+    python -m minicomp.pretrained --which student    # TinyGPT distilled into 2 layers (about 8 min)
 
 Each model is written as NAME.safetensors (fp32) plus NAME.json: the architecture and config
 that `minicomp.models.load_pretrained` rebuilds, the training recipe, the seed and the metrics
@@ -226,9 +227,67 @@ def train_tinygpt(
     return model, meta
 
 
+# ----------------------------------------------------------------------------------------------
+# TinyGPT student (lesson 10): distilled from the shipped teacher with minicomp.pipeline
+
+
+def distill_student(seed: int = 0, steps: int = 1500, batch_size: int = 32, lr: float = 2e-3,
+                    warmup: int = 100, temperature: float = 1.0, alpha: float = 0.9):
+    """Distill the shipped TinyGPT into STUDENT_CONFIG (2 layers); returns (model, metadata).
+
+    The same function the lesson runs for a few seconds (`pipeline.distill_tinygpt_student`),
+    run here for longer on one thread.
+    """
+    from minicomp.models import load_pretrained
+    from minicomp.pipeline import STUDENT_CONFIG, STUDENT_NAME, distill_tinygpt_student
+
+    t0 = time.time()
+    corpus, teacher = CharCorpus(), load_pretrained("tinygpt")
+    student, history = distill_tinygpt_student(
+        teacher, corpus, config=STUDENT_CONFIG, steps=steps, batch_size=batch_size, lr=lr,
+        warmup=warmup, temperature=temperature, alpha=alpha, seed=seed, eval_every=250)
+    student.half().float()  # shipped as float16 (0.85 MB, not 1.7 MB); metrics below use the rounded weights
+    meta = {
+        "name": STUDENT_NAME,
+        "arch": "TinyGPT",
+        "config": asdict(STUDENT_CONFIG),
+        "params": count_parameters(student),
+        "teacher": "tinygpt",
+        "teacher_params": count_parameters(teacher),
+        "seed": seed,
+        "data": "minicomp.data.CharCorpus() train split (pydoc_data.topics), random windows of 128",
+        "recipe": {
+            "function": "minicomp.pipeline.distill_tinygpt_student",
+            "loss": "alpha * T^2 KL(teacher_T || student_T) + (1 - alpha) * cross-entropy, every position",
+            "temperature": temperature,
+            "alpha": alpha,
+            "optimizer": "AdamW",
+            "betas": [0.9, 0.99],
+            "lr": lr,
+            "min_lr": lr / 10,
+            "warmup_iters": warmup,
+            "schedule": "linear warmup + cosine",
+            "steps": steps,
+            "batch_size": batch_size,
+            "grad_clip": 1.0,
+        },
+        "metrics": {
+            "val_perplexity": perplexity(student, corpus, "val"),
+            "test_perplexity": perplexity(student, corpus, "test"),
+            "teacher_val_perplexity": perplexity(teacher, corpus, "val"),
+            "perplexity_eval": "minicomp.models.perplexity(model, corpus, split, max_windows=128)",
+        },
+        "history": [{k: round(v, 4) for k, v in row.items()} for row in history],
+        "train_seconds": round(time.time() - t0, 1),
+        "environment": _environment(),
+        "storage": "float16 safetensors; load_student() loads it into a float32 TinyGPT",
+    }
+    return student.half(), meta
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Reproduce minicomp's shipped weights.")
-    parser.add_argument("--which", choices=["digits", "tinygpt", "all"], default="all")
+    parser.add_argument("--which", choices=["digits", "tinygpt", "student", "all"], default="all")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iters", type=int, default=2200, help="TinyGPT training steps")
@@ -242,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
     if args.which in ("tinygpt", "all"):
         jobs.append(lambda: train_tinygpt(seed=args.seed, max_iters=args.max_iters))
+    if args.which in ("student", "all"):  # after the teacher: it distills the shipped tinygpt
+        jobs.append(lambda: distill_student(seed=args.seed))
     for job in jobs:
         model, meta = job()
         save(model, meta, args.out)

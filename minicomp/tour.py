@@ -160,10 +160,67 @@ def _distill_rows(digits, teacher, idx, y_few, steps) -> list[Row]:
     ]
 
 
+def stage_pipeline(ctx: TourContext) -> list[Row]:
+    """Lesson 10: teacher -> distilled student -> RTN / GPTQ / AWQ -> packed kernels, measured."""
+    from minicomp.hardware import num_threads
+
+    with num_threads(1):  # tiny models: one thread is as fast, and steadier on a shared machine
+        return _pipeline_rows(ctx)
+
+
+def _pipeline_rows(ctx: TourContext) -> list[Row]:
+    import copy
+
+    from minicomp.data import CharCorpus
+    from minicomp.kernels import pack_model
+    from minicomp.models import load_pretrained
+    from minicomp.pipeline import (
+        check_claims,
+        comparison_table,
+        distill_tinygpt_student,
+        load_student,
+        measure,
+        plot_pareto,
+        quantize_variants,
+    )
+
+    corpus, teacher, student = CharCorpus(), load_pretrained("tinygpt"), load_student()
+    g = torch.Generator().manual_seed(0)
+    calibration = [corpus.get_batch("train", 8, 128, g)[0] for _ in range(2)]  # 2 x [8, 128]
+    methods, bits = (("rtn", "gptq"), (4,)) if ctx.quick else (("rtn", "gptq", "awq"), (8, 4))
+    variants = quantize_variants(student, calibration, methods=methods, bits=bits)
+    packed = {f"packed GPTQ INT{b}": pack_model(copy.deepcopy(variants[f"GPTQ INT{b}"])) for b in bits}
+    models = {"teacher": teacher, "student": student, **variants, **packed}
+    steps = {"teacher": "teacher", "student": "distilled", **{n: "quantized" for n in variants},
+             **{n: "packed" for n in packed}}
+    if not ctx.quick:  # quantization-aware distillation at INT2 against distill-then-GPTQ
+        qad, _ = distill_tinygpt_student(teacher, corpus, copy.deepcopy(student), fake_quant_bits=2,
+                                         steps=120, batch_size=8, lr=1e-3, seed=1)
+        models["GPTQ INT2"] = quantize_variants(student, calibration, methods=("gptq",), bits=(2,),
+                                                progress=False)["GPTQ INT2"]
+        models["QAD INT2"] = qad
+        steps.update({"GPTQ INT2": "quantized", "QAD INT2": "QAD"})
+    rows = measure(models, corpus, steps=steps, timed=["teacher", "student", *packed],
+                   repeats=10 if ctx.quick else 30, max_windows=16 if ctx.quick else 32)
+    ctx.save(plot_pareto(rows), "pipeline_pareto.png")
+    out = []
+    for t in comparison_table(rows, baseline="teacher"):
+        speed = "" if t["speed-up"] != t["speed-up"] else f", {t['speed-up']:.2f}x the teacher's speed"
+        r = next(r for r in rows if r.name == t["model"])
+        out.append(Row("pipeline", t["model"], f"val perplexity {r.perplexity:.2f}, accuracy {100 * r.accuracy:.1f}%",
+                       f"{t['compression']:.1f}x fewer bytes, {100 * t['accuracy retained']:.0f}% of the "
+                       f"teacher's accuracy{speed}"))
+    four = [n for n in variants if n.endswith("INT4")]
+    for c in check_claims(rows, teacher="teacher", student="student", four_bit=four, combined="packed GPTQ INT4"):
+        out.append(Row("claims", c["claim"], "holds" if c["holds"] else "does not hold here", c["measured"]))
+    return out
+
+
 STAGES: list[tuple[str, Callable[[TourContext], list[Row]]]] = [
     ("shipped models", stage_models),
     ("hardware", stage_hardware),
     ("distillation", stage_distill),
+    ("distill, then quantize (TinyGPT)", stage_pipeline),
 ]
 
 

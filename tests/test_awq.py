@@ -1,22 +1,28 @@
 """minicomp.awq: the scale search, clipping, AWQLinear and quantize_model(method="awq")."""
 
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from minicomp.awq import (
     AWQLinear,
+    PackedAWQLinear,
     activation_scales,
     awq_quantize,
     awq_search_clip,
     awq_search_scale,
+    fold_awq_scales,
     output_error,
 )
 from minicomp.calibrate import quantize_model
 from minicomp.gptq import input_hessian
-from minicomp.models import GPTConfig, TinyGPT
-from minicomp.rtn import rtn_quantize
+from minicomp.kernels import PackedLinear
+from minicomp.models import GPTConfig, TinyGPT, load_pretrained
+from minicomp.rtn import QuantLinear, rtn_quantize
 
 
 def _layer(out=32, n_in=128, tokens=512, seed=0, outliers=4):
@@ -95,15 +101,154 @@ def test_bad_input():
         awq_quantize(W, [X[:, :64]], 4, 32)
 
 
-def test_quantize_model_awq_on_tinygpt():
+def _small_gpt():
     gpt = TinyGPT(GPTConfig(n_layer=1, n_embd=128, n_head=4, block_size=32), seed=0).eval()
     calib = [torch.randint(0, 96, (4, 32), generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    return gpt, calib
+
+
+def test_quantize_model_awq_on_tinygpt():
+    gpt, calib = _small_gpt()
     x = torch.randint(0, 96, (4, 32), generator=torch.Generator().manual_seed(9))
     ref = gpt(x)[0]
-    quantize_model(gpt, "awq", bits=4, group_size=128, calibration=calib, progress=False)
+    quantize_model(gpt, "awq", bits=4, group_size=128, calibration=calib, progress=False, fold=False)
     layers = [m for m in gpt.modules() if isinstance(m, AWQLinear)]
     assert len(layers) == 4
     assert math.isfinite((gpt(x)[0] - ref).abs().max().item())
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.fixture(scope="module")
+def tinygpt_awq():
+    """The trained TinyGPT, AWQ 4-bit g128 with explicit scales (fold=False), its calibration, a batch."""
+    torch.manual_seed(0)
+    gpt = load_pretrained("tinygpt").eval()
+    g = torch.Generator().manual_seed(0)
+    calib = [torch.randint(0, gpt.config.vocab_size, (4, 64), generator=g)]
+    x = torch.randint(0, gpt.config.vocab_size, (4, 64), generator=g)
+    q = quantize_model(copy.deepcopy(gpt), "awq", bits=4, group_size=128, calibration=calib,
+                       progress=False, fold=False)
+    return gpt, q, calib, x
+
+
+def test_fold_on_tinygpt_is_exact(tinygpt_awq):
+    _, q, calib, x = tinygpt_awq
+    m = copy.deepcopy(q)
+    with torch.no_grad():
+        before = m(x)[0]
+        report = fold_awq_scales(m, calib)
+        after = m(x)[0]
+    assert _rel(after, before) < 1e-5
+    for i in range(m.config.n_layer):
+        h = f"transformer.h.{i}"
+        assert report[f"{h}.attn.c_attn"] == f"{h}.ln_1"  # pre-LN: ln_1 feeds only c_attn
+        assert report[f"{h}.mlp.c_fc"] == f"{h}.ln_2"
+        C = m.config.n_embd  # attention mixes the value rows of c_attn linearly: c_proj folds there
+        assert report[f"{h}.attn.c_proj"] == f"{h}.attn.c_attn[{2 * C}:{3 * C}]"
+        assert report[f"{h}.mlp.c_proj"] is None  # after a GELU: keeps x / s
+        assert type(m.get_submodule(f"{h}.attn.c_attn")) is QuantLinear
+        assert type(m.get_submodule(f"{h}.mlp.c_proj")) is AWQLinear
+
+
+def test_quantize_model_folds_by_default_and_packs(tinygpt_awq):
+    gpt, q, calib, x = tinygpt_awq
+    folded = quantize_model(copy.deepcopy(gpt), "awq", bits=4, group_size=128, calibration=calib, progress=False)
+    packed = quantize_model(copy.deepcopy(gpt), "awq", bits=4, group_size=128, calibration=calib, progress=False,
+                            pack=True)
+    kinds = {type(m) for n, m in folded.named_modules() if n.startswith("transformer.h.") and n.endswith(
+        ("c_attn", "c_fc", "c_proj"))}
+    assert kinds == {QuantLinear, AWQLinear}
+    layers = [m for n, m in packed.named_modules() if n.endswith(("c_attn", "c_fc", "c_proj"))]
+    assert len(layers) == 4 * gpt.config.n_layer and all(isinstance(m, PackedLinear) for m in layers)
+    assert any(isinstance(m, PackedAWQLinear) for m in layers)  # mlp.c_proj: explicit x / s, packed
+    assert not any(isinstance(m, (QuantLinear, AWQLinear)) for m in packed.modules())
+    with torch.no_grad():
+        ref = q(x)[0]
+        assert _rel(folded(x)[0], ref) < 1e-5
+        assert _rel(packed(x)[0], ref) < 1e-4
+
+
+def test_awq_still_beats_rtn_on_tinygpt(tinygpt_awq):
+    gpt, _, calib, x = tinygpt_awq
+    with torch.no_grad():
+        ref = gpt(x)[0]
+        errs = {}
+        for method in ("rtn", "awq"):
+            opts = dict(calibration=calib) if method == "awq" else {}
+            m = quantize_model(copy.deepcopy(gpt), method, bits=3, group_size=128, progress=False, **opts)
+            errs[method] = ((m(x)[0] - ref) ** 2).mean().item()
+    assert errs["awq"] < errs["rtn"]
+
+
+class _Block(nn.Module):
+    """One attention + ReLU-MLP block with separate q, k, v, pre-LN or post-LN (BERT-style).
+
+    Post-LN: the LayerNorm's output feeds q, k, v *and* the residual, so s cannot go into it."""
+
+    def __init__(self, C=64, post_ln=False):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.post_ln, self.ln = post_ln, nn.LayerNorm(C)
+        self.q, self.k, self.v, self.o = (nn.Linear(C, C) for _ in range(4))
+        self.fc, self.fc2 = nn.Linear(C, 2 * C), nn.Linear(2 * C, C)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2 + (1.0 if p.dim() == 1 and p is self.ln.weight else 0))
+
+    def forward(self, x):  # x [B, T, C]
+        h = self.ln(x)
+        if self.post_ln:
+            x = h  # post-LN: the normalised stream is also the residual
+        a = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2) / 8, -1) @ self.v(h)  # [B, T, C]
+        y = x + self.o(a)
+        return y + self.fc2(F.relu(self.fc(y)))
+
+
+def _block_calib():
+    g = torch.Generator().manual_seed(1)
+    calib = [torch.randn(2, 16, 64, generator=g) for _ in range(2)]
+    for c in calib:
+        c[..., :3] *= 10
+    return calib
+
+
+@pytest.mark.parametrize("post_ln", [False, True])
+def test_fold_refuses_post_ln_residual_and_shares_qkv_scale(post_ln):
+    calib = _block_calib()
+    m = quantize_model(_Block(post_ln=post_ln), "awq", bits=4, group_size=32, calibration=calib,
+                       progress=False, fold=False)
+    s = m.q.input_scale
+    assert torch.equal(m.k.input_scale, s) and torch.equal(m.v.input_scale, s)  # q, k, v: one s
+    assert not torch.allclose(s, torch.ones_like(s))
+    with torch.no_grad():
+        before = m(calib[1])
+        report = fold_awq_scales(m, calib)
+        after = m(calib[1])
+    assert _rel(after, before) < 1e-5
+    for name in "qkv":
+        assert report[name] == (None if post_ln else "ln")
+    assert report["o"] == "v[0:64]"  # attention mixes value rows linearly
+    assert report["fc"] is None  # its input is a residual sum
+    assert report["fc2"] == "fc[0:128]"  # ReLU commutes with a positive scale
+    assert isinstance(m.q, AWQLinear) == post_ln
+
+
+def test_fold_bad_input():
+    gpt, calib = _small_gpt()
+    with pytest.raises(ValueError, match="no AWQLinear"):
+        fold_awq_scales(gpt, calib)
+    with pytest.raises(TypeError, match="model must be"):
+        fold_awq_scales("gpt", calib)
+    with pytest.raises(TypeError, match="fold='no'"):
+        quantize_model(copy.deepcopy(gpt), "awq", calibration=calib, progress=False, fold="no")
+    quantize_model(gpt, "awq", bits=4, group_size=128, calibration=calib, progress=False, fold=False)
+    with pytest.raises(ValueError, match="tol=0"):
+        fold_awq_scales(gpt, calib, tol=0)
+    with pytest.raises(ValueError, match="calibration"):
+        fold_awq_scales(gpt, None)
 
 
 def test_exercise_transcription_is_the_library_search():

@@ -1,0 +1,200 @@
+"""Sentence-embedding models (all-MiniLM-L6-v2): batches, embeddings, fidelity, a smaller student.
+
+Lesson 11, and the MiniLM parts of lessons 07-08 and `benchmarks/minilm_ptq.py`:
+
+* `calibration_batches(model, sentences)`: tokenized batches for `quantize_model(calibration=...)`,
+  with `forward` as its `forward=` (a SentenceTransformer takes a dict of tensors).
+* `embed(model, sentences)`: unit-length sentence embeddings `[N, dim]`, float32 on the CPU.
+* `mean_cosine(ref, emb)` and `nn_agreement(ref, emb)`: how close a compressed model's
+  embeddings stay to the original's (cosine per sentence; same nearest neighbour).
+* `encoder_layers(model)`, `layer_reduced_student(teacher, keep)`: a student that keeps some of
+  the teacher's transformer layers (sentence-transformers' `model_distillation` recipe).
+* `distill_embeddings(student, sentences, targets)`: train it with MSE on the teacher's
+  embeddings (sentence-transformers' `MSELoss`).
+
+`model` is a `sentence_transformers.SentenceTransformer` whose first module wraps a Hugging Face
+encoder (`model[0].auto_model`), as `minicomp.models.load_minilm` returns.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["calibration_batches", "forward", "embed", "mean_cosine", "nn_agreement",
+           "encoder_layers", "layer_reduced_student", "distill_embeddings"]
+
+
+def _check_sentences(sentences, name: str = "sentences") -> list[str]:
+    if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
+        raise TypeError(f"{name} must be a list of strings, got {type(sentences).__name__}")
+    sentences = list(sentences)
+    if not sentences:
+        raise ValueError(f"{name} must hold at least one sentence, got an empty list")
+    return sentences
+
+
+def _check_positive(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive int")
+    return value
+
+
+def _tokenize(model, sentences: list[str]) -> dict:
+    """The model's tokenizer output (input_ids, attention_mask [B, T], ...) for `sentences`."""
+    return model.preprocess(sentences) if hasattr(model, "preprocess") else model.tokenize(sentences)
+
+
+def calibration_batches(model, sentences, batch_size: int = 32) -> list[dict]:
+    """Tokenized batches of `sentences`, sorted by length so that batches carry little padding.
+
+    Returns a list of dicts (input_ids, attention_mask [B, T], ...), B ≤ batch_size, for
+    `quantize_model(model, ..., calibration=batches, forward=minicomp.sentence.forward)`.
+    """
+    sentences = _check_sentences(sentences)
+    _check_positive(batch_size, "batch_size")
+    s = sorted(sentences, key=len)
+    return [_tokenize(model, s[i:i + batch_size]) for i in range(0, len(s), batch_size)]
+
+
+def forward(model, batch: dict) -> dict:
+    """forward(model, batch) for `quantize_model`: runs the model on a copy of the tokenized batch.
+
+    A SentenceTransformer adds its outputs to the dict it is given; the copy keeps the calibration
+    batches unchanged, so they can be used again.
+    """
+    return model(dict(batch))
+
+
+@torch.no_grad()
+def embed(model, sentences, batch_size: int = 64) -> torch.Tensor:
+    """Unit-length sentence embeddings [N, dim] (float32, CPU) of `sentences`, in their order."""
+    sentences = _check_sentences(sentences)
+    _check_positive(batch_size, "batch_size")
+    emb = model.encode(sentences, convert_to_tensor=True, batch_size=batch_size,
+                       normalize_embeddings=True, show_progress_bar=False)
+    return emb.float().cpu()
+
+
+def _check_pair(ref, emb) -> None:
+    for name, t in (("ref", ref), ("emb", emb)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            raise ValueError(f"{name} must be a [N, dim] tensor of embeddings, got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    if ref.shape != emb.shape:
+        raise ValueError(f"ref has shape {tuple(ref.shape)} but emb has shape {tuple(emb.shape)}; "
+                         "they must be embeddings of the same sentences")
+
+
+def mean_cosine(ref: torch.Tensor, emb: torch.Tensor) -> float:
+    """Mean over sentences of cos(ref[i], emb[i]); ref, emb [N, dim]. 1.0 = the same directions."""
+    _check_pair(ref, emb)
+    return F.cosine_similarity(ref.float(), emb.float(), dim=1).mean().item()
+
+
+def _nearest(e: torch.Tensor) -> torch.Tensor:
+    """[N] index of each row's most similar other row (cosine)."""
+    e = F.normalize(e.float(), dim=1)
+    sim = e @ e.T  # [N, N]
+    sim.fill_diagonal_(-2.0)  # a sentence is not its own neighbour
+    return sim.argmax(1)
+
+
+def nn_agreement(ref: torch.Tensor, emb: torch.Tensor) -> float:
+    """Fraction of sentences whose nearest neighbour among the others is the same in both.
+
+    ref, emb [N, dim] with N ≥ 2: embeddings of the same N sentences by two models. This is
+    what a search index sees: 1.0 means every query still finds the same top hit.
+    """
+    _check_pair(ref, emb)
+    if len(ref) < 2:
+        raise ValueError(f"ref has {len(ref)} sentence(s); nearest neighbours need at least 2")
+    return (_nearest(ref) == _nearest(emb)).float().mean().item()
+
+
+def encoder_layers(model) -> nn.ModuleList:
+    """The transformer layers of a SentenceTransformer's encoder (BERT-style `encoder.layer`)."""
+    auto = getattr(model[0], "auto_model", None) if len(model) else None
+    layers = getattr(getattr(auto, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"model={type(model).__name__}: expected a SentenceTransformer whose first "
+                         "module wraps a BERT-style encoder (model[0].auto_model.encoder.layer)")
+    return layers
+
+
+def layer_reduced_student(teacher, keep) -> nn.Module:
+    """A copy of `teacher` that keeps only the transformer layers numbered in `keep` (0-based).
+
+    Embeddings, pooling and the kept layers start as the teacher's own weights, the usual
+    initialisation for a layer-reduced student (sentence-transformers' `model_distillation`
+    keeps layers 1, 4, 7, 10 of 12). The teacher is not changed.
+    """
+    n = len(encoder_layers(teacher))
+    keep = list(keep) if not isinstance(keep, int) else [keep]
+    if (not keep or any(isinstance(i, bool) or not isinstance(i, int) for i in keep)
+            or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= n):
+        raise ValueError(f"keep={keep!r} must be increasing, distinct layer numbers in [0, {n - 1}]")
+    student = copy.deepcopy(teacher)
+    auto = student[0].auto_model
+    auto.encoder.layer = nn.ModuleList(auto.encoder.layer[i] for i in keep)
+    auto.config.num_hidden_layers = len(keep)
+    for j, layer in enumerate(auto.encoder.layer):  # attention modules that know their index
+        attn = getattr(getattr(layer, "attention", None), "self", None)
+        if attn is not None and hasattr(attn, "layer_idx"):
+            attn.layer_idx = j
+    return student
+
+
+def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int = 1, batch_size: int = 32,
+                       lr: float = 1e-4, seed: int = 0, progress: bool = True) -> list[float]:
+    """Train `student` so that its embedding of sentences[i] matches targets[i]; returns the losses.
+
+    sentences  N strings; targets [N, dim]: the teacher's embeddings of them (`embed(teacher, ...)`)
+    loss       MSE(student embedding [B, dim], targets [B, dim]), as sentence-transformers'
+               `MSELoss`; AdamW at `lr` with a linear decay to 0, on the parameters that
+               require grad (freeze some to train fewer); batches of similar length, shuffled
+               by `seed`
+    The student is trained in place and left in eval mode. One loss per step, in order.
+    """
+    sentences = _check_sentences(sentences)
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or len(targets) != len(sentences):
+        raise ValueError(f"targets must be a [N, dim] tensor with N = len(sentences) = {len(sentences)}, got "
+                         f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+    _check_positive(epochs, "epochs")
+    _check_positive(batch_size, "batch_size")
+    if not lr > 0:
+        raise ValueError(f"lr={lr!r} must be > 0")
+    device = next(student.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([len(s) for s in sentences])
+    steps, pool = [], 8 * batch_size  # shuffle, then sort each pool of 8 batches by length: less padding
+    for _ in range(epochs):
+        idx = torch.randperm(len(sentences), generator=g)
+        for start in range(0, len(idx), pool):
+            chunk = idx[start:start + pool]
+            chunk = chunk[lengths[chunk].argsort()]
+            steps += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / len(steps))
+    student.train()
+    losses = []
+    try:
+        for idx in (bar := tqdm(steps, desc="distill", disable=not progress, leave=False)):
+            features = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                        for k, v in _tokenize(student, [sentences[i] for i in idx.tolist()]).items()}
+            pred = student(features)["sentence_embedding"]  # [B, dim]
+            loss = F.mse_loss(pred, targets[idx].to(device, pred.dtype))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(mse=f"{loss.item():.2e}", refresh=False)
+    finally:
+        student.eval()
+    return losses

