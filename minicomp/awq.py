@@ -188,12 +188,27 @@ class AWQLinear(QuantLinear):
 
 class PackedAWQLinear(PackedLinear):
     """A PackedLinear that divides its input by the AWQ scale s [in] first: a packed layer whose s
-    did not fold (`quantize_model(..., pack=True)`)."""
+    did not fold (`quantize_model(..., pack=True)`, `kernels.pack_model`, `export.load_quantized`).
+
+    Takes PackedLinear's arguments plus `input_scale` [in_features] (None: all ones).
+    """
+
+    def __init__(self, *args, input_scale: torch.Tensor | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if input_scale is None:
+            input_scale = torch.ones(self.in_features)
+        if not isinstance(input_scale, torch.Tensor) or tuple(input_scale.shape) != (self.in_features,):
+            raise ValueError(f"input_scale must be a tensor of shape [in_features] = [{self.in_features}], "
+                             f"got {getattr(input_scale, 'shape', type(input_scale).__name__)}")
+        self.register_buffer("input_scale", input_scale.detach().float().clone())
 
     @classmethod
-    def from_awq(cls, layer: AWQLinear) -> PackedAWQLinear:
-        packed = cls.from_quantized(layer.qweight, layer.bias)
-        packed.register_buffer("input_scale", layer.input_scale.detach().clone())
+    def from_awq(cls, layer: AWQLinear, **kwargs) -> PackedAWQLinear:
+        """Pack an AWQLinear; `kwargs` (scale_dtype, backend) go to `PackedLinear.from_quantized`."""
+        if not isinstance(layer, AWQLinear):
+            raise TypeError(f"layer must be an AWQLinear, got {type(layer).__name__}")
+        packed = cls.from_quantized(layer.qweight, layer.bias, **kwargs)
+        packed.input_scale.copy_(layer.input_scale)
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -375,7 +390,7 @@ def _finish(model: nn.Module, batches, forward, *, pack: bool, progress: bool, f
         _pack(model, names)
 
 
-@register_method("awq", needs_calibration=True, joint=True, finish=_finish,
+@register_method("awq", needs_calibration=True, joint=True, finish=_finish, weight_only=True,
                  description="AWQ: activation-aware per-channel scaling and clipping, then RTN (lesson 08)")
 def _awq(layers: list[nn.Linear], inputs, *, bits, group_size, symmetric, fold: bool = True, **options):
     """One s for all `layers`, which receive the same input (q, k, v), so that it can fold into the

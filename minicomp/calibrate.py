@@ -52,6 +52,7 @@ class Method:
             input tensor (q, k, v) and returns a list with one QuantizedWeight or module per layer
     finish  finish(model, batches, forward, *, pack, progress, **options), called once after the
             last layer (AWQ folds its scales there)
+    weight_only  True if the method cannot also quantize activations (act_bits must stay None)
     """
 
     name: str
@@ -60,17 +61,18 @@ class Method:
     description: str = ""
     joint: bool = False
     finish: Callable | None = None
+    weight_only: bool = False
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register_method(name: str, *, needs_calibration: bool, description: str = "", joint: bool = False,
-                    finish: Callable | None = None):
+                    finish: Callable | None = None, weight_only: bool = False):
     """Decorator: make `fn` available as quantize_model(method=name)."""
     def decorate(fn: Callable) -> Callable:
         METHODS[name] = Method(name, fn, needs_calibration, description or (fn.__doc__ or "").strip(),
-                               joint, finish)
+                               joint, finish, weight_only)
         return fn
     return decorate
 
@@ -310,6 +312,9 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
         raise ValueError(f"act_mode={act_mode!r} must be 'dynamic' or 'static'")
     if act_bits is not None:
         act_bits = check_bits(act_bits)
+    if m.weight_only and act_bits is not None:
+        raise ValueError(f"method={method!r} is weight-only; it needs act_bits=None, got act_bits={act_bits}. "
+                         "For W8A8 use method='rtn' or 'gptq'")
     if pack and act_bits is not None:
         raise ValueError(f"pack=True runs weight-only packed kernels; it needs act_bits=None, got act_bits={act_bits}")
     layers = find_linears(model, include, skip)

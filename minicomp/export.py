@@ -48,6 +48,7 @@ GGUF_QTYPES = ("Q4_0", "Q8_0", "F16", "F32")
 
 # ── safetensors ──────────────────────────────────────────────────────────────────────────────
 def _packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
+    from minicomp.awq import AWQLinear, PackedAWQLinear
     from minicomp.rtn import QuantLinear
 
     layers = {}
@@ -58,7 +59,8 @@ def _packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
             if m.act_bits is not None:
                 raise ValueError(f"layer {name!r} quantizes activations (act_bits={m.act_bits}); "
                                  "only weight-only layers can be saved packed")
-            layers[name] = PackedLinear.from_quantized(m.qweight, m.bias)
+            layers[name] = (PackedAWQLinear.from_awq(m) if isinstance(m, AWQLinear)
+                            else PackedLinear.from_quantized(m.qweight, m.bias))
     return layers
 
 
@@ -85,8 +87,8 @@ def save_quantized(model: nn.Module, path, *, metadata: Mapping[str, str] | None
     info = {}
     for name, layer in layers.items():
         prefix = f"{name}." if name else ""
-        for buf in ("qweight", "scales", "zeros", "perm", "bias"):
-            t = getattr(layer, buf)
+        for buf in ("qweight", "scales", "zeros", "perm", "bias", "input_scale"):
+            t = getattr(layer, buf, None)  # input_scale: AWQ layers whose scale did not fold
             if t is not None:
                 tensors[prefix + buf] = t.detach().cpu().contiguous()
         info[name] = {"in_features": layer.in_features, "out_features": layer.out_features,
@@ -100,10 +102,12 @@ def save_quantized(model: nn.Module, path, *, metadata: Mapping[str, str] | None
 def load_quantized(model: nn.Module, path, *, backend: str | None = None) -> nn.Module:
     """Load a `save_quantized` file into `model` (same architecture, float), in place.
 
-    The layers listed in the file become PackedLinear; every other tensor must match `model`.
+    The layers listed in the file become PackedLinear (PackedAWQLinear where the file holds an
+    AWQ input scale); every other tensor must match `model`.
     """
     from safetensors import safe_open
 
+    from minicomp.awq import PackedAWQLinear
     from minicomp.calibrate import set_module
 
     with safe_open(str(path), framework="pt") as f:
@@ -116,10 +120,12 @@ def load_quantized(model: nn.Module, path, *, backend: str | None = None) -> nn.
     for name, spec in info.items():
         prefix = f"{name}." if name else ""
         get = lambda buf, prefix=prefix: tensors.pop(prefix + buf, None)
-        layer = PackedLinear(get("qweight"), get("scales"), get("zeros"),
-                             in_features=spec["in_features"], bits=spec["bits"],
-                             group_size=spec["group_size"], perm=get("perm"), bias=get("bias"),
-                             backend=backend)
+        input_scale = get("input_scale")
+        cls, extra = (PackedLinear, {}) if input_scale is None else (PackedAWQLinear, {"input_scale": input_scale})
+        layer = cls(get("qweight"), get("scales"), get("zeros"),
+                    in_features=spec["in_features"], bits=spec["bits"],
+                    group_size=spec["group_size"], perm=get("perm"), bias=get("bias"),
+                    backend=backend, **extra)
         if name == "":
             raise ValueError("the file holds a single packed layer; build it with PackedLinear(...)")
         set_module(model, name, layer)

@@ -256,3 +256,38 @@ def test_exercise_transcription_is_the_library_search():
 
     for case in _cases():
         assert torch.allclose(search(*case.args), reference(*case.args), rtol=1e-5)
+
+
+def test_pack_model_and_export_keep_the_awq_input_scale(tinygpt_awq, tmp_path):
+    """An AWQ layer whose scale did not fold must keep x / s when packed, saved and loaded."""
+    from minicomp.export import load_quantized, save_quantized
+    from minicomp.kernels import pack_model
+
+    gpt, q, calib, x = tinygpt_awq
+    folded = quantize_model(copy.deepcopy(gpt), "awq", bits=4, group_size=128, calibration=calib, progress=False)
+    assert any(type(m) is AWQLinear for m in folded.modules())
+    with torch.no_grad():
+        ref = folded(x)[0]
+        packed = pack_model(copy.deepcopy(folded))
+        assert any(isinstance(m, PackedAWQLinear) for m in packed.modules())
+        assert _rel(packed(x)[0], ref) < 1e-4
+        path = save_quantized(folded, tmp_path / "awq.safetensors")
+        loaded = load_quantized(copy.deepcopy(gpt), path)
+        assert any(isinstance(m, PackedAWQLinear) for m in loaded.modules())
+        assert _rel(loaded(x)[0], ref) < 1e-4
+
+
+def test_awq_with_act_bits_is_refused(tinygpt_awq):
+    gpt, _, calib, _ = tinygpt_awq
+    with pytest.raises(ValueError, match="weight-only.*act_bits"):
+        quantize_model(copy.deepcopy(gpt), "awq", calibration=calib, act_bits=8, progress=False)
+
+
+def test_packed_awq_linear_checks_its_input_scale():
+    lin = nn.Linear(64, 8)
+    qw = rtn_quantize(lin.weight.detach(), 4, 32)
+    with pytest.raises(ValueError, match=r"input_scale must be a tensor of shape \[in_features\] = \[64\]"):
+        PackedAWQLinear(PackedLinear.from_quantized(qw).qweight, qw.scale, qw.zero.to(torch.uint8),
+                        in_features=64, bits=4, group_size=32, input_scale=torch.ones(3))
+    with pytest.raises(TypeError, match="must be an AWQLinear"):
+        PackedAWQLinear.from_awq(lin)

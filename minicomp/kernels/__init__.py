@@ -234,8 +234,10 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     With `linear_bits` (e.g. 4), plain nn.Linear layers are RTN-quantized and packed too, with
     `group_size` (falling back to one group per row where it does not divide in_features).
     QuantLinears that quantize activations (W8A8) are left alone: these kernels are weight-only.
-    Returns `model`.
+    An AWQ layer whose scale did not fold (`AWQLinear`) becomes a `PackedAWQLinear`, which keeps
+    its input scale. Returns `model`.
     """
+    from minicomp.awq import AWQLinear, PackedAWQLinear
     from minicomp.calibrate import set_module, tied_parameters
     from minicomp.rtn import QuantLinear
 
@@ -243,7 +245,9 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     tied = tied_parameters(model)
     swaps = {}
     for name, m in model.named_modules():
-        if isinstance(m, QuantLinear) and m.act_bits is None:
+        if isinstance(m, AWQLinear) and m.act_bits is None:
+            swaps[name] = PackedAWQLinear.from_awq(m, scale_dtype=scale_dtype, backend=backend)
+        elif isinstance(m, QuantLinear) and m.act_bits is None:
             swaps[name] = PackedLinear.from_quantized(m.qweight, m.bias, scale_dtype=scale_dtype,
                                                       backend=backend)
         elif isinstance(m, nn.Linear) and linear_bits is not None and id(m.weight) not in tied:
