@@ -25,6 +25,7 @@ from minicomp.gptq import gptq_quantize, input_hessian, inverse_hessian_factor
 from minicomp.models import load_minilm, load_pretrained, perplexity
 from minicomp.quant import compute_qparams
 from minicomp.rtn import rtn_quantize
+from minicomp.sentence import calibration_batches, embed, forward, mean_cosine
 
 torch.manual_seed(0)
 corpus = CharCorpus()
@@ -199,18 +200,16 @@ assert sum(errs["gptq"].values()) < sum(errs["rtn"].values())
 
 # %%
 minilm = load_minilm(device="cpu")
-sentences = sorted(text_sentences("calib", 128, seed=0), key=len)
-batches = [minilm.tokenize(sentences[i:i + 32]) for i in range(0, 128, 32)]
+batches = calibration_batches(minilm, text_sentences("calib", 128, seed=0))  # 4 batches of 32, by length
 held = text_sentences("heldout", 128, seed=0)
-embed = lambda m: m.encode(held, convert_to_tensor=True, normalize_embeddings=True)  # noqa: E731
-ref = embed(minilm)
+ref = embed(minilm, held)  # [128, 384] unit-length embeddings
 cos = {}
-gptq_options = dict(calibration=batches, forward=lambda mod, b: mod(b), act_order=True, static_groups=True)
+gptq_options = dict(calibration=batches, forward=forward, act_order=True, static_groups=True)
 for method, options in (("rtn", {}), ("gptq", gptq_options)):
     m = copy.deepcopy(minilm)
     t0 = time.perf_counter()
     quantize_model(m, method, bits=4, group_size=128, progress=False, **options)
     seconds = time.perf_counter() - t0
-    cos[method] = (embed(m) * ref).sum(1).mean().item()
+    cos[method] = mean_cosine(ref, embed(m, held))
     print(f"MiniLM INT4 g128 {method:>4}: mean cosine {cos[method]:.4f}   ({seconds:.1f} s)")
 assert cos["gptq"] > cos["rtn"] and cos["gptq"] > 0.98

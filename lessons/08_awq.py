@@ -32,6 +32,7 @@ from minicomp.data import CharCorpus, text_sentences
 from minicomp.gptq import input_hessian
 from minicomp.models import load_minilm, load_pretrained, perplexity
 from minicomp.rtn import rtn_quantize
+from minicomp.sentence import calibration_batches, embed, forward, mean_cosine, nn_agreement
 
 torch.manual_seed(0)
 corpus = CharCorpus()
@@ -127,28 +128,20 @@ def tinygpt_ppl(method, bits):
 
 
 minilm = load_minilm(device="cpu")
-sentences = sorted(text_sentences("calib", 128, seed=0), key=len)
-batches = [minilm.tokenize(sentences[i:i + 32]) for i in range(0, 128, 32)]
+batches = calibration_batches(minilm, text_sentences("calib", 128, seed=0))  # 4 batches of 32, by length
 held = text_sentences("heldout", 128, seed=0)
-embed = lambda m: m.encode(held, convert_to_tensor=True, normalize_embeddings=True)  # noqa: E731
-ref = embed(minilm)
-
-
-def nearest(e):
-    sim = e @ e.T
-    sim.fill_diagonal_(-2)
-    return sim.argmax(1)
+ref = embed(minilm, held)  # [128, 384] unit-length embeddings
 
 
 def minilm_scores(method):
-    opts = {} if method == "rtn" else dict(calibration=batches, forward=lambda mod, b: mod(b))
+    opts = {} if method == "rtn" else dict(calibration=batches, forward=forward)
     if method == "gptq":
         opts.update(act_order=True, static_groups=True)
     if method == "awq":
         opts.update(fold=False)
     m = quantize_model(copy.deepcopy(minilm), method, bits=4, group_size=128, progress=False, **opts)
-    e = embed(m)
-    return (e * ref).sum(1).mean().item(), (nearest(e) == nearest(ref)).float().mean().item(), m
+    e = embed(m, held)
+    return mean_cosine(ref, e), nn_agreement(ref, e), m
 
 
 table, minilm_models = {}, {}
@@ -200,12 +193,12 @@ assert report["transformer.h.0.mlp.c_fc"] == "transformer.h.0.ln_2"
 # %%
 minilm_q = minilm_models["awq"]  # the AWQ MiniLM of section 4, every s explicit
 minilm_folded = copy.deepcopy(minilm_q)
-mreport = fold_awq_scales(minilm_folded, batches, forward=lambda mod, b: mod(b))
+mreport = fold_awq_scales(minilm_folded, batches, forward=forward)
 L = "0.model.encoder.layer"
 for name, into in mreport.items():
     if name.startswith(f"{L}.1."):
         print(f"{name:45} → {into or 'kept explicit x / s'}")
-e_explicit, e_folded = embed(minilm_q), embed(minilm_folded)
+e_explicit, e_folded = embed(minilm_q, held), embed(minilm_folded, held)
 print(f"MiniLM: {sum(map(bool, mreport.values()))}/{len(mreport)} scales folded; "
       f"embeddings change {(e_explicit - e_folded).abs().max():.1e}")
 assert (e_explicit - e_folded).abs().max() < 1e-4
@@ -220,6 +213,6 @@ with torch.no_grad():
     ln.bias /= s_qkv
     for proj in (att.query, att.key, att.value):
         proj.input_scale.fill_(1.0)
-cos_forced = (embed(forced) * e_explicit).sum(1).mean().item()
+cos_forced = mean_cosine(e_explicit, embed(forced, held))
 print(f"forced post-LN fold: cosine to the correct model {cos_forced:.4f}")
 assert cos_forced < 0.999
