@@ -17,6 +17,7 @@
 # measured in the same run, because your machine is not ours.
 
 # %%
+import copy
 import math
 
 import matplotlib.pyplot as plt
@@ -245,26 +246,74 @@ print("checked: the zero-point-outside-the-sum loop computes the same layer")
 # sums that stay in registers, and both cores working. Read `minicomp/kernels/cpu.py`; its
 # docstring explains each trick. The first call compiles it (cached on disk afterwards).
 
+# %% [markdown]
+# One more thing before timing it: **where the weights come from**. Call one layer 30 times in a
+# row and, if its weights fit in the CPU's last-level cache, every call after the first reads
+# them from the cache, not from memory. In a model the other layers run in between and push them
+# out, unless the whole model fits. So we time `copies` copies of the layer, each call using the
+# next one, with enough copies that together they are twice the cache (one copy on most laptops,
+# whose caches hold a few MB; more on a server CPU with hundreds of MB). Each call then finds its
+# float32 weight gone from the cache, as in a real model.
+
 # %%
 layer.backend = "cpu" if "cpu" in available_backends() else "reference"
+cache = hardware.cache_bytes()
+copies = hardware.copies_beyond_cache(fp32_bytes)
+W32s = [W32.clone() for _ in range(copies)]
+layers = [copy.deepcopy(layer) for _ in range(copies)]
+print(f"last-level cache: {hardware.human_bytes(cache, binary=True) if cache else 'unknown'}; timing "
+      f"{copies} cop{'y' if copies == 1 else 'ies'}: fp32 {hardware.human_bytes(copies * fp32_bytes)}, "
+      f"int4 {hardware.human_bytes(copies * layer.weight_nbytes)}")
 with torch.no_grad():
-    layer(x)                                                  # compile (or load) and warm up
-    t = hardware.compare({"fp32": lambda: F.linear(x, W32), f"int4 {layer.backend}": lambda: layer(x)},
+    for lay in layers:
+        lay(x)                                                # compile (or load) and warm up
+    t = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
+                          f"int4 {layer.backend}": hardware.round_robin([lambda m=m: m(x) for m in layers])},
                          warmup=3, repeats=30)
 speed = hardware.ratios(t, "fp32")
 for name, timing in t.items():
     print(f"{name:<10} {timing.median * 1e3:7.3f} ms   {speed[name]:.2f}x fp32's speed")
-print(f"bytes read: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hardware.human_bytes(layer.weight_nbytes)}")
+print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hardware.human_bytes(layer.weight_nbytes)}")
 
 # %% [markdown]
-# Claim: the fused kernel beats float32 at batch 1 on this CPU. (`minicomp bench` measures the
-# course target, ≥ 2× on a 2-core laptop CPU; here the check is looser, because notebooks often
-# share the machine with other work.)
+# How much faster, if at all, depends on the CPU, and the roofline says why. The float32 GEMV
+# waits on memory: its time is its bytes over the memory bandwidth. The int4 kernel reads 7.6×
+# fewer bytes but does more arithmetic per weight (shift, mask, convert, multiply), so on a fast
+# memory system its time is set by that arithmetic instead. On the 2-core AMD EPYC (AVX2) this
+# course was developed on, float32 streamed at about 20 GB/s and the fused kernel was 2.0× faster
+# (`minicomp bench`, README). On a CPU whose memory feeds float32 faster still (a recent Xeon
+# with 2 cores measured about 28 GB/s), the two come out about even. Your numbers are above; the
+# cell below says what they mean for your CPU.
+#
+# Claims: the fused kernel is several times faster than unpack-then-matmul (the same bytes, no
+# float weight built), and it keeps up with float32 (at least 0.7× its speed, while reading 7.6×
+# fewer bytes) even where memory is fast. Another program busy on the same cores slows the two
+# sides unevenly, so if a check misses, the cell times both again, up to twice more, and says so.
 
 # %%
+fp32_rate = fp32_bytes / t["fp32"].median / 1e9
+print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s; the int4 kernel ran at {speed[f'int4 {layer.backend}']:.2f}x "
+      f"float32's speed, {'so this CPU is one where int4 pays' if speed[f'int4 {layer.backend}'] > 1.2 else 'so here memory is fast enough that decoding, not reading, sets the pace'}")
 if layer.backend == "cpu":
-    assert speed["int4 cpu"] > 1.2, speed
-    print(f"checked: fused int4 GEMV is {speed['int4 cpu']:.1f}x faster than float32")
+    slow = copy.deepcopy(layer)
+    slow.backend = "reference"
+    with torch.no_grad():
+        t_ref = hardware.compare({"int4 reference": lambda m=slow: m(x), "int4 cpu": lambda: layer(x)},
+                                 warmup=1, repeats=5)
+    fused_vs_ref = hardware.ratios(t_ref, "int4 reference")["int4 cpu"]
+    print(f"fused vs unpack-then-matmul: {fused_vs_ref:.1f}x faster")
+    assert fused_vs_ref > 3, fused_vs_ref
+    for attempt in (2, 3):
+        if speed["int4 cpu"] > 0.7:
+            break
+        print(f"attempt {attempt - 1}: {speed['int4 cpu']:.2f}x; the machine may be busy, timing again")
+        with torch.no_grad():
+            t = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
+                                  "int4 cpu": hardware.round_robin([lambda m=m: m(x) for m in layers])},
+                                 warmup=3, repeats=30)
+        speed = hardware.ratios(t, "fp32")
+    assert speed["int4 cpu"] > 0.7, speed
+    print(f"checked: fused int4 GEMV at {speed['int4 cpu']:.2f}x float32's speed, {fused_vs_ref:.0f}x the reference's")
 else:
     print("numba is not installed: the fused CPU kernel was not timed (pip install numba)")
 
@@ -279,7 +328,8 @@ advantage = {}
 with torch.no_grad():
     for b in batches:
         xb = torch.randn(b, N)
-        t = hardware.compare({"fp32": lambda xb=xb: F.linear(xb, W32), "int4": lambda xb=xb: layer(xb)},
+        t = hardware.compare({"fp32": hardware.round_robin([lambda W=W, xb=xb: F.linear(xb, W) for W in W32s]),
+                              "int4": hardware.round_robin([lambda m=m, xb=xb: m(xb) for m in layers])},
                              warmup=1, repeats=5)
         advantage[b] = hardware.ratios(t, "fp32")["int4"]
         print(f"batch {b:>3}: int4 {layer.backend} is {advantage[b]:.2f}x fp32's speed")
@@ -292,7 +342,8 @@ plt.show()
 # %%
 if layer.backend == "cpu":
     assert advantage[1] > advantage[64]
-    print("checked: the speed-up is largest at batch 1")
+    print("checked: int4's advantage is larger at batch 1 than at batch 64, where arithmetic rules")
+del W32s, layers  # free the copies
 
 # %% [markdown]
 # ### A whole model on packed kernels

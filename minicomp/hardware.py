@@ -18,6 +18,7 @@ Nothing here needs a GPU; CUDA and Apple MPS are used when present.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
@@ -27,16 +28,18 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 __all__ = [
     "available_devices", "pick_device", "describe_machine", "format_machine",
-    "num_threads", "Timing", "measure", "compare", "ratios",
+    "num_threads", "Timing", "measure", "compare", "ratios", "cache_bytes", "copies_beyond_cache",
+    "round_robin",
     "dtype_bytes", "tensor_bytes", "model_bytes", "weight_bytes", "human_bytes",
     "make_matmul", "matmul_flops", "linear_cost", "gemv_vs_gemm", "measure_bandwidth",
     "roofline",
@@ -181,7 +184,7 @@ def describe_machine() -> dict:
     """Facts about this machine that explain the numbers the lessons measure.
 
     Keys: cpu, cpu_capability (the SIMD level PyTorch dispatches to, e.g. 'AVX2'), cpu_features,
-    physical_cores, logical_cores, torch_threads, ram_bytes, os, machine, python, torch,
+    physical_cores, logical_cores, torch_threads, cache_bytes (last level), ram_bytes, os, machine, python, torch,
     cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability),
     mps_available, device (what `pick_device()` chooses). A value this OS cannot tell is None.
     """
@@ -205,7 +208,7 @@ def describe_machine() -> dict:
     return {
         "cpu": cpu, "cpu_capability": capability, "cpu_features": flags,
         "physical_cores": physical, "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "ram_bytes": _ram_bytes(),
+        "torch_threads": torch.get_num_threads(), "cache_bytes": cache_bytes(), "ram_bytes": _ram_bytes(),
         "os": platform.platform(), "machine": platform.machine(),
         "python": platform.python_version(), "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(), "cuda_version": torch.version.cuda,
@@ -223,6 +226,8 @@ def format_machine(desc: Mapping) -> str:
     cpu = (f"CPU: {g('cpu', unknown)} ({g('physical_cores') or unknown} physical / "
            f"{g('logical_cores') or unknown} logical cores, PyTorch uses "
            f"{g('torch_threads', unknown)} threads, SIMD level {g('cpu_capability') or unknown})")
+    if g("cache_bytes"):
+        cpu += f", last-level cache {human_bytes(g('cache_bytes'), binary=True)}"
     if g("cpu_features"):
         cpu += f", features: {' '.join(g('cpu_features'))}"
     ram = human_bytes(g("ram_bytes")) if g("ram_bytes") else "unknown"
@@ -378,6 +383,51 @@ def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
         raise ValueError(f"baseline={baseline!r} is not one of the names in timings: {list(timings)}")
     base = timings[baseline].median
     return {name: base / t.median for name, t in timings.items()}
+
+
+def cache_bytes() -> int | None:
+    """Size of this CPU's last-level cache in bytes (Linux sysfs), or None where it is unknown.
+
+    Timing one layer over and over measures that layer with its weights in this cache, if they
+    fit. In a model, the other layers run in between and push them out, unless the whole model fits.
+    """
+    best = None
+    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((d / "level").read_text())
+            text = (d / "size").read_text().strip().upper()
+            kind = (d / "type").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        size = int(text[:-1]) * units[text[-1]] if text[-1:] in units else int(text) if text.isdigit() else None
+        if size and kind != "Instruction" and (best is None or level > best[0]):
+            best = (level, size)
+    return None if best is None else best[1]
+
+
+def copies_beyond_cache(nbytes: int, *, factor: float = 2.0, most: int = 64) -> int:
+    """How many copies of an `nbytes` weight together exceed `factor` × the last-level cache.
+
+    Time calls that each use the next copy (`round_robin`) and every call finds its weight evicted
+    by the others, as a model's layers are: a "cold" timing. At least 1, at most `most`; 1 if
+    the cache size is unknown.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes <= 0:
+        raise ValueError(f"nbytes={nbytes!r} must be a positive int (bytes of one copy)")
+    cache = cache_bytes()
+    return 1 if cache is None else max(1, min(most, math.ceil(factor * cache / nbytes)))
+
+
+def round_robin(fns: Sequence[Callable[[], object]]) -> Callable[[], object]:
+    """One function that calls fns[0], fns[1], ..., fns[-1], fns[0], ... in turn, one per call."""
+    fns = list(fns)
+    if not fns:
+        raise ValueError("fns must hold at least one function")
+    for i, fn in enumerate(fns):
+        _check_callable(fn, f"fns[{i}]")
+    turn = itertools.cycle(fns)
+    return lambda: next(turn)()
 
 
 # ----------------------------------------------------------------------------------------------

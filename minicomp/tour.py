@@ -216,11 +216,59 @@ def _pipeline_rows(ctx: TourContext) -> list[Row]:
     return out
 
 
+def stage_minilm(ctx: TourContext) -> list[Row]:
+    """Lessons 07, 08 and 11: all-MiniLM-L6-v2 at INT4 g128 with RTN, GPTQ and AWQ, packed."""
+    import copy
+
+    from minicomp.calibrate import quantize_model, storage_bytes
+    from minicomp.data import text_sentences
+    from minicomp.hardware import compare, human_bytes, ratios
+    from minicomp.models import load_minilm
+    from minicomp.sentence import calibration_batches, embed, forward, mean_cosine, nn_agreement
+
+    teacher = load_minilm(device="cpu")
+    held = text_sentences("heldout", 64 if ctx.quick else 256, seed=0)
+    batches = calibration_batches(teacher, text_sentences("calib", 32 if ctx.quick else 128, seed=0))
+    ref = embed(teacher, held)  # [N, 384]
+    models, scores = {"float32": teacher}, {}
+    for method in ("rtn",) if ctx.quick else ("rtn", "gptq", "awq"):
+        t0 = time.perf_counter()
+        options = dict(act_order=True, static_groups=True) if method == "gptq" else {}
+        models[method] = quantize_model(copy.deepcopy(teacher), method, bits=4, group_size=128, pack=True,
+                                        calibration=None if method == "rtn" else batches, forward=forward,
+                                        progress=False, **options)
+        emb = embed(models[method], held)
+        scores[method] = (mean_cosine(ref, emb), nn_agreement(ref, emb), time.perf_counter() - t0)
+    query = batches[0]  # one tokenized batch of sentences
+    with torch.no_grad():
+        timing = compare({n: (lambda m=m: forward(m, query)) for n, m in models.items()},
+                         warmup=2, repeats=5 if ctx.quick else 15)
+    speed = ratios(timing, "float32")
+    base = storage_bytes(teacher)["total"]
+    rows = [Row("MiniLM", "float32", f"{human_bytes(base)}, {timing['float32'].median * 1e3:.0f} ms per batch",
+                f"all-MiniLM-L6-v2, {len(held)} held-out sentences")]
+    for method, (cos, agree, seconds) in scores.items():
+        size = storage_bytes(models[method])["total"]
+        rows.append(Row("MiniLM", f"INT4 g128 {method.upper()}, packed",
+                        f"cosine {cos:.4f}, nearest neighbour kept {agree:.1%}",
+                        f"{base / size:.2f}x fewer bytes, {speed[method]:.2f}x the float speed, "
+                        f"quantized in {seconds:.0f} s"))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    names = list(scores)
+    ax.bar([n.upper() for n in names], [scores[n][0] for n in names], color="tab:blue")
+    ax.set(ylim=(min(scores[n][0] for n in names) - 0.02, 1.0), ylabel="cosine to float embeddings",
+           title="all-MiniLM-L6-v2 at INT4 g128")
+    ctx.save(fig, "minilm_int4.png")
+    return rows
+
+
 STAGES: list[tuple[str, Callable[[TourContext], list[Row]]]] = [
     ("shipped models", stage_models),
     ("hardware", stage_hardware),
     ("distillation", stage_distill),
     ("distill, then quantize (TinyGPT)", stage_pipeline),
+    ("a real pretrained model (MiniLM)", stage_minilm),
 ]
 
 

@@ -400,3 +400,28 @@ def test_roofline():
         roofline(100, 1, -1)
     with pytest.raises(TypeError, match="intensity must be a number or an iterable"):
         roofline(100, 1, None)
+
+
+def test_cache_bytes_and_copies_beyond_cache(monkeypatch):
+    cache = hw.cache_bytes()
+    assert cache is None or (isinstance(cache, int) and cache >= 1 << 16)
+    monkeypatch.setattr(hw, "cache_bytes", lambda: 32 << 20)  # a 32 MiB cache
+    assert hw.copies_beyond_cache(64 << 20) == 1  # one 64 MiB weight already exceeds 2 x 32 MiB
+    assert hw.copies_beyond_cache(8 << 20) == 8  # 8 x 8 MiB = 2 x 32 MiB
+    assert hw.copies_beyond_cache(1, most=5) == 5
+    monkeypatch.setattr(hw, "cache_bytes", lambda: None)
+    assert hw.copies_beyond_cache(8 << 20) == 1
+    with pytest.raises(ValueError, match="nbytes=0 must be a positive int"):
+        hw.copies_beyond_cache(0)
+
+
+def test_round_robin_calls_each_in_turn():
+    calls = []
+    f = hw.round_robin([lambda: calls.append("a"), lambda: calls.append("b")])
+    for _ in range(5):
+        f()
+    assert calls == ["a", "b", "a", "b", "a"]
+    with pytest.raises(ValueError, match="at least one"):
+        hw.round_robin([])
+    with pytest.raises(TypeError, match=r"fns\[1\] must be callable"):
+        hw.round_robin([print, 3])

@@ -22,8 +22,8 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _randn(*shape, seed: int, scale: float = 1.0, grad: bool = False) -> torch.Tensor:
-    x = torch.randn(*shape, generator=_gen(seed)) * scale
+def _randn(*shape, seed: int, scale: float = 1.0, grad: bool = False, dtype=torch.float32) -> torch.Tensor:
+    x = (torch.randn(*shape, generator=_gen(seed)) * scale).to(dtype)
     return x.requires_grad_(grad)
 
 
@@ -140,7 +140,11 @@ def _kd_cases():
         Case("huge logits of ±1000 at T = 1, student and teacher disagree",
              (_huge(15).requires_grad_(), _huge(16), 1.0)),
         Case("huge logits of ±1000 at T = 20", (_huge(17), _huge(18), 20.0)),
-        Case("a high temperature, T = 100", (_randn(4, 6, seed=19, scale=5.0), _randn(4, 6, seed=20, scale=5.0), 100.0)),
+        # float64: at T = 100 the KL is ~1e-3 before the T² = 10⁴ factor, so float32 rounding in
+        # a correct formula (e.g. Σ p log p − Σ p log q) can already move the 4th digit.
+        Case("a high temperature, T = 100, in float64",
+             (_randn(4, 6, seed=19, scale=5.0, dtype=torch.float64),
+              _randn(4, 6, seed=20, scale=5.0, dtype=torch.float64), 100.0)),
         Case("the teacher's logits carry a gradient (as they do fresh out of a model)",
              (_randn(4, 5, seed=21, scale=2.0, grad=True), _randn(4, 5, seed=22, scale=2.0, grad=True), 3.0)),
     ]
