@@ -365,9 +365,12 @@ def plot_pareto(rows: list[Result], axes=None):
                             xytext=(3, 3), textcoords="offset points")
         ax.plot([getattr(r, x) * scale for r in front], [r.perplexity for r in front], "k--", lw=1,
                 label="Pareto front")
-        ax.set(xlabel=label, ylabel="val perplexity (lower is better)", xscale="log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        xs = [getattr(r, x) * scale for r in shown]
+        wide = max(xs) > 10 * min(xs)  # a log axis only where the values span a decade or more
+        ax.set(xlabel=label, ylabel="val perplexity (lower is better)", xscale="log" if wide else "linear")
+        if wide:
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     axes[0].set_title("bytes against quality")
     axes[1].set_title("latency against quality (float and packed models)")
