@@ -15,6 +15,11 @@ same run, plus the bytes its weight takes:
 Batch 1 is a GEMV: every weight is read once per output, so time follows bytes moved and
 fewer bytes win. Large batches are GEMMs, limited by arithmetic, where dense float kernels win.
 
+On a CPU, each contestant is built `hardware.copies_beyond_cache` times (the same weights in
+separate memory, together twice the last-level cache) and the calls take the copies in turn, so
+every call finds its weight evicted, as a model's layers do. (`--warm-cache` times one copy
+instead: on a server CPU with hundreds of MB of cache, that times float32 from the cache.)
+
     minicomp bench                       # CPU, and the GPU too when there is one
     minicomp bench --quick               # smaller, for a first look (~1 minute)
     minicomp bench --sizes 4096x4096 --batches 1,16 --device cpu
@@ -139,12 +144,13 @@ def _backend_ok(layer: PackedLinear, x: torch.Tensor) -> bool:
 # ── measuring ───────────────────────────────────────────────────────────────────────────────
 @torch.no_grad()
 def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, warmup: int = 3,
-        repeats: int = 20, seed: int = 0, max_call_s: float = 0.5,
+        repeats: int = 20, seed: int = 0, max_call_s: float = 0.5, cold: bool = True,
         log: Callable[[str], None] | None = print) -> dict:
     """Measure every contestant at every (size, batch): {"rows": [...], "skipped": [...]}.
 
     A contestant whose single call takes longer than `max_call_s` is skipped for that case (and
     listed in "skipped"), so that one very slow kernel does not make the run take minutes.
+    cold: on a CPU, cycle through enough copies of each weight to overflow the cache (see above).
     """
     dev = torch.device(device)
     rows, skipped = [], []
@@ -152,7 +158,14 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
     warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated.*")
     for out, n_in in sizes:
-        fns, nbytes = contestants(out, n_in, dev, seed)
+        copies = hardware.copies_beyond_cache(out * n_in * 4) if cold and dev.type == "cpu" else 1
+        sets = [contestants(out, n_in, dev, seed) for _ in range(copies)]  # same values, own memory
+        nbytes = sets[0][1]
+        x1 = torch.zeros(1, n_in, device=dev)
+        for fns_copy, _ in sets:  # first calls build kernel layouts (and compile): not timed
+            for f in fns_copy.values():
+                f(x1)
+        fns = {name: hardware.round_robin([s[0][name] for s in sets]) for name in sets[0][0]}
         for batch in batches:
             # activations as a model would hold them: float32 on a CPU, float16 on a GPU (W4A16)
             act = torch.float16 if dev.type == "cuda" else torch.float32
@@ -172,7 +185,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
             base = {b: timings[b].median for b in ("fp32", "fp16") if b in timings}
             for name, t in timings.items():
                 row = {"device": dev.type, "out": out, "in": n_in, "batch": batch, "variant": name,
-                       "median_s": t.median, "min_s": t.min, "repeats": t.repeats,
+                       "median_s": t.median, "min_s": t.min, "repeats": t.repeats, "copies": copies,
                        "weight_bytes": nbytes[name],
                        "bytes_ratio_vs_fp32": nbytes["fp32"] / nbytes[name],
                        "speedup_vs_fp32": base["fp32"] / t.median}
@@ -269,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4096x4096 at batches 1 and 16, 7 repeats")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON (default benchmarks/results)")
     parser.add_argument("--no-save", action="store_true", help="print the table only")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="time one copy of each weight (it may stay in the CPU's cache) instead of "
+                             "cycling through copies that overflow the cache")
     args = parser.parse_args(argv)
 
     devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else (
@@ -286,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     for dev in devices:
         sizes = args.sizes or ([(4096, 4096)] if args.quick else
                                [(1024, 1024), (4096, 4096)] + ([(8192, 8192)] if dev == "cuda" else []))
-        result = run(dev, sizes, batches, repeats=repeats)
+        result = run(dev, sizes, batches, repeats=repeats, cold=not args.warm_cache)
         rows += result["rows"]
         skipped += result["skipped"]
     targets = check_targets(rows)
@@ -302,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
               "argv": list(sys.argv[1:] if argv is None else argv), "machine": machine,
               "settings": {"repeats": repeats, "warmup": 3, "group_size": GROUP_SIZE,
                            "timing": "median of interleaved repeats (hardware.compare)",
+                           "weights": "one copy (may be cached)" if args.warm_cache else
+                           "copies in turn, together twice the last-level cache (CPU)",
                            "load_average_before": load_before, "load_average_after": load_after},
               "rows": rows, "skipped": skipped, "targets": targets}
     if not args.no_save:

@@ -419,15 +419,16 @@ def copies_beyond_cache(nbytes: int, *, factor: float = 2.0, most: int = 64) -> 
     return 1 if cache is None else max(1, min(most, math.ceil(factor * cache / nbytes)))
 
 
-def round_robin(fns: Sequence[Callable[[], object]]) -> Callable[[], object]:
-    """One function that calls fns[0], fns[1], ..., fns[-1], fns[0], ... in turn, one per call."""
+def round_robin(fns: Sequence[Callable]) -> Callable:
+    """One function that calls fns[0], fns[1], ..., fns[-1], fns[0], ... in turn, one per call,
+    passing on its arguments."""
     fns = list(fns)
     if not fns:
         raise ValueError("fns must hold at least one function")
     for i, fn in enumerate(fns):
         _check_callable(fn, f"fns[{i}]")
     turn = itertools.cycle(fns)
-    return lambda: next(turn)()
+    return lambda *args, **kwargs: next(turn)(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------

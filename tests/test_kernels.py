@@ -380,6 +380,7 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
     import json
 
     from minicomp.bench import check_targets, main
+    from minicomp.hardware import copies_beyond_cache
 
     assert main(["--device", "cpu", "--sizes", "256x128", "--batches", "1,3", "--repeats", "1",
                  "--out", str(tmp_path)]) == 0
@@ -392,6 +393,12 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
         assert r["median_s"] > 0 and r["speedup_vs_fp32"] > 0
     assert check_targets(result["rows"])[-1]["what"].startswith("packed INT4")  # bytes target found
     assert "int4-reference" in capsys.readouterr().out
+    assert all(r["copies"] == copies_beyond_cache(256 * 128 * 4) for r in result["rows"])
+    path.unlink()
+    assert main(["--device", "cpu", "--sizes", "256x128", "--batches", "1", "--repeats", "1", "--warm-cache",
+                 "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("bench-cpu-*.json")
+    assert {r["copies"] for r in json.loads(path.read_text())["rows"]} == {1}
 
 
 def test_bench_contestants_compute_the_same_layer():
