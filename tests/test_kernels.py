@@ -418,3 +418,25 @@ def test_bench_contestants_compute_the_same_layer():
         if name.startswith("int4"):
             assert torch.allclose(y, out["int4-reference"], rtol=1e-3, atol=1e-3), name
     assert sizes["fp32"] / sizes["int4-reference"] > 7.5
+
+
+def test_run_in_chunks_covers_every_block_once_or_more():
+    seen = []
+    cpu_backend._run_in_chunks(lambda lo, hi: seen.extend(range(lo, hi)), (), n_blocks=37, threads=3)
+    assert sorted(set(seen)) == list(range(37))
+
+
+@pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
+@pytest.mark.parametrize("m", [1, 3])
+def test_cpu_backend_threaded_path_matches_reference(m, monkeypatch):
+    """Big enough (≥ 8M multiply-adds) for the work to be split across threads."""
+    monkeypatch.setenv("MINICOMP_CPU_THREADS", "2")
+    layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
+    assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096) == 2
+    x = torch.randn(m, 2048, generator=torch.Generator().manual_seed(m))
+    with torch.no_grad():
+        layer.backend = "reference"
+        want = layer(x)
+        layer.backend = "cpu"
+        got = layer(x)
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
