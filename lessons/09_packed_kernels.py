@@ -276,24 +276,24 @@ for name, timing in t.items():
 print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hardware.human_bytes(layer.weight_nbytes)}")
 
 # %% [markdown]
-# How much faster, if at all, depends on the CPU, and the roofline says why. The float32 GEMV
-# waits on memory: its time is its bytes over the memory bandwidth. The int4 kernel reads 7.6×
-# fewer bytes but does more arithmetic per weight (shift, mask, convert, multiply), so on a fast
-# memory system its time is set by that arithmetic instead. On the 2-core AMD EPYC (AVX2) this
-# course was developed on, float32 streamed at about 20 GB/s and the fused kernel was 2.0× faster
-# (`minicomp bench`, README). On a CPU whose memory feeds float32 faster still (a recent Xeon
-# with 2 cores measured about 28 GB/s), the two come out about even. Your numbers are above; the
-# cell below says what they mean for your CPU.
+# The float32 GEMV waits on memory: its time is its bytes over the memory bandwidth. The int4
+# kernel reads 7.6× fewer bytes but does more arithmetic per weight (shift, mask, multiply-add),
+# so its pace is set by whichever runs out first, memory or arithmetic. Two tricks in
+# `minicomp/kernels/cpu.py` (its docstring, items 5 and 6) moved that point a long way: turning
+# a code into a float by its bit pattern instead of a conversion instruction, and prefetching the
+# codes before the loop needs them. Measured on a 2-core Xeon (AVX-512) with weights out of the
+# cache, they took the kernel from about 1.0× float32's speed to 2.5×. With the weights in the
+# cache (one copy, timed over and over), float32 is faster too, and int4's lead shrinks to ~1.4×.
 #
-# Claims: the fused kernel is several times faster than unpack-then-matmul (the same bytes, no
-# float weight built), and it keeps up with float32 (at least 0.7× its speed, while reading 7.6×
-# fewer bytes) even where memory is fast. Another program busy on the same cores slows the two
-# sides unevenly, so if a check misses, the cell times both again, up to twice more, and says so.
+# Claims: the fused kernel beats float32 at batch 1 (by 1.2× or more: `minicomp bench` measures
+# the course target, 2×, on an idle machine) and is several times faster than unpack-then-matmul,
+# which reads the same bytes. Another program busy on the same cores slows the two sides
+# unevenly, so if the check misses, the cell times both again, up to twice more, and says so.
 
 # %%
 fp32_rate = fp32_bytes / t["fp32"].median / 1e9
-print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s; the int4 kernel ran at {speed[f'int4 {layer.backend}']:.2f}x "
-      f"float32's speed, {'so this CPU is one where int4 pays' if speed[f'int4 {layer.backend}'] > 1.2 else 'so here memory is fast enough that decoding, not reading, sets the pace'}")
+print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s; "
+      f"the int4 kernel ran at {speed[f'int4 {layer.backend}']:.2f}x float32's speed")
 if layer.backend == "cpu":
     slow = copy.deepcopy(layer)
     slow.backend = "reference"
@@ -304,7 +304,7 @@ if layer.backend == "cpu":
     print(f"fused vs unpack-then-matmul: {fused_vs_ref:.1f}x faster")
     assert fused_vs_ref > 3, fused_vs_ref
     for attempt in (2, 3):
-        if speed["int4 cpu"] > 0.7:
+        if speed["int4 cpu"] > 1.2:
             break
         print(f"attempt {attempt - 1}: {speed['int4 cpu']:.2f}x; the machine may be busy, timing again")
         with torch.no_grad():
@@ -312,7 +312,7 @@ if layer.backend == "cpu":
                                   "int4 cpu": hardware.round_robin([lambda m=m: m(x) for m in layers])},
                                  warmup=3, repeats=30)
         speed = hardware.ratios(t, "fp32")
-    assert speed["int4 cpu"] > 0.7, speed
+    assert speed["int4 cpu"] > 1.2, speed
     print(f"checked: fused int4 GEMV at {speed['int4 cpu']:.2f}x float32's speed, {fused_vs_ref:.0f}x the reference's")
 else:
     print("numba is not installed: the fused CPU kernel was not timed (pip install numba)")
