@@ -30,7 +30,7 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    and Σ_j x_j is `xsum` again. Per code that is a shift, an and/or (one AVX-512 `vpternlogd`)
    and a multiply-add, instead of shift, and, convert, multiply-add: the convert and the
    multiply-add compete for the same two execution ports, so this alone made the GEMV 1.7×
-   faster on a Xeon (AVX-512). `_as_float` is the 3-line LLVM bitcast that does it.
+   faster on a Xeon (AVX-512). `as_float` in `_intrinsics` is the LLVM bitcast that does it.
 6. **Ask for the codes before they are needed** (GEMV). The loop over one word of 128 rows is
    short, so the CPU's own prefetcher falls behind when the codes come from memory rather than
    the cache: a software prefetch of the words `PREFETCH_WORDS` steps ahead made the GEMV on
