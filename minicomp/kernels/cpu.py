@@ -30,7 +30,7 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    and Σ_j x_j is `xsum` again. Per code that is a shift, an and/or (one AVX-512 `vpternlogd`)
    and a multiply-add, instead of shift, and, convert, multiply-add: the convert and the
    multiply-add compete for the same two execution ports, so this alone made the GEMV 1.7×
-   faster on a Xeon (AVX-512). `as_float` in `_intrinsics` is the LLVM bitcast that does it.
+   faster on a Xeon (AVX-512). `as_float` (below) is the LLVM bitcast that does it.
 6. **Ask for the codes before they are needed** (GEMV). The loop over one word of 128 rows is
    short, so the CPU's own prefetcher falls behind when the codes come from memory rather than
    the cache: a software prefetch of the words `PREFETCH_WORDS` steps ahead made the GEMV on
@@ -88,13 +88,11 @@ ONE = 0x3F800000   # the bits of the float32 1.0: sign 0, exponent 127, mantissa
 PREFETCH_WORDS = 4  # the GEMV asks for the words this many steps ahead (4 × 512 bytes)
 
 
-@functools.cache
-def _intrinsics():
-    """Two LLVM one-liners numba does not offer: (as_float, prefetch).
-
-    as_float(v)         the int32 v's 32 bits read as a float32 (C's memcpy, numpy's .view)
-    prefetch(flat, i)   ask the CPU to start loading flat[i] (1-D array) into its caches now
-    """
+# Two LLVM one-liners numba does not offer, defined at module level so that kernels using them
+# can be cached on disk:
+#   as_float(v)         the int32 v's 32 bits read as a float32 (C's memcpy, numpy's .view)
+#   prefetch(flat, i)   ask the CPU to start loading flat[i] (1-D array) into its caches now
+if numba is not None:
     @intrinsic
     def as_float(typingctx, v):
         def codegen(context, builder, signature, args):
@@ -115,8 +113,6 @@ def _intrinsics():
             return context.get_dummy_value()
         return numba.types.void(flat, i), codegen
 
-    return as_float, prefetch
-
 
 @functools.cache
 def kernels(bits: int):
@@ -129,7 +125,6 @@ def kernels(bits: int):
     TOP = 23 - bits          # where a code sits as the top mantissa bits of a float32
     FMASK = MASK << TOP
     i32, f32 = np.int32, np.float32
-    as_float, prefetch = _intrinsics()
     jit = numba.njit(fastmath=True, nogil=True, cache=True)
 
     @jit
