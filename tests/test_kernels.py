@@ -440,3 +440,21 @@ def test_cpu_backend_threaded_path_matches_reference(m, monkeypatch):
         layer.backend = "cpu"
         got = layer(x)
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
+def test_cpu_kernels_are_cached_on_disk():
+    """A fresh process must load the compiled kernel from numba's disk cache, not compile it again
+    (seconds per bit width). Closures over objects numba cannot pickle silently disable the cache."""
+    import subprocess
+
+    code = ("import torch, torch.nn as nn\n"
+            "from minicomp.kernels import PackedLinear, cpu\n"
+            "layer = PackedLinear.from_linear(nn.Linear(64, 64), bits=4, group_size=32, backend='cpu')\n"
+            "with torch.no_grad():\n"
+            "    layer(torch.randn(1, 64))\n"
+            "print(sum(cpu.kernels(4)[0].stats.cache_hits.values()))\n")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert int(runs[1].stdout.split()[-1]) >= 1, "the second process compiled the GEMV again"
