@@ -264,12 +264,21 @@ layers = [copy.deepcopy(layer) for _ in range(copies)]
 print(f"last-level cache: {hardware.human_bytes(cache, binary=True) if cache else 'unknown'}; timing "
       f"{copies} cop{'y' if copies == 1 else 'ies'}: fp32 {hardware.human_bytes(copies * fp32_bytes)}, "
       f"int4 {hardware.human_bytes(copies * layer.weight_nbytes)}")
+INT4 = f"int4 {layer.backend}"
+
+
+@torch.no_grad()
+def time_cold(xb, weights, packed, warmup=3, repeats=30):
+    """fp32 (`weights`) against int4 (`packed` layers) on input xb, each call on the next copy."""
+    return hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(xb, W) for W in weights]),
+                             INT4: hardware.round_robin([lambda m=m: m(xb) for m in packed])},
+                            warmup=warmup, repeats=repeats)
+
+
 with torch.no_grad():
     for lay in layers:
         lay(x)                                                # compile (or load) and warm up
-    t = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
-                          f"int4 {layer.backend}": hardware.round_robin([lambda m=m: m(x) for m in layers])},
-                         warmup=3, repeats=30)
+t = time_cold(x, W32s, layers)
 speed = hardware.ratios(t, "fp32")
 for name, timing in t.items():
     print(f"{name:<10} {timing.median * 1e3:7.3f} ms   {speed[name]:.2f}x fp32's speed")
@@ -282,8 +291,8 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 # `minicomp/kernels/cpu.py` (its docstring, items 5 and 6) moved that point a long way: turning
 # a code into a float by its bit pattern instead of a conversion instruction, and prefetching the
 # codes before the loop needs them. Measured on a 2-core Xeon (AVX-512) with weights out of the
-# cache, they took the kernel from about 1.0× float32's speed to 2.5×. With the weights in the
-# cache (one copy, timed over and over), float32 is faster too, and int4's lead shrinks to ~1.4×.
+# cache, they took the kernel from about 1.0× float32's speed to 2.5×. (With the weights in the
+# cache, float32 is faster too and int4's lead shrinks: `minicomp bench --warm-cache` times that.)
 #
 # Claims: the fused kernel beats float32 at batch 1 (by 1.2× or more: `minicomp bench` measures
 # the course target, 2×, on an idle machine) and is several times faster than unpack-then-matmul,
@@ -293,7 +302,7 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 # %%
 fp32_rate = fp32_bytes / t["fp32"].median / 1e9
 print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s; "
-      f"the int4 kernel ran at {speed[f'int4 {layer.backend}']:.2f}x float32's speed")
+      f"the int4 kernel ran at {speed[INT4]:.2f}x float32's speed")
 if layer.backend == "cpu":
     slow = copy.deepcopy(layer)
     slow.backend = "reference"
@@ -307,11 +316,7 @@ if layer.backend == "cpu":
         if speed["int4 cpu"] > 1.2:
             break
         print(f"attempt {attempt - 1}: {speed['int4 cpu']:.2f}x; the machine may be busy, timing again")
-        with torch.no_grad():
-            t = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
-                                  "int4 cpu": hardware.round_robin([lambda m=m: m(x) for m in layers])},
-                                 warmup=3, repeats=30)
-        speed = hardware.ratios(t, "fp32")
+        speed = hardware.ratios(time_cold(x, W32s, layers), "fp32")
     assert speed["int4 cpu"] > 1.2, speed
     print(f"checked: fused int4 GEMV at {speed['int4 cpu']:.2f}x float32's speed, {fused_vs_ref:.0f}x the reference's")
 else:
@@ -325,14 +330,9 @@ else:
 # %%
 batches = [1, 4, 16, 64]
 advantage = {}
-with torch.no_grad():
-    for b in batches:
-        xb = torch.randn(b, N)
-        t = hardware.compare({"fp32": hardware.round_robin([lambda W=W, xb=xb: F.linear(xb, W) for W in W32s]),
-                              "int4": hardware.round_robin([lambda m=m, xb=xb: m(xb) for m in layers])},
-                             warmup=1, repeats=5)
-        advantage[b] = hardware.ratios(t, "fp32")["int4"]
-        print(f"batch {b:>3}: int4 {layer.backend} is {advantage[b]:.2f}x fp32's speed")
+for b in batches:
+    advantage[b] = hardware.ratios(time_cold(torch.randn(b, N), W32s, layers, warmup=1, repeats=5), "fp32")[INT4]
+    print(f"batch {b:>3}: {INT4} is {advantage[b]:.2f}x fp32's speed")
 plt.figure(figsize=(5, 3))
 plt.semilogx(batches, [advantage[b] for b in batches], "o-", base=2)
 plt.axhline(1, color="grey", ls=":")

@@ -185,6 +185,10 @@ class AWQLinear(QuantLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x / self.input_scale.to(x.dtype))
 
+    def packed(self, **kwargs) -> PackedAWQLinear:
+        """This layer as a PackedAWQLinear: packed codes, and the same input scale."""
+        return PackedAWQLinear.from_awq(self, **kwargs)
+
 
 class PackedAWQLinear(PackedLinear):
     """A PackedLinear that divides its input by the AWQ scale s [in] first: a packed layer whose s
@@ -318,10 +322,7 @@ def _fold_into(m: nn.Module, rows: slice | None, s: torch.Tensor) -> list[tuple[
 def _pack(model: nn.Module, names) -> None:
     for name in names:
         m = model.get_submodule(name)
-        device = m.codes.device
-        packed = (PackedAWQLinear.from_awq(m) if isinstance(m, AWQLinear)
-                  else PackedLinear.from_quantized(m.qweight, m.bias))
-        set_module(model, name, packed.to(device))
+        set_module(model, name, m.packed().to(m.codes.device))
 
 
 @torch.no_grad()

@@ -48,7 +48,6 @@ GGUF_QTYPES = ("Q4_0", "Q8_0", "F16", "F32")
 
 # ── safetensors ──────────────────────────────────────────────────────────────────────────────
 def _packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
-    from minicomp.awq import AWQLinear, PackedAWQLinear
     from minicomp.rtn import QuantLinear
 
     layers = {}
@@ -59,8 +58,7 @@ def _packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
             if m.act_bits is not None:
                 raise ValueError(f"layer {name!r} quantizes activations (act_bits={m.act_bits}); "
                                  "only weight-only layers can be saved packed")
-            layers[name] = (PackedAWQLinear.from_awq(m) if isinstance(m, AWQLinear)
-                            else PackedLinear.from_quantized(m.qweight, m.bias))
+            layers[name] = m.packed()  # an AWQLinear keeps its input scale
     return layers
 
 

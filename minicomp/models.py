@@ -296,7 +296,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-@torch.no_grad()
 def perplexity(
     model, corpus, split="val", block_size=None, max_windows=128, batch_size=32
 ) -> float:
@@ -305,6 +304,18 @@ def perplexity(
     Windows start at 0, T, 2T, ... (T = block_size, default model.config.block_size); if there
     are more than max_windows, an evenly spaced subset is used. Deterministic. The model may
     return logits [B, T, V] or a tuple whose first item is the logits.
+    """
+    return next_char_scores(model, corpus, split, block_size, max_windows, batch_size)["perplexity"]
+
+
+@torch.no_grad()
+def next_char_scores(
+    model, corpus, split="val", block_size=None, max_windows=128, batch_size=32
+) -> dict[str, float]:
+    """{"perplexity", "accuracy"} on the windows `perplexity` uses, in one pass.
+
+    accuracy is top-1 next-character accuracy: the fraction of positions where the argmax of
+    the logits [B, T, V] is the true next character.
     """
     data = corpus.split(split)  # [N]
     T = block_size or getattr(getattr(model, "config", None), "block_size", None)
@@ -320,7 +331,7 @@ def perplexity(
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    total_nll, total_tokens = 0.0, 0
+    total_nll, total_correct, total_tokens = 0.0, 0, 0
     for i in range(0, len(starts), batch_size):
         s = starts[i : i + batch_size].tolist()
         x = torch.stack([data[j : j + T] for j in s]).to(device)  # [B, T]
@@ -331,15 +342,16 @@ def perplexity(
             logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
         )
         total_nll += nll.item()
+        total_correct += (logits.argmax(-1) == y).sum().item()
         total_tokens += y.numel()
     model.train(was_training)
-    return math.exp(total_nll / total_tokens)
+    return {"perplexity": math.exp(total_nll / total_tokens), "accuracy": total_correct / total_tokens}
 
 
 # ----------------------------------------------------------------------------------------------
 # Shipped weights and the sentence-embedding model
 
-PRETRAINED = ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt")
+PRETRAINED = ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt", "tinygpt_student")
 
 
 def pretrained_metadata(name: str) -> dict:

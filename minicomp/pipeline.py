@@ -13,25 +13,18 @@ interleaved repeats), so the ratios in the tables are ratios of numbers measured
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from minicomp.models import WEIGHTS_DIR, GPTConfig, TinyGPT, count_parameters
+from minicomp.hardware import _check_positive_ints
+from minicomp.models import GPTConfig, TinyGPT, count_parameters
 
 STUDENT_NAME = "tinygpt_student"
 STUDENT_CONFIG = GPTConfig(n_layer=2)  # half the teacher's depth; 128 wide, so groups of 128 fit
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive int")
-    return value
 
 
 def _check_gpt(name: str, model) -> None:
@@ -72,9 +65,9 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     from minicomp.rtn import convert_qat, prepare_qat
 
     _check_gpt("teacher", teacher)
-    steps, batch_size = _positive_int("steps", steps), _positive_int("batch_size", batch_size)
+    _check_positive_ints(steps=steps, batch_size=batch_size)
     if eval_every is not None:
-        _positive_int("eval_every", eval_every)
+        _check_positive_ints(eval_every=eval_every)
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr={lr!r} must be a number > 0")
     if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
@@ -140,44 +133,22 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
 
 
 def load_student(name: str = STUDENT_NAME) -> nn.Module:
-    """The shipped distilled student (made by `python -m minicomp.pretrained --which student`), eval mode."""
-    from safetensors.torch import load_model
+    """The shipped distilled student (made by `python -m minicomp.pretrained --which student`):
+    `models.load_pretrained("tinygpt_student")`, float32 (stored in float16), eval mode."""
+    from minicomp.models import load_pretrained
 
-    from minicomp.models import ModelFileNotFoundError
-
-    meta_path, weights = WEIGHTS_DIR / f"{name}.json", WEIGHTS_DIR / f"{name}.safetensors"
-    if not meta_path.exists() or not weights.exists():
-        raise ModelFileNotFoundError(f"name={name!r}: {weights} or its .json is missing; regenerate with "
-                                     "python -m minicomp.pretrained --which student")
-    model = TinyGPT(GPTConfig(**json.loads(meta_path.read_text())["config"]))
-    load_model(model, str(weights))
-    return model.eval()
+    return load_pretrained(name)
 
 
 # ── measuring ────────────────────────────────────────────────────────────────────────────────
-@torch.no_grad()
 def quality(model: nn.Module, corpus, split: str = "val", max_windows: int = 32) -> dict[str, float]:
-    """{"perplexity", "accuracy"} on the same fixed windows as `models.perplexity` (in one pass).
+    """{"perplexity", "accuracy"} on the same fixed windows as `models.perplexity` (in one pass):
+    `models.next_char_scores`. accuracy is top-1 next-character accuracy, the "accuracy" that
+    claims about quantization usually quote."""
+    from minicomp.models import next_char_scores
 
-    accuracy is top-1 next-character accuracy: the fraction of positions where argmax of the
-    logits [B, T, V] is the true next character, the "accuracy" that claims about quantization
-    usually quote.
-    """
     _check_gpt("model", model)
-    _positive_int("max_windows", max_windows)
-    data, T = corpus.split(split), model.config.block_size
-    starts = torch.arange(0, len(data) - T, T)
-    if len(starts) > max_windows:
-        starts = starts[torch.linspace(0, len(starts) - 1, max_windows).round().long()]
-    device = next(iter(model.parameters())).device
-    x = torch.stack([data[s:s + T] for s in starts.tolist()]).to(device)  # [W, T]
-    y = torch.stack([data[s + 1:s + 1 + T] for s in starts.tolist()]).to(device)  # [W, T]
-    mode = model.training
-    model.eval()
-    logits = model(x)[0].float()  # [W, T, V]
-    model.train(mode)
-    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-    return {"perplexity": math.exp(nll.item()), "accuracy": (logits.argmax(-1) == y).float().mean().item()}
+    return next_char_scores(model, corpus, split, max_windows=max_windows)
 
 
 @dataclass
@@ -234,8 +205,7 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
 
     if not isinstance(models, dict) or not models:
         raise ValueError(f"models={models!r} must be a non-empty dict of name -> model")
-    _positive_int("latency_tokens", latency_tokens)
-    _positive_int("repeats", repeats)
+    _check_positive_ints(latency_tokens=latency_tokens, repeats=repeats)
     idx = torch.zeros(1, latency_tokens, dtype=torch.long, device=device)  # [1, T]
 
     def forward(m):

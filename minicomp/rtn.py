@@ -110,6 +110,16 @@ class QuantLinear(nn.Module):
         return dequantize_weight(self.codes, self.scale, self.zero, self.group_size, self.perm,
                                  torch.promote_types(self.scale.dtype, torch.float32))
 
+    def packed(self, **kwargs):
+        """This layer as a `kernels.PackedLinear` (bit-packed codes, fused kernels); kwargs
+        (scale_dtype, backend) go to `PackedLinear.from_quantized`. Weight-only layers only."""
+        from minicomp.kernels import PackedLinear
+
+        if self.act_bits is not None:
+            raise ValueError(f"this layer quantizes activations (act_bits={self.act_bits}); the packed "
+                             "kernels are weight-only")
+        return PackedLinear.from_quantized(self.qweight, self.bias, **kwargs)
+
     @property
     def act_mode(self) -> str:
         return "none" if self.act_bits is None else "dynamic" if self.act_scale is None else "static"

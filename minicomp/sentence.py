@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from minicomp.hardware import _check_positive_ints
+
 __all__ = ["calibration_batches", "forward", "embed", "mean_cosine", "nn_agreement",
            "encoder_layers", "layer_reduced_student", "distill_embeddings"]
 
@@ -36,12 +38,6 @@ def _check_sentences(sentences, name: str = "sentences") -> list[str]:
     if not sentences:
         raise ValueError(f"{name} must hold at least one sentence, got an empty list")
     return sentences
-
-
-def _check_positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive int")
-    return value
 
 
 def _tokenize(model, sentences: list[str]) -> dict:
@@ -56,7 +52,7 @@ def calibration_batches(model, sentences, batch_size: int = 32) -> list[dict]:
     `quantize_model(model, ..., calibration=batches, forward=minicomp.sentence.forward)`.
     """
     sentences = _check_sentences(sentences)
-    _check_positive(batch_size, "batch_size")
+    _check_positive_ints(batch_size=batch_size)
     s = sorted(sentences, key=len)
     return [_tokenize(model, s[i:i + batch_size]) for i in range(0, len(s), batch_size)]
 
@@ -74,7 +70,7 @@ def forward(model, batch: dict) -> dict:
 def embed(model, sentences, batch_size: int = 64) -> torch.Tensor:
     """Unit-length sentence embeddings [N, dim] (float32, CPU) of `sentences`, in their order."""
     sentences = _check_sentences(sentences)
-    _check_positive(batch_size, "batch_size")
+    _check_positive_ints(batch_size=batch_size)
     emb = model.encode(sentences, convert_to_tensor=True, batch_size=batch_size,
                        normalize_embeddings=True, show_progress_bar=False)
     return emb.float().cpu()
@@ -164,8 +160,7 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
     if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or len(targets) != len(sentences):
         raise ValueError(f"targets must be a [N, dim] tensor with N = len(sentences) = {len(sentences)}, got "
                          f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
-    _check_positive(epochs, "epochs")
-    _check_positive(batch_size, "batch_size")
+    _check_positive_ints(epochs=epochs, batch_size=batch_size)
     if not lr > 0:
         raise ValueError(f"lr={lr!r} must be > 0")
     device = next(student.parameters()).device

@@ -458,3 +458,15 @@ def test_cpu_kernels_are_cached_on_disk():
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
     assert int(runs[1].stdout.split()[-1]) >= 1, "the second process compiled the GEMV again"
+
+
+def test_quantlinear_packed_is_the_same_layer_and_refuses_w8a8():
+    lin = nn.Linear(64, 16)
+    sim = QuantLinear.from_linear(lin, bits=4, group_size=32)
+    packed = sim.packed(backend="reference")
+    assert isinstance(packed, PackedLinear) and packed.backend == "reference"
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x), sim(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="act_bits=8.*weight-only"):
+        QuantLinear.from_linear(lin, bits=4, group_size=32, act_bits=8).packed()

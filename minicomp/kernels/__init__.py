@@ -237,7 +237,6 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     An AWQ layer whose scale did not fold (`AWQLinear`) becomes a `PackedAWQLinear`, which keeps
     its input scale. Returns `model`.
     """
-    from minicomp.awq import AWQLinear, PackedAWQLinear
     from minicomp.calibrate import set_module, tied_parameters
     from minicomp.rtn import QuantLinear
 
@@ -245,11 +244,8 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     tied = tied_parameters(model)
     swaps = {}
     for name, m in model.named_modules():
-        if isinstance(m, AWQLinear) and m.act_bits is None:
-            swaps[name] = PackedAWQLinear.from_awq(m, scale_dtype=scale_dtype, backend=backend)
-        elif isinstance(m, QuantLinear) and m.act_bits is None:
-            swaps[name] = PackedLinear.from_quantized(m.qweight, m.bias, scale_dtype=scale_dtype,
-                                                      backend=backend)
+        if isinstance(m, QuantLinear) and m.act_bits is None:  # AWQLinear -> PackedAWQLinear
+            swaps[name] = m.packed(scale_dtype=scale_dtype, backend=backend)
         elif isinstance(m, nn.Linear) and linear_bits is not None and id(m.weight) not in tied:
             gs = group_size if group_size != -1 and m.in_features % group_size == 0 else -1
             swaps[name] = PackedLinear.from_linear(m, linear_bits, gs, backend=backend,

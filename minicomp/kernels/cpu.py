@@ -82,14 +82,12 @@ def available() -> bool:
 
 
 # ── the kernels ──────────────────────────────────────────────────────────────────────────────
-ONE = 0x3F800000   # the bits of the float32 1.0: sign 0, exponent 127, mantissa 0
-
-
-PREFETCH_WORDS = 4  # the GEMV asks for the words this many steps ahead (4 × 512 bytes)
+ONE = 0x3F800000    # the bits of the float32 1.0: sign 0, exponent 127, mantissa 0
+PREFETCH_WORDS = 4  # the kernels ask for the words this many steps ahead (4 × 512 bytes)
 
 
 # Two LLVM one-liners numba does not offer, defined at module level so that kernels using them
-# can be cached on disk:
+# can be cached on disk (plus `prefetch_words`, a loop of `prefetch`):
 #   as_float(v)         the int32 v's 32 bits read as a float32 (C's memcpy, numpy's .view)
 #   prefetch(flat, i)   ask the CPU to start loading flat[i] (1-D array) into its caches now
 if numba is not None:
@@ -112,6 +110,13 @@ if numba is not None:
             builder.call(fn, [builder.bitcast(ptr, i8p), i32t(0), i32t(3), i32t(1)])
             return context.get_dummy_value()
         return numba.types.void(flat, i), codegen
+
+    @numba.njit(inline="always", cache=True)
+    def prefetch_words(flat, start, n):
+        """Ask for flat[start : start + n] (int32 words), one request per 64-byte cache line."""
+        for c in range(0, n, 16):
+            if start + c < flat.shape[0]:
+                prefetch(flat, start + c)
 
 
 @functools.cache
@@ -142,10 +147,7 @@ def kernels(bits: int):
                 part[:] = 0
                 for jj in range(words_per_group):
                     j = g * words_per_group + jj
-                    ahead = ((b * n_words + j) + PREFETCH_WORDS) * nb
-                    for c in range(0, nb, 16):    # one prefetch per 64-byte cache line
-                        if ahead + c < flat.shape[0]:
-                            prefetch(flat, ahead + c)
+                    prefetch_words(flat, (b * n_words + j + PREFETCH_WORDS) * nb, nb)
                     wrow = words[b, j]            # [BLOCK_ROWS] word j of each row in the block
                     xj = x[j]                     # [PER] the inputs that word multiplies
                     for r in range(nb):           # vectorized: 8 rows per AVX2 instruction
@@ -181,10 +183,7 @@ def kernels(bits: int):
                     part[:] = 0
                     for jj in range(words_per_group):
                         j = g * words_per_group + jj
-                        ahead = ((b * n_words + j) + PREFETCH_WORDS) * nb
-                        for c in range(0, nb, 16):    # as in gemv
-                            if ahead + c < flat.shape[0]:
-                                prefetch(flat, ahead + c)
+                        prefetch_words(flat, (b * n_words + j + PREFETCH_WORDS) * nb, nb)
                         wrow = words[b, j]
                         for r in range(nb):
                             w = wrow[r]
