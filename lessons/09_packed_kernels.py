@@ -243,8 +243,9 @@ print("checked: the zero-point-outside-the-sum loop computes the same layer")
 # `minicomp.kernels.cpu` is this loop compiled with numba, plus what makes a CPU fast: 32-bit
 # words of codes cut apart with shifts and masks, eight output rows per AVX2 instruction (the
 # kernel stores the same bytes reshuffled so that neighbouring rows sit side by side), partial
-# sums that stay in registers, and both cores working. Read `minicomp/kernels/cpu.py`; its
-# docstring explains each trick. The first call compiles it (cached on disk afterwards).
+# sums that stay in registers, and every core working, on PyTorch's own threads. Read
+# `minicomp/kernels/cpu.py`; its docstring explains each trick. The first call compiles it
+# (cached on disk afterwards).
 
 # %% [markdown]
 # One more thing before timing it: **where the weights come from**. Call one layer 30 times in a
@@ -291,8 +292,10 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 # `minicomp/kernels/cpu.py` (its docstring, items 5 and 6) moved that point a long way: turning
 # a code into a float by its bit pattern instead of a conversion instruction, and prefetching the
 # codes before the loop needs them. Measured on a 2-core Xeon (AVX-512) with weights out of the
-# cache, they took the kernel from about 1.0× float32's speed to 2.5×. (With the weights in the
-# cache, float32 is faster too and int4's lead shrinks: `minicomp bench --warm-cache` times that.)
+# cache, they took the kernel from about 1.0× float32's speed to 2.5×. Running it on PyTorch's
+# own threads, which are already awake after the float32 call, instead of waking threads of its
+# own (item 7) took it to about 3.7×. (With the weights in the cache, float32 is faster too and
+# int4's lead shrinks: `minicomp bench --warm-cache` times that.)
 #
 # Claims: the fused kernel beats float32 at batch 1 (by 1.2× or more: `minicomp bench` measures
 # the course target, 2×, on an idle machine) and is several times faster than unpack-then-matmul,

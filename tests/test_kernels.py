@@ -8,6 +8,7 @@ backends must give bit-identical results. On random data they agree to float32 r
 import os
 import sys
 
+import numpy as np
 import torch
 
 # Without a GPU, the triton kernel is tested on the CPU by triton's interpreter, which must be
@@ -420,26 +421,73 @@ def test_bench_contestants_compute_the_same_layer():
     assert sizes["fp32"] / sizes["int4-reference"] > 7.5
 
 
-def test_run_in_chunks_covers_every_block_once_or_more():
-    seen = []
-    cpu_backend._run_in_chunks(lambda lo, hi: seen.extend(range(lo, hi)), (), n_blocks=37, threads=3)
-    assert sorted(set(seen)) == list(range(37))
+@pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
+def test_run_shared_does_not_wait_for_a_paused_thread():
+    """A helper thread that stalls mid-block (the OS paused it) must not stall the call: the
+    calling thread computes that block itself, and every block is computed."""
+    import threading
+    import time
+
+    caller = threading.current_thread()
+    done = np.zeros(37, np.int64)
+
+    def run(done, todo, state):  # the `run` protocol of kernels(bits)[0], in Python
+        mine = 0
+        while True:
+            c = int(state[0])
+            state[0] += 1  # one step under the GIL: atomic enough here
+            if c >= len(todo):
+                return mine
+            if threading.current_thread() is not caller:
+                time.sleep(1.0)  # paused mid-block
+            done[todo[c]] += 1
+            state[1 + c] = 1
+            mine += 1
+
+    t0 = time.perf_counter()
+    finished = cpu_backend._run_shared(run, (done,), n_blocks=37, threads=3)
+    assert time.perf_counter() - t0 < 0.9, "the call waited for the paused threads"
+    assert not finished  # so `linear` copies its output before returning it
+    assert (done >= 1).all()
 
 
 @pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
+@pytest.mark.parametrize("threading", ["openmp", "pool"])
 @pytest.mark.parametrize("m", [1, 3])
-def test_cpu_backend_threaded_path_matches_reference(m, monkeypatch):
-    """Big enough (≥ 8M multiply-adds) for the work to be split across threads."""
+def test_cpu_backend_threaded_path_matches_reference(m, threading, monkeypatch):
+    """Big enough (≥ 8M multiply-adds) for the work to be split across threads, on PyTorch's
+    OpenMP threads where it can and on a thread pool otherwise."""
     monkeypatch.setenv("MINICOMP_CPU_THREADS", "2")
-    layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
-    assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096) == 2
-    x = torch.randn(m, 2048, generator=torch.Generator().manual_seed(m))
-    with torch.no_grad():
-        layer.backend = "reference"
-        want = layer(x)
-        layer.backend = "cpu"
-        got = layer(x)
-    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+    monkeypatch.setenv("MINICOMP_CPU_THREADING", threading)
+    cpu_backend._torch_openmp.cache_clear()
+    try:
+        if threading == "openmp" and cpu_backend._torch_openmp() is None:
+            pytest.skip("PyTorch does not run on an OpenMP runtime minicomp can find here")
+        layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
+        assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096) == 2
+        x = torch.randn(m, 2048, generator=torch.Generator().manual_seed(m))
+        with torch.no_grad():
+            layer.backend = "reference"
+            want = layer(x)
+            layer.backend = "cpu"
+            got = layer(x)
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+    finally:
+        cpu_backend._torch_openmp.cache_clear()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the OpenMP path is found on Linux")
+def test_openmp_runtime_is_pytorchs_own(monkeypatch):
+    """On Linux with an OpenMP PyTorch (the PyPI wheels) the kernel runs on PyTorch's own
+    OpenMP runtime: the one library mapped in this process, never a second copy."""
+    monkeypatch.delenv("MINICOMP_CPU_THREADING", raising=False)
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this PyTorch does not use OpenMP")
+    cpu_backend._torch_openmp.cache_clear()
+    assert cpu_backend._torch_openmp() is not None
+    with open("/proc/self/maps") as f:
+        runtimes = {line.split()[-1] for line in f if "libgomp" in line or "libiomp5" in line}
+    assert len(runtimes) == 1, runtimes
 
 
 @pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
@@ -453,11 +501,13 @@ def test_cpu_kernels_are_cached_on_disk():
             "layer = PackedLinear.from_linear(nn.Linear(64, 64), bits=4, group_size=32, backend='cpu')\n"
             "with torch.no_grad():\n"
             "    layer(torch.randn(1, 64))\n"
-            "print(sum(cpu.kernels(4)[0].stats.cache_hits.values()))\n")
+            "print(sum(cpu.kernels(4)[0].stats.cache_hits.values()), cpu.kernels(4)[1].cache_hits)\n")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
-    assert int(runs[1].stdout.split()[-1]) >= 1, "the second process compiled the GEMV again"
+    run_hits, openmp_hits = map(int, runs[1].stdout.split()[-2:])
+    assert run_hits >= 1, "the second process compiled the kernel again"
+    assert openmp_hits >= 1, "the second process compiled the OpenMP kernel again"
 
 
 def test_quantlinear_packed_is_the_same_layer_and_refuses_w8a8():

@@ -4,8 +4,8 @@ Why numba: the inner loop must run at machine speed, and numba compiles plain Py
 LLVM with SIMD vectorization, so the kernel stays readable Python with no C toolchain at install
 time. (torch's own `_weight_int4pack_mm_for_cpu` exists, but on a small AVX2 machine it measured
 several times *slower* than dense float32; a C++ extension would need a compiler on every
-learner's laptop.) `cache=True` stores the compiled code next to this file, so the ~2 s compile
-happens once per machine, not once per session.
+learner's laptop.) `cache=True` stores the compiled code next to this file, so the compile (a
+few seconds per bit width) happens once per machine, not once per session.
 
 What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of float32):
 
@@ -35,11 +35,21 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    short, so the CPU's own prefetcher falls behind when the codes come from memory rather than
    the cache: a software prefetch of the words `PREFETCH_WORDS` steps ahead made the GEMV on
    weights out of the cache 2.5× faster on the Xeon (2.4 ms to 0.93 ms on one thread).
-7. **Threads over blocks of rows**, from a standard `ThreadPoolExecutor` calling the kernel with
-   the GIL released, each taking the next small chunk of blocks until none are left (see
-   `_run_in_chunks`). (numba's own `prange` with its OpenMP layer fought PyTorch's OpenMP threads
-   for the cores and ran ~10× slower when the two alternate; its static split also waits for
-   any thread the OS pauses, which on a shared laptop happens all the time.)
+7. **Threads over blocks of rows, and PyTorch's threads at that.** Each thread claims the next
+   block with an atomic add on a shared counter and marks it done with an atomic store, all in
+   compiled code (`run_blocks`): no Python and no GIL between blocks, and a thread that starts
+   late simply does fewer. The threads are PyTorch's own OpenMP team (`_torch_openmp`): after any
+   PyTorch op they spin for a few milliseconds waiting for more work, so they start on our blocks
+   at once, where threads of our own would first have to be woken (~60 µs on a small VM) and
+   would then share the cores with PyTorch's spinning ones (each block 1.5× slower). On
+   PyTorch's threads the GEMV at 4096 × 4096 went from 0.85 ms to 0.64 ms in `minicomp bench`,
+   and 1024 × 1024 became worth splitting. Where PyTorch is not on an OpenMP runtime that can be
+   found, a `ThreadPoolExecutor` runs the same `run_blocks`, and the calling thread computes any
+   block a paused helper has not finished rather than wait for it (`_run_shared`). (numba's own
+   `prange` brings a second OpenMP runtime, whose threads fought PyTorch's for the cores.)
+8. **Few torch calls per call.** Right after a kernel has streamed megabytes through the CPU's
+   caches, each torch call in `linear` costs ~10 µs instead of ~1 µs (Python's own data must come
+   back from memory), so the path around the kernel stays in numpy: ~0.1 ms less a call.
 
 The kernel layout, made once from the interchange layout of `minicomp.pack` and cached on the
 layer (it is a reshuffle of the same bytes, so the codes are stored twice while it is cached):
@@ -54,8 +64,10 @@ layer (it is a reshuffle of the same bytes, so the codes are stored twice while 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -73,8 +85,8 @@ except ImportError:  # the backend reports itself unavailable; `reference` still
 NAME = "cpu"
 BLOCK_ROWS = 128   # output rows per block: 128 measured best for 4096 × 4096 GEMV on AVX2
 M_TILE = 16        # batch rows per pass over a block in the GEMM kernel (keeps partial sums in L1)
-CHUNKS_PER_THREAD = 4  # work is split finer than one share per thread, see `linear`
 PACK_BITS = (2, 4, 8)
+WAIT_SPINS = 2000  # checks per `wait_done` call (a few µs) between looks at the clock
 
 
 def available() -> bool:
@@ -84,13 +96,27 @@ def available() -> bool:
 # ── the kernels ──────────────────────────────────────────────────────────────────────────────
 ONE = 0x3F800000    # the bits of the float32 1.0: sign 0, exponent 127, mantissa 0
 PREFETCH_WORDS = 4  # the kernels ask for the words this many steps ahead (4 × 512 bytes)
+LOCALITY = 3
 
 
-# Two LLVM one-liners numba does not offer, defined at module level so that kernels using them
-# can be cached on disk (plus `prefetch_words`, a loop of `prefetch`):
-#   as_float(v)         the int32 v's 32 bits read as a float32 (C's memcpy, numpy's .view)
-#   prefetch(flat, i)   ask the CPU to start loading flat[i] (1-D array) into its caches now
+# LLVM one-liners numba does not offer, defined at module level so that kernels using them can
+# be cached on disk (plus `prefetch_words`, a loop of `prefetch`):
+#   as_float(v)               the int32 v's 32 bits read as a float32 (C's memcpy, numpy's .view)
+#   prefetch(flat, i)         ask the CPU to start loading flat[i] (1-D array) into its caches now
+#   atomic_add(flat, i, v)    flat[i] += v as one indivisible step, returning the old flat[i]
+#   atomic_load(flat, i)      flat[i], as stored by another thread, never a stale copy in a register
+#   atomic_store(flat, i, v)  flat[i] = v, seen by other threads only after every earlier write
+#   address(ary)              where ary's data starts in memory, as an int64
+#   as_pointer(addr)          that int64 as a raw pointer, for numba.carray
 if numba is not None:
+    def _item_pointer(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        return cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+
+    def _int64_array(flat):
+        return isinstance(flat, numba.types.Array) and flat.ndim == 1 and flat.dtype == numba.types.int64
+
     @intrinsic
     def as_float(typingctx, v):
         def codegen(context, builder, signature, args):
@@ -100,16 +126,57 @@ if numba is not None:
     @intrinsic
     def prefetch(typingctx, flat, i):
         def codegen(context, builder, signature, args):
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+            ptr = _item_pointer(context, builder, signature, args)
             i8p, i32t = ir.IntType(8).as_pointer(), ir.IntType(32)
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32t, i32t, i32t]), "llvm.prefetch.p0i8")
             # read (0), keep in all cache levels (3), data cache (1)
-            builder.call(fn, [builder.bitcast(ptr, i8p), i32t(0), i32t(3), i32t(1)])
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32t(0), i32t(LOCALITY), i32t(1)])
             return context.get_dummy_value()
         return numba.types.void(flat, i), codegen
+
+    @intrinsic
+    def atomic_add(typingctx, flat, i, v):
+        if not _int64_array(flat):
+            return None
+        def codegen(context, builder, signature, args):
+            ptr = _item_pointer(context, builder, signature, args)
+            value = context.cast(builder, args[2], signature.args[2], numba.types.int64)
+            return builder.atomic_rmw("add", ptr, value, "seq_cst")
+        return numba.types.int64(flat, i, v), codegen
+
+    @intrinsic
+    def atomic_load(typingctx, flat, i):
+        if not _int64_array(flat):
+            return None
+        def codegen(context, builder, signature, args):
+            return builder.load_atomic(_item_pointer(context, builder, signature, args), "acquire", 8)
+        return numba.types.int64(flat, i), codegen
+
+    @intrinsic
+    def atomic_store(typingctx, flat, i, v):
+        if not _int64_array(flat):
+            return None
+        def codegen(context, builder, signature, args):
+            value = context.cast(builder, args[2], signature.args[2], numba.types.int64)
+            builder.store_atomic(value, _item_pointer(context, builder, signature, args), "release", 8)
+            return context.get_dummy_value()
+        return numba.types.void(flat, i, v), codegen
+
+    @intrinsic
+    def address(typingctx, ary):
+        if not isinstance(ary, numba.types.Array):
+            return None
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            return builder.ptrtoint(data, ir.IntType(64))
+        return numba.types.int64(ary), codegen
+
+    @intrinsic
+    def as_pointer(typingctx, addr):
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+        return numba.types.voidptr(numba.types.int64), codegen
 
     @numba.njit(inline="always", cache=True)
     def prefetch_words(flat, start, n):
@@ -118,94 +185,163 @@ if numba is not None:
             if start + c < flat.shape[0]:
                 prefetch(flat, start + c)
 
+    @numba.njit(nogil=True, cache=True)
+    def wait_done(state, spins):
+        """Spin until every block is marked done in `state` (see `run_blocks`), at most `spins`
+        checks. Returns the first block not done, or the number of blocks if all are."""
+        n = state.shape[0] - 1
+        b = 0
+        for _ in range(spins):
+            while b < n and atomic_load(state, 1 + b) != 0:
+                b += 1
+            if b == n:
+                break
+        return b
 
-@functools.cache
-def kernels(bits: int):
-    """(gemv, gemm) compiled for codes of `bits` bits: PER and MASK become compile-time
-    constants, so the loop over the codes of a word is unrolled."""
-    if numba is None:
-        raise RuntimeError("the cpu backend needs numba: pip install numba")
+    @numba.njit(cache=True)
+    def pack_call(words, scales, zeros, x, y, todo, state):
+        """The arguments of one `run` call as int64s (addresses and sizes) for `openmp_run`,
+        which cannot take arrays: a C function called by the OpenMP runtime gets one pointer."""
+        return np.array([address(words), address(scales), address(zeros), address(x), address(y),
+                         address(todo), address(state), words.shape[0], words.shape[1],
+                         words.shape[2], scales.shape[1], x.shape[0], todo.shape[0]], np.int64)
+
+
+def _inline(fn):
+    """Compiled into each caller (numba IR inlining), where `bits` is a constant: so PER and MASK
+    are constants too, the loop over the codes of a word is unrolled and shifts are immediates."""
+    return numba.njit(inline="always", fastmath=True)(fn) if numba is not None else fn
+
+
+@_inline
+def gemv_block(words, scales, zeros, x, xsum, y, b, acc, part, bits):
+    """y[rows of block b] for one input x [in / PER, PER] (xsum [n_groups]); acc and part are
+    [BLOCK_ROWS] float32 scratch."""
     PER = 32 // bits         # codes per int32 word
     MASK = (1 << bits) - 1
     TOP = 23 - bits          # where a code sits as the top mantissa bits of a float32
     FMASK = MASK << TOP
     i32, f32 = np.int32, np.float32
-    jit = numba.njit(fastmath=True, nogil=True, cache=True)
+    n_words, nb = words.shape[1], words.shape[2]
+    n_groups = scales.shape[1]
+    words_per_group = n_words // n_groups
+    flat = words.reshape(-1)   # the same memory, for prefetch
+    acc[:] = 0                 # [BLOCK_ROWS] the block's outputs
+    for g in range(n_groups):
+        part[:] = 0            # [BLOCK_ROWS] Σ_j (1 + q_j / 2^bits)·x_j over the current group
+        for jj in range(words_per_group):
+            j = g * words_per_group + jj
+            prefetch_words(flat, (b * n_words + j + PREFETCH_WORDS) * nb, nb)
+            wrow = words[b, j]            # [BLOCK_ROWS] word j of each row in the block
+            xj = x[j]                     # [PER] the inputs that word multiplies
+            for r in range(nb):           # vectorized: 8 rows per AVX2 instruction
+                w = wrow[r]
+                t = f32(0)
+                for k in range(PER):      # unrolled: PER is a constant, so is the shift
+                    shift = TOP - bits * k  # code k's bits -> the top of the mantissa
+                    v = (w << shift) if shift >= 0 else (w >> -shift)
+                    t += as_float(i32((v & FMASK) | ONE)) * xj[k]   # (1 + q/2^bits)·x
+                part[r] += t
+        s, z, xs = scales[b, g], zeros[b, g], xsum[g]
+        for r in range(nb):               # s·(Σ q·x − z·Σ x), Σ q·x = 2^bits·(part − Σ x)
+            acc[r] += s[r] * (f32(MASK + 1) * (part[r] - xs) - z[r] * xs)
+    y[b * nb:(b + 1) * nb] = acc
 
-    @jit
-    def gemv(words, scales, zeros, x, xsum, y, b0, b1):
-        """y[rows of blocks b0..b1-1] for one input x [in / PER, PER] (xsum [n_groups])."""
-        n_words, nb = words.shape[1], words.shape[2]
-        n_groups = scales.shape[1]
-        words_per_group = n_words // n_groups
-        flat = words.reshape(-1)   # the same memory, for prefetch
-        acc = np.empty(nb, f32)    # [BLOCK_ROWS] the block's outputs
-        part = np.empty(nb, f32)   # [BLOCK_ROWS] Σ_j (1 + q_j / 2^bits)·x_j over the current group
-        for b in range(b0, b1):
-            acc[:] = 0
-            for g in range(n_groups):
-                part[:] = 0
-                for jj in range(words_per_group):
-                    j = g * words_per_group + jj
-                    prefetch_words(flat, (b * n_words + j + PREFETCH_WORDS) * nb, nb)
-                    wrow = words[b, j]            # [BLOCK_ROWS] word j of each row in the block
-                    xj = x[j]                     # [PER] the inputs that word multiplies
-                    for r in range(nb):           # vectorized: 8 rows per AVX2 instruction
-                        w = wrow[r]
-                        t = f32(0)
-                        for k in range(PER):      # unrolled: PER is a constant, so is the shift
-                            shift = TOP - bits * k  # code k's bits -> the top of the mantissa
-                            v = (w << shift) if shift >= 0 else (w >> -shift)
-                            t += as_float(i32((v & FMASK) | ONE)) * xj[k]   # (1 + q/2^bits)·x
-                        part[r] += t
-                s, z, xs = scales[b, g], zeros[b, g], xsum[g]
-                for r in range(nb):               # s·(Σ q·x − z·Σ x), Σ q·x = 2^bits·(part − Σ x)
-                    acc[r] += s[r] * (f32(MASK + 1) * (part[r] - xs) - z[r] * xs)
-            y[b * nb:(b + 1) * nb] = acc
 
-    @jit
-    def gemm(words, scales, zeros, x, xsum, y, b0, b1):
-        """y [M, rows] for inputs x [M, in / PER, PER] (xsum [M, n_groups]): each word is
-        decoded once into `codes` and used for up to M_TILE inputs."""
-        n_words, nb = words.shape[1], words.shape[2]
-        n_groups = scales.shape[1]
-        words_per_group = n_words // n_groups
-        m_total = x.shape[0]
-        flat = words.reshape(-1)               # the same memory, for prefetch
-        codes = np.empty((PER, nb), f32)       # one decoded word per row of the block
-        acc = np.empty((M_TILE, nb), f32)
-        part = np.empty((M_TILE, nb), f32)
-        for b in range(b0, b1):
-            for m0 in range(0, m_total, M_TILE):
-                mt = min(M_TILE, m_total - m0)
-                acc[:] = 0
-                for g in range(n_groups):
-                    part[:] = 0
-                    for jj in range(words_per_group):
-                        j = g * words_per_group + jj
-                        prefetch_words(flat, (b * n_words + j + PREFETCH_WORDS) * nb, nb)
-                        wrow = words[b, j]
-                        for r in range(nb):
-                            w = wrow[r]
-                            for k in range(PER):
-                                codes[k, r] = f32(i32((w >> (bits * k)) & MASK))
-                        for m in range(mt):
-                            xj = x[m0 + m, j]
-                            p = part[m]
-                            for r in range(nb):
-                                t = f32(0)
-                                for k in range(PER):
-                                    t += codes[k, r] * xj[k]
-                                p[r] += t
-                    s, z = scales[b, g], zeros[b, g]
-                    for m in range(mt):
-                        xs = xsum[m0 + m, g]
-                        for r in range(nb):
-                            acc[m, r] += s[r] * (part[m, r] - z[r] * xs)
+@_inline
+def gemm_block(words, scales, zeros, x, xsum, y, b, codes, acc, part, bits):
+    """y [M, rows of block b] for inputs x [M, in / PER, PER] (xsum [M, n_groups]): each word
+    is decoded once into `codes` [PER, BLOCK_ROWS] and used for up to M_TILE inputs; acc and
+    part are [M_TILE, BLOCK_ROWS] float32 scratch."""
+    PER = 32 // bits
+    MASK = (1 << bits) - 1
+    i32, f32 = np.int32, np.float32
+    n_words, nb = words.shape[1], words.shape[2]
+    n_groups = scales.shape[1]
+    words_per_group = n_words // n_groups
+    m_total = x.shape[0]
+    flat = words.reshape(-1)
+    for m0 in range(0, m_total, M_TILE):
+        mt = min(M_TILE, m_total - m0)
+        acc[:] = 0
+        for g in range(n_groups):
+            part[:] = 0
+            for jj in range(words_per_group):
+                j = g * words_per_group + jj
+                prefetch_words(flat, (b * n_words + j + PREFETCH_WORDS) * nb, nb)
+                wrow = words[b, j]
+                for r in range(nb):
+                    w = wrow[r]
+                    for k in range(PER):
+                        codes[k, r] = f32(i32((w >> (bits * k)) & MASK))
                 for m in range(mt):
-                    y[m0 + m, b * nb:(b + 1) * nb] = acc[m]
+                    xj = x[m0 + m, j]
+                    p = part[m]
+                    for r in range(nb):
+                        t = f32(0)
+                        for k in range(PER):
+                            t += codes[k, r] * xj[k]
+                        p[r] += t
+            s, z = scales[b, g], zeros[b, g]
+            for m in range(mt):
+                xs = xsum[m0 + m, g]
+                for r in range(nb):
+                    acc[m, r] += s[r] * (part[m, r] - z[r] * xs)
+        for m in range(mt):
+            y[m0 + m, b * nb:(b + 1) * nb] = acc[m]
 
-    return gemv, gemm
+
+@_inline
+def run_blocks(words, scales, zeros, x, y, todo, state, bits):
+    """y = x Wᵀ over the blocks listed in `todo`, shared by every thread that calls this with
+    the same `todo` and `state` [1 + len(todo)] int64: state[0] counts the blocks claimed,
+    state[1 + c] is set to 1 once block todo[c] is written. x [M, in / PER, PER] float32,
+    y [M, n_blocks · BLOCK_ROWS] float32. Returns how many blocks this thread computed."""
+    m, n_groups, nb = x.shape[0], scales.shape[1], words.shape[2]
+    xsum = x.reshape(m, n_groups, -1).sum(axis=2)   # [M, n_groups]  Σ_j x_j of each group
+    acc = np.empty((min(m, M_TILE), nb), np.float32)
+    part = np.empty((min(m, M_TILE), nb), np.float32)
+    codes = np.empty((32 // bits, nb), np.float32)
+    mine = 0
+    while True:
+        c = atomic_add(state, 0, 1)
+        if c >= todo.shape[0]:
+            return mine
+        if m == 1:
+            gemv_block(words, scales, zeros, x[0], xsum[0], y[0], todo[c], acc[0], part[0], bits)
+        else:
+            gemm_block(words, scales, zeros, x, xsum, y, todo[c], codes, acc, part, bits)
+        atomic_store(state, 1 + c, 1)
+        mine += 1
+
+
+@functools.cache
+def kernels(bits: int):
+    """(run, openmp_run): `run_blocks` compiled for codes of `bits` bits, as a function to call
+    from Python and as a C function for OpenMP. Each is a closure over `bits` alone, a number, so
+    that numba can cache it on disk (a closure over another compiled function cannot be)."""
+    if numba is None:
+        raise RuntimeError("the cpu backend needs numba: pip install numba")
+
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def run(words, scales, zeros, x, y, todo, state):
+        return run_blocks(words, scales, zeros, x, y, todo, state, bits)
+
+    @numba.cfunc(numba.types.void(numba.types.voidptr), fastmath=True, cache=True)
+    def openmp_run(call):
+        """`run` as a C function for `GOMP_parallel`: every thread of the team calls it with
+        `call`, the int64s from `pack_call`, and each claims blocks until none are left."""
+        a = numba.carray(call, 13, np.int64)
+        n_blocks, n_words, nb, n_groups, m, n_todo = a[7], a[8], a[9], a[10], a[11], a[12]
+        run_blocks(numba.carray(as_pointer(a[0]), (n_blocks, n_words, nb), np.int32),
+                   numba.carray(as_pointer(a[1]), (n_blocks, n_groups, nb), np.float32),
+                   numba.carray(as_pointer(a[2]), (n_blocks, n_groups, nb), np.float32),
+                   numba.carray(as_pointer(a[3]), (m, n_words, 32 // bits), np.float32),
+                   numba.carray(as_pointer(a[4]), (m, n_blocks * nb), np.float32),
+                   numba.carray(as_pointer(a[5]), (n_todo,), np.int64),
+                   numba.carray(as_pointer(a[6]), (n_todo + 1,), np.int64), bits)
+
+    return run, openmp_run
 
 
 # ── the kernel layout, made once per layer ───────────────────────────────────────────────────
@@ -270,39 +406,84 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 def _threads(n_blocks: int, work: int) -> int:
     """Threads for one call: $MINICOMP_CPU_THREADS if set, else `torch.get_num_threads()`; one
-    thread for small work (handing out work costs tens of µs)."""
+    thread for small work, where handing out the work costs more than it saves. On PyTorch's
+    OpenMP threads that is under ~0.5M multiply-adds (384 × 384 at batch 1 is a draw, 1024 × 1024
+    is 1.15× faster on two); on a thread pool, which must wake its threads first, ~8M."""
     env = os.environ.get("MINICOMP_CPU_THREADS", "").strip()
     n = int(env) if env.isdigit() and int(env) > 0 else torch.get_num_threads()
-    if work < 1 << 23:  # under ~8M multiply-adds one thread is faster (measured: 2048², batch 1)
+    if work < (1 << 19 if _torch_openmp() is not None else 1 << 23):
         n = 1
     return max(1, min(n, n_blocks))
 
 
-def _run_in_chunks(fn, args, n_blocks: int, threads: int) -> None:
-    """fn(*args, lo, hi) over blocks 0..n_blocks-1, split into chunks shared by `threads` threads.
+@functools.cache
+def _torch_openmp():
+    """`GOMP_parallel` of the OpenMP runtime PyTorch runs its own threads on, or None.
 
-    Each thread, this one included, takes the next chunk until none are left, so a thread that
-    starts late does less. A chunk's results depend only on the chunk, so when this thread runs
-    out of work while a chunk is still unfinished (on a busy machine, its thread may be paused
-    for milliseconds), it computes that chunk again itself rather than wait: both write the
-    same values.
+    Calling the kernel through it runs it on PyTorch's own worker threads. Right after any
+    PyTorch op those threads are still awake, spinning for the next parallel region (for
+    milliseconds, by OpenMP's default), so they start at once; threads of our own would first
+    have to be woken (~60 µs on a small VM) and would then share the cores with PyTorch's
+    spinning ones (each block 1.5× slower, measured). Only where exactly one OpenMP runtime is
+    loaded (Linux, /proc/self/maps) and PyTorch's parallel backend is OpenMP; elsewhere None, and
+    `linear` uses a thread pool. $MINICOMP_CPU_THREADING=pool forces the pool.
     """
-    n_chunks = min(n_blocks, CHUNKS_PER_THREAD * threads)
-    edges = np.linspace(0, n_blocks, n_chunks + 1).astype(np.int64)
-    todo = iter(range(n_chunks))  # next() on it is atomic under the GIL
-    done = [False] * n_chunks
+    if os.environ.get("MINICOMP_CPU_THREADING", "").strip().lower() == "pool":
+        return None
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if line.rstrip().endswith((".so", ".so.1", ".so.5"))}
+    except OSError:
+        return None
+    runtimes = {p for p in paths if os.path.basename(p).startswith(("libgomp", "libiomp5", "libomp"))}
+    if len(runtimes) != 1:
+        return None
+    try:
+        fn = ctypes.CDLL(runtimes.pop()).GOMP_parallel  # the loaded library itself, not a second copy
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    fn.restype = None
+    return fn
 
-    def drain():
-        for c in todo:
-            fn(*args, int(edges[c]), int(edges[c + 1]))
-            done[c] = True
 
+def _run_openmp(gomp_parallel, openmp_run, args, n_blocks: int, threads: int) -> None:
+    """Blocks 0..n_blocks-1 of one call, shared by `threads` threads of PyTorch's OpenMP team,
+    this one included (ctypes releases the GIL for the call). Returns when all are written."""
+    state = np.zeros(1 + n_blocks, np.int64)
+    call = pack_call(*args, np.arange(n_blocks, dtype=np.int64), state)
+    gomp_parallel(openmp_run.address, call.ctypes.data, threads, 0)
+    if not state[1:].all():
+        raise RuntimeError("the OpenMP run left blocks unwritten; set MINICOMP_CPU_THREADING=pool "
+                           "and report this as a bug")
+
+
+def _run_shared(run, args, n_blocks: int, threads: int) -> bool:
+    """Blocks 0..n_blocks-1 of one call, computed by `threads` threads, this one included.
+
+    Every thread runs `run(*args, todo, state)`, claiming blocks until none are left. Then this
+    thread waits for the blocks other threads are still computing, for about two blocks' time,
+    and computes any still unfinished itself: on a busy machine the OS may pause a thread for
+    milliseconds, and a block's values depend only on the block, so both write the same numbers.
+    Returns False if it did so (a paused thread may still write into the output later).
+    """
+    todo, state = np.arange(n_blocks, dtype=np.int64), np.zeros(1 + n_blocks, np.int64)
+    pool = _pool(threads)
     for _ in range(threads - 1):
-        _pool(threads).submit(drain)
-    drain()
-    for c in range(n_chunks):
-        if not done[c]:
-            fn(*args, int(edges[c]), int(edges[c + 1]))
+        pool.submit(run, *args, todo, state)
+    t0 = time.perf_counter()
+    mine = run(*args, todo, state)
+    deadline = time.perf_counter() + 2 * (time.perf_counter() - t0) / max(mine, 1)
+    c = wait_done(state, WAIT_SPINS)
+    while c < n_blocks and time.perf_counter() < deadline:
+        c = wait_done(state, WAIT_SPINS)
+    if c == n_blocks:
+        return True
+    late = todo[c:][state[1 + c:] == 0]   # claimed by a thread that has not finished them
+    run(*args, late, np.zeros(1 + len(late), np.int64))
+    return False
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -321,29 +502,26 @@ def unsupported(layer, x: torch.Tensor) -> str | None:
 
 
 def linear(layer, x: torch.Tensor) -> torch.Tensor:
-    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built."""
+    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built.
+    (Few torch calls here: see item 8 of the module docstring.)"""
     lay = layout(layer)
-    bits, per = layer.pack_bits, 32 // layer.pack_bits
-    gemv, gemm = kernels(bits)
-    xf = x.detach().to(torch.float32)
+    per = 32 // layer.pack_bits
+    run, openmp_run = kernels(layer.pack_bits)
+    xf = x.detach() if x.requires_grad else x
+    if xf.dtype != torch.float32:
+        xf = xf.float()
     if lay.perm is not None:
-        xf = xf[:, torch.from_numpy(lay.perm)]          # codes are stored in permuted column order
+        xf = xf[:, torch.from_numpy(lay.perm)]        # codes are stored in permuted column order
     m, n_in = xf.shape
-    xs = xf.reshape(m, -1, layer.group_size).sum(-1)    # [M, n_groups]  Σ_j x_j of each group
     xn = np.ascontiguousarray(xf.numpy()).reshape(m, n_in // per, per)
-    xsn = np.ascontiguousarray(xs.numpy())
     n_blocks = lay.words.shape[0]
-    y = np.empty((m, n_blocks * BLOCK_ROWS), np.float32)
-    if m == 1:
-        args = (lay.words, lay.scales, lay.zeros, xn[0], xsn[0], y[0])
-        fn = gemv
-    else:
-        args = (lay.words, lay.scales, lay.zeros, xn, xsn, y)
-        fn = gemm
+    y = torch.empty(m, n_blocks * BLOCK_ROWS)
+    args = (lay.words, lay.scales, lay.zeros, xn, y.numpy())
     threads = _threads(n_blocks, m * n_in * layer.out_features)
     if threads == 1:
-        fn(*args, 0, n_blocks)
-        return torch.from_numpy(y[:, :layer.out_features])
-    _run_in_chunks(fn, args, n_blocks, threads)
-    # A copy: a thread the OS paused mid-chunk may still write (the same values) into y later.
-    return torch.from_numpy(y[:, :layer.out_features].copy())
+        run(*args, np.arange(n_blocks, dtype=np.int64), np.zeros(1 + n_blocks, np.int64))
+    elif _torch_openmp() is not None:
+        _run_openmp(_torch_openmp(), openmp_run, args, n_blocks, threads)
+    elif not _run_shared(run, args, n_blocks, threads):
+        y = y.clone()  # a thread the OS paused mid-block may still write (the same values) into y
+    return y if y.shape[1] == layer.out_features else y[:, :layer.out_features]
