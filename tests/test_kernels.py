@@ -520,3 +520,32 @@ def test_quantlinear_packed_is_the_same_layer_and_refuses_w8a8():
         torch.testing.assert_close(packed(x), sim(x), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="act_bits=8.*weight-only"):
         QuantLinear.from_linear(lin, bits=4, group_size=32, act_bits=8).packed()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not cpu_backend.available(), reason="needs fork and numba")
+def test_cpu_backend_runs_in_a_forked_child(monkeypatch):
+    """After the parent ran on OpenMP threads, a forked child has none: the kernel must not wait
+    for them (it would hang forever) but run on threads of its own."""
+    import multiprocessing
+
+    monkeypatch.setenv("MINICOMP_CPU_THREADS", "2")
+    layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
+    x = torch.randn(1, 2048, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = layer(x)  # the parent's threaded path
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        with torch.no_grad():
+            queue.put(layer(x).numpy())
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the kernel hung in a forked child")
+    assert proc.exitcode == 0
+    torch.testing.assert_close(torch.from_numpy(queue.get(timeout=5)), want)

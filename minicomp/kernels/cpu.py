@@ -393,6 +393,19 @@ def layout(layer) -> Layout:
 
 # ── running it ───────────────────────────────────────────────────────────────────────────────
 _POOL: ThreadPoolExecutor | None = None
+_FORKED = False  # this process is a fork of one that may have started OpenMP threads
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: OpenMP would wait forever for the parent's
+    team (PyTorch's own parallel ops hang there too), and the pool's threads are gone."""
+    global _POOL, _FORKED
+    _POOL, _FORKED = None, True
+    _torch_openmp.cache_clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -425,10 +438,11 @@ def _torch_openmp():
     milliseconds, by OpenMP's default), so they start at once; threads of our own would first
     have to be woken (~60 µs on a small VM) and would then share the cores with PyTorch's
     spinning ones (each block 1.5× slower, measured). Only where exactly one OpenMP runtime is
-    loaded (Linux, /proc/self/maps) and PyTorch's parallel backend is OpenMP; elsewhere None, and
-    `linear` uses a thread pool. $MINICOMP_CPU_THREADING=pool forces the pool.
+    loaded (Linux, /proc/self/maps) and PyTorch's parallel backend is OpenMP, and never in a
+    forked child; elsewhere None, and `linear` uses a thread pool. $MINICOMP_CPU_THREADING=pool
+    forces the pool.
     """
-    if os.environ.get("MINICOMP_CPU_THREADING", "").strip().lower() == "pool":
+    if _FORKED or os.environ.get("MINICOMP_CPU_THREADING", "").strip().lower() == "pool":
         return None
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
