@@ -437,9 +437,9 @@ def _torch_openmp():
     PyTorch op those threads are still awake, spinning for the next parallel region (for
     milliseconds, by OpenMP's default), so they start at once; threads of our own would first
     have to be woken (~60 µs on a small VM) and would then share the cores with PyTorch's
-    spinning ones (each block 1.5× slower, measured). Only where exactly one OpenMP runtime is
-    loaded (Linux, /proc/self/maps) and PyTorch's parallel backend is OpenMP, and never in a
-    forked child; elsewhere None, and `linear` uses a thread pool. $MINICOMP_CPU_THREADING=pool
+    spinning ones (each block 1.5× slower, measured). Only where PyTorch's parallel backend is
+    OpenMP and its runtime is found among the loaded libraries (Linux, /proc/self/maps: the one
+    in PyTorch's own folder, or the only one loaded), and never in a forked child; elsewhere None, and `linear` uses a thread pool. $MINICOMP_CPU_THREADING=pool
     forces the pool.
     """
     if _FORKED or os.environ.get("MINICOMP_CPU_THREADING", "").strip().lower() == "pool":
@@ -448,10 +448,14 @@ def _torch_openmp():
         return None
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if line.rstrip().endswith((".so", ".so.1", ".so.5"))}
+            paths = {line.split()[-1] for line in f if ".so" in line}
     except OSError:
         return None
     runtimes = {p for p in paths if os.path.basename(p).startswith(("libgomp", "libiomp5", "libomp"))}
+    # Other packages bring their own copy (scikit-learn does): take the one in PyTorch's folder.
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    own = {p for p in runtimes if p.startswith(tuple(os.path.join(site, d) + os.sep for d in ("torch", "torch.libs")))}
+    runtimes = own or runtimes
     if len(runtimes) != 1:
         return None
     try:
