@@ -292,10 +292,9 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 # `minicomp/kernels/cpu.py` (its docstring, items 5 and 6) moved that point a long way: turning
 # a code into a float by its bit pattern instead of a conversion instruction, and prefetching the
 # codes before the loop needs them. Measured on a 2-core Xeon (AVX-512) with weights out of the
-# cache, they took the kernel from about 1.0× float32's speed to 2.5×. Running it on PyTorch's
-# own threads, which are already awake after the float32 call, instead of waking threads of its
-# own (item 7) took it to about 3.7×. (With the weights in the cache, float32 is faster too and
-# int4's lead shrinks: `minicomp bench --warm-cache` times that.)
+# cache, they took the kernel from about 1.0× float32's speed to 2.5×, and running it on
+# PyTorch's own threads (item 7, timed below) to about 3.6×. (With the weights in the cache,
+# float32 is faster too and int4's lead shrinks: `minicomp bench --warm-cache` times that.)
 #
 # Claims: the fused kernel beats float32 at batch 1 (by 1.2× or more: `minicomp bench` measures
 # the course target, 2×, on an idle machine) and is several times faster than unpack-then-matmul,
@@ -324,6 +323,52 @@ if layer.backend == "cpu":
     print(f"checked: fused int4 GEMV at {speed['int4 cpu']:.2f}x float32's speed, {fused_vs_ref:.0f}x the reference's")
 else:
     print("numba is not installed: the fused CPU kernel was not timed (pip install numba)")
+
+# %% [markdown]
+# ### Whose threads?
+#
+# Both cores split the layer's rows between them, so every call needs a second thread to start
+# work at once. A thread of our own sleeps between calls, and waking it takes the operating
+# system tens of microseconds. PyTorch already has a team of threads (OpenMP) that stays awake
+# for a few milliseconds after each PyTorch op, spinning while it waits for more work, and
+# in a model a PyTorch op has always just run. So the kernel borrows PyTorch's threads
+# (`minicomp.kernels.cpu.THREADING = "auto"`) rather than waking a pool of its own (`"pool"`),
+# which would also have to share the cores with PyTorch's still-spinning threads. Time both,
+# each call after float32 as in a model:
+
+# %%
+from minicomp.kernels import cpu as cpu_kernels
+
+
+def with_threading(mode):
+    """Calls of the int4 copies in turn, on PyTorch's threads ("auto") or a pool ("pool")."""
+    call = hardware.round_robin([lambda m=m: m(x) for m in layers])
+
+    def run():
+        cpu_kernels.THREADING = mode
+        try:
+            return call()
+        finally:
+            cpu_kernels.THREADING = "auto"
+    return run
+
+
+if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openmp() is not None:
+    for attempt in (1, 2, 3):
+        with torch.no_grad():
+            t_thr = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
+                                      "int4, PyTorch's threads": with_threading("auto"),
+                                      "int4, own thread pool": with_threading("pool")}, warmup=3, repeats=30)
+        for name, timing in t_thr.items():
+            print(f"{name:<24} {timing.median * 1e3:6.3f} ms")
+        borrow = t_thr["int4, own thread pool"].median / t_thr["int4, PyTorch's threads"].median
+        if borrow > 1.05:
+            break
+        print(f"attempt {attempt}: {borrow:.2f}x; the machine may be busy, timing again")
+    assert borrow > 1.05, borrow
+    print(f"checked: on PyTorch's threads the int4 GEMV is {borrow:.2f}x faster than on threads of its own")
+else:
+    print("skipped: needs the cpu kernel, more than one thread, and PyTorch on OpenMP (Linux)")
 
 # %% [markdown]
 # And as the batch grows? The packed kernel decodes each code once and reuses it for up to

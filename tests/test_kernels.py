@@ -458,22 +458,18 @@ def test_cpu_backend_threaded_path_matches_reference(m, threading, monkeypatch):
     """Big enough (≥ 8M multiply-adds) for the work to be split across threads, on PyTorch's
     OpenMP threads where it can and on a thread pool otherwise."""
     monkeypatch.setenv("MINICOMP_CPU_THREADS", "2")
-    monkeypatch.setenv("MINICOMP_CPU_THREADING", threading)
-    cpu_backend._torch_openmp.cache_clear()
-    try:
-        if threading == "openmp" and cpu_backend._torch_openmp() is None:
-            pytest.skip("PyTorch does not run on an OpenMP runtime minicomp can find here")
-        layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
-        assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096) == 2
-        x = torch.randn(m, 2048, generator=torch.Generator().manual_seed(m))
-        with torch.no_grad():
-            layer.backend = "reference"
-            want = layer(x)
-            layer.backend = "cpu"
-            got = layer(x)
-        torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
-    finally:
-        cpu_backend._torch_openmp.cache_clear()
+    monkeypatch.setattr(cpu_backend, "THREADING", "auto" if threading == "openmp" else "pool")
+    if threading == "openmp" and cpu_backend._openmp() is None:
+        pytest.skip("PyTorch does not run on an OpenMP runtime minicomp can find here")
+    layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
+    assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096) == 2
+    x = torch.randn(m, 2048, generator=torch.Generator().manual_seed(m))
+    with torch.no_grad():
+        layer.backend = "reference"
+        want = layer(x)
+        layer.backend = "cpu"
+        got = layer(x)
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the OpenMP path is found on Linux")
@@ -483,7 +479,6 @@ def test_openmp_runtime_is_pytorchs_own(monkeypatch):
     opening it again must not map a new library."""
     import ctypes
 
-    monkeypatch.delenv("MINICOMP_CPU_THREADING", raising=False)
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         pytest.skip("this PyTorch does not use OpenMP")
 

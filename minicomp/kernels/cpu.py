@@ -40,7 +40,7 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    compiled code (`run_blocks`): no Python and no GIL between blocks, and a thread that starts
    late simply does fewer. The threads are PyTorch's own OpenMP team (`_torch_openmp`): after any
    PyTorch op they spin for a few milliseconds waiting for more work, so they start on our blocks
-   at once, where threads of our own would first have to be woken (~60 µs on a small VM) and
+   at once (`THREADING` chooses), where threads of our own would first have to be woken (~60 µs on a small VM) and
    would then share the cores with PyTorch's spinning ones (each block 1.5× slower). On
    PyTorch's threads the GEMV at 4096 × 4096 went from 0.85 ms to 0.64 ms in `minicomp bench`,
    and 1024 × 1024 became worth splitting. Where PyTorch is not on an OpenMP runtime that can be
@@ -394,6 +394,10 @@ def layout(layer) -> Layout:
 # ── running it ───────────────────────────────────────────────────────────────────────────────
 _POOL: ThreadPoolExecutor | None = None
 _FORKED = False  # this process is a fork of one that may have started OpenMP threads
+# How `linear` runs threads: "auto", on PyTorch's own OpenMP threads where `_torch_openmp` finds
+# them, else on a thread pool; "pool", always the pool. From $MINICOMP_CPU_THREADING; lesson 09
+# sets it to time the two.
+THREADING = "pool" if os.environ.get("MINICOMP_CPU_THREADING", "").strip().lower() == "pool" else "auto"
 
 
 def _after_fork_in_child() -> None:
@@ -401,7 +405,6 @@ def _after_fork_in_child() -> None:
     team (PyTorch's own parallel ops hang there too), and the pool's threads are gone."""
     global _POOL, _FORKED
     _POOL, _FORKED = None, True
-    _torch_openmp.cache_clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -424,9 +427,17 @@ def _threads(n_blocks: int, work: int) -> int:
     is 1.15× faster on two); on a thread pool, which must wake its threads first, ~8M."""
     env = os.environ.get("MINICOMP_CPU_THREADS", "").strip()
     n = int(env) if env.isdigit() and int(env) > 0 else torch.get_num_threads()
-    if work < (1 << 19 if _torch_openmp() is not None else 1 << 23):
+    if work < (1 << 19 if _openmp() is not None else 1 << 23):
         n = 1
     return max(1, min(n, n_blocks))
+
+
+def _openmp():
+    """`GOMP_parallel` to run this call's threads with, or None for the thread pool: None when
+    THREADING is "pool" and in a forked child, else `_torch_openmp()`."""
+    if THREADING == "pool" or _FORKED:
+        return None
+    return _torch_openmp()
 
 
 @functools.cache
@@ -437,13 +448,10 @@ def _torch_openmp():
     PyTorch op those threads are still awake, spinning for the next parallel region (for
     milliseconds, by OpenMP's default), so they start at once; threads of our own would first
     have to be woken (~60 µs on a small VM) and would then share the cores with PyTorch's
-    spinning ones (each block 1.5× slower, measured). Only where PyTorch's parallel backend is
-    OpenMP and its runtime is found among the loaded libraries (Linux, /proc/self/maps: the one
-    in PyTorch's own folder, or the only one loaded), and never in a forked child; elsewhere None, and `linear` uses a thread pool. $MINICOMP_CPU_THREADING=pool
-    forces the pool.
+    spinning ones (each block 1.5× slower, measured). Found only where PyTorch's parallel
+    backend is OpenMP and its runtime is among the loaded libraries (Linux, /proc/self/maps: the
+    one in PyTorch's own folder, or the only one loaded); elsewhere None.
     """
-    if _FORKED or os.environ.get("MINICOMP_CPU_THREADING", "").strip().lower() == "pool":
-        return None
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
     try:
@@ -538,8 +546,8 @@ def linear(layer, x: torch.Tensor) -> torch.Tensor:
     threads = _threads(n_blocks, m * n_in * layer.out_features)
     if threads == 1:
         run(*args, np.arange(n_blocks, dtype=np.int64), np.zeros(1 + n_blocks, np.int64))
-    elif _torch_openmp() is not None:
-        _run_openmp(_torch_openmp(), openmp_run, args, n_blocks, threads)
+    elif _openmp() is not None:
+        _run_openmp(_openmp(), openmp_run, args, n_blocks, threads)
     elif not _run_shared(run, args, n_blocks, threads):
         y = y.clone()  # a thread the OS paused mid-block may still write (the same values) into y
     return y if y.shape[1] == layer.out_features else y[:, :layer.out_features]
