@@ -40,13 +40,14 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    compiled code (`run_blocks`): no Python and no GIL between blocks, and a thread that starts
    late simply does fewer. The threads are PyTorch's own OpenMP team (`_torch_openmp`): after any
    PyTorch op they spin for a few milliseconds waiting for more work, so they start on our blocks
-   at once (`THREADING` chooses), where threads of our own would first have to be woken (~60 µs on a small VM) and
+   at once, where threads of our own would first have to be woken (~60 µs on a small VM) and
    would then share the cores with PyTorch's spinning ones (each block 1.5× slower). On
    PyTorch's threads the GEMV at 4096 × 4096 went from 0.85 ms to 0.64 ms in `minicomp bench`,
    and 1024 × 1024 became worth splitting. Where PyTorch is not on an OpenMP runtime that can be
    found, a `ThreadPoolExecutor` runs the same `run_blocks`, and the calling thread computes any
-   block a paused helper has not finished rather than wait for it (`_run_shared`). (numba's own
-   `prange` brings a second OpenMP runtime, whose threads fought PyTorch's for the cores.)
+   block a paused helper has not finished rather than wait for it (`_run_shared`); `THREADING`
+   chooses between the two. (numba's own `prange` brings a second OpenMP runtime, whose threads
+   fought PyTorch's for the cores.)
 8. **Few torch calls per call.** Right after a kernel has streamed megabytes through the CPU's
    caches, each torch call in `linear` costs ~10 µs instead of ~1 µs (Python's own data must come
    back from memory), so the path around the kernel stays in numpy: ~0.1 ms less a call.
@@ -96,7 +97,7 @@ def available() -> bool:
 # ── the kernels ──────────────────────────────────────────────────────────────────────────────
 ONE = 0x3F800000    # the bits of the float32 1.0: sign 0, exponent 127, mantissa 0
 PREFETCH_WORDS = 4  # the kernels ask for the words this many steps ahead (4 × 512 bytes)
-LOCALITY = 3
+LOCALITY = 3        # prefetch into every cache level (0, "used once", measured 1.6× slower)
 
 
 # LLVM one-liners numba does not offer, defined at module level so that kernels using them can
@@ -130,7 +131,7 @@ if numba is not None:
             i8p, i32t = ir.IntType(8).as_pointer(), ir.IntType(32)
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32t, i32t, i32t]), "llvm.prefetch.p0i8")
-            # read (0), keep in all cache levels (3), data cache (1)
+            # read (0), cache levels to keep it in (LOCALITY), data cache (1)
             builder.call(fn, [builder.bitcast(ptr, i8p), i32t(0), i32t(LOCALITY), i32t(1)])
             return context.get_dummy_value()
         return numba.types.void(flat, i), codegen
