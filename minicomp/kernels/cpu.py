@@ -203,6 +203,9 @@ if numba is not None:
     def pack_call(words, scales, zeros, x, y, todo, state):
         """The arguments of one `run` call as int64s (addresses and sizes) for `openmp_run`,
         which cannot take arrays: a C function called by the OpenMP runtime gets one pointer."""
+        if not (words.flags.c_contiguous and scales.flags.c_contiguous and zeros.flags.c_contiguous
+                and x.flags.c_contiguous and y.flags.c_contiguous):  # `openmp_run` assumes C layout
+            raise ValueError("pack_call: every array must be C-contiguous")
         return np.array([address(words), address(scales), address(zeros), address(x), address(y),
                          address(todo), address(state), words.shape[0], words.shape[1],
                          words.shape[2], scales.shape[1], x.shape[0], todo.shape[0]], np.int64)
@@ -479,8 +482,10 @@ def _torch_openmp():
 def _run_openmp(gomp_parallel, openmp_run, args, n_blocks: int, threads: int) -> None:
     """Blocks 0..n_blocks-1 of one call, shared by `threads` threads of PyTorch's OpenMP team,
     this one included (ctypes releases the GIL for the call). Returns when all are written."""
-    state = np.zeros(1 + n_blocks, np.int64)
-    call = pack_call(*args, np.arange(n_blocks, dtype=np.int64), state)
+    # `call` holds bare addresses: every array it points to must stay referenced here until the
+    # run returns (a temporary `np.arange(...)` passed straight in would be freed first).
+    todo, state = np.arange(n_blocks, dtype=np.int64), np.zeros(1 + n_blocks, np.int64)
+    call = pack_call(*args, todo, state)
     gomp_parallel(openmp_run.address, call.ctypes.data, threads, 0)
     if not state[1:].all():
         raise RuntimeError("the OpenMP run left blocks unwritten; set MINICOMP_CPU_THREADING=pool "
