@@ -46,6 +46,7 @@ from torch import nn
 
 from minicomp import hardware
 from minicomp.kernels import PackedLinear
+from minicomp.kernels.cpu import describe_threads
 
 GROUP_SIZE = 128
 # (device type, size, batch, variant, minimum speed-up over the baseline) that the course promises
@@ -251,15 +252,6 @@ def format_table(rows: list[dict], header: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _cpu_threading() -> str:
-    """Whose threads the cpu kernel runs on here (see minicomp/kernels/cpu.py, item 7)."""
-    from minicomp.kernels import cpu
-
-    if not cpu.available():
-        return "none: numba is not installed"
-    return "PyTorch's OpenMP threads" if cpu._openmp() is not None else "a thread pool of its own"
-
-
 def _load_average() -> float | None:
     """The 1-minute load average (other processes competing for the cores), where the OS has one."""
     try:
@@ -347,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                                      f"{SLOW_FACTOR}x slower than fp32 in a round of their own",
                            "weights": "one copy (may be cached)" if args.warm_cache else
                            "copies in turn, together twice the last-level cache (CPU)",
-                           "cpu_kernel_threads": _cpu_threading(),
+                           "cpu_kernel_threads": describe_threads(),
                            "load_average_before": load_before, "load_average_after": load_after},
               "rows": rows, "skipped": skipped, "targets": targets}
     if not args.no_save:

@@ -108,7 +108,10 @@ def check_numba() -> Finding:
     if "cpu" not in available_backends():
         return Finding("numba kernel", WARN, f"numba {v} installed but the cpu backend is unavailable",
                        "reinstall numba: `pip install -U numba` in .venv.")
-    return Finding("numba kernel", OK, f"numba {v}: the fused CPU int4 backend ('cpu') is available")
+    from minicomp.kernels.cpu import describe_threads
+
+    return Finding("numba kernel", OK, f"numba {v}: the fused CPU int4 backend ('cpu') is available, "
+                   f"on {describe_threads()}")
 
 
 def check_triton(cuda: bool) -> Finding:

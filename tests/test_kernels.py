@@ -388,9 +388,10 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
     (path,) = tmp_path.glob("bench-cpu-*.json")
     result = json.loads(path.read_text())
     assert result["machine"]["cpu"] and result["settings"]["repeats"] == 1
-    expected = ("PyTorch's OpenMP threads" if cpu_backend._openmp() is not None else
-                "a thread pool of its own" if cpu_backend.available() else "none: numba is not installed")
-    assert result["settings"]["cpu_kernel_threads"] == expected
+    assert result["settings"]["cpu_kernel_threads"] == cpu_backend.describe_threads()
+    if cpu_backend.available():
+        want = "PyTorch's OpenMP threads" if cpu_backend._openmp() is not None else "a thread pool of its own"
+        assert cpu_backend.describe_threads() == want
     variants = {r["variant"] for r in result["rows"]}
     assert {"fp32", "int4-reference", "int8-fused" if cpu_backend.available() else "fp32"} <= variants
     for r in result["rows"]:

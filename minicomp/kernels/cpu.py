@@ -479,6 +479,13 @@ def _torch_openmp():
     return fn
 
 
+def describe_threads() -> str:
+    """Whose threads the kernel runs on in this process, in words (for reports)."""
+    if not available():
+        return "none: numba is not installed"
+    return "PyTorch's OpenMP threads" if _openmp() is not None else "a thread pool of its own"
+
+
 def _run_openmp(gomp_parallel, openmp_run, args, n_blocks: int, threads: int) -> None:
     """Blocks 0..n_blocks-1 of one call, shared by `threads` threads of PyTorch's OpenMP team,
     this one included (ctypes releases the GIL for the call). Returns when all are written."""
