@@ -456,6 +456,31 @@ def test_run_shared_does_not_wait_for_a_paused_thread():
 
 
 @pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
+@pytest.mark.parametrize("m", [1, 5])
+def test_cpu_run_computes_exactly_the_listed_blocks(m):
+    """`run` on a list of blocks (how `_run_shared` redoes a paused thread's blocks) writes those
+    blocks' rows, right, marks each done, and leaves every other row alone."""
+    layer = PackedLinear.from_linear(nn.Linear(256, 4 * cpu_backend.BLOCK_ROWS, bias=False), bits=4,
+                                     group_size=64)
+    lay = cpu_backend.layout(layer)
+    x = torch.randn(m, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        layer.backend = "reference"
+        want = layer(x)
+    y = np.full((m, 4 * cpu_backend.BLOCK_ROWS), -7.0, np.float32)
+    todo, state = np.array([2, 0], np.int64), np.zeros(3, np.int64)
+    run, _ = cpu_backend.kernels(4)
+    assert run(lay.words, lay.scales, lay.zeros, x.numpy().reshape(m, -1, 8), y, todo, state) == 2
+    assert state.tolist() == [3, 1, 1]  # every claim taken (one past the end), both blocks done
+    rows = cpu_backend.BLOCK_ROWS
+    for b in (0, 2):
+        np.testing.assert_allclose(y[:, b * rows:(b + 1) * rows], want[:, b * rows:(b + 1) * rows].numpy(),
+                                   atol=1e-4, rtol=1e-4)
+    for b in (1, 3):
+        assert (y[:, b * rows:(b + 1) * rows] == -7.0).all()
+
+
+@pytest.mark.skipif(not cpu_backend.available(), reason="numba is not installed")
 @pytest.mark.parametrize("threading", ["openmp", "pool"])
 @pytest.mark.parametrize("m", [1, 3])
 def test_cpu_backend_threaded_path_matches_reference(m, threading, monkeypatch):
