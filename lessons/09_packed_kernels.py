@@ -19,6 +19,7 @@
 # %%
 import copy
 import math
+import os
 
 import matplotlib.pyplot as plt
 import torch
@@ -353,7 +354,9 @@ def with_threading(mode):
     return run
 
 
-if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openmp() is not None:
+# With OMP_WAIT_POLICY=PASSIVE, PyTorch's threads sleep between ops too, and the two are even.
+spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE" and os.environ.get("GOMP_SPINCOUNT") != "0"
+if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openmp() is not None and spinning:
     for attempt in (1, 2, 3):
         with torch.no_grad():
             t_thr = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
@@ -368,7 +371,8 @@ if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openm
     assert borrow > 1.05, borrow
     print(f"checked: on PyTorch's threads the int4 GEMV is {borrow:.2f}x faster than on threads of its own")
 else:
-    print("skipped: needs the cpu kernel, more than one thread, and PyTorch on OpenMP (Linux)")
+    print("skipped: needs the cpu kernel, more than one thread, and PyTorch on OpenMP (Linux) "
+          "with its threads spinning between ops (OpenMP's default)")
 
 # %% [markdown]
 # And as the batch grows? The packed kernel decodes each code once and reuses it for up to
