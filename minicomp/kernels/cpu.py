@@ -438,7 +438,7 @@ def _threads(n_blocks: int, work: int) -> int:
 
 def _openmp():
     """`GOMP_parallel` to run this call's threads with, or None for the thread pool: None when
-    THREADING is "pool" and in a forked child, else `_torch_openmp()`."""
+    THREADING is "pool" or in a forked child, else `_torch_openmp()`."""
     if THREADING == "pool" or _FORKED:
         return None
     return _torch_openmp()
