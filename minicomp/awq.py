@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from minicomp.calibrate import _batches, default_forward, register_method, set_module
 from minicomp.gptq import input_hessian
-from minicomp.kernels import PackedLinear
+from minicomp.kernels import PackedLinear, pack_model
 from minicomp.quant import (
     QuantizedWeight,
     check_bits,
@@ -319,12 +319,6 @@ def _fold_into(m: nn.Module, rows: slice | None, s: torch.Tensor) -> list[tuple[
     return undo
 
 
-def _pack(model: nn.Module, names) -> None:
-    for name in names:
-        m = model.get_submodule(name)
-        set_module(model, name, m.packed().to(m.codes.device))
-
-
 @torch.no_grad()
 def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float = 1e-4,
                     pack: bool = False) -> dict[str, str | None]:
@@ -332,8 +326,8 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
 
     Returns {AWQ layer name: where its s went ("h.0.ln_1", or "h.0.attn.c_attn[256:384]" for output
     rows of a linear), or None where the layer keeps dividing its input explicitly}. Folded layers
-    become QuantLinear; with pack=True every AWQ layer becomes a PackedLinear (PackedAWQLinear where
-    s stayed explicit). Each fold is tried on the first calibration batch and kept only if the
+    become QuantLinear; pack=True then runs `kernels.pack_model`, so every weight-only QuantLinear
+    becomes a PackedLinear (an AWQ layer whose s stayed explicit, a PackedAWQLinear). Each fold is tried on the first calibration batch and kept only if the
     model's outputs agree with the unfolded model's to `tol` (relative to their largest entry).
     """
     if not isinstance(model, nn.Module):
@@ -375,7 +369,7 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
             for layer in layers:
                 layer.input_scale.copy_(s)
     if pack:
-        _pack(model, names)
+        pack_model(model)
     return report
 
 
@@ -388,7 +382,7 @@ def _finish(model: nn.Module, batches, forward, *, pack: bool, progress: bool, f
             print(f"awq: folded s of {len(done)}/{len(report)} layers into the op before; "
                   f"the others divide their input explicitly")
     elif names and pack:
-        _pack(model, names)
+        pack_model(model)
 
 
 @register_method("awq", needs_calibration=True, joint=True, finish=_finish, weight_only=True,

@@ -300,8 +300,13 @@ def format_table(table: list[dict]) -> str:
     if not table:
         raise ValueError("table=[] has no rows")
     keys = list(table[0])
-    cells = [keys] + [[cell(k, row[k]) for k in keys] for row in table]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
+    return text_table(keys, [[cell(k, row[k]) for k in keys] for row in table])
+
+
+def text_table(headers, rows) -> str:
+    """Left-aligned columns of strings: the header line, a line of dashes, then one line per row."""
+    cells = [list(headers)] + [list(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 

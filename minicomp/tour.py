@@ -275,13 +275,9 @@ STAGES: list[tuple[str, Callable[[TourContext], list[Row]]]] = [
 
 # ── driver ───────────────────────────────────────────────────────────────────────────────────
 def format_table(rows: list[Row]) -> str:
-    headers = ("stage", "item", "measured", "note")
-    cells = [headers] + [(r.stage, r.item, r.measured, r.note) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), line]
-    out += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)) for cell in cells[1:]]
-    return "\n".join(out)
+    from minicomp.pipeline import text_table
+
+    return text_table(("stage", "item", "measured", "note"), [(r.stage, r.item, r.measured, r.note) for r in rows])
 
 
 def run_tour(out_dir: Path = Path("tour-output"), quick: bool = False) -> int:

@@ -491,7 +491,8 @@ def test_cpu_backend_threaded_path_matches_reference(m, threading, monkeypatch):
     if threading == "openmp" and cpu_backend._openmp() is None:
         pytest.skip("PyTorch does not run on an OpenMP runtime minicomp can find here")
     layer = PackedLinear.from_linear(nn.Linear(2048, 4096), bits=4, group_size=128)
-    assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096) == 2
+    assert cpu_backend._threads(layer.out_features // cpu_backend.BLOCK_ROWS, 2048 * 4096,
+                               openmp=cpu_backend._openmp() is not None) == 2
     x = torch.randn(m, 2048, generator=torch.Generator().manual_seed(m))
     with torch.no_grad():
         layer.backend = "reference"

@@ -184,7 +184,7 @@ class PackedLinear(nn.Module):
             raise ValueError(f"x has shape {tuple(x.shape)}; expected [..., {self.in_features}]")
         name = self.choose_backend(x)
         backend = BACKENDS[_check_backend(name)]
-        why = backend.unsupported(self, x)
+        why = backend.unsupported(self, x) if self.backend is not None else None  # (auto: checked)
         if why is not None:
             raise ValueError(f"backend={name!r} cannot run this layer: {why}")
         if name != "reference" and x.requires_grad and torch.is_grad_enabled():

@@ -424,14 +424,14 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _POOL
 
 
-def _threads(n_blocks: int, work: int) -> int:
+def _threads(n_blocks: int, work: int, openmp: bool) -> int:
     """Threads for one call: $MINICOMP_CPU_THREADS if set, else `torch.get_num_threads()`; one
     thread for small work, where handing out the work costs more than it saves. On PyTorch's
     OpenMP threads that is under ~0.5M multiply-adds (384 × 384 at batch 1 is a draw, 1024 × 1024
-    is 1.15× faster on two); on a thread pool, which must wake its threads first, ~8M."""
+    is 1.15× faster on two); on a thread pool (openmp=False), which must wake its threads first, ~8M."""
     env = os.environ.get("MINICOMP_CPU_THREADS", "").strip()
     n = int(env) if env.isdigit() and int(env) > 0 else torch.get_num_threads()
-    if work < (1 << 19 if _openmp() is not None else 1 << 23):
+    if work < (1 << 19 if openmp else 1 << 23):
         n = 1
     return max(1, min(n, n_blocks))
 
@@ -556,11 +556,12 @@ def linear(layer, x: torch.Tensor) -> torch.Tensor:
     n_blocks = lay.words.shape[0]
     y = torch.empty(m, n_blocks * BLOCK_ROWS)
     args = (lay.words, lay.scales, lay.zeros, xn, y.numpy())
-    threads = _threads(n_blocks, m * n_in * layer.out_features)
+    gomp_parallel = _openmp()
+    threads = _threads(n_blocks, m * n_in * layer.out_features, openmp=gomp_parallel is not None)
     if threads == 1:
         run(*args, np.arange(n_blocks, dtype=np.int64), np.zeros(1 + n_blocks, np.int64))
-    elif _openmp() is not None:
-        _run_openmp(_openmp(), openmp_run, args, n_blocks, threads)
+    elif gomp_parallel is not None:
+        _run_openmp(gomp_parallel, openmp_run, args, n_blocks, threads)
     elif not _run_shared(run, args, n_blocks, threads):
         y = y.clone()  # a thread the OS paused mid-block may still write (the same values) into y
     return y if y.shape[1] == layer.out_features else y[:, :layer.out_features]
