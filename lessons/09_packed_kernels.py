@@ -75,6 +75,7 @@ print(f"packed + scales/zeros {hardware.human_bytes(layer.weight_nbytes):>9}  "
 print(layer)
 
 # %%
+assert layer.weight_nbytes == N * N // 128 * 67   # 67 bytes per group of 128, as counted above
 assert fp32_bytes / layer.weight_nbytes >= 7.5
 assert all(t.dtype in (torch.uint8, torch.float16) for t in layer.buffers())  # no float32 weight
 print(f"checked: the packed layer is {fp32_bytes / layer.weight_nbytes:.2f}x smaller than float32")
@@ -179,9 +180,11 @@ ax2.set(xlabel="batch size", ylabel="GFLOP/s", title="where batch size crosses o
 ax2.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
-b_fp32 = 2 * ridge           # batch where float32 reaches the ridge (intensity ≈ B/2)
-b_int4 = ridge / 3.8         # ... and where packed int4 does (intensity ≈ 3.8·B)
-print(f"float32 stops being memory-bound near batch {b_fp32:.0f}; packed int4 near batch {max(b_int4, 1):.0f}")
+# the batch B where each format's intensity 2N²B / (weight bytes + 8NB) reaches the ridge
+b_int4 = ridge * layer.weight_nbytes / (2 * N * N - ridge * 2 * N * 4)
+b_fp32 = ridge * fp32_bytes / (2 * N * N - ridge * 2 * N * 4)
+print(f"float32 stops being memory-bound near batch {b_fp32:.0f}; packed int4 near batch {b_int4:.1f} "
+      f"({b_fp32 / b_int4:.1f}x smaller)")
 
 # %% [markdown]
 # Claims: batch 1 sits left of the ridge (memory-bound), the largest batch is right of it, and
@@ -192,7 +195,7 @@ print(f"float32 stops being memory-bound near batch {b_fp32:.0f}; packed int4 ne
 # %%
 assert rows[0]["intensity"] < ridge < rows[-1]["intensity"]
 assert rows[-1]["gflops"] > 2 * rows[0]["gflops"]
-assert b_int4 < b_fp32
+assert 5 < b_fp32 / b_int4 < 10  # "about 7.6× smaller", from the packed layer's real bytes
 print(f"checked: GEMV intensity {rows[0]['intensity']:.2f} < ridge {ridge:.1f} < "
       f"{rows[-1]['intensity']:.0f}; batch 256 does {rows[-1]['gflops'] / rows[0]['gflops']:.0f}x the FLOP/s of batch 1")
 
