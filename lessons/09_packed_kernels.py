@@ -193,6 +193,8 @@ print(f"float32 stops being memory-bound near batch {b_fp32:.0f}; packed int4 ne
 # it moves the crossover to batch sizes about 7.6× smaller: at large batch there is nothing to gain.
 
 # %%
+for r, i4 in list(zip(rows, intensity_int4.tolist(), strict=True))[:4]:  # batches 1..8, small next to N
+    assert abs(r["intensity"] / (r["batch"] / 2) - 1) < 0.02 and abs(i4 / (3.8 * r["batch"]) - 1) < 0.05
 assert rows[0]["intensity"] < ridge < rows[-1]["intensity"]
 assert rows[-1]["gflops"] > 2 * rows[0]["gflops"]
 assert 5 < b_fp32 / b_int4 < 10  # "about 7.6× smaller", from the packed layer's real bytes
@@ -307,8 +309,9 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 
 # %%
 fp32_rate = fp32_bytes / t["fp32"].median / 1e9
-print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s; "
-      f"the int4 kernel ran at {speed[INT4]:.2f}x float32's speed")
+print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s ({fp32_rate / bw:.0%} of the bandwidth measured "
+      f"in section 3); the int4 kernel ran at {speed[INT4]:.2f}x float32's speed")
+assert 0.4 < fp32_rate / bw < 1.5  # float32's time is about its bytes over the bandwidth
 if layer.backend == "cpu":
     slow = copy.deepcopy(layer)
     slow.backend = "reference"
@@ -396,8 +399,9 @@ plt.show()
 
 # %%
 if layer.backend == "cpu":
-    assert advantage[1] > advantage[64]
-    print("checked: int4's advantage is larger at batch 1 than at batch 64, where arithmetic rules")
+    assert advantage[1] > advantage[64] and advantage[64] < 1
+    print("checked: int4's advantage is larger at batch 1 than at batch 64, where arithmetic rules "
+          "and float32 is faster")
 del W32s, layers  # free the copies
 
 # %% [markdown]
@@ -491,18 +495,24 @@ assert (back - w_small).norm() / w_small.norm() < 0.15
 print("checked: the gguf package reads our file, and its bytes are what gguf's own quantizer makes")
 
 # %% [markdown]
-# One block up close: the same 32 codes in minicomp's order and in Q4_0's.
+# One block up close: the same 32 codes in minicomp's order and in Q4_0's. The codes come from
+# the `gguf` package's own *de*quantizer (q = ŵ / d + 8), so the check below tests the nibble
+# order against llama.cpp's reading of the bytes, not against our own packing.
 
 # %%
-block = theirs[0, :18]
+block = theirs[0, :18]                                                      # the first block: 2 + 16 bytes
 d = block[:2].view(np.float16)[0]
-q4_0_codes = np.concatenate([block[2:] & 0x0F, block[2:] >> 4])             # j, then j + 16
-ours = pack_int4(torch.from_numpy(q4_0_codes.astype(np.uint8))).numpy()     # 2i, 2i + 1
+values = gguf.quants.dequantize(theirs, gguf.GGMLQuantizationType.Q4_0)[0, :32]
+codes = np.rint(values / np.float32(d) + 8).astype(np.uint8)                 # element j's code, j = 0..31
+ours = pack_int4(torch.from_numpy(codes)).numpy()                            # byte i: codes 2i, 2i + 1
 print(f"scale d = {d}")
-print("codes          ", q4_0_codes.tolist())
+print("codes          ", codes.tolist())
 print("Q4_0 bytes     ", [f"{b:02x}" for b in block[2:]])
 print("minicomp bytes ", [f"{b:02x}" for b in ours])
-assert np.array_equal(unpack_int4(torch.from_numpy(ours)).numpy(), q4_0_codes)
+assert np.array_equal(block[2:], codes[:16] | (codes[16:] << 4))            # Q4_0: byte j = codes j, j + 16
+assert np.array_equal(ours, codes[0::2] | (codes[1::2] << 4)) and not np.array_equal(ours, block[2:])
+assert np.array_equal(unpack_int4(torch.from_numpy(ours)).numpy(), codes)
+print("checked: Q4_0 pairs element j with j + 16; minicomp pairs 2i with 2i + 1")
 
 # %% [markdown]
 # ## Summary

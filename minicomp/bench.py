@@ -47,6 +47,7 @@ from torch import nn
 from minicomp import hardware
 from minicomp.kernels import PackedLinear
 from minicomp.kernels.cpu import describe_threads
+from minicomp.kernels.triton import tuned as triton_tuned
 
 GROUP_SIZE = 128
 # (device type, size, batch, variant, minimum speed-up over the baseline) that the course promises
@@ -164,14 +165,14 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
         copies = hardware.copies_beyond_cache(out * n_in * 4) if cold and dev.type == "cpu" else 1
         sets = [contestants(out, n_in, dev, seed) for _ in range(copies)]  # same values, own memory
         nbytes = sets[0][1]
-        x1 = torch.zeros(1, n_in, device=dev)
-        for fns_copy, _ in sets:  # first calls build kernel layouts (and compile): not timed
+        # activations as a model would hold them: float32 on a CPU, float16 on a GPU (W4A16)
+        act = torch.float16 if dev.type == "cuda" else torch.float32
+        x1 = torch.zeros(1, n_in, device=dev, dtype=act)
+        for fns_copy, _ in sets:  # first calls build kernel layouts, compile and tune: not timed
             for f in fns_copy.values():
                 f(x1)
         fns = {name: hardware.round_robin([s[0][name] for s in sets]) for name in sets[0][0]}
         for batch in batches:
-            # activations as a model would hold them: float32 on a CPU, float16 on a GPU (W4A16)
-            act = torch.float16 if dev.type == "cuda" else torch.float32
             x = torch.randn(batch, n_in, generator=torch.Generator().manual_seed(seed + batch)).to(dev, act)
             calls = {name: (lambda f=f, x=x: f(x)) for name, f in fns.items()}
             baselines = [b for b in ("fp32", "fp16") if b in calls]
@@ -340,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                            "weights": "one copy (may be cached)" if args.warm_cache else
                            "copies in turn, together twice the last-level cache (CPU)",
                            "cpu_kernel_threads": describe_threads(),
+                           "triton_tuned": triton_tuned(),
                            "load_average_before": load_before, "load_average_after": load_after},
               "rows": rows, "skipped": skipped, "targets": targets}
     if not args.no_save:

@@ -136,6 +136,59 @@ def test_permutation_is_undone(backend):
     assert torch.equal(run(grouped, x, backend), want)
 
 
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (or no GPU)")
+
+
+def _triton_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@needs_triton
+@pytest.mark.parametrize("m,dtype", [(1, torch.float32), (3, torch.float32), (1, torch.float16),
+                                     (20, torch.float32), (20, torch.float16)])
+def test_every_triton_candidate_agrees_exactly(m, dtype):
+    """Whatever `tune` picks on a GPU computes the same numbers: every candidate (row blocks,
+    split-K, scales after each step or dequantize-first, tensor cores) against the reference."""
+    triton_backend._import()
+    layer = exact_layer(72, 512, 4, 128, bias=False)  # 72 rows: no multiple of a row block; 4 steps a row
+    x = int_input(m, 512)
+    expected = run(layer, x, "reference")
+    cands = triton_backend.candidates(m, 72, 512 * 4 // 8 // 64)
+    if m < 16:
+        assert {c["DEQUANT_FIRST"] for c in cands} == {False, True}
+        assert {c["SPLIT_K"] for c in cands} == {1, 4}  # split-K: none, and 4 ways (one step each)
+    else:
+        assert all(c["USE_DOT"] for c in cands)
+    layer.to(_triton_device())
+    for cfg in cands:
+        got = triton_backend.linear(layer, x.to(_triton_device(), dtype), config=cfg).cpu()
+        assert torch.equal(got, expected), cfg
+
+
+@needs_triton
+def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
+    triton_backend._import()
+    monkeypatch.setattr(triton_backend, "_tuned", {})
+    layer = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
+    x = int_input(1, 512).to(_triton_device())
+    outputs = []
+
+    def timer(fn):  # a fake clock: the third candidate is the fastest
+        outputs.append(fn().cpu())
+        return 0.5e-6 if len(outputs) == 3 else 1e-6
+
+    cfg = triton_backend.tune(layer, x, timer=timer)
+    n = len(outputs)
+    assert n == len(triton_backend.candidates(1, 72, 4)) > 3
+    assert cfg == triton_backend.candidates(1, 72, 4)[2]
+    assert all(torch.equal(y, outputs[0]) for y in outputs)  # every candidate ran, and agreed
+    assert triton_backend.tune(layer, x, timer=timer) is cfg and len(outputs) == n  # timed once
+    (record,) = triton_backend.tuned()
+    assert record["config"] == cfg and record["us"] == pytest.approx(0.5)
+    assert (record["batch"], record["out"], record["in"], record["bits"]) == (1, 72, 512, 4)
+    assert len(record["candidates_us"]) == n and record["dtype"] == "float32"
+
+
 # ------------------------------------------------------------------ random data: float32 rounding
 
 @pytest.mark.parametrize("backend", FAST)
@@ -389,6 +442,7 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
     result = json.loads(path.read_text())
     assert result["machine"]["cpu"] and result["settings"]["repeats"] == 1
     assert result["settings"]["cpu_kernel_threads"] == cpu_backend.describe_threads()
+    assert result["settings"]["triton_tuned"] == triton_backend.tuned()  # [] where nothing was tuned
     if cpu_backend.available():
         want = "PyTorch's OpenMP threads" if cpu_backend._openmp() is not None else "a thread pool of its own"
         assert cpu_backend.describe_threads() == want

@@ -14,11 +14,16 @@ packed bytes of each row, all inside one quantization group. For each step it
 The float weight is never written anywhere: 4096 × 4096 at 4 bits moves 8 MB from memory instead
 of 32 MB of fp16, which is where a memory-bound GEMV gets its speed. For big N·K and tiny M the
 input dimension is also split across programs (SPLIT_K) whose partial sums meet with atomic adds,
-so that there are enough programs to keep every SM's memory pipeline busy.
+so that there are enough programs to keep every SM's memory pipeline busy. GEMV can also
+dequantize first, w = (q − z)·s, and sum the products element-wise, reducing across the tile
+once at the end instead of once per step (DEQUANT_FIRST).
 
 Runs on CUDA tensors. With `TRITON_INTERPRET=1` (set before the first call) triton interprets
 the same kernel on the CPU with numpy, which is how the tests check it on machines without a GPU.
-The block sizes below are reasonable defaults, not tuned per GPU.
+Which tiles, split and scale order are fastest depends on the GPU, so on a GPU `tune` times the
+`candidates` on the first call for each batch size, shape and format, keeps the fastest, and
+records every time (`tuned()`; `minicomp bench` saves them). `_config` is its first candidate and
+what runs under the interpreter; `MINICOMP_TRITON_TUNE=0` switches tuning off.
 """
 
 from __future__ import annotations
@@ -62,11 +67,11 @@ def _kernel():
     _import()
 
     @triton.jit
-    def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K,
+    def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
                       stride_xm, stride_qn, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr,
-                      BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, SPLIT_K: tl.constexpr,
-                      USE_DOT: tl.constexpr):
+                      BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, ACC_B: tl.constexpr,
+                      USE_DOT: tl.constexpr, DEQUANT_FIRST: tl.constexpr, ATOMIC: tl.constexpr):
         PER: tl.constexpr = 8 // BITS          # codes per byte
         MASK: tl.constexpr = (1 << BITS) - 1
         pid_n, pid_m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -75,6 +80,7 @@ def _kernel():
         rb = tl.arange(0, BLOCK_B)                     # [BLOCK_B] bytes within a step
         n_ok, m_ok = rn < N, rm < M
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        acc3 = tl.zeros([BLOCK_M, BLOCK_N, ACC_B], dtype=tl.float32)  # DEQUANT_FIRST only (else ACC_B = 1)
         n_steps = K // (PER * BLOCK_B)
         for step in range(pid_k, n_steps, SPLIT_K):
             b0 = step * BLOCK_B                        # first byte of the step in each row
@@ -92,17 +98,24 @@ def _kernel():
                              mask=m_ok[:, None], other=0)            # [BLOCK_M, BLOCK_B]
                 if USE_DOT:   # tensor cores: codes are small integers, exact in x's dtype
                     part += tl.dot(xk, tl.trans(q.to(xk.dtype)), out_dtype=tl.float32)
+                elif DEQUANT_FIRST:  # GEMV: w = (q − z)·s, products summed element-wise, reduced once at the end
+                    w = (q.to(tl.float32) - z[:, None]) * s[:, None]  # [BLOCK_N, BLOCK_B]
+                    acc3 += xk.to(tl.float32)[:, None, :] * w[None, :, :]
                 else:         # GEMV: broadcast multiply, sum over the step
                     prod = xk.to(tl.float32)[:, None, :] * q.to(tl.float32)[None, :, :]
                     part += tl.sum(prod, axis=2)
-                xsum += tl.sum(xk.to(tl.float32), axis=1)
-            acc += s[None, :] * (part - xsum[:, None] * z[None, :])  # s·(Σ q·x − z·Σ x)
+                if not DEQUANT_FIRST:
+                    xsum += tl.sum(xk.to(tl.float32), axis=1)
+            if not DEQUANT_FIRST:
+                acc += s[None, :] * (part - xsum[:, None] * z[None, :])  # s·(Σ q·x − z·Σ x)
+        if DEQUANT_FIRST:
+            acc += tl.sum(acc3, axis=2)
         y = y_ptr + rm[:, None] * stride_ym + rn[None, :]
         ok = m_ok[:, None] & n_ok[None, :]
-        if SPLIT_K == 1:
-            tl.store(y, acc, mask=ok)
-        else:
+        if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
             tl.atomic_add(y, acc, mask=ok)
+        else:
+            tl.store(y, acc, mask=ok)
 
     return packed_matmul
 
@@ -130,21 +143,102 @@ def unsupported(layer, x: torch.Tensor) -> str | None:
     return None
 
 
+def _split(programs: int, k_steps: int, target: int) -> int:
+    """Split the input dimension in two until there are `target` programs (at most 16 ways)."""
+    split = 1
+    while programs * split < target and split * 2 <= k_steps and split < 16:
+        split *= 2
+    return split
+
+
 def _config(m: int, n: int, k_steps: int) -> dict:
     """Block sizes for one call: tiny M -> GEMV tiles; M >= 16 -> tensor-core tiles."""
     if m >= 16:
-        return {"BLOCK_M": 16 if m <= 16 else 32, "BLOCK_N": 64, "SPLIT_K": 1, "USE_DOT": True}
+        return {"BLOCK_M": 16 if m <= 16 else 32, "BLOCK_N": 64, "SPLIT_K": 1, "USE_DOT": True,
+                "DEQUANT_FIRST": False}
     block_m = 1 if m == 1 else 2 if m == 2 else 4 if m <= 4 else 8
     block_n = 32 if block_m <= 2 else 16   # the [BLOCK_M, BLOCK_N, BLOCK_B] product lives in registers
     programs = triton.cdiv(n, block_n) * triton.cdiv(m, block_m)
-    split = 1
-    while programs * split < 1024 and split * 2 <= k_steps and split < 16:
-        split *= 2   # enough programs for every SM to keep loads in flight
-    return {"BLOCK_M": block_m, "BLOCK_N": block_n, "SPLIT_K": split, "USE_DOT": False}
+    split = _split(programs, k_steps, 1024)  # enough programs for every SM to keep loads in flight
+    return {"BLOCK_M": block_m, "BLOCK_N": block_n, "SPLIT_K": split, "USE_DOT": False, "DEQUANT_FIRST": False}
 
 
-def linear(layer, x: torch.Tensor) -> torch.Tensor:
-    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built."""
+def candidates(m: int, n: int, k_steps: int) -> list[dict]:
+    """The configurations `tune` times for one call: `_config`'s choice first, then other row
+    blocks, both ways of applying scales (after each step's sum, or dequantize-first with one
+    reduction at the end), and three degrees of split-K."""
+    base = _config(m, n, k_steps)
+    if base["USE_DOT"]:
+        return [base] + [{**base, "BLOCK_N": bn} for bn in (32, 128)]
+    bm = base["BLOCK_M"]
+    found = [base]
+    for bn in ((16, 32, 64) if bm <= 2 else (8, 16, 32)):
+        programs = triton.cdiv(n, bn) * triton.cdiv(m, bm)
+        for deq in (False, True):
+            for target in (1, 1024, 4096):
+                cfg = {"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": _split(programs, k_steps, target),
+                       "USE_DOT": False, "DEQUANT_FIRST": deq}
+                if cfg not in found:
+                    found.append(cfg)
+    return found
+
+
+TUNE = os.environ.get("MINICOMP_TRITON_TUNE", "1") not in ("", "0")  # time the candidates on a GPU
+_tuned: dict[tuple, dict] = {}
+
+
+def tuned() -> list[dict]:
+    """What `tune` chose so far, one record per (batch, shape, format): the winner and every
+    candidate's time in µs. `minicomp bench` saves it in its JSON."""
+    return [dict(record) for record in _tuned.values()]
+
+
+def _gpu_timer(fn) -> float:
+    """Seconds per call of fn on a GPU: triton's do_bench (clears the L2 cache between calls)."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median") * 1e-3
+
+
+def tune(layer, x: torch.Tensor, timer=None) -> dict:
+    """The fastest of `candidates` for this layer and x's batch size and dtype, timed once per
+    (batch, shape, format) and remembered. timer(fn) -> seconds per call (default: `_gpu_timer`)."""
+    m, k = x.shape
+    n = layer.out_features
+    block_b = min(_step_bytes(layer), 64)
+    key = (min(m, 64), n, k, layer.pack_bits, layer.group_size, x.dtype)
+    if key not in _tuned:
+        timer = timer or _gpu_timer
+        found = []
+        for cfg in candidates(m, n, k * layer.pack_bits // 8 // block_b):
+            if _exact(cfg, x.dtype) not in found:
+                found.append(_exact(cfg, x.dtype))
+        times = [(timer(lambda c=cfg: _launch(layer, x, c, block_b)), i, cfg) for i, cfg in enumerate(found)]
+        best_s, _, best = min(times, key=lambda t: t[:2])
+        _tuned[key] = {"batch": m, "out": n, "in": k, "bits": layer.pack_bits, "group_size": layer.group_size,
+                       "dtype": str(x.dtype).replace("torch.", ""), "config": best, "us": best_s * 1e6,
+                       "candidates_us": [[cfg, t * 1e6] for t, _, cfg in times]}
+    return _tuned[key]["config"]
+
+
+def _launch(layer, x: torch.Tensor, cfg: dict, block_b: int) -> torch.Tensor:
+    """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous)."""
+    m, k = x.shape
+    n = layer.out_features
+    qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
+    y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
+    _kernel()[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+                    x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
+                    BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_M=cfg["BLOCK_M"],
+                    BLOCK_N=cfg["BLOCK_N"], BLOCK_B=block_b, ACC_B=block_b if cfg["DEQUANT_FIRST"] else 1,
+                    USE_DOT=cfg["USE_DOT"], DEQUANT_FIRST=cfg["DEQUANT_FIRST"], ATOMIC=cfg["SPLIT_K"] > 1)
+    return y
+
+
+def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
+    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built.
+
+    config: block sizes (one of `candidates`); by default `tune` picks them on a GPU (when `TUNE`)
+    and `_config` does under the interpreter."""
     _import()
     if layer.perm is not None:
         x = x[:, layer.perm.to(x.device)]           # codes are stored in permuted column order
@@ -152,17 +246,17 @@ def linear(layer, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float32)
     x = x.contiguous()
     m, k = x.shape
-    n = layer.out_features
     block_b = min(_step_bytes(layer), 64)
-    k_steps = k * layer.pack_bits // 8 // block_b
-    cfg = _config(m, n, k_steps)
-    if cfg["USE_DOT"] and x.dtype == torch.float32:
-        cfg["USE_DOT"] = False  # keep fp32 inputs exact (tensor cores would round them to tf32)
-        cfg["BLOCK_M"] = 4
-    qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
-    y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
-    _kernel()[grid](x, qweight, scales, zeros, y, m, n, k,
-                    x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
-                    BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_B=block_b, **cfg)
-    return y
+    if config is None:
+        if TUNE and not interpreting():
+            config = tune(layer, x)
+        else:
+            config = _config(m, layer.out_features, k * layer.pack_bits // 8 // block_b)
+    return _launch(layer, x, _exact(config, x.dtype), block_b)
+
+
+def _exact(cfg: dict, dtype: torch.dtype) -> dict:
+    """cfg, without tensor cores for float32 x: they would round it to tf32."""
+    if cfg["USE_DOT"] and dtype == torch.float32:
+        return {**cfg, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}
+    return cfg
