@@ -21,6 +21,12 @@ separate memory, together twice the last-level cache) and the calls take the cop
 every call finds its weight evicted, as a model's layers do. (`--warm-cache` times one copy
 instead: on a server CPU with hundreds of MB of cache, that times float32 from the cache.)
 
+On a GPU, each contestant is captured in a CUDA graph and the replays are timed
+(`hardware.cuda_graph`): a batch-1 GEMV there takes a few microseconds, about what Python takes
+to launch a kernel, and serving stacks replay graphs for that reason. The eager times (one call
+at a time, launch included) are kept too, as `eager_median_s`. One copy of each weight: the
+other contestants of a round stream hundreds of MB through the L2 cache between two calls.
+
     minicomp bench                       # CPU, and the GPU too when there is one
     minicomp bench --quick               # smaller, for a first look (~1 minute)
     minicomp bench --sizes 4096x4096 --batches 1,16 --device cpu
@@ -139,6 +145,20 @@ def contestants(out: int, n_in: int, device: torch.device, seed: int = 0) -> tup
     return fns, sizes
 
 
+def _graphed(calls: dict, log) -> tuple[dict, dict]:
+    """Each call captured in a CUDA graph where it can be ({name: replay}, {name: how launched});
+    a call that cannot be captured is timed eagerly, and says so."""
+    graphed, launch = {}, {}
+    for name, call in calls.items():
+        try:
+            graphed[name], launch[name] = hardware.cuda_graph(call), "cuda graph"
+        except Exception as err:  # e.g. a kernel that synchronizes: keep its eager timing
+            graphed[name], launch[name] = call, f"eager ({type(err).__name__}: {err})"[:200]
+            if log:
+                log(f"cuda   {name:<15} not captured in a CUDA graph, timed eagerly: {err}")
+    return graphed, launch
+
+
 def _backend_ok(layer: PackedLinear, x: torch.Tensor) -> bool:
     from minicomp.kernels import BACKENDS
 
@@ -190,6 +210,10 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
                     if log:
                         log(f"{dev.type:<6} {out:>5}x{n_in:<5} {batch:>5}  {name:<15} skipped: "
                             f"{once:.2f} s a call")
+            eager, launch = {}, {}
+            if dev.type == "cuda":  # time the GPU's work: replays of CUDA graphs (hardware.cuda_graph)
+                eager = hardware.compare(calls, warmup=1, repeats=repeats, device=dev)
+                calls, launch = _graphed(calls, log)
             # The fast contestants share one interleaved round; each slow one (the reference
             # kernel writes a whole float weight per call) gets its own round with the baselines,
             # so its memory traffic does not slow the others down.
@@ -209,6 +233,10 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
                            "speedup_vs_fp32": base["fp32"] / t.median}
                     if "fp16" in base:
                         row["speedup_vs_fp16"] = base["fp16"] / t.median
+                    if name in eager:  # one eager call at a time: the Python launch included
+                        row["launch"] = launch[name]
+                        row["eager_median_s"] = eager[name].median
+                        row["eager_speedup_vs_fp16"] = eager["fp16"].median / eager[name].median
                     found[name] = row
             rows += [found[n] for n in calls if n in found]
             if log:
@@ -337,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
               "argv": list(sys.argv[1:] if argv is None else argv), "machine": machine,
               "settings": {"repeats": repeats, "warmup": 3, "group_size": GROUP_SIZE,
                            "timing": "median of interleaved repeats (hardware.compare); contestants over "
-                                     f"{SLOW_FACTOR}x slower than fp32 in a round of their own",
+                                     f"{SLOW_FACTOR}x slower than fp32 in a round of their own; on a GPU, "
+                                     "replays of CUDA graphs (each row's 'launch'; eager times as eager_median_s)",
                            "weights": "one copy (may be cached)" if args.warm_cache else
                            "copies in turn, together twice the last-level cache (CPU)",
                            "cpu_kernel_threads": describe_threads(),

@@ -375,6 +375,38 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
     return {name: Timing.from_times(times[name]) for name in names}
 
 
+def cuda_graph(fn: Callable[[], object], *, warmup: int = 3) -> Callable[[], object]:
+    """fn captured once in a CUDA graph: the function returned replays its kernels, and returns
+    what fn returned at capture (the same tensors, rewritten by every replay).
+
+    Launching a kernel from Python costs microseconds of CPU time (argument checks, a Triton or
+    PyTorch dispatcher) before the GPU starts. A memory-bound GEMV on a large GPU takes about as
+    long, so timing one eager call at a time measures the launch as much as the kernel. Serving
+    stacks replay CUDA graphs for exactly this reason; timing a replay measures the GPU's work.
+    fn runs `warmup` times first, on a side stream (compiling, tuning, allocating), then once
+    under capture. fn must not synchronize or read GPU values on the host while captured.
+    """
+    _check_callable(fn, "fn")
+    _check_counts(warmup, 1)
+    if not torch.cuda.is_available():
+        raise RuntimeError("cuda_graph needs a CUDA GPU; on other devices call fn itself")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+
+    def replay():
+        graph.replay()
+        return out
+
+    return replay
+
+
 def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
     """Speed-up of each entry over ``baseline``: baseline median / its median (> 1 = faster)."""
     if not isinstance(timings, Mapping) or not all(isinstance(t, Timing) for t in timings.values()):

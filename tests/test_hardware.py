@@ -180,6 +180,44 @@ def test_compare_validates_arguments():
         compare({"x": lambda: None}, repeats=0)
 
 
+def test_cuda_graph_checks_its_arguments_and_needs_cuda():
+    with pytest.raises(TypeError, match="fn must be callable"):
+        hw.cuda_graph(3)
+    with pytest.raises(ValueError, match="warmup=-1"):
+        hw.cuda_graph(lambda: None, warmup=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            hw.cuda_graph(lambda: None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replays_the_kernels_into_the_same_output():
+    x = torch.ones(4, device="cuda")
+    replay = hw.cuda_graph(lambda: x * 2)
+    out = replay()
+    assert out.tolist() == [2.0] * 4
+    x.fill_(3.0)  # the graph reads x's memory: a replay sees the new values
+    assert replay() is out and out.tolist() == [6.0] * 4
+
+
+def test_bench_times_a_call_eagerly_when_it_cannot_be_captured(monkeypatch):
+    from minicomp import bench
+
+    def fake_graph(fn):
+        if fn is calls["syncs"]:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return lambda: ("replayed", fn())
+
+    calls = {"fp16": lambda: "a", "syncs": lambda: "b"}
+    monkeypatch.setattr(hw, "cuda_graph", fake_graph)
+    logged = []
+    graphed, launch = bench._graphed(calls, logged.append)
+    assert graphed["fp16"]() == ("replayed", "a") and graphed["syncs"] is calls["syncs"]
+    assert launch["fp16"] == "cuda graph"
+    assert launch["syncs"].startswith("eager (RuntimeError: operation not permitted")
+    assert len(logged) == 1 and "syncs" in logged[0] and "timed eagerly" in logged[0]
+
+
 def test_ratios_are_speedups_against_baseline():
     timings = {"slow": Timing.from_times([4.0]), "fast": Timing.from_times([1.0])}
     assert ratios(timings, "slow") == {"slow": 1.0, "fast": 4.0}

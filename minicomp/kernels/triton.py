@@ -115,7 +115,7 @@ def _kernel():
         if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
             tl.atomic_add(y, acc, mask=ok)
         else:
-            tl.store(y, acc, mask=ok)
+            tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=ok)  # float32, or x's 16-bit type
 
     return packed_matmul
 
@@ -224,7 +224,10 @@ def _launch(layer, x: torch.Tensor, cfg: dict, block_b: int) -> torch.Tensor:
     m, k = x.shape
     n = layer.out_features
     qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
-    y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
+    if cfg["SPLIT_K"] > 1:  # partial sums are added into y: float32 zeros
+        y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
+    else:  # each output stored once; in x's dtype unless a float32 bias is still to be added
+        y = torch.empty(m, n, device=x.device, dtype=torch.float32 if layer.bias is not None else x.dtype)
     grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
     _kernel()[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                     x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
@@ -235,7 +238,10 @@ def _launch(layer, x: torch.Tensor, cfg: dict, block_b: int) -> torch.Tensor:
 
 
 def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
-    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built.
+    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out], W never built.
+
+    y is x's dtype when each output is stored once and there is no bias, else float32 (split-K
+    adds partial sums; the bias is added in float32); PackedLinear casts it to x's dtype.
 
     config: block sizes (one of `candidates`); by default `tune` picks them on a GPU (when `TUNE`)
     and `_config` does under the interpreter."""
