@@ -33,7 +33,7 @@ lab: $(STAMP)
 	$(VENV)/bin/minicomp lab
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check minicomp tests
+	$(VENV)/bin/ruff check minicomp tests lessons exercises solutions
 	$(VENV)/bin/minicomp course check
 	$(PY) -m pytest tests lessons exercises solutions --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -41,7 +41,7 @@ tour: $(STAMP)
 	$(VENV)/bin/minicomp tour
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check minicomp tests
+	$(VENV)/bin/ruff check minicomp tests lessons exercises solutions
 
 clean-venv:
 	rm -rf $(VENV)

@@ -402,7 +402,7 @@ if layer.backend == "cpu":
     assert advantage[1] > advantage[64] and advantage[64] < 1
     print("checked: int4's advantage is larger at batch 1 than at batch 64, where arithmetic rules "
           "and float32 is faster")
-del W32s, layers  # free the copies
+W32s = layers = None  # free the copies (the functions above are done with them)
 
 # %% [markdown]
 # ### A whole model on packed kernels
