@@ -181,12 +181,16 @@ def test_triton_rounds_a_biased_16_bit_output_once():
     assert got.dtype == torch.float16 and torch.allclose(got.float(), want.float(), rtol=1e-3, atol=1e-2)
 
 
-@needs_triton
-def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
+def _fresh_tuning(monkeypatch):
+    """Nothing tuned yet, and a 72 x 512 4-bit layer with an x [1, 512] to tune it on."""
     triton_backend._import()
     monkeypatch.setattr(triton_backend, "_tuned", {})
-    layer = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
-    x = int_input(1, 512).to(_triton_device())
+    return exact_layer(72, 512, 4, 128, bias=False).to(_triton_device()), int_input(1, 512).to(_triton_device())
+
+
+@needs_triton
+def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
+    layer, x = _fresh_tuning(monkeypatch)
     outputs = []
 
     def timer(fn):  # a fake clock: the third candidate is the fastest
@@ -202,7 +206,33 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
     (record,) = triton_backend.tuned()
     assert record["config"] == cfg and record["us"] == pytest.approx(0.5)
     assert (record["batch"], record["out"], record["in"], record["bits"]) == (1, 72, 512, 4)
-    assert len(record["candidates_us"]) == n and record["dtype"] == "float32"
+    assert len(record["candidates"]) == n and record["dtype"] == "float32"
+    assert all(c["us"] is not None and "error" not in c for c in record["candidates"])
+
+
+@needs_triton
+def test_tune_leaves_out_candidates_that_fail_or_disagree(monkeypatch):
+    """On a real GPU a large tile can exceed the registers; a miscompiled one could be wrong."""
+    layer, x = _fresh_tuning(monkeypatch)
+    cands = triton_backend.candidates(1, 72, 4)
+    broken, wrong = cands[1], cands[2]
+    launch = triton_backend._launch
+
+    def faulty_launch(layer, x, cfg, block_b):
+        if cfg == broken:
+            raise RuntimeError("out of resources: shared memory")
+        y = launch(layer, x, cfg, block_b)
+        return -y if cfg == wrong else y
+
+    monkeypatch.setattr(triton_backend, "_launch", faulty_launch)
+    clock = iter(range(100, 0, -1))  # each candidate timed is faster than the one before
+    cfg = triton_backend.tune(layer, x, timer=lambda fn: next(clock) * 1e-6)
+    (record,) = triton_backend.tuned()
+    errors = {str(c["config"]): c.get("error") for c in record["candidates"]}
+    assert errors[str(broken)] == "RuntimeError: out of resources: shared memory"
+    assert "differs from the first candidate" in errors[str(wrong)]
+    assert [c["us"] is None for c in record["candidates"]] == [c in (broken, wrong) for c in cands]
+    assert cfg == cands[-1]  # the last one timed, the fastest of those that ran and agreed
 
 
 # ------------------------------------------------------------------ random data: float32 rounding

@@ -188,8 +188,8 @@ _tuned: dict[tuple, dict] = {}
 
 
 def tuned() -> list[dict]:
-    """What `tune` chose so far, one record per (batch, shape, format): the winner and every
-    candidate's time in µs. `minicomp bench` saves it in its JSON."""
+    """What `tune` chose so far, one record per (batch, shape, format): the winner, its time in
+    µs, and every candidate's time (or why it was left out). `minicomp bench` saves them."""
     return [dict(record) for record in _tuned.values()]
 
 
@@ -198,9 +198,19 @@ def _gpu_timer(fn) -> float:
     return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median") * 1e-3
 
 
+def _agrees(y: torch.Tensor, ref: torch.Tensor) -> bool:
+    """Outputs of two configurations agree up to summation order and a 16-bit store."""
+    y, ref = y.float(), ref.float()
+    return bool(torch.allclose(y, ref, rtol=2e-3, atol=1e-3 * max(ref.abs().max().item(), 1e-6)))
+
+
 def tune(layer, x: torch.Tensor, timer=None) -> dict:
     """The fastest of `candidates` for this layer and x's batch size and dtype, timed once per
-    (batch, shape, format) and remembered. timer(fn) -> seconds per call (default: `_gpu_timer`)."""
+    (batch, shape, format) and remembered. timer(fn) -> seconds per call (default: `_gpu_timer`).
+
+    A candidate that fails to run (e.g. a tile too large for this GPU's registers or shared
+    memory) or whose output differs from the first candidate's is left out, and its record says
+    why; the first candidate is `_config`'s choice, the configuration tested most."""
     m, k = x.shape
     n = layer.out_features
     block_b = min(_step_bytes(layer), 64)
@@ -211,11 +221,25 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
         for cfg in candidates(m, n, k * layer.pack_bits // 8 // block_b):
             if _exact(cfg, x.dtype) not in found:
                 found.append(_exact(cfg, x.dtype))
-        times = [(timer(lambda c=cfg: _launch(layer, x, c, block_b)), i, cfg) for i, cfg in enumerate(found)]
-        best_s, _, best = min(times, key=lambda t: t[:2])
+        results, first = [], None
+        for cfg in found:
+            try:
+                y = _launch(layer, x, cfg, block_b)
+                if first is None:
+                    first = y
+                elif not _agrees(y, first):
+                    raise ValueError("its output differs from the first candidate's")
+                results.append({"config": cfg, "us": timer(lambda c=cfg: _launch(layer, x, c, block_b)) * 1e6})
+            except Exception as err:  # any failure only removes this candidate
+                results.append({"config": cfg, "us": None, "error": f"{type(err).__name__}: {err}"[:300]})
+        ran = [r for r in results if r["us"] is not None]
+        if not ran:
+            raise RuntimeError(f"no triton configuration ran for x {tuple(x.shape)} and a {n} x {k} "
+                               f"{layer.pack_bits}-bit layer; the first failed with {results[0]['error']}")
+        best = min(ran, key=lambda r: r["us"])  # ties: the earlier candidate
         _tuned[key] = {"batch": m, "out": n, "in": k, "bits": layer.pack_bits, "group_size": layer.group_size,
-                       "dtype": str(x.dtype).replace("torch.", ""), "config": best, "us": best_s * 1e6,
-                       "candidates_us": [[cfg, t * 1e6] for t, _, cfg in times]}
+                       "dtype": str(x.dtype).replace("torch.", ""), "config": best["config"], "us": best["us"],
+                       "candidates": results}
     return _tuned[key]["config"]
 
 
