@@ -26,9 +26,9 @@ fi
     || { echo "no CUDA torch with triton here: nothing to check" >&2; exit 2; }
 status=0
 echo "== 1. the Triton kernel against the reference, on the GPU (quick)"
-timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "triton and agree" || status=1
+timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "backends_agree and triton" || status=1
 echo "== 2. minicomp bench on the GPU (the first call of each shape tunes the kernel: ~1 min in all)"
 timeout 420 "$PY" -m minicomp bench --device cuda --sizes 4096x4096,8192x8192 --batches 1,4,16 --out "$OUT" || status=1
 echo "== 3. the rest of the kernel tests on the GPU"
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "(triton or backend) and not agree" || status=1
+timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "(triton or backend or tune) and not backends_agree" || status=1
 exit $status

@@ -432,13 +432,60 @@ print("checked: the packed model computes what the simulated one did")
 # %% [markdown]
 # ## 5. On a GPU: Triton
 #
-# `minicomp/kernels/triton.py` is the same algorithm for a GPU: each program reads a tile of
-# packed bytes, cuts out the codes, and accumulates `s·(Σ q·x − z·Σ x)` group by group, with
-# tensor cores (`tl.dot`) once the batch is 16 or more. On its first call for a shape it times a
-# few tile sizes and keeps the fastest (`triton.tune`). A large GPU moves several TB/s, so an
-# 8192 × 8192 fp16 GEMV (128 MB) takes a few tens of µs; the int4 version moves 34 MB.
+# `minicomp/kernels/triton.py` is the same algorithm for a GPU. A large GPU moves several TB/s,
+# so an 8192 × 8192 fp16 GEMV (134 MB) takes a few tens of µs and the int4 version moves 34 MB.
+# At 4.8 TB/s (an H200) a 4-bit weight arrives every 0.1 ns, so the kernel must also *issue* few
+# instructions per weight, or arithmetic, not memory, sets its pace. Its batch-1 kernel
+# (`packed_gemv`) makes a float from each code's bits as the CPU kernel does, and keeps a sum per
+# thread until the end, so that no thread waits on another inside the loop.
 #
-# That is about as long as Python takes to *launch* a kernel, so timing one call at a time
+# ### Counting instructions, without a GPU
+#
+# Triton compiles for a GPU that is not there (`triton.compile_ahead`), and the machine code
+# tells how many instructions the loop issues per weight (`triton.loop_profile`). Compare the
+# batch-1 kernel with the tile kernel made for a few rows of x, both at batch 1, and turn each
+# count into the time an H200's 132 SMs need just to issue them (4 instructions per SM per
+# cycle at 1.98 GHz), next to the time the bytes take:
+
+# %%
+from minicomp.kernels import triton as triton_kernels
+
+if triton_kernels.compiler_available():
+    SMS, ISSUE, CLOCK, BANDWIDTH = 132, 4, 1.98e9, 4.8e12   # H200 SXM, from its data sheet
+    G = 8192
+    gemv_cfg = triton_kernels.candidates(1, G, G, 4, 128)[0]              # the default at batch 1
+    tile_cfg = next(c for c in triton_kernels.candidates(1, G, G, 4, 128) if c["KERNEL"] == "tile")
+    issue_us = {}
+    for name, cfg in (("packed_gemv", gemv_cfg), ("packed_matmul (tile)", tile_cfg)):
+        loop = triton_kernels.loop_profile(triton_kernels.compile_ahead(cfg, 4, 128, torch.float16, arch=90))
+        per = loop["instructions"] * cfg["num_warps"] / triton_kernels.weights_per_iteration(cfg, 4)
+        issue_us[name] = G * G * per / (SMS * ISSUE * CLOCK) * 1e6
+        print(f"{name:<21} {per:.3f} warp instructions per weight -> {issue_us[name]:5.1f} µs to issue; "
+              f"{loop['registers']} registers, shuffles: {loop['ops'].get('SHFL.BFLY', 0)}")
+    fp16_us, int4_us = G * G * 2 / BANDWIDTH * 1e6, G * G * 0.5 / BANDWIDTH * 1e6
+    print(f"bytes alone: fp16 {fp16_us:.1f} µs, int4 {int4_us:.1f} µs")
+else:
+    print("triton with its NVIDIA compiler is not installed (pip install triton, on Linux): nothing to compile")
+
+# %% [markdown]
+# Claims: the batch-1 kernel issues fewer instructions per weight than the tile kernel, and few
+# enough that, if the GPU issues at its peak, it keeps within the 2.5× target: under
+# fp16's memory time / 2.5. These are counts, not timings: only a GPU can say what the kernel
+# reaches (the cell after this one times it when a GPU is present).
+
+# %%
+if triton_kernels.compiler_available():
+    assert issue_us["packed_gemv"] < issue_us["packed_matmul (tile)"]
+    assert issue_us["packed_gemv"] < fp16_us / 2.5
+    print(f"checked: {issue_us['packed_gemv']:.1f} µs of issuing < {fp16_us / 2.5:.1f} µs "
+          f"(fp16's bytes / 2.5); the tile kernel would need {issue_us['packed_matmul (tile)']:.1f} µs")
+
+# %% [markdown]
+# ### Timing, on a GPU
+#
+# On its first call for a shape the kernel times its `candidates` and keeps the fastest
+# (`triton.tune`). A batch-1 GEMV on a GPU takes microseconds,
+# about as long as Python takes to *launch* a kernel, so timing one call at a time
 # measures the launch as much as the GPU's work. Serving stacks capture the calls of a decoding
 # step in a CUDA graph and replay it; `hardware.cuda_graph` does the same here. The cell times
 # both ways and prints what each format streams per second. It runs only when a CUDA GPU and

@@ -1,29 +1,44 @@
-"""The triton backend: a fused W4A16 (and W2/W8) GPU kernel for GEMV and small-batch GEMM.
+"""The triton backend: fused W4A16 (and W2/W8) GPU kernels for GEMV and small-batch GEMM.
 
-Same idea as the cpu kernel, written for a GPU. Each program owns BLOCK_N output rows (and
-BLOCK_M rows of x) and walks along the input dimension one *step* at a time; a step is BLOCK_B
-packed bytes of each row, all inside one quantization group. For each step it
+Same idea as the cpu kernel, written for a GPU: the float weight is never written anywhere.
+8192 × 8192 at 4 bits moves 34 MB from memory instead of 134 MB of fp16, which is where a
+memory-bound GEMV gets its speed, *if* the kernel issues few enough instructions per weight to
+keep up with the memory: at 4.8 TB/s an H200 delivers a 4-bit weight every ~0.1 ns. Two kernels:
 
-1. loads the packed bytes [BLOCK_N, BLOCK_B] straight from `qweight` (interchange layout, no
-   reshuffle: byte i of a row holds inputs PER·i ... PER·i + PER − 1, lowest bits first),
-2. cuts out code k of every byte with a shift and a mask and multiplies it with the inputs
-   x[PER·i + k] (a strided load of x), summing Σ q·x  -- with `tl.dot` on tensor cores when
-   BLOCK_M ≥ 16, else as a broadcast multiply and a sum (GEMV),
-3. applies the group's scale and zero point once per step:  acc += s·(Σ q·x − z·Σ x).
+`packed_gemv` (one row of x per program, batch 1). Each program owns BLOCK_N output rows and
+walks along the input one *step* at a time: BLOCK_W int32 words of each row (8 codes a word at 4
+bits), inside one quantization group.
+1. It loads the words [BLOCK_N, BLOCK_W] (16-byte loads) and asks for the next step's words
+   before computing this one, so that memory is busy while the arithmetic runs.
+2. Code k of a word becomes a float without a conversion instruction: shifted to the top of the
+   mantissa and or-ed with the bits of 1.0, the 32 bits *are* f = 1 + q/2^bits (the cpu
+   kernel's item 5). So each code costs a shift, one LOP3 and one FFMA: part += f·x_k.
+3. Per step and row, the scale and zero point turn Σ f·x into Σ (q − z)·s·x:
+       s·2^bits·Σ f·x − s·(2^bits + z)·Σ x
+   element-wise, so no thread waits on another inside the loop; the tile is summed once at the
+   end. (Summing across threads at every step, as the first version did, cost ~4× the
+   instructions: shuffles and barriers.)
 
-The float weight is never written anywhere: 4096 × 4096 at 4 bits moves 8 MB from memory instead
-of 32 MB of fp16, which is where a memory-bound GEMV gets its speed. For big N·K and tiny M the
-input dimension is also split across programs (SPLIT_K) whose partial sums meet with atomic adds,
-so that there are enough programs to keep every SM's memory pipeline busy. GEMV can also
-dequantize first, w = (q − z)·s, and sum the products element-wise, reducing across the tile
-once at the end instead of once per step (DEQUANT_FIRST).
+`packed_matmul` (the tile kernel, BLOCK_M rows of x at once). It loads packed bytes
+[BLOCK_N, BLOCK_B] straight from `qweight` (byte i of a row holds inputs PER·i … PER·i + PER − 1,
+lowest bits first) and, for each code k,
+- below 16 rows of x: dequantizes, w = (q − z)·s with the same float trick, and adds x·w to a
+  [BLOCK_M, BLOCK_N, BLOCK_B] sum, reduced once at the end;
+- from 16 rows on: multiplies codes and x on tensor cores (`tl.dot`; small integers are exact in
+  x's 16-bit type) and applies s·(Σ q·x − z·Σ x) once per step.
+
+For big N·K and tiny M the input dimension is also split across programs (SPLIT_K) whose partial
+sums meet with atomic adds, so that there are enough programs to keep every SM's memory busy.
 
 Runs on CUDA tensors. With `TRITON_INTERPRET=1` (set before the first call) triton interprets
-the same kernel on the CPU with numpy, which is how the tests check it on machines without a GPU.
-Which tiles, split and scale order are fastest depends on the GPU, so on a GPU `tune` times the
-`candidates` on the first call for each batch size, shape and format, keeps the fastest, and
-records every time (`tuned()`; `minicomp bench` saves them). `_config` is its first candidate and
-what runs under the interpreter; `MINICOMP_TRITON_TUNE=0` switches tuning off.
+the same kernels on the CPU with numpy, which is how the tests check them without a GPU; and
+`compile_ahead` compiles a configuration for an NVIDIA GPU that is not there, so the tests also
+check that every candidate compiles and `benchmarks/triton_static.py` counts each one's
+instructions per weight (`loop_profile`). Which kernel and block sizes are fastest depends on
+the GPU, so on a GPU `tune` times the `candidates` on the first call for each batch size, shape
+and format, keeps the fastest, and records every time (`tuned()`; `minicomp bench` saves them).
+`_config` is the first candidate and what runs under the interpreter; `MINICOMP_TRITON_TUNE=0`
+switches tuning off.
 """
 
 from __future__ import annotations
@@ -41,6 +56,15 @@ triton = tl = None  # imported on first use: TRITON_INTERPRET must be set before
 
 def installed() -> bool:
     return importlib.util.find_spec("triton") is not None
+
+
+def compiler_available() -> bool:
+    """Whether `compile_ahead` can work here: triton with its NVIDIA compiler (the ptxas it ships)."""
+    spec = importlib.util.find_spec("triton")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "backends", "nvidia", "bin")
+    return all(os.path.exists(os.path.join(folder, tool)) for tool in ("ptxas", "cuobjdump"))
 
 
 def interpreting() -> bool:
@@ -62,25 +86,27 @@ def _import():
 
 
 @functools.cache
-def _kernel():
-    """The jitted kernel, made on first use."""
+def _kernel(jit: bool = True):
+    """The tile kernel, jitted on first use (jit=False: the plain Python function)."""
     _import()
 
-    @triton.jit
     def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
                       stride_xm, stride_qn, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, ACC_B: tl.constexpr,
-                      USE_DOT: tl.constexpr, DEQUANT_FIRST: tl.constexpr, ATOMIC: tl.constexpr):
+                      USE_DOT: tl.constexpr, ATOMIC: tl.constexpr):
         PER: tl.constexpr = 8 // BITS          # codes per byte
         MASK: tl.constexpr = (1 << BITS) - 1
+        TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
+        FMASK: tl.constexpr = MASK << TOP
         pid_n, pid_m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)   # [BLOCK_M] rows of x
         rb = tl.arange(0, BLOCK_B)                     # [BLOCK_B] bytes within a step
         n_ok, m_ok = rn < N, rm < M
+        one = tl.where(N > 0, 0x3F800000, 0)           # the bits of 1.0f, in a register (see packed_gemv)
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        acc3 = tl.zeros([BLOCK_M, BLOCK_N, ACC_B], dtype=tl.float32)  # DEQUANT_FIRST only (else ACC_B = 1)
+        acc3 = tl.zeros([BLOCK_M, BLOCK_N, ACC_B], dtype=tl.float32)  # without tensor cores (else ACC_B = 1)
         n_steps = K // (PER * BLOCK_B)
         for step in range(pid_k, n_steps, SPLIT_K):
             b0 = step * BLOCK_B                        # first byte of the step in each row
@@ -89,27 +115,25 @@ def _kernel():
             g = (b0 * PER) // GROUP                    # the step's group
             s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
             z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
-            part = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)   # Σ q·x over the step
-            xsum = tl.zeros([BLOCK_M], dtype=tl.float32)            # Σ x over the step
+            part = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)   # Σ q·x over the step (tensor cores)
+            xsum = tl.zeros([BLOCK_M], dtype=tl.float32)            # Σ x over the step (tensor cores)
             for k in tl.static_range(PER):
-                q = (packed >> (BITS * k)) & MASK                     # [BLOCK_N, BLOCK_B] code k
                 cols = (b0 + rb) * PER + k                           # the inputs code k multiplies
                 xk = tl.load(x_ptr + rm[:, None] * stride_xm + cols[None, :],
                              mask=m_ok[:, None], other=0)            # [BLOCK_M, BLOCK_B]
                 if USE_DOT:   # tensor cores: codes are small integers, exact in x's dtype
+                    q = (packed >> (BITS * k)) & MASK                 # [BLOCK_N, BLOCK_B] code k
                     part += tl.dot(xk, tl.trans(q.to(xk.dtype)), out_dtype=tl.float32)
-                elif DEQUANT_FIRST:  # GEMV: w = (q − z)·s, products summed element-wise, reduced once at the end
-                    w = (q.to(tl.float32) - z[:, None]) * s[:, None]  # [BLOCK_N, BLOCK_B]
-                    acc3 += xk.to(tl.float32)[:, None, :] * w[None, :, :]
-                else:         # GEMV: broadcast multiply, sum over the step
-                    prod = xk.to(tl.float32)[:, None, :] * q.to(tl.float32)[None, :, :]
-                    part += tl.sum(prod, axis=2)
-                if not DEQUANT_FIRST:
                     xsum += tl.sum(xk.to(tl.float32), axis=1)
-            if not DEQUANT_FIRST:
+                else:  # w = (q − z)·s = s·2^BITS·(1 + q/2^BITS) − s·(2^BITS + z), the float made from bits
+                    v = packed.to(tl.int32) << (TOP - BITS * k)
+                    f = ((v & FMASK) | one).to(tl.float32, bitcast=True)
+                    w = f * (s * (MASK + 1))[:, None] - (s * (z + (MASK + 1)))[:, None]  # [BLOCK_N, BLOCK_B]
+                    acc3 += xk.to(tl.float32)[:, None, :] * w[None, :, :]  # summed element-wise
+            if USE_DOT:
                 acc += s[None, :] * (part - xsum[:, None] * z[None, :])  # s·(Σ q·x − z·Σ x)
-        if DEQUANT_FIRST:
-            acc += tl.sum(acc3, axis=2)
+        if not USE_DOT:
+            acc += tl.sum(acc3, axis=2)                # the one reduction across the tile
         y = y_ptr + rm[:, None] * stride_ym + rn[None, :]
         ok = m_ok[:, None] & n_ok[None, :]
         if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
@@ -117,16 +141,71 @@ def _kernel():
         else:
             tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=ok)  # float32, or x's 16-bit type
 
-    return packed_matmul
+    return triton.jit(packed_matmul) if jit else packed_matmul
+
+
+@functools.cache
+def _gemv_kernel(jit: bool = True):
+    """The batch-1 kernel, jitted on first use (jit=False: the plain Python function): one row of
+    x per program, no reduction across threads inside the loop."""
+    _import()
+
+    def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
+                    stride_xm, stride_qw, stride_sn, stride_ym,
+                    BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+                    ATOMIC: tl.constexpr):
+        PER: tl.constexpr = 32 // BITS         # codes per int32 word
+        MASK: tl.constexpr = (1 << BITS) - 1
+        TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
+        FMASK: tl.constexpr = MASK << TOP
+        m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
+        rw = tl.arange(0, BLOCK_W)                     # [BLOCK_W] words within a step
+        n_ok = rn < N
+        n_steps = K // (PER * BLOCK_W)
+        # the bits of 1.0f as a run-time value (N >= 1 always): one register for the whole loop,
+        # so that `(v & FMASK) | one` is a single LOP3 (two constants would cost a MOV per code)
+        one = tl.where(N > 0, 0x3F800000, 0)
+        acc = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)   # summed across the tile only at the end
+        rows = qw_ptr + rn[:, None] * stride_qw      # [BLOCK_N, 1] where each row's words start
+        n_words = n_steps * BLOCK_W
+        first = pid_k * BLOCK_W + rw
+        words = tl.load(rows + first[None, :], mask=n_ok[:, None] & (first < n_words)[None, :], other=0)
+        for step in range(pid_k, n_steps, SPLIT_K):
+            w0 = step * BLOCK_W                        # first word of the step in each row
+            # ask for the next step's words now, so that memory works while this step computes
+            ahead = w0 + SPLIT_K * BLOCK_W + rw
+            nxt = tl.load(rows + ahead[None, :], mask=n_ok[:, None] & (ahead < n_words)[None, :],
+                          other=0)                     # [BLOCK_N, BLOCK_W] int32
+            g = (w0 * PER) // GROUP                    # the step's group
+            s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
+            z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
+            part = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)  # Σ_k (1 + q_k / 2^BITS)·x_k per word
+            xs = tl.zeros([BLOCK_W], dtype=tl.float32)              # Σ_k x_k per word
+            for k in tl.static_range(PER):
+                if TOP - BITS * k >= 0:                # code k to the top of the mantissa
+                    v = words << (TOP - BITS * k)
+                else:
+                    v = words >> (BITS * k - TOP)
+                f = ((v & FMASK) | one).to(tl.float32, bitcast=True)  # 1 + q/2^BITS, exactly
+                xk = tl.load(x_ptr + m * stride_xm + (w0 + rw) * PER + k).to(tl.float32)  # [BLOCK_W]
+                part += f * xk[None, :]
+                xs += xk
+            # Σ (q − z)·s·x = s·2^BITS·part − s·(2^BITS + z)·Σ x
+            acc += part * (s * (MASK + 1))[:, None] - (s * (z + (MASK + 1)))[:, None] * xs[None, :]
+            words = nxt
+        y = tl.sum(acc, axis=1)                        # [BLOCK_N]
+        if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
+            tl.atomic_add(y_ptr + m * stride_ym + rn, y, mask=n_ok)
+        else:
+            tl.store(y_ptr + m * stride_ym + rn, y.to(y_ptr.dtype.element_ty), mask=n_ok)
+
+    return triton.jit(packed_gemv) if jit else packed_gemv
 
 
 def _step_bytes(layer) -> int:
     """Bytes per row per step: a power of two, at most 128, that divides a group's bytes."""
-    group_bytes = layer.group_size * layer.pack_bits // 8
-    b = 1
-    while b < 128 and group_bytes % (2 * b) == 0:
-        b *= 2
-    return b
+    return _step_bytes_for(layer.pack_bits, layer.group_size)
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -151,35 +230,74 @@ def _split(programs: int, k_steps: int, target: int) -> int:
     return split
 
 
-def _config(m: int, n: int, k_steps: int) -> dict:
-    """Block sizes for one call: tiny M -> GEMV tiles; M >= 16 -> tensor-core tiles."""
+def _block_bytes(bits: int, group_size: int) -> int:
+    """Bytes of a row per step of the tile kernel: at most 64, inside one group."""
+    return min(_step_bytes_for(bits, group_size), 64)
+
+
+def _block_words(bits: int, group_size: int) -> int:
+    """int32 words of a row per step of the GEMV kernel: at most 16, inside one group."""
+    return min(_step_bytes_for(bits, group_size) // 4, 16)
+
+
+def _step_bytes_for(bits: int, group_size: int) -> int:
+    b = 1
+    while b < 128 and (group_size * bits // 8) % (2 * b) == 0:
+        b *= 2
+    return b
+
+
+def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, target: int) -> dict:
+    bw = _block_words(bits, group_size)
+    k_steps = k // (32 // bits * bw)
+    return {"KERNEL": "gemv", "BLOCK_N": block_n, "BLOCK_W": bw,
+            "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps}
+
+
+def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
+          use_dot: bool = False) -> dict:
+    bb = _block_bytes(bits, group_size)
+    programs = -(-n // block_n) * -(-m // block_m)
+    return {"KERNEL": "tile", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_B": bb,
+            "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": 4}
+
+
+def _config(m: int, n: int, k: int, bits: int, group_size: int) -> dict:
+    """The default configuration for x [m, k] and an [n, k] weight: the GEMV kernel for one row of
+    x, small tiles for a few rows, tensor-core tiles from 16 rows on."""
+    if m == 1:
+        return _gemv(n, k, bits, group_size, 128, 4, 512)
     if m >= 16:
-        return {"BLOCK_M": 16 if m <= 16 else 32, "BLOCK_N": 64, "SPLIT_K": 1, "USE_DOT": True,
-                "DEQUANT_FIRST": False}
+        return _tile(m, n, k, bits, group_size, 16 if m <= 16 else 32, 64, 1, use_dot=True)
+    block_m = 2 if m == 2 else 4 if m <= 4 else 8
+    block_n = 32 if block_m <= 4 else 16   # the [BLOCK_M, BLOCK_N, BLOCK_B] sums live in registers
+    return _tile(m, n, k, bits, group_size, block_m, block_n, 1024)
+
+
+def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]:
+    """The configurations `tune` times for x [m, k] and an [n, k] weight, `_config`'s first.
+
+    Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
+    counts and three degrees of split-K, and the tile kernel (all rows of x at once) with three
+    row blocks and two degrees of split-K. From 16 rows on: tensor-core tiles of three widths."""
+    found = [_config(m, n, k, bits, group_size)]
+
+    def add(cfg):
+        if cfg not in found:
+            found.append(cfg)
+
+    if m >= 16:
+        for bn in (32, 128):
+            add({**found[0], "BLOCK_N": bn})
+        return found
+    if m <= 8:
+        for block_n, warps in ((64, 4), (128, 4), (256, 4), (256, 8)):
+            for target in (1, 512, 2048):
+                add(_gemv(n, k, bits, group_size, block_n, warps, target))
     block_m = 1 if m == 1 else 2 if m == 2 else 4 if m <= 4 else 8
-    block_n = 32 if block_m <= 2 else 16   # the [BLOCK_M, BLOCK_N, BLOCK_B] product lives in registers
-    programs = triton.cdiv(n, block_n) * triton.cdiv(m, block_m)
-    split = _split(programs, k_steps, 1024)  # enough programs for every SM to keep loads in flight
-    return {"BLOCK_M": block_m, "BLOCK_N": block_n, "SPLIT_K": split, "USE_DOT": False, "DEQUANT_FIRST": False}
-
-
-def candidates(m: int, n: int, k_steps: int) -> list[dict]:
-    """The configurations `tune` times for one call: `_config`'s choice first, then other row
-    blocks, both ways of applying scales (after each step's sum, or dequantize-first with one
-    reduction at the end), and three degrees of split-K."""
-    base = _config(m, n, k_steps)
-    if base["USE_DOT"]:
-        return [base] + [{**base, "BLOCK_N": bn} for bn in (32, 128)]
-    bm = base["BLOCK_M"]
-    found = [base]
-    for bn in ((16, 32, 64) if bm <= 2 else (8, 16, 32)):
-        programs = triton.cdiv(n, bn) * triton.cdiv(m, bm)
-        for deq in (False, True):
-            for target in (1, 1024, 4096):
-                cfg = {"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": _split(programs, k_steps, target),
-                       "USE_DOT": False, "DEQUANT_FIRST": deq}
-                if cfg not in found:
-                    found.append(cfg)
+    for bn in ((16, 32, 64) if block_m <= 2 else (8, 16, 32)):
+        for target in (1, 1024):
+            add(_tile(m, n, k, bits, group_size, block_m, bn, target))
     return found
 
 
@@ -213,23 +331,22 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     why; the first candidate is `_config`'s choice, the configuration tested most."""
     m, k = x.shape
     n = layer.out_features
-    block_b = min(_step_bytes(layer), 64)
     key = (min(m, 64), n, k, layer.pack_bits, layer.group_size, x.dtype)
     if key not in _tuned:
         timer = timer or _gpu_timer
         found = []
-        for cfg in candidates(m, n, k * layer.pack_bits // 8 // block_b):
+        for cfg in candidates(m, n, k, layer.pack_bits, layer.group_size):
             if _exact(cfg, x.dtype) not in found:
                 found.append(_exact(cfg, x.dtype))
         results, first = [], None
         for cfg in found:
             try:
-                y = _launch(layer, x, cfg, block_b)
+                y = _launch(layer, x, cfg)
                 if first is None:
                     first = y
                 elif not _agrees(y, first):
                     raise ValueError("its output differs from the first candidate's")
-                results.append({"config": cfg, "us": timer(lambda c=cfg: _launch(layer, x, c, block_b)) * 1e6})
+                results.append({"config": cfg, "us": timer(lambda c=cfg: _launch(layer, x, c)) * 1e6})
             except Exception as err:  # any failure only removes this candidate
                 results.append({"config": cfg, "us": None, "error": f"{type(err).__name__}: {err}"[:300]})
         ran = [r for r in results if r["us"] is not None]
@@ -243,7 +360,7 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     return _tuned[key]["config"]
 
 
-def _launch(layer, x: torch.Tensor, cfg: dict, block_b: int) -> torch.Tensor:
+def _launch(layer, x: torch.Tensor, cfg: dict) -> torch.Tensor:
     """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous)."""
     m, k = x.shape
     n = layer.out_features
@@ -252,12 +369,21 @@ def _launch(layer, x: torch.Tensor, cfg: dict, block_b: int) -> torch.Tensor:
         y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
     else:  # each output stored once; in x's dtype unless a float32 bias is still to be added
         y = torch.empty(m, n, device=x.device, dtype=torch.float32 if layer.bias is not None else x.dtype)
-    grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
-    _kernel()[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
-                    x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
-                    BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_M=cfg["BLOCK_M"],
-                    BLOCK_N=cfg["BLOCK_N"], BLOCK_B=block_b, ACC_B=block_b if cfg["DEQUANT_FIRST"] else 1,
-                    USE_DOT=cfg["USE_DOT"], DEQUANT_FIRST=cfg["DEQUANT_FIRST"], ATOMIC=cfg["SPLIT_K"] > 1)
+    common = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
+                  num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
+    if cfg["KERNEL"] == "gemv":
+        words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
+        grid = (m, triton.cdiv(n, cfg["BLOCK_N"]), cfg["SPLIT_K"])
+        _gemv_kernel()[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
+                             x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                             BLOCK_W=cfg["BLOCK_W"], **common)
+    else:
+        bb = cfg["BLOCK_B"]
+        grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
+        _kernel()[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+                        x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
+                        BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
+                        USE_DOT=cfg["USE_DOT"], **common)
     return y
 
 
@@ -267,8 +393,8 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
     y is x's dtype when each output is stored once and there is no bias, else float32 (split-K
     adds partial sums; the bias is added in float32); PackedLinear casts it to x's dtype.
 
-    config: block sizes (one of `candidates`); by default `tune` picks them on a GPU (when `TUNE`)
-    and `_config` does under the interpreter."""
+    config: which kernel and block sizes (one of `candidates`); by default `tune` picks them on a
+    GPU (when `TUNE`) and `_config` does under the interpreter."""
     _import()
     if layer.perm is not None:
         x = x[:, layer.perm.to(x.device)]           # codes are stored in permuted column order
@@ -276,17 +402,98 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
         x = x.to(torch.float32)
     x = x.contiguous()
     m, k = x.shape
-    block_b = min(_step_bytes(layer), 64)
     if config is None:
         if TUNE and not interpreting():
             config = tune(layer, x)
         else:
-            config = _config(m, layer.out_features, k * layer.pack_bits // 8 // block_b)
-    return _launch(layer, x, _exact(config, x.dtype), block_b)
+            config = _config(m, layer.out_features, k, layer.pack_bits, layer.group_size)
+    return _launch(layer, x, _exact(config, x.dtype))
 
 
 def _exact(cfg: dict, dtype: torch.dtype) -> dict:
     """cfg, without tensor cores for float32 x: they would round it to tf32."""
-    if cfg["USE_DOT"] and dtype == torch.float32:
+    if cfg.get("USE_DOT") and dtype == torch.float32:
         return {**cfg, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}
     return cfg
+
+
+def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = torch.float16,
+                  arch: int = 90, bias: bool = False):
+    """Compile configuration `cfg` (one of `candidates`) for an NVIDIA GPU of compute capability
+    `arch` (80: A100, 90: H100/H200) without one: triton's compiler and the ptxas it ships are
+    enough. The arguments are specialized as a real call with aligned tensors would be. Returns
+    triton's compiled kernel; its `.asm` holds "ttgir", "ptx" and "cubin" (the machine code, which
+    `cuobjdump -sass` prints). `benchmarks/triton_static.py` uses it to count each candidate's
+    instructions per weight; a test compiles every candidate, since the interpreter accepts code
+    the GPU compiler would reject. Call it in a process that has not run the interpreter
+    (`TRITON_INTERPRET=1`): once it has, triton's language objects stay patched for it."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    _import()
+    t = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[x_dtype]
+    cfg = _exact(cfg, x_dtype)
+    y = "fp32" if cfg["SPLIT_K"] > 1 or bias or t == "fp32" else t
+    common = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "ATOMIC": cfg["SPLIT_K"] > 1}
+    if cfg["KERNEL"] == "gemv":
+        fn = JITFunction(_gemv_kernel(jit=False))
+        args = {"x_ptr": f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
+                "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qw": "i32",
+                "stride_sn": "i32", "stride_ym": "i32"}
+        consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
+    else:
+        fn = JITFunction(_kernel(jit=False))
+        args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
+                "M": "i32", "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qn": "i32",
+                "stride_sn": "i32", "stride_ym": "i32"}
+        bb = cfg["BLOCK_B"]
+        consts = {**common, "BLOCK_M": cfg["BLOCK_M"], "BLOCK_B": bb, "ACC_B": 1 if cfg["USE_DOT"] else bb,
+                  "USE_DOT": cfg["USE_DOT"]}
+    names = fn.arg_names
+    # what a call specializes on: pointers and sizes divisible by 16 (the scales' row stride, the
+    # number of groups, need not be)
+    aligned = [a for a in args if a.endswith("_ptr") or a in ("N", "K", "stride_xm", "stride_qw", "stride_qn",
+                                                            "stride_ym")]
+    src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
+                    constexprs={(names.index(c),): v for c, v in consts.items()},
+                    attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                          options={"num_warps": cfg["num_warps"], "enable_fp_fusion": True})
+
+
+def loop_profile(compiled) -> dict:
+    """The main loop of a `compile_ahead` kernel, read from its machine code (SASS, through the
+    `cuobjdump` that triton ships): {"instructions": per warp per iteration, "ops": {opcode: count},
+    "registers": per thread, "spilled": bytes of stack}. The loop is the longest backward branch."""
+    import re
+    import subprocess
+    import tempfile
+    from collections import Counter
+    from pathlib import Path
+
+    _import()
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "kernel.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        sass = subprocess.run([str(tool), "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
+        usage = subprocess.run([str(tool), "--dump-resource-usage", str(cubin)], capture_output=True, text=True,
+                               check=True).stdout
+    code = [(int(a, 16), op.strip()) for a, op in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    loops = [(int(m.group(1), 16), at) for at, op in code
+             if (m := re.search(r"BRA (0x[0-9a-f]+)", op)) and int(m.group(1), 16) < at]
+    if not loops:
+        raise ValueError("no loop found in the kernel's machine code")
+    start, end = max(loops, key=lambda span: span[1] - span[0])
+    body = [op for at, op in code if start <= at <= end]
+    ops = Counter((op.split()[1] if op.startswith("@") else op.split()[0]) for op in body)
+    regs, stack = (int(v) for v in re.search(r"REG:(\d+).*?STACK:(\d+)", usage, re.S).groups())
+    return {"instructions": len(body), "ops": dict(ops), "registers": regs, "spilled": stack}
+
+
+def weights_per_iteration(cfg: dict, bits: int, m: int = 1) -> int:
+    """How many (weight, row of x) products one program computes per iteration of its loop."""
+    if cfg["KERNEL"] == "gemv":
+        return cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits)
+    return cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * min(cfg["BLOCK_M"], m)

@@ -1,0 +1,77 @@
+"""The Triton kernel's candidates, compiled for a GPU this machine need not have, and counted.
+
+    python benchmarks/triton_static.py [--arch 90] [--out benchmarks/results]
+
+Without a GPU nothing can be timed, but the machine code can be read. For every configuration
+`tune` would try at 8192 x 8192, group 128, this compiles the kernel for compute capability
+`--arch` (`triton.compile_ahead`) and reads the main loop (`triton.loop_profile`): warp
+instructions per (weight, row of x), registers, spills, barriers and shuffles. A batch-1 GEMV
+is fast when it issues few instructions per weight and never waits on other threads.
+
+It also estimates how long the instructions alone take on an H200 (132 SMs, 4 warp instructions
+per SM per cycle, 1.98 GHz), to set against the time the bytes take at 4.8 TB/s. These are
+bounds from counting, not measurements: `minicomp bench --device cuda` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from minicomp.kernels import triton as tk
+
+SMS, ISSUE, CLOCK, BANDWIDTH = 132, 4, 1.98e9, 4.8e12   # H200 SXM
+N = K = 8192
+GROUP = 128
+CASES = [(1, torch.float16, 4), (1, torch.float16, 8), (4, torch.float16, 4), (16, torch.float16, 4)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (80: A100, 90: H100/H200)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args(argv)
+    tk._import()
+    rows = []
+    for m, dtype, bits in CASES:
+        weight_bytes = N * K * bits // 8
+        print(f"\nbatch {m}, {str(dtype).replace('torch.', '')} x, {bits}-bit weights, {N}x{K}, group {GROUP}: "
+              f"the bytes alone take {weight_bytes / BANDWIDTH * 1e6:.1f} µs at {BANDWIDTH / 1e12:.1f} TB/s")
+        for i, cfg in enumerate(tk.candidates(m, N, K, bits, GROUP)):
+            try:
+                prof = tk.loop_profile(tk.compile_ahead(cfg, bits, GROUP, dtype, arch=args.arch))
+            except Exception as err:  # report it and go on: the next candidate may compile
+                rows.append({"batch": m, "bits": bits, "config": cfg, "error": f"{type(err).__name__}: {err}"[:300]})
+                print(f"  FAILED {cfg}: {err}")
+                continue
+            per = prof["instructions"] * tk._exact(cfg, dtype)["num_warps"] / tk.weights_per_iteration(cfg, bits, m)
+            issue_us = N * K * m * per / (SMS * ISSUE * CLOCK) * 1e6
+            row = {"batch": m, "dtype": str(dtype).replace("torch.", ""), "bits": bits, "config": cfg,
+                   "default": i == 0, "warp_instructions_per_weight": per, "issue_bound_us": issue_us,
+                   "registers": prof["registers"], "spilled_bytes": prof["spilled"],
+                   "barriers": prof["ops"].get("BAR.SYNC.DEFER_BLOCKING", 0),
+                   "shuffles": prof["ops"].get("SHFL.BFLY", 0), "loop_instructions": prof["instructions"]}
+            rows.append(row)
+            print(f"  {'*' if i == 0 else ' '} {per:6.3f} instr/weight  ~{issue_us:6.1f} µs issuing  "
+                  f"regs {prof['registers']:3d}  spill {prof['spilled']:3d}  bar {row['barriers']:2d}  "
+                  f"shfl {row['shuffles']:3d}  {cfg}")
+    result = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "command": "benchmarks/triton_static.py",
+              "target": f"sm_{args.arch}", "triton": tk.triton.__version__, "torch": torch.__version__,
+              "shape": [N, K], "group_size": GROUP,
+              "assumptions": {"sms": SMS, "warp_instructions_per_sm_cycle": ISSUE, "clock_hz": CLOCK,
+                              "bandwidth_bytes_per_s": BANDWIDTH, "gpu": "H200 SXM (for the estimates)"},
+              "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"triton-static-sm{args.arch}-{_dt.date.today():%Y%m%d}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {path}  (* = the default configuration, `_config`)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
