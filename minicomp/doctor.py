@@ -123,7 +123,8 @@ def check_triton(cuda: bool) -> Finding:
         return Finding("triton kernel", INFO, "triton not installed (it needs a CUDA GPU anyway)")
     if not cuda:
         return Finding("triton kernel", INFO, f"triton {v} installed; its kernel needs a CUDA GPU "
-                       "(its tests run on the CPU with TRITON_INTERPRET=1)")
+                       "(its tests run on the CPU with TRITON_INTERPRET=1, and lesson 09 compiles it "
+                       "for an H100 to count its instructions)")
     return Finding("triton kernel", OK, f"triton {v} with a CUDA GPU: the 'triton' backend is available")
 
 
