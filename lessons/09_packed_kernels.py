@@ -582,6 +582,8 @@ print("checked: Q4_0 pairs element j with j + 16; minicomp pairs 2i with 2i + 1"
 #   the bytes and dequantizes inside the loop; the zero point leaves the loop entirely.
 # * Batch-1 inference is memory-bound, so fewer bytes is fewer microseconds. Large batches are
 #   compute-bound, and there packing saves memory but not time.
+# * On a GPU the bytes arrive so fast that the kernel must also issue few instructions per
+#   weight. You can count them without a GPU: compile for one and read the machine code.
 # * GGUF's Q4_0 is the same idea with blocks of 32 and a different nibble order; `minicomp.export`
 #   converts exactly.
 #

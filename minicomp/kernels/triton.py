@@ -241,6 +241,7 @@ def _block_words(bits: int, group_size: int) -> int:
 
 
 def _step_bytes_for(bits: int, group_size: int) -> int:
+    """The largest power of two, at most 128, that divides a group's bytes."""
     b = 1
     while b < 128 and (group_size * bits // 8) % (2 * b) == 0:
         b *= 2
