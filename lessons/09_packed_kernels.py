@@ -436,8 +436,8 @@ print("checked: the packed model computes what the simulated one did")
 # so an 8192 × 8192 fp16 GEMV (134 MB) takes a few tens of µs and the int4 version moves 34 MB.
 # At 4.8 TB/s (an H200) a 4-bit weight arrives every 0.1 ns, so the kernel must also *issue* few
 # instructions per weight, or arithmetic, not memory, sets its pace. Its batch-1 kernel
-# (`packed_gemv`) makes a float from each code's bits as the CPU kernel does, and keeps a sum per
-# thread until the end, so that no thread waits on another inside the loop.
+# (`packed_gemv`) makes a float from each code's bits as the CPU kernel does, and each thread
+# keeps its own sums until the end instead of adding them up with the others at every step.
 #
 # ### Counting instructions, without a GPU
 #

@@ -209,7 +209,7 @@ print(json.dumps({"compiled": compiled, "gemv": gemv, "loop": loop}))
 def test_every_triton_candidate_compiles_for_real_gpus():
     """The interpreter runs code that the GPU compiler may reject; compile every candidate for an
     H100 (sm_90), the default configurations for an A100 (sm_80) too, and check the GEMV loop's
-    machine code: 16-byte loads, no shuffles between threads, no spills, few instructions. (In a
+    machine code: 16-byte loads, almost no shuffles between threads, no spills, few instructions. (In a
     fresh process: once the interpreter has run, triton's language objects stay patched for it.)"""
     import json
     import subprocess
@@ -221,8 +221,9 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     loop = result["loop"]
     assert result["compiled"] > 20
-    assert loop["ops"].get("LDG.E.128", 0) >= 1 and "SHFL.BFLY" not in loop["ops"], loop["ops"]
-    assert loop["spilled"] == 0 and loop["per_weight"] < 0.25, loop  # the first version: 0.65
+    assert loop["ops"].get("LDG.E.128", 0) >= 1, loop["ops"]  # 16-byte loads of the codes
+    assert loop["ops"].get("SHFL.BFLY", 0) <= 4, loop["ops"]   # Σ x per word only; the first version: 204
+    assert loop["spilled"] == 0 and loop["per_weight"] < 0.2, loop  # the first version: 0.65
 
 
 def _fresh_tuning(monkeypatch):

@@ -9,15 +9,16 @@ keep up with the memory: at 4.8 TB/s an H200 delivers a 4-bit weight every ~0.1 
 walks along the input one *step* at a time: BLOCK_W int32 words of each row (8 codes a word at 4
 bits), inside one quantization group.
 1. It loads the words [BLOCK_N, BLOCK_W] (16-byte loads) and asks for the next step's words
-   before computing this one, so that memory is busy while the arithmetic runs.
+   before computing this one, so that memory is busy while the arithmetic runs. The step's
+   inputs come in one contiguous load [BLOCK_W, PER], cut into columns by `tl.split`.
 2. Code k of a word becomes a float without a conversion instruction: shifted to the top of the
    mantissa and or-ed with the bits of 1.0, the 32 bits *are* f = 1 + q/2^bits (the cpu
    kernel's item 5). So each code costs a shift, one LOP3 and one FFMA: part += f·x_k.
 3. Per step and row, the scale and zero point turn Σ f·x into Σ (q − z)·s·x:
        s·2^bits·Σ f·x − s·(2^bits + z)·Σ x
-   element-wise, so no thread waits on another inside the loop; the tile is summed once at the
-   end. (Summing across threads at every step, as the first version did, cost ~4× the
-   instructions: shuffles and barriers.)
+   element-wise; each thread keeps its own sums and the tile is added up once, at the end.
+   (Adding up across threads at every step, as the first version did, cost ~5× the
+   instructions: 0.65 per weight against 0.13, counted by `benchmarks/triton_static.py`.)
 
 `packed_matmul` (the tile kernel, BLOCK_M rows of x at once). It loads packed bytes
 [BLOCK_N, BLOCK_B] straight from `qweight` (byte i of a row holds inputs PER·i … PER·i + PER − 1,
@@ -52,6 +53,7 @@ import torch
 NAME = "triton"
 PACK_BITS = (2, 4, 8)
 triton = tl = None  # imported on first use: TRITON_INTERPRET must be set before `import triton`
+halves = columns4 = columns8 = columns = None  # jitted helpers of packed_gemv, made by `_columns`
 
 
 def installed() -> bool:
@@ -145,10 +147,52 @@ def _kernel(jit: bool = True):
 
 
 @functools.cache
+def _columns():
+    """`columns(x2, PER)`: the PER columns of x2 [rows, PER] as a tuple of [rows] tensors, cut
+    out by `tl.split` (which halves a last dimension of 2), so x is loaded once, contiguously.
+    Made module globals: a jitted function finds the functions it calls among its globals."""
+    global halves, columns4, columns8, columns
+    _import()
+
+    @triton.jit
+    def halves(x):          # [R, 2n] -> columns 0, 2, ... and 1, 3, ... as two [R, n]
+        return tl.split(tl.reshape(x, [x.shape[0], x.shape[1] // 2, 2]))
+
+    @triton.jit
+    def columns4(x):        # [R, 4] -> x[:, 0] ... x[:, 3]
+        even, odd = halves(x)
+        c0, c2 = tl.split(even)
+        c1, c3 = tl.split(odd)
+        return c0, c1, c2, c3
+
+    @triton.jit
+    def columns8(x):
+        even, odd = halves(x)
+        e0, e1, e2, e3 = columns4(even)   # columns 0, 2, 4, 6
+        o0, o1, o2, o3 = columns4(odd)    # columns 1, 3, 5, 7
+        return e0, o0, e1, o1, e2, o2, e3, o3
+
+    @triton.jit
+    def columns(x, PER: tl.constexpr):
+        if PER == 4:
+            return columns4(x)
+        elif PER == 8:
+            return columns8(x)
+        else:               # 16
+            even, odd = halves(x)
+            e0, e1, e2, e3, e4, e5, e6, e7 = columns8(even)
+            o0, o1, o2, o3, o4, o5, o6, o7 = columns8(odd)
+            return e0, o0, e1, o1, e2, o2, e3, o3, e4, o4, e5, o5, e6, o6, e7, o7
+
+    return columns
+
+
+@functools.cache
 def _gemv_kernel(jit: bool = True):
     """The batch-1 kernel, jitted on first use (jit=False: the plain Python function): one row of
     x per program, no reduction across threads inside the loop."""
     _import()
+    _columns()
 
     def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
                     stride_xm, stride_qw, stride_sn, stride_ym,
@@ -180,17 +224,19 @@ def _gemv_kernel(jit: bool = True):
             g = (w0 * PER) // GROUP                    # the step's group
             s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
             z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
+            # the step's inputs, one contiguous load [BLOCK_W, PER]: row i is what word i multiplies
+            x2 = tl.load(x_ptr + m * stride_xm + (w0 + rw)[:, None] * PER + tl.arange(0, PER)[None, :])
+            x2 = x2.to(tl.float32)
+            xs = tl.sum(x2, axis=1)                                 # [BLOCK_W] Σ_k x_k per word
+            xc = columns(x2, PER)                                  # PER tensors [BLOCK_W]: x_k per word
             part = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)  # Σ_k (1 + q_k / 2^BITS)·x_k per word
-            xs = tl.zeros([BLOCK_W], dtype=tl.float32)              # Σ_k x_k per word
             for k in tl.static_range(PER):
                 if TOP - BITS * k >= 0:                # code k to the top of the mantissa
                     v = words << (TOP - BITS * k)
                 else:
                     v = words >> (BITS * k - TOP)
                 f = ((v & FMASK) | one).to(tl.float32, bitcast=True)  # 1 + q/2^BITS, exactly
-                xk = tl.load(x_ptr + m * stride_xm + (w0 + rw) * PER + k).to(tl.float32)  # [BLOCK_W]
-                part += f * xk[None, :]
-                xs += xk
+                part += f * xc[k][None, :]
             # Σ (q − z)·s·x = s·2^BITS·part − s·(2^BITS + z)·Σ x
             acc += part * (s * (MASK + 1))[:, None] - (s * (z + (MASK + 1)))[:, None] * xs[None, :]
             words = nxt
