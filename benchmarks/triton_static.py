@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (80: A100, 90: H100/H200)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
+    if tk.interpreting():
+        print("TRITON_INTERPRET is set: the GPU compiler cannot run in this process; unset it", file=sys.stderr)
+        return 2
     tk._import()
     rows = []
     for m, dtype, bits in CASES:

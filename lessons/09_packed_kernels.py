@@ -441,8 +441,9 @@ print("checked: the packed model computes what the simulated one did")
 #
 # ### Counting instructions, without a GPU
 #
-# Triton compiles for a GPU that is not there (`triton.compile_ahead`), and the machine code
-# tells how many instructions the loop issues per weight (`triton.loop_profile`). Compare the
+# Triton compiles for a GPU that is not there, and the machine code tells how many instructions
+# the loop issues per weight (`triton.profile_ahead`, which runs `compile_ahead` and
+# `loop_profile`). Compare the
 # batch-1 kernel with the tile kernel made for a few rows of x, both at batch 1, and turn each
 # count into the time an H200's 132 SMs need just to issue them (4 instructions per SM per
 # cycle at 1.98 GHz), next to the time the bytes take:
@@ -455,9 +456,9 @@ if triton_kernels.compiler_available():
     G = 8192
     gemv_cfg = triton_kernels.candidates(1, G, G, 4, 128)[0]              # the default at batch 1
     tile_cfg = next(c for c in triton_kernels.candidates(1, G, G, 4, 128) if c["KERNEL"] == "tile")
+    loops = triton_kernels.profile_ahead([gemv_cfg, tile_cfg], 4, 128, torch.float16, arch=90)  # sm_90: H100/H200
     issue_us = {}
-    for name, cfg in (("packed_gemv", gemv_cfg), ("packed_matmul (tile)", tile_cfg)):
-        loop = triton_kernels.loop_profile(triton_kernels.compile_ahead(cfg, 4, 128, torch.float16, arch=90))
+    for name, cfg, loop in zip(("packed_gemv", "packed_matmul (tile)"), (gemv_cfg, tile_cfg), loops, strict=True):
         per = loop["instructions"] * cfg["num_warps"] / triton_kernels.weights_per_iteration(cfg, 4)
         issue_us[name] = G * G * per / (SMS * ISSUE * CLOCK) * 1e6
         print(f"{name:<21} {per:.3f} warp instructions per weight -> {issue_us[name]:5.1f} µs to issue; "

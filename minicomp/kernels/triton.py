@@ -154,25 +154,21 @@ def _columns():
     global halves, columns4, columns8, columns
     _import()
 
-    @triton.jit
     def halves(x):          # [R, 2n] -> columns 0, 2, ... and 1, 3, ... as two [R, n]
         return tl.split(tl.reshape(x, [x.shape[0], x.shape[1] // 2, 2]))
 
-    @triton.jit
     def columns4(x):        # [R, 4] -> x[:, 0] ... x[:, 3]
         even, odd = halves(x)
         c0, c2 = tl.split(even)
         c1, c3 = tl.split(odd)
         return c0, c1, c2, c3
 
-    @triton.jit
     def columns8(x):
         even, odd = halves(x)
         e0, e1, e2, e3 = columns4(even)   # columns 0, 2, 4, 6
         o0, o1, o2, o3 = columns4(odd)    # columns 1, 3, 5, 7
         return e0, o0, e1, o1, e2, o2, e3, o3
 
-    @triton.jit
     def columns(x, PER: tl.constexpr):
         if PER == 4:
             return columns4(x)
@@ -184,6 +180,7 @@ def _columns():
             o0, o1, o2, o3, o4, o5, o6, o7 = columns8(odd)
             return e0, o0, e1, o1, e2, o2, e3, o3, e4, o4, e5, o5, e6, o6, e7, o7
 
+    halves, columns4, columns8, columns = (triton.jit(f) for f in (halves, columns4, columns8, columns))
     return columns
 
 
@@ -472,8 +469,8 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     triton's compiled kernel; its `.asm` holds "ttgir", "ptx" and "cubin" (the machine code, which
     `cuobjdump -sass` prints). `benchmarks/triton_static.py` uses it to count each candidate's
     instructions per weight; a test compiles every candidate, since the interpreter accepts code
-    the GPU compiler would reject. Call it in a process that has not run the interpreter
-    (`TRITON_INTERPRET=1`): once it has, triton's language objects stay patched for it."""
+    the GPU compiler would reject. It needs a process where TRITON_INTERPRET is not set (triton
+    then patches its language objects for the interpreter); `profile_ahead` starts one."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
@@ -505,8 +502,33 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
                     constexprs={(names.index(c),): v for c, v in consts.items()},
                     attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})
+    _columns()  # the helpers it calls
     return triton.compile(src, target=GPUTarget("cuda", arch, 32),
                           options={"num_warps": cfg["num_warps"], "enable_fp_fusion": True})
+
+
+def profile_ahead(configs: list[dict], bits: int, group_size: int, x_dtype: torch.dtype = torch.float16,
+                  arch: int = 90) -> list[dict]:
+    """`loop_profile(compile_ahead(cfg, ...))` for each of `configs`, compiled in a fresh Python
+    process without TRITON_INTERPRET: where the interpreter is on (the test suite turns it on),
+    triton's language objects are patched for it and the GPU compiler cannot run. A few seconds."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, torch\n"
+            "from minicomp.kernels import triton as tk\n"
+            "a = json.loads(sys.stdin.read())\n"
+            "print(json.dumps([tk.loop_profile(tk.compile_ahead(c, a['bits'], a['group_size'], "
+            "getattr(torch, a['dtype']), arch=a['arch'])) for c in a['configs']]))\n")
+    job = {"configs": configs, "bits": bits, "group_size": group_size, "arch": arch,
+           "dtype": str(x_dtype).replace("torch.", "")}
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(job), capture_output=True, text=True,
+                          env=env, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling for sm_{arch} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def loop_profile(compiled) -> dict:
