@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                 rows.append({"batch": m, "bits": bits, "config": cfg, "error": f"{type(err).__name__}: {err}"[:300]})
                 print(f"  FAILED {cfg}: {err}")
                 continue
-            per = prof["instructions"] * tk._exact(cfg, dtype)["num_warps"] / tk.weights_per_iteration(cfg, bits, m)
+            per = tk.instructions_per_weight(prof, cfg, bits, m)
             issue_us = N * K * m * per / (SMS * ISSUE * CLOCK) * 1e6
             row = {"batch": m, "dtype": str(dtype).replace("torch.", ""), "bits": bits, "config": cfg,
                    "default": i == 0, "warp_instructions_per_weight": per, "issue_bound_us": issue_us,

@@ -458,10 +458,9 @@ if triton_kernels.compiler_available():
     tile_cfg = next(c for c in triton_kernels.candidates(1, G, G, 4, 128) if c["KERNEL"] == "tile")
     loops = triton_kernels.profile_ahead([gemv_cfg, tile_cfg], 4, 128, torch.float16, arch=90)  # sm_90: H100/H200
     issue_us = {}
-    for name, cfg, loop in zip(("packed_gemv", "packed_matmul (tile)"), (gemv_cfg, tile_cfg), loops, strict=True):
-        per = loop["instructions"] * cfg["num_warps"] / triton_kernels.weights_per_iteration(cfg, 4)
-        issue_us[name] = G * G * per / (SMS * ISSUE * CLOCK) * 1e6
-        print(f"{name:<21} {per:.3f} warp instructions per weight -> {issue_us[name]:5.1f} µs to issue; "
+    for name, loop in zip(("packed_gemv", "packed_matmul (tile)"), loops, strict=True):
+        issue_us[name] = G * G * loop["per_weight"] / (SMS * ISSUE * CLOCK) * 1e6
+        print(f"{name:<21} {loop['per_weight']:.3f} warp instructions per weight -> {issue_us[name]:5.1f} µs to issue; "
               f"{loop['registers']} registers, shuffles: {loop['ops'].get('SHFL.BFLY', 0)}")
     fp16_us, int4_us = G * G * 2 / BANDWIDTH * 1e6, G * G * 0.5 / BANDWIDTH * 1e6
     print(f"bytes alone: fp16 {fp16_us:.1f} µs, int4 {int4_us:.1f} µs")

@@ -60,13 +60,18 @@ def installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def compiler_available() -> bool:
-    """Whether `compile_ahead` can work here: triton with its NVIDIA compiler (the ptxas it ships)."""
+def _nvidia_bin() -> str | None:
+    """The folder of the NVIDIA tools (ptxas, cuobjdump) that triton ships, or None."""
     spec = importlib.util.find_spec("triton")
     if spec is None or not spec.submodule_search_locations:
-        return False
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "backends", "nvidia", "bin")
-    return all(os.path.exists(os.path.join(folder, tool)) for tool in ("ptxas", "cuobjdump"))
+        return None
+    return os.path.join(list(spec.submodule_search_locations)[0], "backends", "nvidia", "bin")
+
+
+def compiler_available() -> bool:
+    """Whether `compile_ahead` can work here: triton with its NVIDIA compiler (the ptxas it ships)."""
+    folder = _nvidia_bin()
+    return folder is not None and all(os.path.exists(os.path.join(folder, t)) for t in ("ptxas", "cuobjdump"))
 
 
 def interpreting() -> bool:
@@ -187,7 +192,7 @@ def _columns():
 @functools.cache
 def _gemv_kernel(jit: bool = True):
     """The batch-1 kernel, jitted on first use (jit=False: the plain Python function): one row of
-    x per program, no reduction across threads inside the loop."""
+    x per program; each thread keeps its own sums until the end of the loop."""
     _import()
     _columns()
 
@@ -246,11 +251,6 @@ def _gemv_kernel(jit: bool = True):
     return triton.jit(packed_gemv) if jit else packed_gemv
 
 
-def _step_bytes(layer) -> int:
-    """Bytes per row per step: a power of two, at most 128, that divides a group's bytes."""
-    return _step_bytes_for(layer.pack_bits, layer.group_size)
-
-
 def unsupported(layer, x: torch.Tensor) -> str | None:
     """Why this backend cannot run `layer` on `x`, or None if it can."""
     if not installed():
@@ -259,7 +259,7 @@ def unsupported(layer, x: torch.Tensor) -> str | None:
         return f"x is on {x.device}; triton needs a CUDA tensor (or TRITON_INTERPRET=1)"
     if layer.pack_bits not in PACK_BITS:
         return f"pack_bits={layer.pack_bits} is not one of {PACK_BITS}"
-    if _step_bytes(layer) < 16:
+    if _step_bytes(layer.pack_bits, layer.group_size) < 16:
         return (f"group_size={layer.group_size} at {layer.pack_bits} bits is {layer.group_size * layer.pack_bits // 8} "
                 "bytes; the kernel needs groups of a multiple of 16 bytes")
     return None
@@ -275,15 +275,15 @@ def _split(programs: int, k_steps: int, target: int) -> int:
 
 def _block_bytes(bits: int, group_size: int) -> int:
     """Bytes of a row per step of the tile kernel: at most 64, inside one group."""
-    return min(_step_bytes_for(bits, group_size), 64)
+    return min(_step_bytes(bits, group_size), 64)
 
 
 def _block_words(bits: int, group_size: int) -> int:
     """int32 words of a row per step of the GEMV kernel: at most 16, inside one group."""
-    return min(_step_bytes_for(bits, group_size) // 4, 16)
+    return min(_step_bytes(bits, group_size) // 4, 16)
 
 
-def _step_bytes_for(bits: int, group_size: int) -> int:
+def _step_bytes(bits: int, group_size: int) -> int:
     """The largest power of two, at most 128, that divides a group's bytes."""
     b = 1
     while b < 128 and (group_size * bits // 8) % (2 * b) == 0:
@@ -502,16 +502,16 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
                     constexprs={(names.index(c),): v for c, v in consts.items()},
                     attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})
-    _columns()  # the helpers it calls
     return triton.compile(src, target=GPUTarget("cuda", arch, 32),
                           options={"num_warps": cfg["num_warps"], "enable_fp_fusion": True})
 
 
 def profile_ahead(configs: list[dict], bits: int, group_size: int, x_dtype: torch.dtype = torch.float16,
-                  arch: int = 90) -> list[dict]:
-    """`loop_profile(compile_ahead(cfg, ...))` for each of `configs`, compiled in a fresh Python
-    process without TRITON_INTERPRET: where the interpreter is on (the test suite turns it on),
-    triton's language objects are patched for it and the GPU compiler cannot run. A few seconds."""
+                  arch: int = 90, m: int = 1) -> list[dict]:
+    """`loop_profile(compile_ahead(cfg, ...))` for each of `configs`, plus "per_weight"
+    (`instructions_per_weight` for x [m, in]), compiled in a fresh Python process without
+    TRITON_INTERPRET: where the interpreter is on (the test suite turns it on), triton's language
+    objects are patched for it and the GPU compiler cannot run. A few seconds."""
     import json
     import subprocess
     import sys
@@ -528,7 +528,9 @@ def profile_ahead(configs: list[dict], bits: int, group_size: int, x_dtype: torc
                           env=env, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"compiling for sm_{arch} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    loops = json.loads(done.stdout.strip().splitlines()[-1])
+    return [{**loop, "per_weight": instructions_per_weight(loop, cfg, bits, m)}
+            for loop, cfg in zip(loops, configs, strict=True)]
 
 
 def loop_profile(compiled) -> dict:
@@ -541,8 +543,7 @@ def loop_profile(compiled) -> dict:
     from collections import Counter
     from pathlib import Path
 
-    _import()
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    tool = Path(_nvidia_bin()) / "cuobjdump"
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])
@@ -561,8 +562,11 @@ def loop_profile(compiled) -> dict:
     return {"instructions": len(body), "ops": dict(ops), "registers": regs, "spilled": stack}
 
 
-def weights_per_iteration(cfg: dict, bits: int, m: int = 1) -> int:
-    """How many (weight, row of x) products one program computes per iteration of its loop."""
+def instructions_per_weight(loop: dict, cfg: dict, bits: int, m: int = 1) -> float:
+    """Warp instructions the loop of `loop_profile` issues per (weight, row of x) for x [m, in]:
+    its instructions times its warps, over the products one program computes per iteration."""
     if cfg["KERNEL"] == "gemv":
-        return cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits)
-    return cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * min(cfg["BLOCK_M"], m)
+        products = cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits)
+    else:
+        products = cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * min(cfg["BLOCK_M"], m)
+    return loop["instructions"] * cfg["num_warps"] / products
