@@ -487,9 +487,10 @@ if triton_kernels.compiler_available():
 # (`triton.tune`). A batch-1 GEMV on a GPU takes microseconds,
 # about as long as Python takes to *launch* a kernel, so timing one call at a time
 # measures the launch as much as the GPU's work. Serving stacks capture the calls of a decoding
-# step in a CUDA graph and replay it; `hardware.cuda_graph` does the same here. The cell times
-# both ways and prints what each format streams per second. It runs only when a CUDA GPU and
-# triton are present.
+# step in a CUDA graph and replay it; `hardware.cuda_graph` does the same here, and `hold=True`
+# queues each replay behind a kernel that spins for a moment, so that not even the replay's
+# launch is timed. The cell times both ways and prints what each format streams per second. It
+# runs only when a CUDA GPU and triton are present.
 
 # %%
 if torch.cuda.is_available() and "triton" in available_backends():
@@ -503,7 +504,7 @@ if torch.cuda.is_available() and "triton" in available_backends():
     with torch.no_grad():
         eager = hardware.compare(calls, warmup=5, repeats=50, device="cuda")
         t = hardware.compare({n: hardware.cuda_graph(c) for n, c in calls.items()}, warmup=5, repeats=50,
-                             device="cuda")
+                             device="cuda", hold=True)
     for how, timing in (("one call at a time", eager), ("CUDA graph replays", t)):
         ratio = hardware.ratios(timing, "fp16 cuBLAS")["int4 triton"]
         print(f"{how:<19} " + "   ".join(f"{n} {v.median * 1e6:6.1f} µs ({gpu_bytes[n] / v.median / 1e12:.2f} TB/s)"

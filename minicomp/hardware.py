@@ -306,13 +306,23 @@ def _timing_device(device) -> torch.device:
     return torch.device("cpu") if device is None else _checked_device(device, "device")
 
 
-def _time_once(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds taken by one call of ``fn``; on a GPU, waits for the queued kernels to finish."""
+HOLD_CYCLES = 200_000  # ~0.1 ms of a GPU's clock: time for the host to queue a call behind it
+
+
+def _time_once(fn: Callable[[], object], device: torch.device, hold: bool = False) -> float:
+    """Seconds taken by one call of ``fn``; on a GPU, waits for the queued kernels to finish.
+
+    hold (CUDA): first queue a kernel that spins for HOLD_CYCLES, so that the start event, fn's
+    kernels and the end event are all queued before the GPU reaches them. The time is then the
+    GPU's work alone, without the microseconds the host takes to launch fn (a graph replay's
+    launch, or Python's): a few-microsecond kernel would otherwise be timed with its launch."""
     if device.type == "cuda":
         with torch.cuda.device(device):
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
+            if hold:
+                torch.cuda._sleep(HOLD_CYCLES)
             start.record()
             fn()
             end.record()
@@ -330,28 +340,30 @@ def _time_once(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def measure(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
-            device: str | torch.device | None = None) -> Timing:
+            device: str | torch.device | None = None, hold: bool = False) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed calls.
 
     ``device`` says where ``fn`` runs: None or 'cpu' uses `time.perf_counter`; a CUDA device uses
     `torch.cuda.Event` pairs and synchronizes, because GPU calls return before the work is done.
+    ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`).
     """
     _check_callable(fn, "fn")
     _check_counts(warmup, repeats)
     dev = _timing_device(device)
     for _ in range(warmup):
         fn()
-    return Timing.from_times(_time_once(fn, dev) for _ in range(repeats))
+    return Timing.from_times(_time_once(fn, dev, hold) for _ in range(repeats))
 
 
 def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats: int = 20,
             device: str | torch.device | None = None, baseline: str | None = None,
-            ) -> dict[str, Timing]:
+            hold: bool = False) -> dict[str, Timing]:
     """Time several functions with their repeats interleaved, so noise hits them all equally.
 
     Round r calls every function once, starting at position r (mod len(fns)): for a, b, c the
     order is a b c | b c a | c a b | ... The warm-up rounds are interleaved the same way. Returns
     ``{name: Timing}`` in the order of ``fns``; pass the result and ``baseline`` to `ratios`.
+    ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`).
     """
     if not isinstance(fns, Mapping):
         raise TypeError(f"fns must be a dict of name -> function, got {type(fns).__name__}")
@@ -371,7 +383,7 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
             if r < warmup:
                 fns[name]()
             else:
-                times[name].append(_time_once(fns[name], dev))
+                times[name].append(_time_once(fns[name], dev, hold))
     return {name: Timing.from_times(times[name]) for name in names}
 
 

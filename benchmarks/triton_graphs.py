@@ -1,0 +1,115 @@
+"""Every Triton kernel configuration, timed on a CUDA GPU as a served model runs it.
+
+    python benchmarks/triton_graphs.py [--size 8192] [--batches 1,4,16] [--out benchmarks/results]
+
+`tune` picks a configuration by timing eager calls (`triton.testing.do_bench`). A served model
+replays CUDA graphs instead, so this times each of `triton.candidates` the way `minicomp bench`
+times the contestants: captured in a CUDA graph, each replay queued behind a spinning kernel
+(`hardware.compare(hold=True)`), interleaved with fp16 cuBLAS on the same shape. It also measures
+the card's copy bandwidth, the ceiling a batch-1 GEMV streams its weight at. The JSON keeps
+every time, so the two rankings (eager and graphed) can be set side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minicomp import hardware
+from minicomp.kernels import PackedLinear
+from minicomp.kernels import triton as tk
+
+GROUP = 128
+
+
+def copy_bandwidth(nbytes: int = 2 << 30) -> float:
+    """Bytes per second a device-to-device copy moves (bytes read plus bytes written)."""
+    a = torch.empty(nbytes // 2, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    t = hardware.measure(lambda: b.copy_(a), warmup=3, repeats=20, device="cuda")
+    return nbytes / t.median
+
+
+@torch.no_grad()
+def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
+    """{"fp16_us", "rows": [{"config", "us", "speedup_vs_fp16"} or {"config", "error"}]}."""
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(size, size, bias=False)
+    lin.weight.data.copy_(torch.randn(size, size, generator=g) / math.sqrt(size))
+    layer = PackedLinear.from_linear(lin, bits=bits, group_size=GROUP, backend="triton").cuda()
+    w16 = lin.weight.detach().half().cuda()
+    x = torch.randn(batch, size, generator=g).half().cuda()
+    expected = F.linear(x.float(), w16.float())
+    calls, rows = {"fp16": lambda: F.linear(x, w16)}, []
+    for i, cfg in enumerate(tk.candidates(batch, size, size, bits, GROUP)):
+        try:
+            y = tk.linear(layer, x, cfg)
+            err = ((y.float() - expected).norm() / expected.norm()).item()
+            if not err < 0.2:  # the codes' own error is ~0.1 at 4 bits; a wrong kernel is ~1
+                raise ValueError(f"relative error {err:.3f} against the fp16 product")
+            calls[i] = hardware.cuda_graph(lambda c=cfg: tk.linear(layer, x, c))
+            rows.append({"config": cfg, "rel_error_vs_fp16": err})
+        except Exception as e:  # one configuration failing leaves the others to time
+            rows.append({"config": cfg, "error": f"{type(e).__name__}: {e}"[:300]})
+    calls["fp16"] = hardware.cuda_graph(calls["fp16"])
+    timings = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)
+    fp16 = timings.pop("fp16").median
+    ok = [r for r in rows if "error" not in r]
+    for (i, t), r in zip(timings.items(), ok):
+        r["us"] = t.median * 1e6
+        r["speedup_vs_fp16"] = fp16 / t.median
+        r["default"] = i == 0
+    return {"size": size, "batch": batch, "bits": bits, "fp16_us": fp16 * 1e6,
+            "fp16_weight_bytes": w16.numel() * 2, "packed_weight_bytes": layer.weight_nbytes, "rows": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=8192, help="the weight is size x size (default 8192)")
+    ap.add_argument("--batches", default="1,4,16", help="rows of x, comma-separated (default 1,4,16)")
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available() or tk.interpreting():
+        print("needs a CUDA GPU, with TRITON_INTERPRET unset", file=sys.stderr)
+        return 2
+    bandwidth = copy_bandwidth()
+    print(f"{torch.cuda.get_device_name()}: a device copy moves {bandwidth / 1e12:.2f} TB/s")
+    cases = [(b, 4) for b in map(int, args.batches.split(","))] + [(1, 8)]
+    results = []
+    for batch, bits in cases:
+        r = time_candidates(args.size, batch, bits, args.repeats)
+        results.append(r)
+        best = min((row for row in r["rows"] if "us" in row), key=lambda row: row["us"])
+        default = r["rows"][0]
+        print(f"\n{args.size}² batch {batch} int{bits}: fp16 {r['fp16_us']:.1f} µs "
+              f"({r['fp16_weight_bytes'] / r['fp16_us'] / 1e6:.2f} TB/s)")
+        for row in r["rows"]:
+            mark = ("default " if row is default else "") + ("best" if row is best else "")
+            if "us" in row:
+                print(f"  {row['us']:8.1f} µs {row['speedup_vs_fp16']:5.2f}x  {mark:<12} {row['config']}")
+            else:
+                print(f"  failed: {row['error']}  {row['config']}")
+    name = torch.cuda.get_device_name().replace(" ", "-")
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"triton-graphs-{name}-{stamp}.json"
+    path.write_text(json.dumps({"created": stamp, "device": torch.cuda.get_device_name(),
+                                "torch": torch.__version__, "triton": tk._import().__version__,
+                                "copy_bandwidth_bytes_per_s": bandwidth, "timing":
+                                "median of CUDA graph replays held behind a spinning kernel, "
+                                "interleaved with fp16 cuBLAS", "cases": results}, indent=1))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
