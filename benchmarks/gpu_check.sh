@@ -8,8 +8,9 @@
 #    is Triton W4A16 at 8192², batch 1, at least 2.5× faster than fp16 cuBLAS. The JSON records
 #    the time of every kernel configuration tuned (settings.triton_tuned);
 # 2. benchmarks/triton_graphs.py: every kernel configuration timed in CUDA graphs, as served;
-# 3. the Triton kernel against the reference kernel, on the GPU (tests/test_kernels.py);
-# 4. the rest of the kernel tests on the GPU (every tuning candidate, exactly).
+# 3. the Triton kernel against the reference kernel, on the GPU, in every configuration `tune`
+#    may pick (tests/test_kernels.py);
+# 4. the rest of the kernel tests on the GPU (QUICK=1 skips them).
 #
 # Needs python3 with a CUDA torch and triton, plus numpy, tqdm, safetensors and pytest. On a
 # machine without a network, put wheels of what is missing in wheels/ (where there is a network:
@@ -31,9 +32,13 @@ status=0
 echo "== 1. minicomp bench on the GPU (the first call of each shape tunes the kernel)"
 timeout 300 "$PY" -m minicomp bench --device cuda --sizes 8192x8192,4096x4096 --batches 1,4,16 --out "$OUT" || status=1
 echo "== 2. every kernel configuration in CUDA graphs"
-timeout 150 "$PY" benchmarks/triton_graphs.py --out "$OUT" || status=1
-echo "== 3. the Triton kernel against the reference, on the GPU"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "backends_agree and triton" || status=1
-echo "== 4. the rest of the kernel tests on the GPU"
-timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "(triton or backend or tune) and not backends_agree" || status=1
+timeout 150 "$PY" benchmarks/triton_graphs.py --batches "${GRAPH_BATCHES:-1,4,16}" --out "$OUT" || status=1
+echo "== 3. the Triton kernel against the reference, on the GPU: every configuration, exactly"
+timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py \
+    -k "(backends_agree and triton) or every_triton_candidate_agrees" || status=1
+if [ -z "${QUICK:-}" ]; then
+    echo "== 4. the rest of the kernel tests on the GPU (QUICK=1 skips them)"
+    timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py \
+        -k "(triton or backend or tune) and not backends_agree and not every_triton_candidate_agrees" || status=1
+fi
 exit $status

@@ -53,7 +53,7 @@ import torch
 NAME = "triton"
 PACK_BITS = (2, 4, 8)
 triton = tl = None  # imported on first use: TRITON_INTERPRET must be set before `import triton`
-halves = columns4 = columns8 = columns = None  # jitted helpers of packed_gemv, made by `_columns`
+halves = columns4 = columns8 = columns = load_step = None  # packed_gemv's jitted helpers, made by `_helpers`
 
 
 def installed() -> bool:
@@ -152,11 +152,12 @@ def _kernel(jit: bool = True):
 
 
 @functools.cache
-def _columns():
-    """`columns(x2, PER)`: the PER columns of x2 [rows, PER] as a tuple of [rows] tensors, cut
-    out by `tl.split` (which halves a last dimension of 2), so x is loaded once, contiguously.
-    Made module globals: a jitted function finds the functions it calls among its globals."""
-    global halves, columns4, columns8, columns
+def _helpers():
+    """The GEMV kernel's jitted helpers, made module globals (a jitted function finds the
+    functions it calls among its globals): `load_step`, and `columns(x2, PER)`, which cuts the PER
+    columns of x2 [rows, PER] into a tuple of [rows] tensors with `tl.split` (which halves a last
+    dimension of 2), so x is loaded once, contiguously."""
+    global halves, columns4, columns8, columns, load_step
     _import()
 
     def halves(x):          # [R, 2n] -> columns 0, 2, ... and 1, 3, ... as two [R, n]
@@ -185,7 +186,28 @@ def _columns():
             o0, o1, o2, o3, o4, o5, o6, o7 = columns8(odd)
             return e0, o0, e1, o1, e2, o2, e3, o3, e4, o4, e5, o5, e6, o6, e7, o7
 
-    halves, columns4, columns8, columns = (triton.jit(f) for f in (halves, columns4, columns8, columns))
+    def load_step(x_row, rows, s_rows, z_rows, n_ok, step, n_steps,
+                  PER: tl.constexpr, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+        """Everything step `step` reads (zeros past the last step): words [BLOCK_N, BLOCK_W],
+        x2 [BLOCK_W, PER] (row i: the inputs word i multiplies), and scales and zero points,
+        [BLOCK_N, 1] when the step lies in one group, else [BLOCK_N, BLOCK_W] (one per word)."""
+        rw = tl.arange(0, BLOCK_W)
+        w = step * BLOCK_W + rw                             # the step's words in each row
+        live = w < n_steps * BLOCK_W                        # [BLOCK_W]
+        words = tl.load(rows + w[None, :], mask=n_ok[:, None] & live[None, :], other=0)
+        x2 = tl.load(x_row + w[:, None] * PER + tl.arange(0, PER)[None, :], mask=live[:, None], other=0)
+        if PER * BLOCK_W > GROUP:                           # a step spans several groups
+            g = ((w * PER) // GROUP)[None, :]
+            ok = n_ok[:, None] & live[None, :]
+        else:
+            g = (step * BLOCK_W * PER) // GROUP
+            ok = tl.where(step < n_steps, n_ok, False)[:, None]
+        s = tl.load(s_rows + g, mask=ok, other=0)
+        z = tl.load(z_rows + g, mask=ok, other=0)
+        return words, x2, s, z
+
+    halves, columns4, columns8, columns, load_step = (
+        triton.jit(f) for f in (halves, columns4, columns8, columns, load_step))
     return columns
 
 
@@ -194,7 +216,7 @@ def _gemv_kernel(jit: bool = True):
     """The batch-1 kernel, jitted on first use (jit=False: the plain Python function): one row of
     x per program; each thread keeps its own sums until the end of the loop."""
     _import()
-    _columns()
+    _helpers()
 
     def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
                     stride_xm, stride_qw, stride_sn, stride_ym,
@@ -206,31 +228,22 @@ def _gemv_kernel(jit: bool = True):
         FMASK: tl.constexpr = MASK << TOP
         m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
-        rw = tl.arange(0, BLOCK_W)                     # [BLOCK_W] words within a step
         n_ok = rn < N
         n_steps = K // (PER * BLOCK_W)
         # the bits of 1.0f as a run-time value (N >= 1 always): one register for the whole loop,
         # so that `(v & FMASK) | one` is a single LOP3 (two constants would cost a MOV per code)
         one = tl.where(N > 0, 0x3F800000, 0)
         acc = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)   # summed across the tile only at the end
-        rows = qw_ptr + rn[:, None] * stride_qw      # [BLOCK_N, 1] where each row's words start
-        n_words = n_steps * BLOCK_W
-        first = pid_k * BLOCK_W + rw
-        words = tl.load(rows + first[None, :], mask=n_ok[:, None] & (first < n_words)[None, :], other=0)
+        x_row = x_ptr + m * stride_xm
+        rows = qw_ptr + rn[:, None] * stride_qw        # [BLOCK_N, 1] where each row's words start
+        s_rows, z_rows = s_ptr + rn[:, None] * stride_sn, z_ptr + rn[:, None] * stride_sn
+        words, x2, s, z = load_step(x_row, rows, s_rows, z_rows, n_ok, pid_k, n_steps, PER, GROUP, BLOCK_W)
         for step in range(pid_k, n_steps, SPLIT_K):
-            w0 = step * BLOCK_W                        # first word of the step in each row
-            # ask for the next step's words now, so that memory works while this step computes
-            ahead = w0 + SPLIT_K * BLOCK_W + rw
-            nxt = tl.load(rows + ahead[None, :], mask=n_ok[:, None] & (ahead < n_words)[None, :],
-                          other=0)                     # [BLOCK_N, BLOCK_W] int32
-            g = (w0 * PER) // GROUP                    # the step's group
-            s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
-            z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
-            # the step's inputs, one contiguous load [BLOCK_W, PER]: row i is what word i multiplies
-            x2 = tl.load(x_ptr + m * stride_xm + (w0 + rw)[:, None] * PER + tl.arange(0, PER)[None, :])
-            x2 = x2.to(tl.float32)
-            xs = tl.sum(x2, axis=1)                                 # [BLOCK_W] Σ_k x_k per word
-            xc = columns(x2, PER)                                  # PER tensors [BLOCK_W]: x_k per word
+            # ask for everything the next step reads now, so that memory works while this one computes
+            nxt = load_step(x_row, rows, s_rows, z_rows, n_ok, step + SPLIT_K, n_steps, PER, GROUP, BLOCK_W)
+            xf = x2.to(tl.float32)
+            xs = tl.sum(xf, axis=1)                                 # [BLOCK_W] Σ_k x_k per word
+            xc = columns(xf, PER)                                  # PER tensors [BLOCK_W]: x_k per word
             part = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)  # Σ_k (1 + q_k / 2^BITS)·x_k per word
             for k in tl.static_range(PER):
                 if TOP - BITS * k >= 0:                # code k to the top of the mantissa
@@ -240,8 +253,9 @@ def _gemv_kernel(jit: bool = True):
                 f = ((v & FMASK) | one).to(tl.float32, bitcast=True)  # 1 + q/2^BITS, exactly
                 part += f * xc[k][None, :]
             # Σ (q − z)·s·x = s·2^BITS·part − s·(2^BITS + z)·Σ x
-            acc += part * (s * (MASK + 1))[:, None] - (s * (z + (MASK + 1)))[:, None] * xs[None, :]
-            words = nxt
+            sf, zf = s.to(tl.float32), z.to(tl.float32)
+            acc += part * (sf * (MASK + 1)) - (sf * (zf + (MASK + 1))) * xs[None, :]
+            words, x2, s, z = nxt
         y = tl.sum(acc, axis=1)                        # [BLOCK_N]
         if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
             tl.atomic_add(y_ptr + m * stride_ym + rn, y, mask=n_ok)
@@ -291,8 +305,11 @@ def _step_bytes(bits: int, group_size: int) -> int:
     return b
 
 
-def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, target: int) -> dict:
-    bw = _block_words(bits, group_size)
+def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, target: int,
+          block_w: int | None = None) -> dict:
+    """A GEMV configuration; block_w: int32 words of a row per step (default: one group's, at
+    most 16). A step may span several groups (a scale per word then), if it divides k."""
+    bw = block_w or _block_words(bits, group_size)
     k_steps = k // (32 // bits * bw)
     return {"KERNEL": "gemv", "BLOCK_N": block_n, "BLOCK_W": bw,
             "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps}
@@ -322,7 +339,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     """The configurations `tune` times for x [m, k] and an [n, k] weight, `_config`'s first.
 
     Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
-    counts and three degrees of split-K, and the tile kernel (all rows of x at once) with three
+    counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
+    blocks; and the tile kernel (all rows of x at once) with three
     row blocks and two degrees of split-K. From 16 rows on: tensor-core tiles of three widths."""
     found = [_config(m, n, k, bits, group_size)]
 
@@ -338,6 +356,11 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
         for block_n, warps in ((64, 4), (128, 4), (256, 4), (256, 8)):
             for target in (1, 512, 2048):
                 add(_gemv(n, k, bits, group_size, block_n, warps, target))
+        for block_w in (32, 64):  # steps of several groups: fewer, longer steps
+            if k % (32 // bits * block_w) == 0 and block_w > _block_words(bits, group_size):
+                for block_n in (16, 32, 64) if block_w == 32 else (16, 32):  # [64, 64] spills
+                    for target in (1, 512, 2048):
+                        add(_gemv(n, k, bits, group_size, block_n, 4, target, block_w))
     block_m = 1 if m == 1 else 2 if m == 2 else 4 if m <= 4 else 8
     for bn in ((16, 32, 64) if block_m <= 2 else (8, 16, 32)):
         for target in (1, 1024):
@@ -416,6 +439,9 @@ def _launch(layer, x: torch.Tensor, cfg: dict) -> torch.Tensor:
     common = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
                   num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
     if cfg["KERNEL"] == "gemv":
+        if k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
+            raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
+                             f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
         grid = (m, triton.cdiv(n, cfg["BLOCK_N"]), cfg["SPLIT_K"])
         _gemv_kernel()[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
