@@ -71,11 +71,51 @@ def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
             "fp16_weight_bytes": w16.numel() * 2, "packed_weight_bytes": layer.weight_nbytes, "rows": rows}
 
 
+@torch.no_grad()
+def sweep(size: int, bits: int, repeats: int) -> dict:
+    """The GEMV kernel at batch 1 over row blocks, warps per program and split-K, beyond
+    `candidates`: each timed as a call (split-K's zeroing of y included) and as the kernel alone
+    (into a y made beforehand), with the zeroing alone timed too, so fixed costs show."""
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(size, size, bias=False)
+    lin.weight.data.copy_(torch.randn(size, size, generator=g) / math.sqrt(size))
+    layer = PackedLinear.from_linear(lin, bits=bits, group_size=GROUP, backend="triton").cuda()
+    x = torch.randn(1, size, generator=g).half().cuda()
+    w16 = lin.weight.detach().half().cuda()
+    configs = []
+    for block_n, warp_counts in ((32, (1, 2, 4)), (64, (1, 2, 4, 8)), (128, (2, 4, 8)), (256, (4, 8))):
+        for warps in warp_counts:
+            for target in (512, 2048):
+                cfg = tk._gemv(size, size, bits, GROUP, block_n, warps, target)
+                configs += [cfg] if cfg not in configs else []
+    calls = {"fp16": hardware.cuda_graph(lambda: F.linear(x, w16)),
+             "zeros": hardware.cuda_graph(lambda: torch.zeros(1, size, device="cuda"))}
+    rows = []
+    for i, cfg in enumerate(configs):
+        try:
+            y = torch.zeros(1, size, device="cuda", dtype=torch.float32 if cfg["SPLIT_K"] > 1 else x.dtype)
+            calls[f"call{i}"] = hardware.cuda_graph(lambda c=cfg: tk.linear(layer, x, c))
+            calls[f"kernel{i}"] = hardware.cuda_graph(lambda c=cfg, y=y: tk._launch(layer, x, c, out=y))
+            rows.append({"config": cfg, "i": i})
+        except Exception as e:
+            rows.append({"config": cfg, "error": f"{type(e).__name__}: {e}"[:300]})
+    t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)
+    for r in rows:
+        if "i" in r:
+            i = r.pop("i")
+            r["call_us"], r["kernel_us"] = t[f"call{i}"].median * 1e6, t[f"kernel{i}"].median * 1e6
+            r["kernel_tb_s"] = layer.weight_nbytes / t[f"kernel{i}"].median / 1e12
+    return {"size": size, "bits": bits, "fp16_us": t["fp16"].median * 1e6, "zeros_us": t["zeros"].median * 1e6,
+            "packed_weight_bytes": layer.weight_nbytes, "rows": rows}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=8192, help="the weight is size x size (default 8192)")
     ap.add_argument("--batches", default="1,4,16", help="rows of x, comma-separated (default 1,4,16)")
     ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--sweep", action="store_true",
+                    help="time the GEMV kernel over row blocks, warps and split-K instead (4-bit, batch 1)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available() or tk.interpreting():
@@ -83,6 +123,16 @@ def main(argv=None) -> int:
         return 2
     bandwidth = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: a device copy moves {bandwidth / 1e12:.2f} TB/s")
+    if args.sweep:
+        found = sweep(args.size, 4, args.repeats)
+        print(f"{args.size}² batch 1 int4: fp16 {found['fp16_us']:.1f} µs; zeroing y alone {found['zeros_us']:.1f} µs")
+        print("     call   kernel  kernel TB/s  config")
+        for r in sorted(found["rows"], key=lambda r: r.get("call_us", 1e9)):
+            if "call_us" in r:
+                print(f"  {r['call_us']:7.1f} {r['kernel_us']:7.1f}    {r['kernel_tb_s']:5.2f}      {r['config']}")
+            else:
+                print(f"  failed: {r['error']}  {r['config']}")
+        return _save(args.out, "triton-sweep", bandwidth, {"sweep": found})
     cases = [(b, 4) for b in map(int, args.batches.split(","))] + [(1, 8)]
     results = []
     for batch, bits in cases:
@@ -98,15 +148,19 @@ def main(argv=None) -> int:
                 print(f"  {row['us']:8.1f} µs {row['speedup_vs_fp16']:5.2f}x  {mark:<12} {row['config']}")
             else:
                 print(f"  failed: {row['error']}  {row['config']}")
+    return _save(args.out, "triton-graphs", bandwidth, {"cases": results})
+
+
+def _save(folder: Path, prefix: str, bandwidth: float, found: dict) -> int:
     name = torch.cuda.get_device_name().replace(" ", "-")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"triton-graphs-{name}-{stamp}.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}-{name}-{stamp}.json"
     path.write_text(json.dumps({"created": stamp, "device": torch.cuda.get_device_name(),
                                 "torch": torch.__version__, "triton": tk._import().__version__,
                                 "copy_bandwidth_bytes_per_s": bandwidth, "timing":
                                 "median of CUDA graph replays held behind a spinning kernel, "
-                                "interleaved with fp16 cuBLAS", "cases": results}, indent=1))
+                                "interleaved with fp16 cuBLAS", **found}, indent=1))
     print(f"\nwrote {path}")
     return 0
 

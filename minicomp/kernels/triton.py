@@ -427,12 +427,16 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     return _tuned[key]["config"]
 
 
-def _launch(layer, x: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous)."""
+def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) -> torch.Tensor:
+    """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous).
+    out: y [M, out] to write (to add into, with split-K) instead of a new tensor; for timing the
+    kernel alone (benchmarks/triton_graphs.py)."""
     m, k = x.shape
     n = layer.out_features
     qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
-    if cfg["SPLIT_K"] > 1:  # partial sums are added into y: float32 zeros
+    if out is not None:
+        y = out
+    elif cfg["SPLIT_K"] > 1:  # partial sums are added into y: float32 zeros
         y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
     else:  # each output stored once; in x's dtype unless a float32 bias is still to be added
         y = torch.empty(m, n, device=x.device, dtype=torch.float32 if layer.bias is not None else x.dtype)
