@@ -83,9 +83,9 @@ def sweep(size: int, bits: int, repeats: int) -> dict:
     x = torch.randn(1, size, generator=g).half().cuda()
     w16 = lin.weight.detach().half().cuda()
     configs = []
-    for block_n, warp_counts in ((32, (1, 2, 4)), (64, (1, 2, 4, 8)), (128, (2, 4, 8)), (256, (4, 8))):
+    for block_n, warp_counts in ((8, (1,)), (16, (1, 2)), (32, (1, 2)), (64, (1, 2)), (128, (4,))):
         for warps in warp_counts:
-            for target in (512, 2048):
+            for target in (512, 2048, 8192):
                 cfg = tk._gemv(size, size, bits, GROUP, block_n, warps, target)
                 configs += [cfg] if cfg not in configs else []
     calls = {"fp16": hardware.cuda_graph(lambda: F.linear(x, w16)),
