@@ -172,6 +172,24 @@ def test_every_triton_candidate_agrees_exactly(m, dtype, bits):
 
 
 @needs_triton
+def test_triton_writes_into_a_given_output_and_rejects_a_step_that_does_not_divide_the_input():
+    """`_launch(out=...)` (used to time the kernel alone) adds into the tensor it is given; a
+    configuration whose step does not divide in_features is refused, naming the fix."""
+    triton_backend._import()
+    layer = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
+    x = int_input(1, 512).to(_triton_device())
+    expected = run(layer.cpu(), x.cpu(), "reference")
+    layer.to(_triton_device())
+    cfg = triton_backend._config(1, 72, 512, 4, 128) | {"SPLIT_K": 2}
+    out = torch.full((1, 72), 1.0, device=_triton_device())
+    got = triton_backend._launch(layer, x, cfg, out=out)
+    assert got is out and torch.equal(out.cpu() - 1.0, expected)
+    with pytest.raises(ValueError, match="BLOCK_W=64 covers 512 inputs per step, which must divide in_features=384"):
+        small = exact_layer(8, 384, 4, 128, bias=False).to(_triton_device())
+        triton_backend._launch(small, int_input(1, 384).to(_triton_device()), cfg | {"BLOCK_W": 64})
+
+
+@needs_triton
 def test_triton_rounds_a_biased_16_bit_output_once():
     """With a bias, the kernel keeps y in float32 so that y + bias is rounded to x's dtype once."""
     triton_backend._import()
