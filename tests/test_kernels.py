@@ -275,7 +275,7 @@ def test_tune_leaves_out_candidates_that_fail_or_disagree(monkeypatch):
     (record,) = triton_backend.tuned()
     errors = {str(c["config"]): c.get("error") for c in record["candidates"]}
     assert errors[str(broken)] == "RuntimeError: out of resources: shared memory"
-    assert "differs from the first candidate" in errors[str(wrong)]
+    assert "differs from the reference kernel" in errors[str(wrong)]
     assert [c["us"] is None for c in record["candidates"]] == [c in (broken, wrong) for c in cands]
     assert cfg == cands[-1]  # the last one timed, the fastest of those that ran and agreed
 
@@ -737,3 +737,26 @@ def test_cpu_backend_runs_in_a_forked_child(monkeypatch):
         pytest.fail("the kernel hung in a forked child")
     assert proc.exitcode == 0
     torch.testing.assert_close(torch.from_numpy(queue.get(timeout=5)), want)
+
+
+@needs_triton
+def test_tune_checks_the_default_configuration_against_the_reference_too(monkeypatch):
+    """A wrong default must not win either: every candidate is checked against the reference
+    kernel, on real-valued fp16 inputs (the 16-bit store's rounding is allowed for)."""
+    triton_backend._import()
+    monkeypatch.setattr(triton_backend, "_tuned", {})
+    layer = PackedLinear.from_linear(nn.Linear(512, 72, bias=False), bits=4, group_size=128,
+                                     backend="triton").to(_triton_device())
+    x = torch.randn(1, 512, generator=torch.Generator().manual_seed(3)).to(_triton_device(), torch.float16)
+    default = triton_backend.candidates(1, 72, 512, 4, 128)[0]
+    launch = triton_backend._launch
+
+    def faulty_launch(layer, x, cfg):
+        y = launch(layer, x, cfg)
+        return y * 1.01 if cfg == default else y
+
+    monkeypatch.setattr(triton_backend, "_launch", faulty_launch)
+    cfg = triton_backend.tune(layer, x, timer=lambda fn: 1e-6)
+    (record,) = triton_backend.tuned()
+    assert "differs from the reference kernel" in record["candidates"][0]["error"]
+    assert cfg != default and all(c["us"] is not None for c in record["candidates"][1:])
