@@ -471,7 +471,8 @@ else:
 # Claims: the batch-1 kernel issues fewer instructions per weight than the tile kernel, and few
 # enough that, if the GPU issues at its peak, it keeps within the 2.5× target: under
 # fp16's memory time / 2.5. These are counts, not timings: only a GPU can say what the kernel
-# reaches (the cell after this one times it when a GPU is present).
+# reaches. The next section reads what an H200 measured, and the one after times it here when a
+# GPU is present.
 
 # %%
 if triton_kernels.compiler_available():
