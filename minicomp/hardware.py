@@ -321,7 +321,7 @@ def _time_once(fn: Callable[[], object], device: torch.device, hold: bool = Fals
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
-            if hold:
+            if hold and hasattr(torch.cuda, "_sleep"):  # (a private helper: without it, no hold)
                 torch.cuda._sleep(HOLD_CYCLES)
             start.record()
             fn()
