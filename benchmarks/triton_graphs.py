@@ -38,35 +38,45 @@ def copy_bandwidth(nbytes: int = 2 << 30) -> float:
     return nbytes / t.median
 
 
-@torch.no_grad()
-def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
-    """{"fp16_us", "rows": [{"config", "us", "speedup_vs_fp16"} or {"config", "error"}]}."""
+def _problem(size: int, batch: int, bits: int):
+    """A size x size layer packed for triton, its fp16 weight, x [batch, size] in fp16, and the
+    fp16 product in float32 (what each configuration is checked against)."""
     g = torch.Generator().manual_seed(0)
     lin = nn.Linear(size, size, bias=False)
     lin.weight.data.copy_(torch.randn(size, size, generator=g) / math.sqrt(size))
     layer = PackedLinear.from_linear(lin, bits=bits, group_size=GROUP, backend="triton").cuda()
     w16 = lin.weight.detach().half().cuda()
     x = torch.randn(batch, size, generator=g).half().cuda()
-    expected = F.linear(x.float(), w16.float())
-    calls, rows = {"fp16": lambda: F.linear(x, w16)}, []
+    return layer, w16, x, F.linear(x.float(), w16.float())
+
+
+def _checked(call, expected: torch.Tensor) -> float:
+    """call()'s relative error against `expected`; raises if it is a wrong kernel's, not the codes'."""
+    y = call()
+    err = ((y.float() - expected).norm() / expected.norm()).item()
+    if not err < 0.2:  # the codes' own error is ~0.1 at 4 bits; a wrong kernel is ~1
+        raise ValueError(f"relative error {err:.3f} against the fp16 product")
+    return err
+
+
+@torch.no_grad()
+def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
+    """{"fp16_us", "rows": [{"config", "us", "speedup_vs_fp16"} or {"config", "error"}]}."""
+    layer, w16, x, expected = _problem(size, batch, bits)
+    calls, rows = {"fp16": hardware.cuda_graph(lambda: F.linear(x, w16))}, []
     for i, cfg in enumerate(tk.candidates(batch, size, size, bits, GROUP)):
         try:
-            y = tk.linear(layer, x, cfg)
-            err = ((y.float() - expected).norm() / expected.norm()).item()
-            if not err < 0.2:  # the codes' own error is ~0.1 at 4 bits; a wrong kernel is ~1
-                raise ValueError(f"relative error {err:.3f} against the fp16 product")
+            err = _checked(lambda c=cfg: tk.linear(layer, x, c), expected)
             calls[i] = hardware.cuda_graph(lambda c=cfg: tk.linear(layer, x, c))
-            rows.append({"config": cfg, "rel_error_vs_fp16": err})
+            rows.append({"config": cfg, "rel_error_vs_fp16": err, "default": i == 0, "i": i})
         except Exception as e:  # one configuration failing leaves the others to time
             rows.append({"config": cfg, "error": f"{type(e).__name__}: {e}"[:300]})
-    calls["fp16"] = hardware.cuda_graph(calls["fp16"])
-    timings = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)
-    fp16 = timings.pop("fp16").median
-    ok = [r for r in rows if "error" not in r]
-    for (i, t), r in zip(timings.items(), ok):
-        r["us"] = t.median * 1e6
-        r["speedup_vs_fp16"] = fp16 / t.median
-        r["default"] = i == 0
+    t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)
+    fp16 = t["fp16"].median
+    for r in rows:
+        if "i" in r:
+            median = t[r.pop("i")].median
+            r["us"], r["speedup_vs_fp16"] = median * 1e6, fp16 / median
     return {"size": size, "batch": batch, "bits": bits, "fp16_us": fp16 * 1e6,
             "fp16_weight_bytes": w16.numel() * 2, "packed_weight_bytes": layer.weight_nbytes, "rows": rows}
 
@@ -74,14 +84,9 @@ def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
 @torch.no_grad()
 def sweep(size: int, bits: int, repeats: int) -> dict:
     """The GEMV kernel at batch 1 over row blocks, warps per program and split-K, beyond
-    `candidates`: each timed as a call (split-K's zeroing of y included) and as the kernel alone
-    (into a y made beforehand), with the zeroing alone timed too, so fixed costs show."""
-    g = torch.Generator().manual_seed(0)
-    lin = nn.Linear(size, size, bias=False)
-    lin.weight.data.copy_(torch.randn(size, size, generator=g) / math.sqrt(size))
-    layer = PackedLinear.from_linear(lin, bits=bits, group_size=GROUP, backend="triton").cuda()
-    x = torch.randn(1, size, generator=g).half().cuda()
-    w16 = lin.weight.detach().half().cuda()
+    `candidates`: each checked, then timed as a call (split-K's zeroing of y included) and as the
+    kernel alone (into a y made beforehand), with the zeroing alone timed too, so fixed costs show."""
+    layer, w16, x, expected = _problem(size, 1, bits)
     configs = []
     for block_n, warp_counts in ((8, (1,)), (16, (1, 2)), (32, (1, 2)), (64, (1, 2)), (128, (4,))):
         for warps in warp_counts:
@@ -93,10 +98,11 @@ def sweep(size: int, bits: int, repeats: int) -> dict:
     rows = []
     for i, cfg in enumerate(configs):
         try:
+            err = _checked(lambda c=cfg: tk.linear(layer, x, c), expected)
             y = torch.zeros(1, size, device="cuda", dtype=torch.float32 if cfg["SPLIT_K"] > 1 else x.dtype)
             calls[f"call{i}"] = hardware.cuda_graph(lambda c=cfg: tk.linear(layer, x, c))
             calls[f"kernel{i}"] = hardware.cuda_graph(lambda c=cfg, y=y: tk._launch(layer, x, c, out=y))
-            rows.append({"config": cfg, "i": i})
+            rows.append({"config": cfg, "rel_error_vs_fp16": err, "i": i})
         except Exception as e:
             rows.append({"config": cfg, "error": f"{type(e).__name__}: {e}"[:300]})
     t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)

@@ -26,8 +26,8 @@ On a GPU, each contestant is captured in a CUDA graph and the replays are timed
 to launch a kernel, and serving stacks replay graphs for that reason. Each replay is queued
 behind a kernel that spins for ~0.1 ms (`hardware.measure(hold=True)`), so even the replay's own
 launch is out of the time. The eager times (one call at a time, launch included) are kept too, as
-`eager_median_s`. One copy of each weight: the
-other contestants of a round stream hundreds of MB through the L2 cache between two calls.
+`eager_median_s`. One copy of each weight: the other contestants of a round stream hundreds of
+MB through the L2 cache between two calls.
 
     minicomp bench                       # CPU, and the GPU too when there is one
     minicomp bench --quick               # smaller, for a first look (~1 minute)
@@ -189,7 +189,8 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
         nbytes = sets[0][1]
         # activations as a model would hold them: float32 on a CPU, float16 on a GPU (W4A16)
         act = torch.float16 if dev.type == "cuda" else torch.float32
-        x1 = torch.randn(1, n_in, generator=torch.Generator().manual_seed(seed), dtype=act).to(dev)  # tunes at batch 1
+        # random values, not zeros: on a GPU the first call at batch 1 tunes the kernel on them
+        x1 = torch.randn(1, n_in, generator=torch.Generator().manual_seed(seed), dtype=act).to(dev)
         for fns_copy, _ in sets:  # first calls build kernel layouts, compile and tune: not timed
             for f in fns_copy.values():
                 f(x1)

@@ -7,10 +7,11 @@ keep up with the memory: at 4.8 TB/s an H200 delivers a 4-bit weight every ~0.1 
 
 `packed_gemv` (one row of x per program, batch 1). Each program owns BLOCK_N output rows and
 walks along the input one *step* at a time: BLOCK_W int32 words of each row (8 codes a word at 4
-bits), inside one quantization group.
-1. It loads the words [BLOCK_N, BLOCK_W] (16-byte loads) and asks for the next step's words
-   before computing this one, so that memory is busy while the arithmetic runs. The step's
-   inputs come in one contiguous load [BLOCK_W, PER], cut into columns by `tl.split`.
+bits), usually one quantization group (a longer step takes a scale per word).
+1. It loads the words [BLOCK_N, BLOCK_W] (16-byte loads) and asks for everything the next step
+   reads (`load_step`: words, inputs, scales, zero points) before computing this one, so that
+   memory is busy while the arithmetic runs. The step's inputs come in one contiguous load
+   [BLOCK_W, PER], cut into columns by `tl.split`.
 2. Code k of a word becomes a float without a conversion instruction: shifted to the top of the
    mantissa and or-ed with the bits of 1.0, the 32 bits *are* f = 1 + q/2^bits (the cpu
    kernel's item 5). So each code costs a shift, one LOP3 and one FFMA: part += f·x_k.
@@ -155,7 +156,7 @@ def _kernel(jit: bool = True):
 
 @functools.cache
 def _helpers():
-    """The GEMV kernel's jitted helpers, made module globals (a jitted function finds the
+    """Make the GEMV kernel's jitted helpers module globals (a jitted function finds the
     functions it calls among its globals): `load_step`, and `columns(x2, PER)`, which cuts the PER
     columns of x2 [rows, PER] into a tuple of [rows] tensors with `tl.split` (which halves a last
     dimension of 2), so x is loaded once, contiguously."""
@@ -210,7 +211,6 @@ def _helpers():
 
     halves, columns4, columns8, columns, load_step = (
         triton.jit(f) for f in (halves, columns4, columns8, columns, load_step))
-    return columns
 
 
 @functools.cache
@@ -342,8 +342,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
 
     Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
-    blocks; and the tile kernel (all rows of x at once) with three
-    row blocks and two degrees of split-K. From 16 rows on: tensor-core tiles of three widths."""
+    blocks; and the tile kernel (all rows of x at once) with three row blocks and two degrees of
+    split-K. From 16 rows on: tensor-core tiles of three widths."""
     found = [_config(m, n, k, bits, group_size)]
 
     def add(cfg):
