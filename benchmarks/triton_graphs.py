@@ -82,17 +82,22 @@ def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
 
 
 @torch.no_grad()
-def sweep(size: int, bits: int, repeats: int) -> dict:
-    """The GEMV kernel at batch 1 over row blocks, warps per program and split-K, beyond
-    `candidates`: each checked, then timed as a call (split-K's zeroing of y included) and as the
-    kernel alone (into a y made beforehand), with the zeroing alone timed too, so fixed costs show."""
+def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv", "half2")) -> dict:
+    """The batch-1 GEMV kernels (`packed_gemv`, and `packed_gemv_half2` at 4 bits) over row blocks,
+    warps per program, split-K and prefetching, beyond `candidates`: each checked, then timed as a
+    call (split-K's zeroing of y included) and as the kernel alone (into a y made beforehand), with
+    the zeroing alone timed too, so fixed costs show."""
     layer, w16, x, expected = _problem(size, 1, bits)
-    configs = []
+    configs = [tk._config(1, size, size, bits, GROUP)]
     for block_n, warp_counts in ((8, (1,)), (16, (1, 2)), (32, (1, 2)), (64, (1, 2)), (128, (4,))):
         for warps in warp_counts:
             for target in (512, 2048, 8192):
-                cfg = tk._gemv(size, size, bits, GROUP, block_n, warps, target)
-                configs += [cfg] if cfg not in configs else []
+                found = []
+                if "gemv" in kernels:
+                    found.append(tk._gemv(size, size, bits, GROUP, block_n, warps, target))
+                if "half2" in kernels and bits == 4 and block_n >= 16:
+                    found += [tk._half2(size, size, GROUP, block_n, warps, target, p) for p in (False, True)]
+                configs += [cfg for cfg in found if cfg not in configs]
     calls = {"fp16": hardware.cuda_graph(lambda: F.linear(x, w16)),
              "zeros": hardware.cuda_graph(lambda: torch.zeros(1, size, device="cuda"))}
     rows = []
@@ -121,7 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="1,4,16", help="rows of x, comma-separated (default 1,4,16)")
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--sweep", action="store_true",
-                    help="time the GEMV kernel over row blocks, warps and split-K instead (4-bit, batch 1)")
+                    help="time the GEMV kernels over row blocks, warps, split-K and prefetching instead (4-bit, batch 1)")
+    ap.add_argument("--kernels", default="gemv,half2", help="with --sweep: which kernels (default gemv,half2)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available() or tk.interpreting():
@@ -130,7 +136,7 @@ def main(argv=None) -> int:
     bandwidth = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: a device copy moves {bandwidth / 1e12:.2f} TB/s")
     if args.sweep:
-        found = sweep(args.size, 4, args.repeats)
+        found = sweep(args.size, 4, args.repeats, tuple(args.kernels.split(",")))
         print(f"{args.size}² batch 1 int4: fp16 {found['fp16_us']:.1f} µs; zeroing y alone {found['zeros_us']:.1f} µs")
         print("     call   kernel  kernel TB/s  config")
         for r in sorted(found["rows"], key=lambda r: r.get("call_us", 1e9)):

@@ -57,6 +57,7 @@ NAME = "triton"
 PACK_BITS = (2, 4, 8)
 triton = tl = None  # imported on first use: TRITON_INTERPRET must be set before `import triton`
 halves = columns4 = columns8 = columns = load_step = None  # packed_gemv's jitted helpers, made by `_helpers`
+f16_halves = f16_pair = x_pairs = pair_dot = twin_word = twin_codes = half2_load = None  # `_half2_helpers`
 
 
 def installed() -> bool:
@@ -267,6 +268,183 @@ def _gemv_kernel(jit: bool = True):
     return triton.jit(packed_gemv) if jit else packed_gemv
 
 
+# Two codes per instruction (packed_gemv_half2). The PTX works on int32 registers that hold two
+# fp16 numbers (f16x2). A word's codes sit at bits 4k (k = 0 … 7); a LOP3 with the mask 0x000F000F
+# picks codes 0 and 4 at once and or-s in the bits of fp16 1024 (0x6400), so that each half *is*
+# the fp16 number 1024 + q; the mask 0x00F000F0 picks codes 1 and 5 as 1024 + 16·q; after a shift
+# by 8 the same two masks give codes 2 and 6, then 3 and 7.
+_PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64 = 0x64006400, 0x2C002C00, 0xD400D400 - 2**32  # f16x2 bits
+_WORD_PTX = (  # `a` += Σ (q − z)·x/16 over one word's 8 codes; za = (1024 + z)×2, zb = −(64 + z)×2
+    " shr.u32 t, {w}, 8;"
+    " lop3.b32 h, {w}, 0x000F000F, 0x64006400, 0xea; sub.f16x2 h, h, $11; {first};"  # codes 0, 4
+    " lop3.b32 h, {w}, 0x00F000F0, 0x64006400, 0xea; fma.rn.f16x2 h, h, $13, $12;"   # codes 1, 5:
+    " fma.rn.f16x2 a, h, {x1}, a;"                                                  # (1024 + 16q)/16 − (64 + z)
+    " lop3.b32 h, t, 0x000F000F, 0x64006400, 0xea; sub.f16x2 h, h, $11; fma.rn.f16x2 a, h, {x2}, a;"
+    " lop3.b32 h, t, 0x00F000F0, 0x64006400, 0xea; fma.rn.f16x2 h, h, $13, $12; fma.rn.f16x2 a, h, {x3}, a;")
+_PAIR_DOT_PTX = ("{ .reg .b32 t, h, a; .reg .b16 l, u; .reg .f32 fl, fu;"
+                 + _WORD_PTX.format(w="$1", x1="$4", x2="$5", x3="$6", first="mul.f16x2 a, h, $3")
+                 + _WORD_PTX.format(w="$2", x1="$8", x2="$9", x3="$10", first="fma.rn.f16x2 a, h, $7, a")
+                 + " mov.b32 {l, u}, a; cvt.f32.f16 fl, l; cvt.f32.f16 fu, u; add.f32 $0, fl, fu; }")
+_X_PAIRS_PTX = ("{ .reg .b32 t, u, v, w, c; mov.b32 c, 0x2C002C00;"
+                " prmt.b32 t, $4, $6, 0x5410; prmt.b32 u, $4, $6, 0x7632;"   # (x0, x4) and (x1, x5)
+                " prmt.b32 v, $5, $7, 0x5410; prmt.b32 w, $5, $7, 0x7632;"   # (x2, x6) and (x3, x7)
+                " mul.f16x2 $0, t, c; mul.f16x2 $1, u, c; mul.f16x2 $2, v, c; mul.f16x2 $3, w, c; }")
+
+
+@functools.cache
+def _half2_helpers():
+    """Make `packed_gemv_half2`'s jitted helpers module globals. `x_pairs` and `pair_dot` run
+    inline PTX on a GPU (ASM) and, under the interpreter, which cannot run PTX, a plain-triton twin
+    that repeats the PTX step by step on fp16 halves (`twin_word`), so the CPU tests check the bit
+    tricks, the pairing of codes with inputs and the zero points, and only the transcription into
+    PTX is left to the GPU (where `tune` checks every candidate against the reference)."""
+    global f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load
+    global _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _PAIR_DOT_PTX, _X_PAIRS_PTX
+    _import()
+    _helpers()
+    # a jitted function may read a module global only if it is a tl.constexpr
+    _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _PAIR_DOT_PTX, _X_PAIRS_PTX = (
+        tl.constexpr(c) for c in (_PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _PAIR_DOT_PTX, _X_PAIRS_PTX))
+
+    def f16_halves(v):      # int32 -> the fp16 numbers in its low and its high 16 bits
+        lo = (v & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
+        hi = ((v >> 16) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
+        return lo, hi
+
+    def f16_pair(lo, hi):   # two fp16 tensors -> int32 holding (lo, hi)
+        return ((lo.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF)
+                | (hi.to(tl.int16, bitcast=True).to(tl.int32) << 16))
+
+    def x_pairs(a0, a1, a2, a3, ASM: tl.constexpr):
+        """A word's 8 inputs, loaded as the int32 pairs (x0, x1) (x2, x3) (x4, x5) (x6, x7), regrouped
+        as the word's codes come out, (x0, x4) (x1, x5) (x2, x6) (x3, x7), and divided by 16 (exact;
+        it keeps the fp16 sums of `pair_dot` far from overflowing)."""
+        if ASM:
+            return tl.inline_asm_elementwise(_X_PAIRS_PTX, "=r,=r,=r,=r,r,r,r,r", [a0, a1, a2, a3],
+                                             dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+        else:
+            x0, x1 = f16_halves(a0)
+            x2, x3 = f16_halves(a1)
+            x4, x5 = f16_halves(a2)
+            x6, x7 = f16_halves(a3)
+            return (f16_pair((x0 * 0.0625).to(tl.float16), (x4 * 0.0625).to(tl.float16)),
+                    f16_pair((x1 * 0.0625).to(tl.float16), (x5 * 0.0625).to(tl.float16)),
+                    f16_pair((x2 * 0.0625).to(tl.float16), (x6 * 0.0625).to(tl.float16)),
+                    f16_pair((x3 * 0.0625).to(tl.float16), (x7 * 0.0625).to(tl.float16)))
+
+    def twin_codes(h, xp, lo, hi, za, zb, c16, HIGH: tl.constexpr):
+        """One LOP3's two codes h (as f16x2 1024 + q, or 1024 + 16·q if HIGH) times their inputs xp,
+        added to the fp16 sums lo and hi, as the PTX does it."""
+        hl, hh = f16_halves(h)
+        if HIGH:    # fma.rn.f16x2 h, h, (1/16, 1/16), −(64 + z): exactly q − z
+            cl, ch = f16_halves(c16)
+            bl, bh = f16_halves(zb)
+            dl, dh = (hl * cl + bl).to(tl.float16), (hh * ch + bh).to(tl.float16)
+        else:       # sub.f16x2 h, h, (1024 + z)
+            al, ah = f16_halves(za)
+            dl, dh = (hl - al).to(tl.float16), (hh - ah).to(tl.float16)
+        xl, xh = f16_halves(xp)
+        return (lo + dl * xl).to(tl.float16), (hi + dh * xh).to(tl.float16)
+
+    def twin_word(w, p0, p1, p2, p3, lo, hi, za, zb, c16):
+        t = w >> 8
+        lo, hi = twin_codes((w & 0x000F000F) | _PAIR_MAGIC, p0, lo, hi, za, zb, c16, False)  # codes 0, 4
+        lo, hi = twin_codes((w & 0x00F000F0) | _PAIR_MAGIC, p1, lo, hi, za, zb, c16, True)   # codes 1, 5
+        lo, hi = twin_codes((t & 0x000F000F) | _PAIR_MAGIC, p2, lo, hi, za, zb, c16, False)  # codes 2, 6
+        lo, hi = twin_codes((t & 0x00F000F0) | _PAIR_MAGIC, p3, lo, hi, za, zb, c16, True)   # codes 3, 7
+        return lo, hi
+
+    def pair_dot(w, v, p0, p1, p2, p3, r0, r1, r2, r3, za, zb, c16, ASM: tl.constexpr):
+        """Σ (q − z)·x/16 over the 16 codes of the words w and v, as float32. w's inputs are the
+        pairs p0 … p3 of `x_pairs`, v's are r0 … r3; za = (1024 + z)×2, zb = −(64 + z)×2 and c16 =
+        (1/16)×2 as f16x2. The products are added up in fp16, two at a time, eight in each half; the
+        two halves are added in float32."""
+        if ASM:
+            return tl.inline_asm_elementwise(_PAIR_DOT_PTX, "=r" + ",r" * 13,
+                                             [w, v, p0, p1, p2, p3, r0, r1, r2, r3, za, zb, c16],
+                                             dtype=tl.float32, is_pure=True, pack=1)
+        else:
+            lo = (w * 0).to(tl.float16)
+            hi = lo
+            lo, hi = twin_word(w, p0, p1, p2, p3, lo, hi, za, zb, c16)
+            lo, hi = twin_word(v, r0, r1, r2, r3, lo, hi, za, zb, c16)
+            return lo.to(tl.float32) + hi.to(tl.float32)
+
+    def half2_load(x_row, rows, s_row, z_row, n_ok, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+        """What step `step` reads (zeros past the last step): words [BLOCK_N, BLOCK_W], the four
+        input pairs of each word [BLOCK_W] (x_row is x as int32 pairs), scales and zero points [BLOCK_N]."""
+        w = step * BLOCK_W + tl.arange(0, BLOCK_W)
+        live = w < n_steps * BLOCK_W                  # [BLOCK_W]
+        ok = tl.where(step < n_steps, n_ok, False)    # [BLOCK_N]
+        words = tl.load(rows + w[None, :], mask=ok[:, None], other=0)
+        xw = x_row + 4 * w
+        a0 = tl.load(xw, mask=live, other=0)
+        a1 = tl.load(xw + 1, mask=live, other=0)
+        a2 = tl.load(xw + 2, mask=live, other=0)
+        a3 = tl.load(xw + 3, mask=live, other=0)
+        g = (step * BLOCK_W * 8) // GROUP
+        s = tl.load(s_row + g, mask=ok, other=0)
+        z = tl.load(z_row + g, mask=ok, other=0)
+        return words, a0, a1, a2, a3, s, z
+
+    f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load = (
+        triton.jit(f) for f in (f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load))
+
+
+@functools.cache
+def _half2_kernel(jit: bool = True):
+    """The batch-1 kernel for fp16 x and 4-bit codes, two codes per instruction (jit=False: the
+    plain Python function). Same walk as `packed_gemv` (BLOCK_N rows, one group's words a step),
+    different arithmetic: per pair of words, 4 shifts-and-LOP3s build the codes as f16x2, 8
+    sub/fma turn them into q − z, 8 fma multiply by x and add, and 4 instructions turn the two
+    fp16 sums into one float32, 26 instructions for 16 codes where `packed_gemv` needs 48."""
+    _import()
+    _half2_helpers()
+
+    def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
+                          stride_xm, stride_qw, stride_sn, stride_ym,
+                          GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+                          ATOMIC: tl.constexpr, ASM: tl.constexpr, PREFETCH: tl.constexpr):
+        m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
+        n_ok = rn < N
+        n_steps = K // (8 * BLOCK_W)
+        magic = tl.where(N > 0, _PAIR_MAGIC, 0)        # constants as registers (N >= 1), as in packed_gemv
+        c16 = tl.where(N > 0, _PAIR_SIXTEENTH, 0)
+        minus64 = tl.where(N > 0, _PAIR_MINUS_64, 0)
+        acc = tl.zeros([BLOCK_N, BLOCK_W // 2], dtype=tl.float32)  # one sum per pair of words
+        x_row = x_ptr + m * stride_xm                  # x as int32: x_row[j] holds inputs 2j and 2j + 1
+        rows = qw_ptr + rn[:, None] * stride_qw
+        s_row, z_row = s_ptr + rn * stride_sn, z_ptr + rn * stride_sn
+        cur = half2_load(x_row, rows, s_row, z_row, n_ok, pid_k, n_steps, GROUP, BLOCK_W)
+        for step in range(pid_k, n_steps, SPLIT_K):
+            if PREFETCH:    # ask for the next step's data before computing this one
+                nxt = half2_load(x_row, rows, s_row, z_row, n_ok, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
+            else:
+                cur = half2_load(x_row, rows, s_row, z_row, n_ok, step, n_steps, GROUP, BLOCK_W)
+            words, a0, a1, a2, a3, s, z = cur
+            p0, p1, p2, p3 = x_pairs(a0, a1, a2, a3, ASM)  # [BLOCK_W] each
+            z = z.to(tl.int32)[:, None]
+            za = (z | (z << 16)) | magic               # (1024 + z, 1024 + z)
+            zb = ((z << 4) | (z << 20)) | minus64      # (−(64 + z), −(64 + z))
+            w0, w1 = halves(words)                     # even and odd words [BLOCK_N, BLOCK_W / 2]
+            p0e, p0o = halves(p0[None, :])
+            p1e, p1o = halves(p1[None, :])
+            p2e, p2o = halves(p2[None, :])
+            p3e, p3o = halves(p3[None, :])
+            part = pair_dot(w0, w1, p0e, p1e, p2e, p3e, p0o, p1o, p2o, p3o, za, zb, c16, ASM)
+            acc += part * (s.to(tl.float32) * 16.0)[:, None]   # the products were of x/16
+            if PREFETCH:
+                cur = nxt
+        y = tl.sum(acc, axis=1)
+        if ATOMIC:
+            tl.atomic_add(y_ptr + m * stride_ym + rn, y, mask=n_ok)
+        else:
+            tl.store(y_ptr + m * stride_ym + rn, y.to(y_ptr.dtype.element_ty), mask=n_ok)
+
+    return triton.jit(packed_gemv_half2) if jit else packed_gemv_half2
+
+
 def unsupported(layer, x: torch.Tensor) -> str | None:
     """Why this backend cannot run `layer` on `x`, or None if it can."""
     if not installed():
@@ -317,6 +495,11 @@ def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, 
             "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps}
 
 
+def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: int, prefetch: bool) -> dict:
+    """A configuration of the two-codes-per-instruction GEMV (fp16 x, 4-bit codes)."""
+    return {**_gemv(n, k, 4, group_size, block_n, warps, target), "KERNEL": "half2", "PREFETCH": prefetch}
+
+
 def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
           use_dot: bool = False) -> dict:
     bb = _block_bytes(bits, group_size)
@@ -358,6 +541,11 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
             for target in (1, 512, 2048):
                 add(_gemv(n, k, bits, group_size, block_n, warps, target))
+        if bits == 4:  # two codes per instruction (fp16 x only; `_exact` makes them 'gemv' for others)
+            for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
+                for target in (512, 2048):
+                    for prefetch in (False, True):
+                        add(_half2(n, k, group_size, block_n, warps, target, prefetch))
         for block_w in (32, 64):  # steps of several groups: fewer, longer steps
             if k % (32 // bits * block_w) == 0 and block_w > _block_words(bits, group_size):
                 for block_n in (16, 32, 64) if block_w == 32 else (16, 32):  # [64, 64] spills
@@ -447,15 +635,26 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
         y = torch.empty(m, n, device=x.device, dtype=torch.float32 if layer.bias is not None else x.dtype)
     common = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
                   num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
-    if cfg["KERNEL"] == "gemv":
+    if cfg["KERNEL"] in ("gemv", "half2"):
         if k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
             raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
                              f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
         grid = (m, triton.cdiv(n, cfg["BLOCK_N"]), cfg["SPLIT_K"])
-        _gemv_kernel()[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
-                             x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
-                             BLOCK_W=cfg["BLOCK_W"], **common)
+        if cfg["KERNEL"] == "gemv":
+            _gemv_kernel()[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
+                                 x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                                 BLOCK_W=cfg["BLOCK_W"], **common)
+        else:
+            if x.dtype != torch.float16 or layer.pack_bits != 4 or cfg["BLOCK_W"] % 2:
+                raise ValueError(f"config KERNEL='half2' needs float16 x, 4-bit codes and an even BLOCK_W, not "
+                                 f"{x.dtype}, {layer.pack_bits}-bit codes and BLOCK_W={cfg['BLOCK_W']}; "
+                                 "`linear` turns it into the 'gemv' kernel for other inputs (`_exact`)")
+            pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
+            del common["BITS"]
+            _half2_kernel()[grid](pairs, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
+                                  pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                                  BLOCK_W=cfg["BLOCK_W"], ASM=not interpreting(), PREFETCH=cfg["PREFETCH"], **common)
     else:
         bb = cfg["BLOCK_B"]
         grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
@@ -490,7 +689,10 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
 
 
 def _exact(cfg: dict, dtype: torch.dtype) -> dict:
-    """cfg, without tensor cores for float32 x: they would round it to tf32."""
+    """cfg, made to suit x's dtype: without tensor cores for float32 x (they would round it to
+    tf32), and the fp16-only 'half2' kernel as the 'gemv' kernel for other dtypes."""
+    if cfg["KERNEL"] == "half2" and dtype != torch.float16:
+        return {"KERNEL": "gemv", **{key: cfg[key] for key in ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps")}}
     if cfg.get("USE_DOT") and dtype == torch.float32:
         return {**cfg, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}
     return cfg
@@ -515,12 +717,16 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     cfg = _exact(cfg, x_dtype)
     y = "fp32" if cfg["SPLIT_K"] > 1 or bias or t == "fp32" else t
     common = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "ATOMIC": cfg["SPLIT_K"] > 1}
-    if cfg["KERNEL"] == "gemv":
-        fn = JITFunction(_gemv_kernel(jit=False))
-        args = {"x_ptr": f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
-                "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qw": "i32",
+    if cfg["KERNEL"] in ("gemv", "half2"):
+        half2 = cfg["KERNEL"] == "half2"
+        fn = JITFunction(_half2_kernel(jit=False) if half2 else _gemv_kernel(jit=False))
+        args = {"x_ptr": "*i32" if half2 else f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8",
+                "y_ptr": f"*{y}", "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qw": "i32",
                 "stride_sn": "i32", "stride_ym": "i32"}
         consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
+        if half2:
+            del consts["BITS"]
+            consts |= {"ASM": True, "PREFETCH": cfg["PREFETCH"]}
     else:
         fn = JITFunction(_kernel(jit=False))
         args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
@@ -600,7 +806,7 @@ def loop_profile(compiled) -> dict:
 def instructions_per_weight(loop: dict, cfg: dict, bits: int, m: int = 1) -> float:
     """Warp instructions the loop of `loop_profile` issues per (weight, row of x) for x [m, in]:
     its instructions times its warps, over the products one program computes per iteration."""
-    if cfg["KERNEL"] == "gemv":
+    if cfg["KERNEL"] in ("gemv", "half2"):
         products = cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits)
     else:
         products = cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * min(cfg["BLOCK_M"], m)
