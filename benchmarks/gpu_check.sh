@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one short run, for a session that is lent a CUDA GPU (~4-6 minutes; the
+# Every GPU check in one short run, for a session that is lent a CUDA GPU (~5-8 minutes; the
 # timings come first, the slower tests last):
 #
 #   bash benchmarks/gpu_check.sh [OUT]     # OUT: where the JSON results go (benchmarks/results)
@@ -7,9 +7,11 @@
 # 1. `minicomp bench --device cuda` at 8192² and 4096², batches 1, 4 and 16: the course target
 #    is Triton W4A16 at 8192², batch 1, at least 2.5× faster than fp16 cuBLAS. The JSON records
 #    the time of every kernel configuration tuned (settings.triton_tuned);
-# 2. benchmarks/triton_graphs.py: every kernel configuration timed in CUDA graphs, as served;
+# 2. benchmarks/triton_graphs.py: every kernel configuration timed in CUDA graphs, as served,
+#    then (--sweep) both batch-1 kernels, packed_gemv and packed_gemv_half2, over row blocks,
+#    warps, split-K and prefetching, each as a call and as the kernel alone;
 # 3. the Triton kernel against the reference kernel, on the GPU, in every configuration `tune`
-#    may pick (tests/test_kernels.py);
+#    may pick (tests/test_kernels.py), and the half2 kernel's fp16 sums on random x;
 # 4. the rest of the kernel tests on the GPU (QUICK=1 skips them).
 #
 # Needs python3 with a CUDA torch and triton, plus numpy, tqdm, safetensors and pytest. On a
@@ -33,9 +35,10 @@ echo "== 1. minicomp bench on the GPU (the first call of each shape tunes the ke
 timeout 300 "$PY" -m minicomp bench --device cuda --sizes 8192x8192,4096x4096 --batches 1,4,16 --out "$OUT" || status=1
 echo "== 2. every kernel configuration in CUDA graphs"
 timeout 150 "$PY" benchmarks/triton_graphs.py --batches "${GRAPH_BATCHES:-1,4,16}" --out "$OUT" || status=1
+timeout 240 "$PY" benchmarks/triton_graphs.py --sweep --out "$OUT" || status=1
 echo "== 3. the Triton kernel against the reference, on the GPU: every configuration, exactly"
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py \
-    -k "(backends_agree and triton) or every_triton_candidate_agrees" || status=1
+    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2" || status=1
 if [ -z "${QUICK:-}" ]; then
     echo "== 4. the rest of the kernel tests on the GPU (QUICK=1 skips them)"
     timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py \

@@ -205,6 +205,37 @@ def test_triton_rounds_a_biased_16_bit_output_once():
     assert got.dtype == torch.float16 and torch.allclose(got.float(), want.float(), rtol=1e-3, atol=1e-2)
 
 
+@needs_triton
+@pytest.mark.parametrize("scale", [1.0, 300.0, 1e-3])
+def test_half2_kernel_agrees_on_random_fp16_input(scale):
+    """The two-codes-per-instruction kernel sums products in fp16, eight to a half: on real-valued
+    fp16 x, large and small, it must agree with the reference kernel to fp16 rounding, as `tune`
+    requires of every candidate. (Off a GPU this runs the kernel's plain-triton twin of its PTX.)"""
+    triton_backend._import()
+    layer = PackedLinear.from_linear(nn.Linear(512, 72, bias=False), bits=4, group_size=128).to(_triton_device())
+    x = (torch.randn(1, 512, generator=_gen(4)) * scale).half().to(_triton_device())
+    w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=4, group_size=128)
+    expected = x.float() @ w.T
+    half2 = [c for c in triton_backend.candidates(1, 72, 512, 4, 128) if c["KERNEL"] == "half2"]
+    assert {c["PREFETCH"] for c in half2} == {False, True}
+    for cfg in (half2[:4] if TRITON_ON_CPU else half2) + [half2[0] | {"SPLIT_K": 1}]:  # split-K and not
+        y = triton_backend._launch(layer, x, cfg)
+        assert triton_backend._agrees(y, expected), (cfg, (y.float() - expected).abs().max())
+
+
+@needs_triton
+def test_half2_kernel_is_for_fp16_and_4_bits_only():
+    """For other inputs `_exact` turns a 'half2' configuration into the same 'gemv' one; asked
+    directly, the kernel refuses, naming what it needs."""
+    cfg = triton_backend._half2(72, 512, 128, 32, 1, 512, prefetch=False)
+    assert triton_backend._exact(cfg, torch.float16) is cfg
+    plain = triton_backend._exact(cfg, torch.bfloat16)
+    assert plain["KERNEL"] == "gemv" and "PREFETCH" not in plain and plain["BLOCK_N"] == 32
+    layer = exact_layer(72, 512, 8, 128, bias=False).to(_triton_device())
+    with pytest.raises(ValueError, match="KERNEL='half2' needs float16 x, 4-bit codes"):
+        triton_backend._launch(layer, int_input(1, 512).half().to(_triton_device()), cfg)
+
+
 @pytest.mark.skipif(not triton_backend.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")
 def test_every_triton_candidate_compiles_for_real_gpus():
     """The interpreter runs code that the GPU compiler may reject; compile every candidate for an
@@ -220,11 +251,15 @@ def test_every_triton_candidate_compiles_for_real_gpus():
             assert len(loops) == len(configs) and all(loop["instructions"] > 0 for loop in loops)
             compiled += len(configs)
     assert compiled > 20
-    gemv = triton_backend.candidates(1, 8192, 8192, 4, 128)[0]
-    (loop,) = triton_backend.profile_ahead([gemv], 4, 128, arch=90)
+    cands = triton_backend.candidates(1, 8192, 8192, 4, 128)
+    gemv, half2 = cands[0], next(c for c in cands if c["KERNEL"] == "half2")
+    loop, loop2 = triton_backend.profile_ahead([gemv, half2], 4, 128, arch=90)
     assert loop["ops"].get("LDG.E.128", 0) >= 1, loop["ops"]  # 16-byte loads of the codes
     assert loop["ops"].get("SHFL.BFLY", 0) <= 4, loop["ops"]   # Σ x per word only; the first version: 204
     assert loop["spilled"] == 0 and loop["per_weight"] < 0.2, loop  # the first version: 0.65
+    # two codes per instruction: packed fp16 arithmetic, and a third fewer instructions (0.136 -> 0.09)
+    assert sum(n for op, n in loop2["ops"].items() if op.startswith("HFMA2")) >= 64, loop2["ops"]
+    assert loop2["spilled"] == 0 and loop2["per_weight"] < 0.75 * loop["per_weight"], (loop2, loop)
 
 
 def _fresh_tuning(monkeypatch):
@@ -232,6 +267,16 @@ def _fresh_tuning(monkeypatch):
     triton_backend._import()
     monkeypatch.setattr(triton_backend, "_tuned", {})
     return exact_layer(72, 512, 4, 128, bias=False).to(_triton_device()), int_input(1, 512).to(_triton_device())
+
+
+def _timed(x):
+    """The configurations `tune` times for x [1, 512] and a 72 x 512 4-bit layer: `candidates`, each
+    made to suit x's dtype (the fp16-only 'half2' kernel becomes 'gemv' for float32 x), once each."""
+    found = []
+    for cfg in triton_backend.candidates(1, 72, 512, 4, 128):
+        if triton_backend._exact(cfg, x.dtype) not in found:
+            found.append(triton_backend._exact(cfg, x.dtype))
+    return found
 
 
 @needs_triton
@@ -245,8 +290,8 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
 
     cfg = triton_backend.tune(layer, x, timer=timer)
     n = len(outputs)
-    assert n == len(triton_backend.candidates(1, 72, 512, 4, 128)) > 3
-    assert cfg == triton_backend.candidates(1, 72, 512, 4, 128)[2]
+    assert n == len(_timed(x)) > 3
+    assert cfg == _timed(x)[2]
     assert all(torch.equal(y, outputs[0]) for y in outputs)  # every candidate ran, and agreed
     assert triton_backend.tune(layer, x, timer=timer) is cfg and len(outputs) == n  # timed once
     (record,) = triton_backend.tuned()
@@ -260,7 +305,7 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
 def test_tune_leaves_out_candidates_that_fail_or_disagree(monkeypatch):
     """On a real GPU a large tile can exceed the registers; a miscompiled one could be wrong."""
     layer, x = _fresh_tuning(monkeypatch)
-    cands = triton_backend.candidates(1, 72, 512, 4, 128)
+    cands = _timed(x)
     broken, wrong = cands[1], cands[2]
     launch = triton_backend._launch
 

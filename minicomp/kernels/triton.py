@@ -21,6 +21,18 @@ bits), usually one quantization group (a longer step takes a scale per word).
    (Adding up across threads at every step, as the first version did, cost ~5× the
    instructions: 0.65 per weight against 0.13, counted by `benchmarks/triton_static.py`.)
 
+`packed_gemv_half2` (batch 1, fp16 x, 4-bit codes; `tune` candidates, KERNEL "half2"). The same
+walk with two codes per instruction, as Marlin and FasterTransformer do it: a LOP3 picks two codes
+of a word (k and k + 4, at bits 4k and 4k + 16) into the two fp16 halves of a register, or-ed with
+the bits of 1024, so the halves *are* 1024 + q; a sub (or an fma for the codes 16× up) makes
+them q − z, and an fma multiplies them by a pair of inputs and adds. 30 instructions for 16 codes
+where `packed_gemv` needs 48; counted on sm_90, 0.08–0.09 warp instructions per weight against
+0.136. The arithmetic is inline PTX on int32 registers (f16x2); under the interpreter, which
+cannot run PTX, a plain-triton twin repeats it step by step on fp16 halves. Products are summed
+in fp16, eight to a half, then in float32: the error stays at fp16 rounding (the tests and
+`tune` check it), and since the inputs are divided by 16 first, the fp16 sums overflow only for
+|x| above ~8000.
+
 `packed_matmul` (the tile kernel, BLOCK_M rows of x at once). It loads packed bytes
 [BLOCK_N, BLOCK_B] straight from `qweight` (byte i of a row holds inputs PER·i … PER·i + PER − 1,
 lowest bits first) and, for each code k,
@@ -373,18 +385,17 @@ def _half2_helpers():
     def half2_load(x_row, rows, s_row, z_row, n_ok, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
         """What step `step` reads (zeros past the last step): words [BLOCK_N, BLOCK_W], the four
         input pairs of each word [BLOCK_W] (x_row is x as int32 pairs), scales and zero points [BLOCK_N]."""
+        step = tl.minimum(step, n_steps - 1)
         w = step * BLOCK_W + tl.arange(0, BLOCK_W)
-        live = w < n_steps * BLOCK_W                  # [BLOCK_W]
-        ok = tl.where(step < n_steps, n_ok, False)    # [BLOCK_N]
-        words = tl.load(rows + w[None, :], mask=ok[:, None], other=0)
+        words = tl.load(rows + w[None, :])
         xw = x_row + 4 * w
-        a0 = tl.load(xw, mask=live, other=0)
-        a1 = tl.load(xw + 1, mask=live, other=0)
-        a2 = tl.load(xw + 2, mask=live, other=0)
-        a3 = tl.load(xw + 3, mask=live, other=0)
+        a0 = tl.load(xw)
+        a1 = tl.load(xw + 1)
+        a2 = tl.load(xw + 2)
+        a3 = tl.load(xw + 3)
         g = (step * BLOCK_W * 8) // GROUP
-        s = tl.load(s_row + g, mask=ok, other=0)
-        z = tl.load(z_row + g, mask=ok, other=0)
+        s = tl.load(s_row + g)
+        z = tl.load(z_row + g)
         return words, a0, a1, a2, a3, s, z
 
     f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load = (
@@ -395,9 +406,11 @@ def _half2_helpers():
 def _half2_kernel(jit: bool = True):
     """The batch-1 kernel for fp16 x and 4-bit codes, two codes per instruction (jit=False: the
     plain Python function). Same walk as `packed_gemv` (BLOCK_N rows, one group's words a step),
-    different arithmetic: per pair of words, 4 shifts-and-LOP3s build the codes as f16x2, 8
+    different arithmetic: per pair of words, 2 shifts and 8 LOP3s build the codes as f16x2, 8
     sub/fma turn them into q − z, 8 fma multiply by x and add, and 4 instructions turn the two
-    fp16 sums into one float32, 26 instructions for 16 codes where `packed_gemv` needs 48."""
+    fp16 sums into float32 and add them, scaled, to the row's sum: 30 instructions for 16 codes,
+    where `packed_gemv` needs 48. Rows past N read row N − 1 and steps past the last read the last
+    (neither is stored), so that no load needs a mask."""
     _import()
     _half2_helpers()
 
@@ -414,8 +427,9 @@ def _half2_kernel(jit: bool = True):
         minus64 = tl.where(N > 0, _PAIR_MINUS_64, 0)
         acc = tl.zeros([BLOCK_N, BLOCK_W // 2], dtype=tl.float32)  # one sum per pair of words
         x_row = x_ptr + m * stride_xm                  # x as int32: x_row[j] holds inputs 2j and 2j + 1
-        rows = qw_ptr + rn[:, None] * stride_qw
-        s_row, z_row = s_ptr + rn * stride_sn, z_ptr + rn * stride_sn
+        rc = tl.minimum(rn, N - 1)                     # rows past the last read the last (not stored)
+        rows = qw_ptr + rc[:, None] * stride_qw
+        s_row, z_row = s_ptr + rc * stride_sn, z_ptr + rc * stride_sn
         cur = half2_load(x_row, rows, s_row, z_row, n_ok, pid_k, n_steps, GROUP, BLOCK_W)
         for step in range(pid_k, n_steps, SPLIT_K):
             if PREFETCH:    # ask for the next step's data before computing this one
