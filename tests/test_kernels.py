@@ -145,6 +145,7 @@ def _triton_device():
 
 @needs_triton
 @pytest.mark.parametrize("m,dtype,bits", [(1, torch.float32, 4), (3, torch.float32, 4), (1, torch.float16, 4),
+                                          (3, torch.float16, 4),
                                           (20, torch.float32, 4), (20, torch.float16, 4),
                                           (1, torch.float32, 2), (1, torch.float16, 8), (2, torch.float32, 8)])
 def test_every_triton_candidate_agrees_exactly(m, dtype, bits):
@@ -206,19 +207,22 @@ def test_triton_rounds_a_biased_16_bit_output_once():
 
 
 @needs_triton
-@pytest.mark.parametrize("scale", [1.0, 300.0, 1e-3])
-def test_half2_kernel_agrees_on_random_fp16_input(scale):
+@pytest.mark.parametrize("m,scale", [(1, 1.0), (1, 300.0), (1, 1e-3), (3, 1.0)])
+def test_half2_kernel_agrees_on_random_fp16_input(m, scale):
     """The two-codes-per-instruction kernel sums products in fp16, eight to a half: on real-valued
     fp16 x, large and small, it must agree with the reference kernel to fp16 rounding, as `tune`
     requires of every candidate. (Off a GPU this runs the kernel's plain-triton twin of its PTX.)"""
     triton_backend._import()
     layer = PackedLinear.from_linear(nn.Linear(512, 72, bias=False), bits=4, group_size=128).to(_triton_device())
-    x = (torch.randn(1, 512, generator=_gen(4)) * scale).half().to(_triton_device())
+    x = (torch.randn(m, 512, generator=_gen(4)) * scale).half().to(_triton_device())
     w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=4, group_size=128)
     expected = x.float() @ w.T
-    half2 = [c for c in triton_backend.candidates(1, 72, 512, 4, 128) if c["KERNEL"] == "half2"]
+    half2 = [c for c in triton_backend.candidates(m, 72, 512, 4, 128) if c["KERNEL"] == "half2"]
     assert {c["PREFETCH"] for c in half2} == {False, True}
-    for cfg in (half2[:4] if TRITON_ON_CPU else half2) + [half2[0] | {"SPLIT_K": 1}]:  # split-K and not
+    assert {c["BLOCK_M"] for c in half2} == ({1} if m == 1 else {1, 4})  # 4 rows a program: one left over
+    if TRITON_ON_CPU:  # the interpreter is slow: a few, the multi-row ones included
+        half2 = half2[:3] + [c for c in half2 if c["BLOCK_M"] > 1][:1]
+    for cfg in half2 + [half2[0] | {"SPLIT_K": 1}]:  # split-K and not
         y = triton_backend._launch(layer, x, cfg)
         assert triton_backend._agrees(y, expected), (cfg, (y.float() - expected).abs().max())
 

@@ -21,13 +21,14 @@ bits), usually one quantization group (a longer step takes a scale per word).
    (Adding up across threads at every step, as the first version did, cost ~5× the
    instructions: 0.65 per weight against 0.13, counted by `benchmarks/triton_static.py`.)
 
-`packed_gemv_half2` (batch 1, fp16 x, 4-bit codes; `tune` candidates, KERNEL "half2"). The same
-walk with two codes per instruction, as Marlin and FasterTransformer do it: a LOP3 picks two codes
+`packed_gemv_half2` (1 to 8 rows of x, fp16 x, 4-bit codes; `tune` candidates, KERNEL "half2"). The
+same walk with two codes per instruction, as Marlin and FasterTransformer do it: a LOP3 picks two codes
 of a word (k and k + 4, at bits 4k and 4k + 16) into the two fp16 halves of a register, or-ed with
 the bits of 1024, so the halves *are* 1024 + q; a sub (or an fma for the codes 16× up) makes
 them q − z, and an fma multiplies them by a pair of inputs and adds. 30 instructions for 16 codes
 where `packed_gemv` needs 48; counted on sm_90, 0.08–0.09 warp instructions per weight against
-0.136. The arithmetic is inline PTX on int32 registers (f16x2); under the interpreter, which
+0.136. With 2 or 4 rows of x to a program (BLOCK_M), each q − z serves every row: at batch 4,
+0.048 per weight and row, against the tile kernel's 0.076, reading the codes once. The arithmetic is inline PTX on int32 registers (f16x2); under the interpreter, which
 cannot run PTX, a plain-triton twin repeats it step by step on fp16 halves. Products are summed
 in fp16, eight to a half, then in float32: the error stays at fp16 rounding (the tests and
 `tune` check it), and since the inputs are divided by 16 first, the fp16 sums overflow only for
@@ -69,7 +70,7 @@ NAME = "triton"
 PACK_BITS = (2, 4, 8)
 triton = tl = None  # imported on first use: TRITON_INTERPRET must be set before `import triton`
 halves = columns4 = columns8 = columns = load_step = None  # packed_gemv's jitted helpers, made by `_helpers`
-f16_halves = f16_pair = x_pairs = pair_dot = twin_word = twin_codes = half2_load = None  # `_half2_helpers`
+f16_halves = f16_pair = x_pairs = codes_f16x2 = dot_f16x2 = half2_load = row_dot = store_row = None  # `_half2_helpers`
 
 
 def installed() -> bool:
@@ -286,17 +287,16 @@ def _gemv_kernel(jit: bool = True):
 # the fp16 number 1024 + q; the mask 0x00F000F0 picks codes 1 and 5 as 1024 + 16·q; after a shift
 # by 8 the same two masks give codes 2 and 6, then 3 and 7.
 _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64 = 0x64006400, 0x2C002C00, 0xD400D400 - 2**32  # f16x2 bits
-_WORD_PTX = (  # `a` += Σ (q − z)·x/16 over one word's 8 codes; za = (1024 + z)×2, zb = −(64 + z)×2
-    " shr.u32 t, {w}, 8;"
-    " lop3.b32 h, {w}, 0x000F000F, 0x64006400, 0xea; sub.f16x2 h, h, $11; {first};"  # codes 0, 4
-    " lop3.b32 h, {w}, 0x00F000F0, 0x64006400, 0xea; fma.rn.f16x2 h, h, $13, $12;"   # codes 1, 5:
-    " fma.rn.f16x2 a, h, {x1}, a;"                                                  # (1024 + 16q)/16 − (64 + z)
-    " lop3.b32 h, t, 0x000F000F, 0x64006400, 0xea; sub.f16x2 h, h, $11; fma.rn.f16x2 a, h, {x2}, a;"
-    " lop3.b32 h, t, 0x00F000F0, 0x64006400, 0xea; fma.rn.f16x2 h, h, $13, $12; fma.rn.f16x2 a, h, {x3}, a;")
-_PAIR_DOT_PTX = ("{ .reg .b32 t, h, a; .reg .b16 l, u; .reg .f32 fl, fu;"
-                 + _WORD_PTX.format(w="$1", x1="$4", x2="$5", x3="$6", first="mul.f16x2 a, h, $3")
-                 + _WORD_PTX.format(w="$2", x1="$8", x2="$9", x3="$10", first="fma.rn.f16x2 a, h, $7, a")
-                 + " mov.b32 {l, u}, a; cvt.f32.f16 fl, l; cvt.f32.f16 fu, u; add.f32 $0, fl, fu; }")
+_CODES_PTX = (  # word $4 -> its 8 codes as q − z in 4 f16x2: za $5 = (1024 + z)×2, zb $6 = −(64 + z)×2, $7 = (1/16)×2
+    "{ .reg .b32 t, h; shr.u32 t, $4, 8;"
+    " lop3.b32 h, $4, 0x000F000F, 0x64006400, 0xea; sub.f16x2 $0, h, $5;"          # codes 0, 4: 1024 + q − (1024 + z)
+    " lop3.b32 h, $4, 0x00F000F0, 0x64006400, 0xea; fma.rn.f16x2 $1, h, $7, $6;"   # codes 1, 5: (1024 + 16q)/16 − (64 + z)
+    " lop3.b32 h, t, 0x000F000F, 0x64006400, 0xea; sub.f16x2 $2, h, $5;"           # codes 2, 6
+    " lop3.b32 h, t, 0x00F000F0, 0x64006400, 0xea; fma.rn.f16x2 $3, h, $7, $6; }")  # codes 3, 7
+_DOT_PTX = (  # Σ of 8 f16x2 products ($1 … $8 times $9 … $16), in fp16 per half, then the halves added in float32
+    "{ .reg .b32 a; .reg .b16 l, u; .reg .f32 fl, fu; mul.f16x2 a, $1, $9;"
+    + "".join(f" fma.rn.f16x2 a, ${i}, ${i + 8}, a;" for i in range(2, 9))
+    + " mov.b32 {l, u}, a; cvt.f32.f16 fl, l; cvt.f32.f16 fu, u; add.f32 $0, fl, fu; }")
 _X_PAIRS_PTX = ("{ .reg .b32 t, u, v, w, c; mov.b32 c, 0x2C002C00;"
                 " prmt.b32 t, $4, $6, 0x5410; prmt.b32 u, $4, $6, 0x7632;"   # (x0, x4) and (x1, x5)
                 " prmt.b32 v, $5, $7, 0x5410; prmt.b32 w, $5, $7, 0x7632;"   # (x2, x6) and (x3, x7)
@@ -305,18 +305,18 @@ _X_PAIRS_PTX = ("{ .reg .b32 t, u, v, w, c; mov.b32 c, 0x2C002C00;"
 
 @functools.cache
 def _half2_helpers():
-    """Make `packed_gemv_half2`'s jitted helpers module globals. `x_pairs` and `pair_dot` run
-    inline PTX on a GPU (ASM) and, under the interpreter, which cannot run PTX, a plain-triton twin
-    that repeats the PTX step by step on fp16 halves (`twin_word`), so the CPU tests check the bit
-    tricks, the pairing of codes with inputs and the zero points, and only the transcription into
-    PTX is left to the GPU (where `tune` checks every candidate against the reference)."""
-    global f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load
-    global _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _PAIR_DOT_PTX, _X_PAIRS_PTX
+    """Make `packed_gemv_half2`'s jitted helpers module globals. `x_pairs`, `codes_f16x2` and
+    `dot_f16x2` run inline PTX on a GPU (ASM) and, under the interpreter, which cannot run PTX, a
+    plain-triton twin that repeats the PTX step by step on fp16 halves, so the CPU tests check the
+    bit tricks, the pairing of codes with inputs and the zero points, and only the transcription
+    into PTX is left to the GPU (where `tune` checks every candidate against the reference)."""
+    global f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row
+    global _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _CODES_PTX, _DOT_PTX, _X_PAIRS_PTX
     _import()
     _helpers()
     # a jitted function may read a module global only if it is a tl.constexpr
-    _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _PAIR_DOT_PTX, _X_PAIRS_PTX = (
-        tl.constexpr(c) for c in (_PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _PAIR_DOT_PTX, _X_PAIRS_PTX))
+    _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _CODES_PTX, _DOT_PTX, _X_PAIRS_PTX = (
+        tl.constexpr(c) for c in (_PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _CODES_PTX, _DOT_PTX, _X_PAIRS_PTX))
 
     def f16_halves(v):      # int32 -> the fp16 numbers in its low and its high 16 bits
         lo = (v & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
@@ -329,8 +329,8 @@ def _half2_helpers():
 
     def x_pairs(a0, a1, a2, a3, ASM: tl.constexpr):
         """A word's 8 inputs, loaded as the int32 pairs (x0, x1) (x2, x3) (x4, x5) (x6, x7), regrouped
-        as the word's codes come out, (x0, x4) (x1, x5) (x2, x6) (x3, x7), and divided by 16 (exact;
-        it keeps the fp16 sums of `pair_dot` far from overflowing)."""
+        as `codes_f16x2` pairs the codes, (x0, x4) (x1, x5) (x2, x6) (x3, x7), and divided by 16
+        (exact; it keeps the fp16 sums of `dot_f16x2` far from overflowing)."""
         if ASM:
             return tl.inline_asm_elementwise(_X_PAIRS_PTX, "=r,=r,=r,=r,r,r,r,r", [a0, a1, a2, a3],
                                              dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
@@ -344,117 +344,141 @@ def _half2_helpers():
                     f16_pair((x2 * 0.0625).to(tl.float16), (x6 * 0.0625).to(tl.float16)),
                     f16_pair((x3 * 0.0625).to(tl.float16), (x7 * 0.0625).to(tl.float16)))
 
-    def twin_codes(h, xp, lo, hi, za, zb, c16, HIGH: tl.constexpr):
-        """One LOP3's two codes h (as f16x2 1024 + q, or 1024 + 16·q if HIGH) times their inputs xp,
-        added to the fp16 sums lo and hi, as the PTX does it."""
-        hl, hh = f16_halves(h)
-        if HIGH:    # fma.rn.f16x2 h, h, (1/16, 1/16), −(64 + z): exactly q − z
-            cl, ch = f16_halves(c16)
-            bl, bh = f16_halves(zb)
-            dl, dh = (hl * cl + bl).to(tl.float16), (hh * ch + bh).to(tl.float16)
-        else:       # sub.f16x2 h, h, (1024 + z)
-            al, ah = f16_halves(za)
-            dl, dh = (hl - al).to(tl.float16), (hh - ah).to(tl.float16)
-        xl, xh = f16_halves(xp)
-        return (lo + dl * xl).to(tl.float16), (hi + dh * xh).to(tl.float16)
-
-    def twin_word(w, p0, p1, p2, p3, lo, hi, za, zb, c16):
-        t = w >> 8
-        lo, hi = twin_codes((w & 0x000F000F) | _PAIR_MAGIC, p0, lo, hi, za, zb, c16, False)  # codes 0, 4
-        lo, hi = twin_codes((w & 0x00F000F0) | _PAIR_MAGIC, p1, lo, hi, za, zb, c16, True)   # codes 1, 5
-        lo, hi = twin_codes((t & 0x000F000F) | _PAIR_MAGIC, p2, lo, hi, za, zb, c16, False)  # codes 2, 6
-        lo, hi = twin_codes((t & 0x00F000F0) | _PAIR_MAGIC, p3, lo, hi, za, zb, c16, True)   # codes 3, 7
-        return lo, hi
-
-    def pair_dot(w, v, p0, p1, p2, p3, r0, r1, r2, r3, za, zb, c16, ASM: tl.constexpr):
-        """Σ (q − z)·x/16 over the 16 codes of the words w and v, as float32. w's inputs are the
-        pairs p0 … p3 of `x_pairs`, v's are r0 … r3; za = (1024 + z)×2, zb = −(64 + z)×2 and c16 =
-        (1/16)×2 as f16x2. The products are added up in fp16, two at a time, eight in each half; the
-        two halves are added in float32."""
+    def codes_f16x2(w, za, zb, c16, ASM: tl.constexpr):
+        """The 8 codes of the words w as q − z, exactly, two to an int32 (f16x2): (q0, q4) (q1, q5)
+        (q2, q6) (q3, q7). za = (1024 + z)×2, zb = −(64 + z)×2 and c16 = (1/16)×2, as f16x2."""
         if ASM:
-            return tl.inline_asm_elementwise(_PAIR_DOT_PTX, "=r" + ",r" * 13,
-                                             [w, v, p0, p1, p2, p3, r0, r1, r2, r3, za, zb, c16],
+            return tl.inline_asm_elementwise(_CODES_PTX, "=r,=r,=r,=r,r,r,r,r", [w, za, zb, c16],
+                                             dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+        else:
+            zal, zah = f16_halves(za)
+            zbl, zbh = f16_halves(zb)
+            cl, ch = f16_halves(c16)
+            t = w >> 8
+            h0l, h0h = f16_halves((w & 0x000F000F) | _PAIR_MAGIC)   # 1024 + q, two codes at once
+            h1l, h1h = f16_halves((w & 0x00F000F0) | _PAIR_MAGIC)   # 1024 + 16·q
+            h2l, h2h = f16_halves((t & 0x000F000F) | _PAIR_MAGIC)
+            h3l, h3h = f16_halves((t & 0x00F000F0) | _PAIR_MAGIC)
+            return (f16_pair((h0l - zal).to(tl.float16), (h0h - zah).to(tl.float16)),
+                    f16_pair((h1l * cl + zbl).to(tl.float16), (h1h * ch + zbh).to(tl.float16)),
+                    f16_pair((h2l - zal).to(tl.float16), (h2h - zah).to(tl.float16)),
+                    f16_pair((h3l * cl + zbl).to(tl.float16), (h3h * ch + zbh).to(tl.float16)))
+
+    def dot_f16x2(d0, d1, d2, d3, e0, e1, e2, e3, p0, p1, p2, p3, r0, r1, r2, r3, ASM: tl.constexpr):
+        """Σ d·p + e·r over the f16x2 registers given (16 products, two at a time), as float32: the
+        products are added in fp16, eight to a half, and the two halves in float32."""
+        if ASM:
+            return tl.inline_asm_elementwise(_DOT_PTX, "=r" + ",r" * 16,
+                                             [d0, d1, d2, d3, e0, e1, e2, e3, p0, p1, p2, p3, r0, r1, r2, r3],
                                              dtype=tl.float32, is_pure=True, pack=1)
         else:
-            lo = (w * 0).to(tl.float16)
-            hi = lo
-            lo, hi = twin_word(w, p0, p1, p2, p3, lo, hi, za, zb, c16)
-            lo, hi = twin_word(v, r0, r1, r2, r3, lo, hi, za, zb, c16)
+            dl, dh = f16_halves(d0)
+            pl, ph = f16_halves(p0)
+            lo, hi = (dl * pl).to(tl.float16), (dh * ph).to(tl.float16)
+            for d, p in ((d1, p1), (d2, p2), (d3, p3), (e0, r0), (e1, r1), (e2, r2), (e3, r3)):
+                dl, dh = f16_halves(d)
+                pl, ph = f16_halves(p)
+                lo, hi = (lo + dl * pl).to(tl.float16), (hi + dh * ph).to(tl.float16)
             return lo.to(tl.float32) + hi.to(tl.float32)
 
-    def half2_load(x_row, rows, s_row, z_row, n_ok, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
-        """What step `step` reads (zeros past the last step): words [BLOCK_N, BLOCK_W], the four
-        input pairs of each word [BLOCK_W] (x_row is x as int32 pairs), scales and zero points [BLOCK_N]."""
+    def half2_load(rows, s_row, z_row, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+        """The codes step `step` reads (the last step's past the last): words [BLOCK_N, BLOCK_W],
+        and the step's scales and zero points [BLOCK_N]."""
         step = tl.minimum(step, n_steps - 1)
-        w = step * BLOCK_W + tl.arange(0, BLOCK_W)
-        words = tl.load(rows + w[None, :])
-        xw = x_row + 4 * w
-        a0 = tl.load(xw)
-        a1 = tl.load(xw + 1)
-        a2 = tl.load(xw + 2)
-        a3 = tl.load(xw + 3)
+        words = tl.load(rows + (step * BLOCK_W + tl.arange(0, BLOCK_W))[None, :])
         g = (step * BLOCK_W * 8) // GROUP
-        s = tl.load(s_row + g)
-        z = tl.load(z_row + g)
-        return words, a0, a1, a2, a3, s, z
+        return words, tl.load(s_row + g), tl.load(z_row + g)
 
-    f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load = (
-        triton.jit(f) for f in (f16_halves, f16_pair, x_pairs, pair_dot, twin_word, twin_codes, half2_load))
+    def row_dot(x_row, step, d0, d1, d2, d3, e0, e1, e2, e3, BLOCK_W: tl.constexpr, ASM: tl.constexpr):
+        """For one row of x (x_row: x as int32 pairs, element j holding inputs 2j and 2j + 1), Σ (q − z)·x/16
+        over each pair of words of the step, [BLOCK_N, BLOCK_W / 2]: d's are the even words' codes
+        (`codes_f16x2`), e's the odd words'. Each word's inputs are loaded in the layout of the
+        words (1-D, then broadcast), so each thread loads and regroups only its own words' inputs."""
+        xw = x_row + 4 * (step * BLOCK_W + tl.arange(0, BLOCK_W))   # [BLOCK_W]: each word's first pair
+        p0, p1, p2, p3 = x_pairs(tl.load(xw), tl.load(xw + 1), tl.load(xw + 2), tl.load(xw + 3), ASM)
+        p0e, p0o = halves(p0[None, :])             # the even and the odd words' inputs
+        p1e, p1o = halves(p1[None, :])
+        p2e, p2o = halves(p2[None, :])
+        p3e, p3o = halves(p3[None, :])
+        return dot_f16x2(d0, d1, d2, d3, e0, e1, e2, e3, p0e, p1e, p2e, p3e, p0o, p1o, p2o, p3o, ASM)
+
+    def store_row(y_ptr, row, M, rn, n_ok, acc, stride_ym, ATOMIC: tl.constexpr):
+        """Row `row` of y: its BLOCK_N outputs, each the sum of its row of acc (if row < M)."""
+        y = tl.sum(acc, axis=1)
+        ok = tl.where(row < M, n_ok, False)
+        if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
+            tl.atomic_add(y_ptr + row * stride_ym + rn, y, mask=ok)
+        else:
+            tl.store(y_ptr + row * stride_ym + rn, y.to(y_ptr.dtype.element_ty), mask=ok)
+
+    f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row = (
+        triton.jit(f) for f in (f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row))
 
 
 @functools.cache
 def _half2_kernel(jit: bool = True):
-    """The batch-1 kernel for fp16 x and 4-bit codes, two codes per instruction (jit=False: the
-    plain Python function). Same walk as `packed_gemv` (BLOCK_N rows, one group's words a step),
-    different arithmetic: per pair of words, 2 shifts and 8 LOP3s build the codes as f16x2, 8
-    sub/fma turn them into q − z, 8 fma multiply by x and add, and 4 instructions turn the two
-    fp16 sums into float32 and add them, scaled, to the row's sum: 30 instructions for 16 codes,
-    where `packed_gemv` needs 48. Rows past N read row N − 1 and steps past the last read the last
-    (neither is stored), so that no load needs a mask."""
+    """The kernel for fp16 x and 4-bit codes, two codes per instruction, for 1 to 8 rows of x
+    (jit=False: the plain Python function). Same walk as `packed_gemv` (BLOCK_N rows, one group's
+    words a step), different arithmetic: per pair of words, 2 shifts and 8 LOP3s build the codes
+    as f16x2 and 8 sub/fma turn them into q − z (`codes_f16x2`); then, for each of the program's
+    BLOCK_M rows of x, 8 fma multiply them by the inputs and add, and 4 instructions turn the two
+    fp16 sums into float32 and add them, scaled, to the row's sum (`row_dot`). At one row of x,
+    30 instructions for 16 codes, where `packed_gemv` needs 48; with 4 rows, the codes are made
+    once for all 4. Rows past N (and rows of x past M) read the last one, and steps past the last
+    read the last (none of it is stored), so that no load needs a mask."""
     _import()
     _half2_helpers()
 
-    def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
+    def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
                           stride_xm, stride_qw, stride_sn, stride_ym,
-                          GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
-                          ATOMIC: tl.constexpr, ASM: tl.constexpr, PREFETCH: tl.constexpr):
-        m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+                          GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_W: tl.constexpr, ATOMIC: tl.constexpr, ASM: tl.constexpr,
+                          PREFETCH: tl.constexpr):
+        pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
         n_ok = rn < N
         n_steps = K // (8 * BLOCK_W)
         magic = tl.where(N > 0, _PAIR_MAGIC, 0)        # constants as registers (N >= 1), as in packed_gemv
         c16 = tl.where(N > 0, _PAIR_SIXTEENTH, 0)
         minus64 = tl.where(N > 0, _PAIR_MINUS_64, 0)
-        acc = tl.zeros([BLOCK_N, BLOCK_W // 2], dtype=tl.float32)  # one sum per pair of words
-        x_row = x_ptr + m * stride_xm                  # x as int32: x_row[j] holds inputs 2j and 2j + 1
         rc = tl.minimum(rn, N - 1)                     # rows past the last read the last (not stored)
         rows = qw_ptr + rc[:, None] * stride_qw
         s_row, z_row = s_ptr + rc * stride_sn, z_ptr + rc * stride_sn
-        cur = half2_load(x_row, rows, s_row, z_row, n_ok, pid_k, n_steps, GROUP, BLOCK_W)
+        m0 = pid_m * BLOCK_M                           # this program's BLOCK_M (1, 2 or 4) rows of x;
+        x0 = x_ptr + m0 * stride_xm                    # those past M read row M − 1 (not stored)
+        x1 = x_ptr + tl.minimum(m0 + 1, M - 1) * stride_xm
+        x2 = x_ptr + tl.minimum(m0 + 2, M - 1) * stride_xm
+        x3 = x_ptr + tl.minimum(m0 + 3, M - 1) * stride_xm
+        acc0 = tl.zeros([BLOCK_N, BLOCK_W // 2], dtype=tl.float32)  # per row of x: one sum per pair of words
+        acc1, acc2, acc3 = acc0, acc0, acc0
+        cur = half2_load(rows, s_row, z_row, pid_k, n_steps, GROUP, BLOCK_W)
         for step in range(pid_k, n_steps, SPLIT_K):
-            if PREFETCH:    # ask for the next step's data before computing this one
-                nxt = half2_load(x_row, rows, s_row, z_row, n_ok, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
+            if PREFETCH:    # ask for the next step's codes before computing this one
+                nxt = half2_load(rows, s_row, z_row, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
             else:
-                cur = half2_load(x_row, rows, s_row, z_row, n_ok, step, n_steps, GROUP, BLOCK_W)
-            words, a0, a1, a2, a3, s, z = cur
-            p0, p1, p2, p3 = x_pairs(a0, a1, a2, a3, ASM)  # [BLOCK_W] each
+                cur = half2_load(rows, s_row, z_row, step, n_steps, GROUP, BLOCK_W)
+            words, s, z = cur
             z = z.to(tl.int32)[:, None]
             za = (z | (z << 16)) | magic               # (1024 + z, 1024 + z)
             zb = ((z << 4) | (z << 20)) | minus64      # (−(64 + z), −(64 + z))
             w0, w1 = halves(words)                     # even and odd words [BLOCK_N, BLOCK_W / 2]
-            p0e, p0o = halves(p0[None, :])
-            p1e, p1o = halves(p1[None, :])
-            p2e, p2o = halves(p2[None, :])
-            p3e, p3o = halves(p3[None, :])
-            part = pair_dot(w0, w1, p0e, p1e, p2e, p3e, p0o, p1o, p2o, p3o, za, zb, c16, ASM)
-            acc += part * (s.to(tl.float32) * 16.0)[:, None]   # the products were of x/16
+            d0, d1, d2, d3 = codes_f16x2(w0, za, zb, c16, ASM)   # q − z, computed once for all rows of x
+            e0, e1, e2, e3 = codes_f16x2(w1, za, zb, c16, ASM)
+            sf = (s.to(tl.float32) * 16.0)[:, None]    # the products were of x/16
+            acc0 += row_dot(x0, step, d0, d1, d2, d3, e0, e1, e2, e3, BLOCK_W, ASM) * sf
+            if BLOCK_M > 1:
+                acc1 += row_dot(x1, step, d0, d1, d2, d3, e0, e1, e2, e3, BLOCK_W, ASM) * sf
+            if BLOCK_M > 2:
+                acc2 += row_dot(x2, step, d0, d1, d2, d3, e0, e1, e2, e3, BLOCK_W, ASM) * sf
+                acc3 += row_dot(x3, step, d0, d1, d2, d3, e0, e1, e2, e3, BLOCK_W, ASM) * sf
             if PREFETCH:
                 cur = nxt
-        y = tl.sum(acc, axis=1)
-        if ATOMIC:
-            tl.atomic_add(y_ptr + m * stride_ym + rn, y, mask=n_ok)
-        else:
-            tl.store(y_ptr + m * stride_ym + rn, y.to(y_ptr.dtype.element_ty), mask=n_ok)
+        store_row(y_ptr, m0, M, rn, n_ok, acc0, stride_ym, ATOMIC)
+        if BLOCK_M > 1:
+            store_row(y_ptr, m0 + 1, M, rn, n_ok, acc1, stride_ym, ATOMIC)
+        if BLOCK_M > 2:
+            store_row(y_ptr, m0 + 2, M, rn, n_ok, acc2, stride_ym, ATOMIC)
+            store_row(y_ptr, m0 + 3, M, rn, n_ok, acc3, stride_ym, ATOMIC)
 
     return triton.jit(packed_gemv_half2) if jit else packed_gemv_half2
 
@@ -509,9 +533,12 @@ def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, 
             "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps}
 
 
-def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: int, prefetch: bool) -> dict:
-    """A configuration of the two-codes-per-instruction GEMV (fp16 x, 4-bit codes)."""
-    return {**_gemv(n, k, 4, group_size, block_n, warps, target), "KERNEL": "half2", "PREFETCH": prefetch}
+def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: int, prefetch: bool,
+           block_m: int = 1) -> dict:
+    """A configuration of the two-codes-per-instruction kernel (fp16 x, 4-bit codes): block_m
+    (1, 2 or 4) rows of x share each program's codes."""
+    return {**_gemv(n, k, 4, group_size, block_n, warps, target), "KERNEL": "half2", "BLOCK_M": block_m,
+            "PREFETCH": prefetch}
 
 
 def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
@@ -539,7 +566,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
 
     Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
-    blocks; and the tile kernel (all rows of x at once) with three row blocks and two degrees of
+    blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
+    and the tile kernel (all rows of x at once) with three row blocks and two degrees of
     split-K. From 16 rows on: tensor-core tiles of three widths."""
     found = [_config(m, n, k, bits, group_size)]
 
@@ -557,9 +585,13 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
                 add(_gemv(n, k, bits, group_size, block_n, warps, target))
         if bits == 4:  # two codes per instruction (fp16 x only; `_exact` makes them 'gemv' for others)
             for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
-                for target in (512, 2048):
-                    for prefetch in (False, True):
-                        add(_half2(n, k, group_size, block_n, warps, target, prefetch))
+                for prefetch in (False, True):
+                    add(_half2(n, k, group_size, block_n, warps, 2048, prefetch))
+            for block_n in (32, 64):
+                add(_half2(n, k, group_size, block_n, 1, 512, False))
+            if m > 1:  # rows of x sharing each program's codes
+                for block_n, warps in ((32, 1), (64, 2)):  # (64, 1) spills with 4 rows of x
+                    add(_half2(n, k, group_size, block_n, warps, 2048, False, block_m=2 if m == 2 else 4))
         for block_w in (32, 64):  # steps of several groups: fewer, longer steps
             if k % (32 // bits * block_w) == 0 and block_w > _block_words(bits, group_size):
                 for block_n in (16, 32, 64) if block_w == 32 else (16, 32):  # [64, 64] spills
@@ -666,9 +698,11 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
                                  "`linear` turns it into the 'gemv' kernel for other inputs (`_exact`)")
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
             del common["BITS"]
-            _half2_kernel()[grid](pairs, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
+            grid = (triton.cdiv(m, cfg["BLOCK_M"]), *grid[1:])
+            _half2_kernel()[grid](pairs, words, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                                   pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
-                                  BLOCK_W=cfg["BLOCK_W"], ASM=not interpreting(), PREFETCH=cfg["PREFETCH"], **common)
+                                  BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interpreting(),
+                                  PREFETCH=cfg["PREFETCH"], **common)
     else:
         bb = cfg["BLOCK_B"]
         grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
@@ -735,12 +769,12 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
         half2 = cfg["KERNEL"] == "half2"
         fn = JITFunction(_half2_kernel(jit=False) if half2 else _gemv_kernel(jit=False))
         args = {"x_ptr": "*i32" if half2 else f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8",
-                "y_ptr": f"*{y}", "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qw": "i32",
-                "stride_sn": "i32", "stride_ym": "i32"}
+                "y_ptr": f"*{y}", **({"M": "i32"} if half2 else {}), "N": "i32", "K": "i32", "SPLIT_K": "i32",
+                "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
         consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
         if half2:
             del consts["BITS"]
-            consts |= {"ASM": True, "PREFETCH": cfg["PREFETCH"]}
+            consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"]}
     else:
         fn = JITFunction(_kernel(jit=False))
         args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
@@ -821,7 +855,7 @@ def instructions_per_weight(loop: dict, cfg: dict, bits: int, m: int = 1) -> flo
     """Warp instructions the loop of `loop_profile` issues per (weight, row of x) for x [m, in]:
     its instructions times its warps, over the products one program computes per iteration."""
     if cfg["KERNEL"] in ("gemv", "half2"):
-        products = cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits)
+        products = cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits) * min(cfg.get("BLOCK_M", 1), m)
     else:
         products = cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * min(cfg["BLOCK_M"], m)
     return loop["instructions"] * cfg["num_warps"] / products
