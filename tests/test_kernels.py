@@ -264,6 +264,12 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     # two codes per instruction: packed fp16 arithmetic, and a third fewer instructions (0.136 -> 0.09)
     assert sum(n for op, n in loop2["ops"].items() if op.startswith("HFMA2")) >= 64, loop2["ops"]
     assert loop2["spilled"] == 0 and loop2["per_weight"] < 0.75 * loop["per_weight"], (loop2, loop)
+    # at batch 4, four rows of x share each q − z: fewer instructions per weight and row than the tile kernel
+    cands4 = triton_backend.candidates(4, 8192, 8192, 4, 128)
+    rows4 = next(c for c in cands4 if c["KERNEL"] == "half2" and c["BLOCK_M"] == 4)
+    tile4 = next(c for c in cands4 if c["KERNEL"] == "tile")
+    loop4, tile_loop = triton_backend.profile_ahead([rows4, tile4], 4, 128, arch=90, m=4)
+    assert loop4["spilled"] == 0 and loop4["per_weight"] < 0.75 * tile_loop["per_weight"], (loop4, tile_loop)
 
 
 def _fresh_tuning(monkeypatch):
