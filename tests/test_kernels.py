@@ -231,6 +231,7 @@ def test_half2_kernel_agrees_on_random_fp16_input(m, scale):
 def test_half2_kernel_is_for_fp16_and_4_bits_only():
     """For other inputs `_exact` turns a 'half2' configuration into the same 'gemv' one; asked
     directly, the kernel refuses, naming what it needs."""
+    triton_backend._import()
     cfg = triton_backend._half2(72, 512, 128, 32, 1, 512, prefetch=False)
     assert triton_backend._exact(cfg, torch.float16) is cfg
     plain = triton_backend._exact(cfg, torch.bfloat16)
@@ -238,6 +239,9 @@ def test_half2_kernel_is_for_fp16_and_4_bits_only():
     layer = exact_layer(72, 512, 8, 128, bias=False).to(_triton_device())
     with pytest.raises(ValueError, match="KERNEL='half2' needs float16 x, 4-bit codes"):
         triton_backend._launch(layer, int_input(1, 512).half().to(_triton_device()), cfg)
+    four_bit = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
+    with pytest.raises(ValueError, match="BLOCK_M=8: the 'half2' kernel takes 1, 2 or 4 rows of x"):
+        triton_backend._launch(four_bit, int_input(8, 512).half().to(_triton_device()), cfg | {"BLOCK_M": 8})
 
 
 @pytest.mark.skipif(not triton_backend.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")

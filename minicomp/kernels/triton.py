@@ -696,6 +696,9 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
                 raise ValueError(f"config KERNEL='half2' needs float16 x, 4-bit codes and an even BLOCK_W, not "
                                  f"{x.dtype}, {layer.pack_bits}-bit codes and BLOCK_W={cfg['BLOCK_W']}; "
                                  "`linear` turns it into the 'gemv' kernel for other inputs (`_exact`)")
+            if cfg["BLOCK_M"] not in (1, 2, 4):
+                raise ValueError(f"config BLOCK_M={cfg['BLOCK_M']}: the 'half2' kernel takes 1, 2 or 4 rows of x "
+                                 "to a program; pick one of `candidates`")
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
             del common["BITS"]
             grid = (triton.cdiv(m, cfg["BLOCK_M"]), *grid[1:])
