@@ -276,6 +276,93 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     assert loop4["spilled"] == 0 and loop4["per_weight"] < 0.75 * tile_loop["per_weight"], (loop4, tile_loop)
 
 
+# ------------------------------------------------------------------ the half2 kernel's PTX, run here
+
+def _run_ptx(code: str, n_out: int, inputs: list[int]) -> list:
+    """Run one of the half2 kernel's inline-PTX blocks on the CPU: a small interpreter for exactly
+    the instructions they use (shr, lop3, prmt, mov, f16x2 sub/mul/fma, cvt.f32.f16, add.f32), so
+    that the operand numbering, masks, selectors and constants the GPU will run are checked here
+    against what each block is meant to compute. $0 … are the outputs, then the inputs; registers
+    hold 32-bit patterns (Python ints), f32 results hold numpy float32."""
+    import re
+
+    regs = {f"${n_out + i}": v for i, v in enumerate(inputs)}
+
+    def val(a):
+        a = a.strip()
+        return int(a, 0) if re.fullmatch(r"-?(0x[0-9A-Fa-f]+|\d+)", a) else regs[a]
+
+    def halves(v):
+        return np.array([v & 0xFFFF, v >> 16], dtype=np.uint16).view(np.float16).astype(np.float64)
+
+    def pair(lo_hi):
+        return int(np.array(lo_hi, dtype=np.float64).astype(np.float16).view(np.uint16).astype(np.uint32) @ [1, 1 << 16])
+
+    for stmt in code.strip()[1:-1].split(";"):
+        stmt = stmt.strip()
+        if not stmt or stmt.startswith(".reg"):
+            continue
+        op, rest = stmt.split(None, 1)
+        d, *a = [s.strip() for s in re.split(r",(?![^{]*})", rest)]
+        if op == "mov.b32" and d.startswith("{"):          # split a register into its 16-bit halves
+            lo, hi = (s.strip() for s in d[1:-1].split(","))
+            regs[lo], regs[hi] = val(a[0]) & 0xFFFF, val(a[0]) >> 16
+        elif op == "mov.b32":
+            regs[d] = val(a[0]) & 0xFFFFFFFF
+        elif op == "shr.u32":
+            regs[d] = val(a[0]) >> val(a[1])
+        elif op == "lop3.b32":                              # bit i: lut[(a << 2) | (b << 1) | c]
+            x, y, z, lut = (val(s) & 0xFFFFFFFF for s in a)
+            regs[d] = sum(((lut >> (((x >> i & 1) << 2) | ((y >> i & 1) << 1) | (z >> i & 1))) & 1) << i
+                          for i in range(32))
+        elif op == "prmt.b32":                              # byte i of d: byte sel_i of {b, a}
+            x, y, sel = val(a[0]), val(a[1]), val(a[2])
+            both = x | (y << 32)
+            regs[d] = sum(((both >> (8 * ((sel >> (4 * i)) & 7))) & 0xFF) << (8 * i) for i in range(4))
+        elif op in ("sub.f16x2", "mul.f16x2", "fma.rn.f16x2"):
+            x, y = halves(val(a[0])), halves(val(a[1]))
+            r = x - y if op == "sub.f16x2" else x * y if op == "mul.f16x2" else x * y + halves(val(a[2]))
+            regs[d] = pair(r)                               # rounded once, to nearest
+        elif op == "cvt.f32.f16":
+            regs[d] = np.float32(np.array([val(a[0])], dtype=np.uint16).view(np.float16)[0])
+        elif op == "add.f32":
+            regs[d] = np.float32(regs[a[0]] + regs[a[1]])
+        else:
+            raise AssertionError(f"the interpreter does not know {op!r}")
+    return [regs[f"${i}"] for i in range(n_out)]
+
+
+def test_half2_ptx_computes_what_it_should():
+    """Each PTX block of `packed_gemv_half2`, run by `_run_ptx`, on random words and inputs:
+    `_CODES_PTX` gives q − z of codes (0, 4) (1, 5) (2, 6) (3, 7); `_X_PAIRS_PTX` regroups the inputs
+    the same way, divided by 16; `_DOT_PTX` adds the 16 products. With small integer inputs every
+    fp16 step is exact, so the answers must be exact."""
+    def plain(name):  # `_half2_helpers` makes these tl.constexpr once triton is imported
+        value = getattr(triton_backend, name)
+        return getattr(value, "value", value)
+
+    magic, sixteenth, minus64 = plain("_PAIR_MAGIC"), plain("_PAIR_SIXTEENTH"), plain("_PAIR_MINUS_64")
+    rng = np.random.default_rng(0)
+    f16 = lambda v: np.array(v, dtype=np.float16).view(np.uint16).astype(np.uint32)  # noqa: E731
+    for _ in range(20):
+        q, z = rng.integers(0, 16, 8), int(rng.integers(0, 16))
+        word = int(sum(int(c) << (4 * k) for k, c in enumerate(q)))
+        za = (z | z << 16) | magic
+        zb = ((z << 4) | (z << 20)) | (minus64 & 0xFFFFFFFF)
+        got = _run_ptx(plain("_CODES_PTX"), 4, [word, za, zb, sixteenth])
+        for k, reg in enumerate(got):                     # register k holds codes k and k + 4, as q − z
+            assert (np.array([reg & 0xFFFF, reg >> 16], dtype=np.uint16).view(np.float16).tolist()
+                    == [q[k] - z, q[k + 4] - z]), (k, q, z)
+        x = rng.integers(-8, 9, 8)
+        pairs = [int(f16(x[2 * i]) | f16(x[2 * i + 1]) << 16) for i in range(4)]   # (x0, x1) (x2, x3) ...
+        xp = _run_ptx(plain("_X_PAIRS_PTX"), 4, pairs)
+        for k, reg in enumerate(xp):
+            assert (np.array([reg & 0xFFFF, reg >> 16], dtype=np.uint16).view(np.float16).tolist()
+                    == [x[k] / 16, x[k + 4] / 16]), (k, x)
+        (dot,) = _run_ptx(plain("_DOT_PTX"), 1, got + got + xp + xp)  # the same word twice
+        assert dot == 2 * sum((q - z) * x) / 16
+
+
 def _fresh_tuning(monkeypatch):
     """Nothing tuned yet, and a 72 x 512 4-bit layer with an x [1, 512] to tune it on."""
     triton_backend._import()

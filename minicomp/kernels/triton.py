@@ -28,11 +28,12 @@ the bits of 1024, so the halves *are* 1024 + q; a sub (or an fma for the codes 1
 them q − z, and an fma multiplies them by a pair of inputs and adds. 30 instructions for 16 codes
 where `packed_gemv` needs 48; counted on sm_90, 0.08–0.09 warp instructions per weight against
 0.136. With 2 or 4 rows of x to a program (BLOCK_M), each q − z serves every row: at batch 4,
-0.048 per weight and row, against the tile kernel's 0.076, reading the codes once. The arithmetic is inline PTX on int32 registers (f16x2); under the interpreter, which
-cannot run PTX, a plain-triton twin repeats it step by step on fp16 halves. Products are summed
-in fp16, eight to a half, then in float32: the error stays at fp16 rounding (the tests and
-`tune` check it), and since the inputs are divided by 16 first, the fp16 sums overflow only for
-|x| above ~8000.
+0.048 per weight and row, against the tile kernel's 0.076, reading the codes once. The
+arithmetic is inline PTX on int32 registers (f16x2); under the interpreter, which cannot run PTX,
+a plain-triton twin repeats it step by step on fp16 halves, and the tests run the PTX strings
+themselves through a small PTX interpreter. Products are summed in fp16, eight to a half, then in
+float32: the error stays at fp16 rounding (the tests and `tune` check it), and since the inputs
+are divided by 16 first, the fp16 sums overflow only for |x| above ~8000.
 
 `packed_matmul` (the tile kernel, BLOCK_M rows of x at once). It loads packed bytes
 [BLOCK_N, BLOCK_B] straight from `qweight` (byte i of a row holds inputs PER·i … PER·i + PER − 1,
@@ -308,8 +309,9 @@ def _half2_helpers():
     """Make `packed_gemv_half2`'s jitted helpers module globals. `x_pairs`, `codes_f16x2` and
     `dot_f16x2` run inline PTX on a GPU (ASM) and, under the interpreter, which cannot run PTX, a
     plain-triton twin that repeats the PTX step by step on fp16 halves, so the CPU tests check the
-    bit tricks, the pairing of codes with inputs and the zero points, and only the transcription
-    into PTX is left to the GPU (where `tune` checks every candidate against the reference)."""
+    bit tricks, the pairing of codes with inputs and the zero points. The PTX strings themselves
+    are checked by a small PTX interpreter in the tests; what only a GPU can check is that ptxas and
+    the hardware agree with it (and there `tune` checks every candidate against the reference)."""
     global f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row
     global _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _CODES_PTX, _DOT_PTX, _X_PAIRS_PTX
     _import()
