@@ -228,6 +228,22 @@ def test_half2_kernel_agrees_on_random_fp16_input(m, scale):
 
 
 @needs_triton
+def test_half2_kernel_with_act_order_and_a_bias():
+    """Through `linear`, which undoes act-order's permutation of the columns, and with a bias,
+    which keeps y in float32 until it is added: the half2 kernel gives the reference's answer."""
+    triton_backend._import()
+    layer = exact_layer(72, 512, 4, 128, perm=True, bias=True)
+    x = int_input(3, 512)
+    expected = run(layer, x, "reference")                 # float32, exact (small integers)
+    layer.to(_triton_device())
+    for cfg in [c for c in triton_backend.candidates(3, 72, 512, 4, 128) if c["KERNEL"] == "half2"][:1] + \
+            [triton_backend._half2(72, 512, 128, 32, 1, 512, False, block_m=4)]:
+        y = triton_backend.linear(layer, x.half().to(_triton_device()), config=cfg)
+        assert y.dtype == torch.float32                   # the bias is still to be added
+        assert torch.equal((y.cpu() + layer.bias.cpu()), expected), cfg
+
+
+@needs_triton
 def test_half2_kernel_is_for_fp16_and_4_bits_only():
     """For other inputs `_exact` turns a 'half2' configuration into the same 'gemv' one; asked
     directly, the kernel refuses, naming what it needs."""
