@@ -2,7 +2,8 @@
 # # Exercise 09: packing codes, and a GEMV that reads them
 #
 # Lesson 09 packed two 4-bit codes into each byte and multiplied straight from the bytes. Now you
-# write the three pieces yourself. The convention, along the **last** dimension:
+# write the pieces yourself, and then the GPU kernel's trick for turning codes into fp16 numbers.
+# The convention, along the **last** dimension:
 #
 #     byte i = q[2i] | (q[2i+1] << 4)        element 2i in the low nibble, 2i + 1 in the high
 #
@@ -74,6 +75,30 @@ def packed_gemv(packed, scales, zeros, x, group_size):
 
 # %%
 check("packed_gemv", packed_gemv)
+
+# %% [markdown]
+# ## 4. Two codes, one instruction: `two_codes_fp16(words)`
+#
+# The GPU kernel reads the codes 32 bits at a time: an int32 word holds 8 codes, code `k` at bits
+# `4k`. Lesson 09 turns two of them into fp16 numbers with a single AND-OR and no conversion:
+#
+# * `words & 0x000F000F` keeps code 0 (bits 0–3) and code 4 (bits 16–19), one in each 16-bit half;
+# * `| 0x64006400` writes the bits of fp16 1024 (`0x6400`) around each. Between 1024 and 2048
+#   an fp16 number steps by exactly 1, so each half now *is* the number 1024 + q.
+#
+# `words` is an int32 tensor `[...]`; return a `torch.float16` tensor `[..., 2]`: for each word,
+# (1024 + code 0, 1024 + code 4). `tensor.view(torch.float16)` reads the same bytes as float16
+# (two per int32, the low half first). Example: codes `[3, 14, 0, 7, 9, 1, 15, 5]` → `[1027, 1033]`.
+
+# %%
+def two_codes_fp16(words):
+    """int32 [...] -> float16 [..., 2]: codes 0 and 4 of each word as the fp16 numbers 1024 + q."""
+    # YOUR CODE HERE
+    raise NotImplementedError("Exercise: replace this line with your code")
+
+
+# %%
+check("two_codes_fp16", two_codes_fp16)
 
 # %% [markdown]
 # ## Using it

@@ -663,11 +663,6 @@ FURTHER_WRONG_GEMVS = {
 }
 
 
-@pytest.mark.parametrize("wrong", FURTHER_WRONG_GEMVS.values(), ids=FURTHER_WRONG_GEMVS.keys())
-def test_further_wrong_gemvs_are_rejected(wrong):
-    report = check("packed_gemv", wrong)
-    assert not report.passed and report.status == "failed"
-    assert "Traceback" not in str(report)
 
 
 def test_fused_formula_passes_the_gemv_checker():
@@ -680,6 +675,35 @@ def test_fused_formula_passes_the_gemv_checker():
         return (scales.float() * (qx - zeros.float() * xs)).sum(-1)
 
     assert check("packed_gemv", fused).passed
+
+
+# ------------------------------------------------------------------ the two_codes_fp16 exercise
+
+FURTHER_WRONG_TWO_CODES = {
+    "returns the int32 bits": lambda w: (w & 0x000F000F) | 0x64006400,
+    "returns [2, ...] (halves first)": lambda w: ((w & 0x000F000F) | 0x64006400).view(torch.float16)
+    .reshape(*w.shape, 2).movedim(-1, 0),
+    "flattens the pairs": lambda w: ((w & 0x000F000F) | 0x64006400).view(torch.float16),
+    "arithmetic instead of bits, in float32":
+        lambda w: torch.stack((1024 + (w & 15), 1024 + ((w >> 16) & 15)), dim=-1).float(),
+}
+
+
+FURTHER_WRONG = [("packed_gemv", name, fn) for name, fn in FURTHER_WRONG_GEMVS.items()] + \
+    [("two_codes_fp16", name, fn) for name, fn in FURTHER_WRONG_TWO_CODES.items()]
+
+
+@pytest.mark.parametrize("exercise,name,wrong", FURTHER_WRONG, ids=[f"{e}: {n}" for e, n, _ in FURTHER_WRONG])
+def test_further_wrong_answers_are_rejected(exercise, name, wrong):
+    report = check(exercise, wrong)
+    assert not report.passed and report.status == "failed", name
+    assert "Traceback" not in str(report)
+
+
+def test_two_codes_fp16_accepts_arithmetic_with_the_right_values():
+    """Any way to the right fp16 values passes: the check compares values (and the dtype)."""
+    assert check("two_codes_fp16", lambda w: torch.stack((1024 + (w & 15), 1024 + ((w >> 16) & 15)), dim=-1)
+                 .to(torch.float16)).passed
 
 
 # ------------------------------------------------------------------ minicomp bench (smoke test)

@@ -3,6 +3,7 @@
     pack_int4(q)                                      -> uint8 bytes, two codes each
     unpack_int4(packed)                               -> uint8 codes 0..15
     packed_gemv(packed, scales, zeros, x, group_size) -> y = W x with W dequantized from the bytes
+    two_codes_fp16(words)                             -> codes 0 and 4 of each int32 word as fp16 1024 + q
 
 The convention: along the last dimension, element 2i goes in the low nibble of byte i and
 element 2i + 1 in the high nibble. Each case is built so that every listed mistake gives a
@@ -20,13 +21,18 @@ def _codes(shape, seed: int) -> torch.Tensor:
     return torch.randint(0, 16, shape, generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
-def _require_uint8(got, expected) -> str | None:
-    from minicomp.grading import compare_values
+def _exactly_as(dtype: torch.dtype, meaning: str, fix: str):
+    """A compare that wants `dtype` (saying what it means and how to get it), then exact values."""
+    def compare(got, expected) -> str | None:
+        from minicomp.grading import compare_values
 
-    if isinstance(got, torch.Tensor) and got.dtype != torch.uint8:
-        return (f"expected dtype torch.uint8 (one byte per element) but got {got.dtype}; "
-                "finish with .to(torch.uint8)")
-    return compare_values(got, expected, atol=0.0, rtol=0.0)
+        if isinstance(got, torch.Tensor) and got.dtype != dtype:
+            return f"expected dtype {dtype} ({meaning}) but got {got.dtype}; {fix}"
+        return compare_values(got, expected, atol=0.0, rtol=0.0)
+    return compare
+
+
+_require_uint8 = _exactly_as(torch.uint8, "one byte per element", "finish with .to(torch.uint8)")
 
 
 # ── pack_int4 ────────────────────────────────────────────────────────────────────────────────
@@ -224,4 +230,70 @@ register(
     ],
     hint="Unpack the codes (low nibble first), view them as [out, groups, group_size], compute "
          "(q − zero)·scale with the group's scale and zero, and multiply by x.",
+)
+
+
+# ── two_codes_fp16: two codes, one AND-OR, no conversion (the GPU kernel's trick) ────────────
+def _bits_as_pairs(bits):
+    """int32 [...] -> its 32 bits read as two float16, [..., 2] (the low half first)."""
+    return bits.view(torch.float16).reshape(*bits.shape, 2)
+
+
+def _two_codes_reference(words):
+    return _bits_as_pairs((words & 0x000F000F) | 0x64006400)
+
+
+def _word(codes) -> int:
+    """The int32 holding 8 codes, code k at bits 4k (as a signed int32)."""
+    w = sum(int(q) << (4 * k) for k, q in enumerate(codes))
+    return w - (1 << 32) if w >= 1 << 31 else w
+
+
+def _words(shape, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-(1 << 31), 1 << 31, shape, generator=g, dtype=torch.int64).to(torch.int32)
+
+
+def _two_codes_cases():
+    return [
+        Case("the lesson's word: codes [3, 14, 0, 7, 9, 1, 15, 5] -> [1027, 1033]",
+             (torch.tensor([_word([3, 14, 0, 7, 9, 1, 15, 5])], dtype=torch.int32),)),
+        Case("codes 0 and 4 are 0, the others 15 -> [1024, 1024]",
+             (torch.tensor([_word([0, 15, 15, 15, 0, 15, 15, 15])], dtype=torch.int32),)),
+        Case("code 7 is 15, so the int32 is negative", (torch.tensor([_word([1, 2, 3, 4, 5, 6, 7, 15])], dtype=torch.int32),)),
+        Case("16 random words", (_words((16,), 0),)),
+        Case("a [3, 4] block of random words", (_words((3, 4), 1),)),
+    ]
+
+
+register(
+    "two_codes_fp16",
+    params=("words",),
+    reference=_two_codes_reference,
+    cases=_two_codes_cases,
+    compare=_exactly_as(torch.float16, "the int32's 32 bits read as two fp16",
+                        "reinterpret the bits with .view(torch.float16)"),
+    mistakes=[
+        Mistake("the mask of code 0 only (0x0000000F)", lambda w: _bits_as_pairs((w & 0xF) | 0x64006400),
+                "One mask takes two codes: 0x000F000F keeps bits 0-3 (code 0) in the low half and bits "
+                "16-19 (code 4) in the high half."),
+        Mistake("the mask of codes 1 and 5 (0x00F000F0)", lambda w: _bits_as_pairs((w & 0x00F000F0) | 0x64006400),
+                "0x00F000F0 keeps bits 4-7 and 20-23: codes 1 and 5, 16x too big. Codes 0 and 4 are "
+                "bits 0-3 and 16-19: 0x000F000F."),
+        Mistake("no exponent bits (q read as a tiny fp16)", lambda w: _bits_as_pairs(w & 0x000F000F),
+                "Or in 0x64006400, the bits of fp16 1024 in each half: without them the code's bits "
+                "read as a subnormal number near 1e-7, not as q."),
+        Mistake("1.0's bits (0x3C00) instead of 1024's", lambda w: _bits_as_pairs((w & 0x000F000F) | 0x3C003C00),
+                "Between 1 and 2 an fp16 step is 1/1024, so 0x3C00 | q is 1 + q/1024. Use 1024's bits, "
+                "0x6400: between 1024 and 2048 the step is exactly 1, so 0x6400 | q is 1024 + q."),
+        Mistake("the codes themselves, without the 1024",
+                lambda w: torch.stack((w & 15, (w >> 16) & 15), dim=-1).to(torch.float16),
+                "The trick returns 1024 + q (a subtraction later turns it into q − z). Or 0x6400 into "
+                "each half and view the int32 as two float16."),
+        Mistake("the two halves swapped", lambda w: _bits_as_pairs((w & 0x000F000F) | 0x64006400).flip(-1),
+                "The low 16 bits (code 0) are the first float16 of the pair: .view(torch.float16) already "
+                "puts them first."),
+    ],
+    hint="bits = (words & 0x000F000F) | 0x64006400, then bits.view(torch.float16) gives two fp16 per "
+         "word; reshape to [..., 2].",
 )
