@@ -258,6 +258,13 @@ def test_half2_kernel_is_for_fp16_and_4_bits_only():
     four_bit = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
     with pytest.raises(ValueError, match="BLOCK_M=8: the 'half2' kernel takes 1, 2 or 4 rows of x"):
         triton_backend._launch(four_bit, int_input(8, 512).half().to(_triton_device()), cfg | {"BLOCK_M": 8})
+    # an x that starts half-way through an int32 (an odd offset into its storage) is still read in pairs
+    flat = torch.cat([torch.zeros(1), int_input(1, 512)[0]]).half().to(_triton_device())
+    odd = flat[1:].view(1, 512)
+    assert odd.storage_offset() == 1
+    expected = run(four_bit.cpu(), odd.float().cpu(), "reference")
+    four_bit.to(_triton_device())
+    assert torch.equal(triton_backend._launch(four_bit, odd, cfg).cpu(), expected)
 
 
 @pytest.mark.skipif(not triton_backend.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")

@@ -701,6 +701,8 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
             if cfg["BLOCK_M"] not in (1, 2, 4):
                 raise ValueError(f"config BLOCK_M={cfg['BLOCK_M']}: the 'half2' kernel takes 1, 2 or 4 rows of x "
                                  "to a program; pick one of `candidates`")
+            if x.storage_offset() % 2:     # x starts mid-way through an int32: copy it to read it in pairs
+                x = x.clone()
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
             del common["BITS"]
             grid = (triton.cdiv(m, cfg["BLOCK_M"]), *grid[1:])
