@@ -458,6 +458,35 @@ print(f"word {word:#010x} -> {int(two):#010x} -> as two fp16: {halves16.tolist()
 assert halves16.tolist() == [1024 + word_codes[0].item(), 1024 + word_codes[4].item()]
 print("checked: one AND-OR gave codes 0 and 4 as the fp16 numbers 1024 + q")
 
+# the same three rows of 32 bits, drawn: the word, the mask (and 1024's bits), the result
+rows = {"word (8 codes)": word & 0xFFFFFFFF, "& 0x000F000F": 0x000F000F, "| 0x64006400": int(two) & 0xFFFFFFFF}
+
+
+def bit_color(row, b, on):
+    kept = b % 16 < 4                                     # the bits the mask keeps: code 0 and code 4
+    if row == 0:
+        return "tab:orange" if kept else "tab:blue"
+    if row == 1:
+        return "tab:orange" if on else "white"
+    return "tab:orange" if kept else "tab:green" if on else "white"
+
+
+fig, ax = plt.subplots(figsize=(11, 2.2))
+for r, (label, bits) in enumerate(rows.items()):
+    for b in range(32):                                   # bit 31 on the left, as the number is written
+        on = (bits >> b) & 1
+        ax.add_patch(plt.Rectangle((31 - b, -r), 1, 0.9, facecolor=bit_color(r, b, on), edgecolor="grey", alpha=0.55))
+        ax.text(31.5 - b, -r + 0.45, str(on), ha="center", va="center", fontsize=7)
+    ax.text(-0.5, -r + 0.45, label, ha="right", va="center", fontsize=9)
+ax.axvline(16, color="k", lw=2)
+ax.text(8, 1.1, "high half: code 4 -> 1024 + q4", ha="center", fontsize=9)
+ax.text(24, 1.1, "low half: code 0 -> 1024 + q0", ha="center", fontsize=9)
+ax.set_xlim(-9, 32)
+ax.set_ylim(-2.2, 1.5)
+ax.axis("off")
+ax.set_title("two codes, one AND-OR: orange = the codes kept, green = the bits of fp16 1024 (0x6400)", fontsize=9)
+plt.show()
+
 # %% [markdown]
 # The mask `0x00F000F0` gives codes 1 and 5 as 1024 + 16·q (one fma by 1/16 fixes them), and a
 # shift by 8 brings codes 2, 6, 3 and 7 under the same masks. The arithmetic is inline PTX (the
