@@ -89,7 +89,7 @@ def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv"
     the zeroing alone timed too, so fixed costs show."""
     layer, w16, x, expected = _problem(size, 1, bits)
     configs = [tk._config(1, size, size, bits, GROUP)]
-    for block_n, warp_counts in ((8, (1,)), (16, (1, 2)), (32, (1, 2)), (64, (1, 2)), (128, (4,))):
+    for block_n, warp_counts in ((8, (1,)), (16, (1, 2)), (32, (1, 2)), (64, (1, 2)), (128, (2, 4))):
         for warps in warp_counts:
             for target in (512, 2048, 8192):
                 found = []

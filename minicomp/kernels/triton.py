@@ -589,8 +589,9 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
             for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
                 for prefetch in (False, True):
                     add(_half2(n, k, group_size, block_n, warps, 2048, prefetch))
-            for block_n in (32, 64):
-                add(_half2(n, k, group_size, block_n, 1, 512, False))
+            for block_n, warps in ((32, 1), (64, 1)):
+                add(_half2(n, k, group_size, block_n, warps, 512, False))
+            add(_half2(n, k, group_size, 128, 2, 2048, False))  # 8 rows a thread, as (64, 1): 0.078 counted
             if m > 1:  # rows of x sharing each program's codes
                 for block_n, warps in ((32, 1), (64, 2)):  # (64, 1) spills with 4 rows of x
                     add(_half2(n, k, group_size, block_n, warps, 2048, False, block_m=2 if m == 2 else 4))
