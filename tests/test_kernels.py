@@ -252,6 +252,13 @@ def test_half2_kernel_is_for_fp16_and_4_bits_only():
     assert triton_backend._exact(cfg, torch.float16) is cfg
     plain = triton_backend._exact(cfg, torch.bfloat16)
     assert plain["KERNEL"] == "gemv" and "PREFETCH" not in plain and plain["BLOCK_N"] == 32
+    # what `tune` times: half2 for fp16 x only, and no configuration twice
+    for dtype in (torch.float16, torch.float32):
+        timed = triton_backend.timed_configs(1, 72, 512, 4, 128, dtype)
+        assert len({str(c) for c in timed}) == len(timed)
+        assert any(c["KERNEL"] == "half2" for c in timed) == (dtype == torch.float16)
+    assert len(triton_backend.timed_configs(1, 72, 512, 4, 128, torch.float32)) < \
+        len(triton_backend.candidates(1, 72, 512, 4, 128))
     layer = exact_layer(72, 512, 8, 128, bias=False).to(_triton_device())
     with pytest.raises(ValueError, match="KERNEL='half2' needs float16 x, 4-bit codes"):
         triton_backend._launch(layer, int_input(1, 512).half().to(_triton_device()), cfg)
@@ -394,13 +401,8 @@ def _fresh_tuning(monkeypatch):
 
 
 def _timed(x):
-    """The configurations `tune` times for x [1, 512] and a 72 x 512 4-bit layer: `candidates`, each
-    made to suit x's dtype (the fp16-only 'half2' kernel becomes 'gemv' for float32 x), once each."""
-    found = []
-    for cfg in triton_backend.candidates(1, 72, 512, 4, 128):
-        if triton_backend._exact(cfg, x.dtype) not in found:
-            found.append(triton_backend._exact(cfg, x.dtype))
-    return found
+    """What `tune` times for x [1, 512] and a 72 x 512 4-bit layer."""
+    return triton_backend.timed_configs(1, 72, 512, 4, 128, x.dtype)
 
 
 @needs_triton

@@ -71,7 +71,8 @@ NAME = "triton"
 PACK_BITS = (2, 4, 8)
 triton = tl = None  # imported on first use: TRITON_INTERPRET must be set before `import triton`
 halves = columns4 = columns8 = columns = load_step = None  # packed_gemv's jitted helpers, made by `_helpers`
-f16_halves = f16_pair = x_pairs = codes_f16x2 = dot_f16x2 = half2_load = row_dot = store_row = None  # `_half2_helpers`
+f16_halves = f16_pair = ptx_4x32 = sixteenths = x_pairs = codes_f16x2 = dot_f16x2 = None  # made by `_half2_helpers`
+half2_load = row_dot = store_row = None
 
 
 def installed() -> bool:
@@ -312,7 +313,7 @@ def _half2_helpers():
     bit tricks, the pairing of codes with inputs and the zero points. The PTX strings themselves
     are checked by a small PTX interpreter in the tests; what only a GPU can check is that ptxas and
     the hardware agree with it (and there `tune` checks every candidate against the reference)."""
-    global f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row
+    global f16_halves, f16_pair, ptx_4x32, sixteenths, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row
     global _PAIR_MAGIC, _PAIR_SIXTEENTH, _PAIR_MINUS_64, _CODES_PTX, _DOT_PTX, _X_PAIRS_PTX
     _import()
     _helpers()
@@ -329,29 +330,31 @@ def _half2_helpers():
         return ((lo.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF)
                 | (hi.to(tl.int16, bitcast=True).to(tl.int32) << 16))
 
+    def ptx_4x32(PTX: tl.constexpr, a, b, c, d):   # inline PTX with 4 int32 operands in and 4 out
+        return tl.inline_asm_elementwise(PTX, "=r,=r,=r,=r,r,r,r,r", [a, b, c, d],
+                                         dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+
+    def sixteenths(lo, hi):  # two fp16 tensors, divided by 16 (exact), as one f16x2 int32
+        return f16_pair((lo * 0.0625).to(tl.float16), (hi * 0.0625).to(tl.float16))
+
     def x_pairs(a0, a1, a2, a3, ASM: tl.constexpr):
         """A word's 8 inputs, loaded as the int32 pairs (x0, x1) (x2, x3) (x4, x5) (x6, x7), regrouped
         as `codes_f16x2` pairs the codes, (x0, x4) (x1, x5) (x2, x6) (x3, x7), and divided by 16
         (exact; it keeps the fp16 sums of `dot_f16x2` far from overflowing)."""
         if ASM:
-            return tl.inline_asm_elementwise(_X_PAIRS_PTX, "=r,=r,=r,=r,r,r,r,r", [a0, a1, a2, a3],
-                                             dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+            return ptx_4x32(_X_PAIRS_PTX, a0, a1, a2, a3)
         else:
             x0, x1 = f16_halves(a0)
             x2, x3 = f16_halves(a1)
             x4, x5 = f16_halves(a2)
             x6, x7 = f16_halves(a3)
-            return (f16_pair((x0 * 0.0625).to(tl.float16), (x4 * 0.0625).to(tl.float16)),
-                    f16_pair((x1 * 0.0625).to(tl.float16), (x5 * 0.0625).to(tl.float16)),
-                    f16_pair((x2 * 0.0625).to(tl.float16), (x6 * 0.0625).to(tl.float16)),
-                    f16_pair((x3 * 0.0625).to(tl.float16), (x7 * 0.0625).to(tl.float16)))
+            return sixteenths(x0, x4), sixteenths(x1, x5), sixteenths(x2, x6), sixteenths(x3, x7)
 
     def codes_f16x2(w, za, zb, c16, ASM: tl.constexpr):
         """The 8 codes of the words w as q − z, exactly, two to an int32 (f16x2): (q0, q4) (q1, q5)
         (q2, q6) (q3, q7). za = (1024 + z)×2, zb = −(64 + z)×2 and c16 = (1/16)×2, as f16x2."""
         if ASM:
-            return tl.inline_asm_elementwise(_CODES_PTX, "=r,=r,=r,=r,r,r,r,r", [w, za, zb, c16],
-                                             dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+            return ptx_4x32(_CODES_PTX, w, za, zb, c16)
         else:
             zal, zah = f16_halves(za)
             zbl, zbh = f16_halves(zb)
@@ -413,8 +416,9 @@ def _half2_helpers():
         else:
             tl.store(y_ptr + row * stride_ym + rn, y.to(y_ptr.dtype.element_ty), mask=ok)
 
-    f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row = (
-        triton.jit(f) for f in (f16_halves, f16_pair, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row))
+    f16_halves, f16_pair, ptx_4x32, sixteenths, x_pairs, codes_f16x2, dot_f16x2, half2_load, row_dot, store_row = (
+        triton.jit(f) for f in (f16_halves, f16_pair, ptx_4x32, sixteenths, x_pairs, codes_f16x2, dot_f16x2,
+                                half2_load, row_dot, store_row))
 
 
 @functools.cache
@@ -433,9 +437,10 @@ def _half2_kernel(jit: bool = True):
 
     def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
                           stride_xm, stride_qw, stride_sn, stride_ym,
-                          GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_W: tl.constexpr, ATOMIC: tl.constexpr, ASM: tl.constexpr,
                           PREFETCH: tl.constexpr):
+        tl.static_assert(BITS == 4, "the half2 kernel reads 4-bit codes")
         pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
         n_ok = rn < N
@@ -629,6 +634,16 @@ def _agrees(y: torch.Tensor, ref: torch.Tensor) -> bool:
     return bool(torch.allclose(y, ref, rtol=rtol, atol=1e-3 * max(ref.abs().max().item(), 1e-6)))
 
 
+def timed_configs(m: int, n: int, k: int, bits: int, group_size: int, dtype: torch.dtype) -> list[dict]:
+    """The configurations `tune` times for x [m, k] of `dtype`: `candidates`, each made to suit the
+    dtype (`_exact`), once each (for float32 or bf16 x the 'half2' ones become 'gemv' duplicates)."""
+    found = []
+    for cfg in candidates(m, n, k, bits, group_size):
+        if _exact(cfg, dtype) not in found:
+            found.append(_exact(cfg, dtype))
+    return found
+
+
 def tune(layer, x: torch.Tensor, timer=None) -> dict:
     """The fastest of `candidates` for this layer and x's batch size and dtype, timed once per
     (batch, shape, format) and remembered. timer(fn) -> seconds per call (default: `_gpu_timer`).
@@ -642,10 +657,7 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     key = (min(m, 64), n, k, layer.pack_bits, layer.group_size, x.dtype)
     if key not in _tuned:
         timer = timer or _gpu_timer
-        found = []
-        for cfg in candidates(m, n, k, layer.pack_bits, layer.group_size):
-            if _exact(cfg, x.dtype) not in found:
-                found.append(_exact(cfg, x.dtype))
+        found = timed_configs(m, n, k, layer.pack_bits, layer.group_size, x.dtype)
         # x is in the codes' stored column order already: dequantize without undoing `perm`
         w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
                               group_size=layer.group_size)     # [out, in]
@@ -689,7 +701,7 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
             raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
                              f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
-        grid = (m, triton.cdiv(n, cfg["BLOCK_N"]), cfg["SPLIT_K"])
+        grid = (triton.cdiv(m, cfg.get("BLOCK_M", 1)), triton.cdiv(n, cfg["BLOCK_N"]), cfg["SPLIT_K"])
         if cfg["KERNEL"] == "gemv":
             _gemv_kernel()[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
                                  x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
@@ -705,8 +717,6 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
             if x.storage_offset() % 2:     # x starts mid-way through an int32: copy it to read it in pairs
                 x = x.clone()
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
-            del common["BITS"]
-            grid = (triton.cdiv(m, cfg["BLOCK_M"]), *grid[1:])
             _half2_kernel()[grid](pairs, words, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                                   pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
                                   BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interpreting(),
@@ -781,7 +791,6 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                 "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
         consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
         if half2:
-            del consts["BITS"]
             consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"]}
     else:
         fn = JITFunction(_kernel(jit=False))
