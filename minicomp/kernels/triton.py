@@ -115,20 +115,29 @@ def _import():
 def _kernel(jit: bool = True):
     """The tile kernel, jitted on first use (jit=False: the plain Python function)."""
     _import()
+    _helpers()
 
     def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
                       stride_xm, stride_qn, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, ACC_B: tl.constexpr,
-                      USE_DOT: tl.constexpr, ATOMIC: tl.constexpr):
+                      USE_DOT: tl.constexpr, ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr):
         PER: tl.constexpr = 8 // BITS          # codes per byte
         MASK: tl.constexpr = (1 << BITS) - 1
         TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
         FMASK: tl.constexpr = MASK << TOP
+        FP16: tl.constexpr = x_ptr.dtype.element_ty == tl.float16
+        MAGIC: tl.constexpr = FP16 or BITS < 8   # (with tensor cores) MAGIC + q is exact in x's dtype
+        MAGIC_BITS: tl.constexpr = 0x6400 if FP16 else 0x4300
+        MAGIC_F: tl.constexpr = 1024.0 if FP16 else 128.0
+        # the tensor cores' operand type: x's, or float32 under TRITON_INTERPRET, which does bf16
+        # arithmetic, conversions and tl.dot on the raw 16-bit patterns (DOT_FP32)
+        WT: tl.constexpr = tl.float32 if DOT_FP32 else x_ptr.dtype.element_ty
         pid_n, pid_m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)   # [BLOCK_M] rows of x
         rb = tl.arange(0, BLOCK_B)                     # [BLOCK_B] bytes within a step
+        rk = tl.arange(0, PER * BLOCK_B)               # [PER·BLOCK_B] inputs within a step
         n_ok, m_ok = rn < N, rm < M
         one = tl.where(N > 0, 0x3F800000, 0)           # the bits of 1.0f, in a register (see packed_gemv)
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
@@ -141,23 +150,26 @@ def _kernel(jit: bool = True):
             g = (b0 * PER) // GROUP                    # the step's group
             s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
             z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
-            part = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)   # Σ q·x over the step (tensor cores)
-            xsum = tl.zeros([BLOCK_M], dtype=tl.float32)            # Σ x over the step (tensor cores)
-            for k in tl.static_range(PER):
-                cols = (b0 + rb) * PER + k                           # the inputs code k multiplies
-                xk = tl.load(x_ptr + rm[:, None] * stride_xm + cols[None, :],
-                             mask=m_ok[:, None], other=0)            # [BLOCK_M, BLOCK_B]
-                if USE_DOT:   # tensor cores: codes are small integers, exact in x's dtype
-                    q = (packed >> (BITS * k)) & MASK                 # [BLOCK_N, BLOCK_B] code k
-                    part += tl.dot(xk, tl.trans(q.to(xk.dtype)), out_dtype=tl.float32)
-                    xsum += tl.sum(xk.to(tl.float32), axis=1)
-                else:  # w = (q − z)·s = s·2^BITS·(1 + q/2^BITS) − s·(2^BITS + z), the float made from bits
+            if USE_DOT:   # tensor cores: w = q − z is a small integer, exact in x's dtype
+                xs = tl.load(x_ptr + rm[:, None] * stride_xm + (b0 * PER + rk)[None, :],
+                             mask=m_ok[:, None], other=0)            # [BLOCK_M, PER·BLOCK_B], contiguous
+                q = spread_codes(packed, BITS)                       # [BLOCK_N, PER·BLOCK_B] int16, in input order
+                if MAGIC:  # without a conversion: the bits of MAGIC + q, less MAGIC + z
+                    wq, wz = (q | MAGIC_BITS).to(xs.dtype, bitcast=True).to(WT), (z + MAGIC_F).to(WT)
+                else:      # bf16 and 8-bit codes (MAGIC + q would not be exact): convert
+                    wq, wz = q.to(WT), z.to(WT)
+                w = wq - wz[:, None]                                 # q − z, exact
+                acc += s[None, :] * tl.dot(xs.to(WT), tl.trans(w), out_dtype=tl.float32)  # s·Σ (q − z)·x
+            else:
+                for k in tl.static_range(PER):
+                    cols = (b0 + rb) * PER + k                       # the inputs code k multiplies
+                    xk = tl.load(x_ptr + rm[:, None] * stride_xm + cols[None, :],
+                                 mask=m_ok[:, None], other=0)        # [BLOCK_M, BLOCK_B]
+                    # w = (q − z)·s = s·2^BITS·(1 + q/2^BITS) − s·(2^BITS + z), the float made from bits
                     v = packed.to(tl.int32) << (TOP - BITS * k)
                     f = ((v & FMASK) | one).to(tl.float32, bitcast=True)
                     w = f * (s * (MASK + 1))[:, None] - (s * (z + (MASK + 1)))[:, None]  # [BLOCK_N, BLOCK_B]
                     acc3 += xk.to(tl.float32)[:, None, :] * w[None, :, :]  # summed element-wise
-            if USE_DOT:
-                acc += s[None, :] * (part - xsum[:, None] * z[None, :])  # s·(Σ q·x − z·Σ x)
         if not USE_DOT:
             acc += tl.sum(acc3, axis=2)                # the one reduction across the tile
         y = y_ptr + rm[:, None] * stride_ym + rn[None, :]
@@ -176,7 +188,7 @@ def _helpers():
     functions it calls among its globals): `load_step`, and `columns(x2, PER)`, which cuts the PER
     columns of x2 [rows, PER] into a tuple of [rows] tensors with `tl.split` (which halves a last
     dimension of 2), so x is loaded once, contiguously."""
-    global halves, columns4, columns8, columns, load_step
+    global halves, columns4, columns8, columns, load_step, spread_codes
     _import()
 
     def halves(x):          # [R, 2n] -> columns 0, 2, ... and 1, 3, ... as two [R, n]
@@ -225,8 +237,20 @@ def _helpers():
         z = tl.load(z_rows + g, mask=ok, other=0)
         return words, x2, s, z
 
-    halves, columns4, columns8, columns, load_step = (
-        triton.jit(f) for f in (halves, columns4, columns8, columns, load_step))
+    def spread_codes(packed, BITS: tl.constexpr):
+        """Bytes [R, B] -> their codes [R, B·8/BITS] as int16, in the inputs' order (element i
+        of a byte is bits BITS·i up: byte j holds inputs j·PER … j·PER + PER − 1)."""
+        p = packed.to(tl.int16)
+        if BITS == 8:
+            return p
+        elif BITS == 4:    # join puts its two operands side by side in a new last dimension
+            return tl.reshape(tl.join(p & 15, p >> 4), [p.shape[0], 2 * p.shape[1]])
+        else:              # 2: codes (0, 2) and (1, 3) side by side, then the pairs: 0, 1, 2, 3
+            c = tl.join(tl.join(p & 3, (p >> 4) & 3), tl.join((p >> 2) & 3, p >> 6))
+            return tl.reshape(c, [p.shape[0], 4 * p.shape[1]])
+
+    halves, columns4, columns8, columns, load_step, spread_codes = (
+        triton.jit(f) for f in (halves, columns4, columns8, columns, load_step, spread_codes))
 
 
 @functools.cache
@@ -561,8 +585,9 @@ def _config(m: int, n: int, k: int, bits: int, group_size: int) -> dict:
     x, small tiles for a few rows, tensor-core tiles from 16 rows on."""
     if m == 1:  # one-warp programs of 32 rows, ~2048 of them: the fastest measured on an H200
         return _gemv(n, k, bits, group_size, 32, 1, 2048)
-    if m >= 16:
-        return _tile(m, n, k, bits, group_size, 16 if m <= 16 else 32, 64, 1, use_dot=True)
+    if m >= 16:  # ~512 programs of 4 warps: 4 to each of an H100's 132 SMs, in one wave (128 programs
+        # with split-K 1, the first version, left most SMs one program: 0.3x fp16 at 8192^2 on an H200)
+        return _tile(m, n, k, bits, group_size, 16 if m <= 16 else 32, 64, 512, use_dot=True)
     block_m = 2 if m == 2 else 4 if m <= 4 else 8
     block_n = 32 if block_m <= 4 else 16   # the [BLOCK_M, BLOCK_N, BLOCK_B] sums live in registers
     return _tile(m, n, k, bits, group_size, block_m, block_n, 1024)
@@ -575,7 +600,7 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
     blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
-    split-K. From 16 rows on: tensor-core tiles of three widths."""
+    split-K. From 16 rows on: tensor-core tiles of three widths and three degrees of split-K."""
     found = [_config(m, n, k, bits, group_size)]
 
     def add(cfg):
@@ -583,8 +608,9 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
             found.append(cfg)
 
     if m >= 16:
-        for bn in (32, 128):
-            add({**found[0], "BLOCK_N": bn})
+        for bn in (32, 64, 128):
+            for target in (1, 512, 2048):
+                add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True))
         return found
     if m <= 8:
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
@@ -727,7 +753,7 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
         _kernel()[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                         x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
                         BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
-                        USE_DOT=cfg["USE_DOT"], **common)
+                        USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16, **common)
     return y
 
 
@@ -799,7 +825,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                 "stride_sn": "i32", "stride_ym": "i32"}
         bb = cfg["BLOCK_B"]
         consts = {**common, "BLOCK_M": cfg["BLOCK_M"], "BLOCK_B": bb, "ACC_B": 1 if cfg["USE_DOT"] else bb,
-                  "USE_DOT": cfg["USE_DOT"]}
+                  "USE_DOT": cfg["USE_DOT"], "DOT_FP32": False}
     names = fn.arg_names
     # what a call specializes on: pointers and sizes divisible by 16 (the scales' row stride, the
     # number of groups, need not be)
