@@ -5,8 +5,11 @@
 Without a GPU nothing can be timed, but the machine code can be read. For every configuration
 `tune` would try at 8192 x 8192, group 128, this compiles the kernel for compute capability
 `--arch` (`triton.compile_ahead`) and reads the main loop (`triton.loop_profile`): warp
-instructions per (weight, row of x), registers, spills, barriers and shuffles. A batch-1 GEMV
-is fast when it issues few instructions per weight and never waits on other threads.
+instructions per (weight, row of x), registers, spills, barriers and shuffles, and how many
+programs the launch has against how many fit on the SMs at once (registers, warps and shared
+memory allow `programs_per_sm`). A batch-1 GEMV is fast when it issues few instructions per
+weight and never waits on other threads; any kernel needs enough programs in flight to keep
+enough loads in flight (the first tensor-core default launched 128 on 132 SMs).
 
 It also estimates how long the instructions alone take on an H200 (132 SMs, 4 warp instructions
 per SM per cycle, 1.98 GHz), to set against the time the bytes take at 4.8 TB/s. These are
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -54,15 +58,18 @@ def main(argv=None) -> int:
                 continue
             per = tk.instructions_per_weight(prof, cfg, bits, m)
             issue_us = N * K * m * per / (SMS * ISSUE * CLOCK) * 1e6
+            programs, resident = math.prod(tk.launch_grid(cfg, m, N)), tk.programs_per_sm(prof, args.arch)
             row = {"batch": m, "dtype": str(dtype).replace("torch.", ""), "bits": bits, "config": cfg,
                    "default": i == 0, "warp_instructions_per_weight": per, "issue_bound_us": issue_us,
                    "registers": prof["registers"], "spilled_bytes": prof["spilled"],
                    "barriers": prof["ops"].get("BAR.SYNC.DEFER_BLOCKING", 0),
-                   "shuffles": prof["ops"].get("SHFL.BFLY", 0), "loop_instructions": prof["instructions"]}
+                   "shuffles": prof["ops"].get("SHFL.BFLY", 0), "loop_instructions": prof["instructions"],
+                   "shared_bytes": prof["shared"], "programs": programs, "programs_per_sm": resident,
+                   "programs_on_busiest_sm": -(-programs // SMS), "waves": programs / (SMS * resident)}
             rows.append(row)
             print(f"  {'*' if i == 0 else ' '} {per:6.3f} instr/weight  ~{issue_us:6.1f} µs issuing  "
                   f"regs {prof['registers']:3d}  spill {prof['spilled']:3d}  bar {row['barriers']:2d}  "
-                  f"shfl {row['shuffles']:3d}  {cfg}")
+                  f"shfl {row['shuffles']:3d}  {programs:5d} programs, {resident:2d}/SM ({row['waves']:.2f} waves)  {cfg}")
     result = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "command": "benchmarks/triton_static.py",
               "target": f"sm_{args.arch}", "triton": tk.triton.__version__, "torch": torch.__version__,
               "shape": [N, K], "group_size": GROUP,

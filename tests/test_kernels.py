@@ -975,3 +975,22 @@ def test_tune_checks_the_default_configuration_against_the_reference_too(monkeyp
     (record,) = triton_backend.tuned()
     assert "differs from the reference kernel" in record["candidates"][0]["error"]
     assert cfg != default and all(c["us"] is not None for c in record["candidates"][1:])
+
+
+def test_programs_per_sm_and_the_launch_grid():
+    """The occupancy arithmetic `benchmarks/triton_static.py` reports: registers are given 256 to
+    a warp at a time, and registers, warps, programs and shared memory each cap the programs one
+    SM holds. And the launch grid: the tensor-core default puts ~512 programs on an 8192-row layer."""
+    tile = {"registers": 96, "warps": 4, "shared": 16384}           # the batch-16 default on sm_90
+    assert triton_backend.programs_per_sm(tile) == 5                 # 65536 // (3072 · 4)
+    assert triton_backend.programs_per_sm({**tile, "registers": 95}) == 5   # 95·32 = 3040 rounds up to 3072
+    assert triton_backend.programs_per_sm({**tile, "shared": 100_000}) == 2  # 228 KB // 100 KB
+    assert triton_backend.programs_per_sm({**tile, "shared": 100_000}, arch=80) == 1  # 164 KB
+    assert triton_backend.programs_per_sm({"registers": 32, "warps": 1, "shared": 0}) == 32  # the program cap
+    assert triton_backend.programs_per_sm({"registers": 24, "warps": 16, "shared": 0}) == 4  # the warp cap
+    gemv = triton_backend._gemv(8192, 8192, 4, 128, 32, 1, 2048)
+    assert triton_backend.launch_grid(gemv, 1, 8192) == (1, 256, 8)
+    half2 = triton_backend._half2(8192, 8192, 128, 32, 1, 2048, False, block_m=4)
+    assert triton_backend.launch_grid(half2, 6, 8192) == (2, 256, 8)
+    tc = triton_backend._config(16, 8192, 8192, 4, 128)
+    assert triton_backend.launch_grid(tc, 16, 8192) == (128, 1, 4)

@@ -727,7 +727,7 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
             raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
                              f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
-        grid = (triton.cdiv(m, cfg.get("BLOCK_M", 1)), triton.cdiv(n, cfg["BLOCK_N"]), cfg["SPLIT_K"])
+        grid = launch_grid(cfg, m, n)
         if cfg["KERNEL"] == "gemv":
             _gemv_kernel()[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
                                  x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
@@ -749,12 +749,19 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
                                   PREFETCH=cfg["PREFETCH"], **common)
     else:
         bb = cfg["BLOCK_B"]
-        grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), cfg["SPLIT_K"])
-        _kernel()[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+        _kernel()[launch_grid(cfg, m, n)](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                         x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
                         BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
                         USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16, **common)
     return y
+
+
+def launch_grid(cfg: dict, m: int, n: int) -> tuple[int, int, int]:
+    """The programs configuration `cfg` launches for x [m, in] and an [n, in] weight: GEMV kernels
+    (rows of x, row blocks, split-K); the tile kernel (row blocks, blocks of x's rows, split-K)."""
+    if cfg["KERNEL"] in ("gemv", "half2"):
+        return -(-m // cfg.get("BLOCK_M", 1)), -(-n // cfg["BLOCK_N"]), cfg["SPLIT_K"]
+    return -(-n // cfg["BLOCK_N"]), -(-m // cfg["BLOCK_M"]), cfg["SPLIT_K"]
 
 
 def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
@@ -868,7 +875,8 @@ def profile_ahead(configs: list[dict], bits: int, group_size: int, x_dtype: torc
 def loop_profile(compiled) -> dict:
     """The main loop of a `compile_ahead` kernel, read from its machine code (SASS, through the
     `cuobjdump` that triton ships): {"instructions": per warp per iteration, "ops": {opcode: count},
-    "registers": per thread, "spilled": bytes of stack}. The loop is the longest backward branch."""
+    "registers": per thread, "spilled": bytes of stack, "shared": bytes of shared memory a program
+    uses, "warps": per program}. The loop is the longest backward branch."""
     import re
     import subprocess
     import tempfile
@@ -891,7 +899,21 @@ def loop_profile(compiled) -> dict:
     body = [op for at, op in code if start <= at <= end]
     ops = Counter((op.split()[1] if op.startswith("@") else op.split()[0]) for op in body)
     regs, stack = (int(v) for v in re.search(r"REG:(\d+).*?STACK:(\d+)", usage, re.S).groups())
-    return {"instructions": len(body), "ops": dict(ops), "registers": regs, "spilled": stack}
+    return {"instructions": len(body), "ops": dict(ops), "registers": regs, "spilled": stack,
+            "shared": compiled.metadata.shared, "warps": compiled.metadata.num_warps}
+
+
+SM_LIMITS = {80: {"registers": 65536, "warps": 64, "programs": 32, "shared": 164 * 1024},   # A100
+             90: {"registers": 65536, "warps": 64, "programs": 32, "shared": 228 * 1024}}   # H100, H200
+
+
+def programs_per_sm(loop: dict, arch: int = 90) -> int:
+    """How many programs of a `loop_profile` kernel fit on one SM at once, by its registers
+    (allocated 256 to a warp at a time), warps and shared memory: the GPU's occupancy limits."""
+    lim = SM_LIMITS[arch]
+    per_warp = -(-loop["registers"] * 32 // 256) * 256
+    return min(lim["registers"] // (per_warp * loop["warps"]), lim["warps"] // loop["warps"], lim["programs"],
+               lim["shared"] // loop["shared"] if loop["shared"] else lim["programs"])
 
 
 def instructions_per_weight(loop: dict, cfg: dict, bits: int, m: int = 1) -> float:
