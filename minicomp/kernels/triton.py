@@ -111,9 +111,29 @@ def _import():
     return triton
 
 
+def _nibbles_ptx(magic: int) -> str:
+    """PTX for `magic_codes`: 4 bytes in $4 -> the 16-bit numbers magic | q of their low nibbles in
+    $0 (bytes 0, 1) and $1 (bytes 2, 3), of their high nibbles in $2 and $3. A PRMT spreads two
+    bytes into the two 16-bit halves of a register, a LOP3 masks a nibble out of each half and
+    or-s in the magic bits at once; a shift by 4 brings the high nibbles down."""
+    two = f"0x{magic:04X}{magic:04X}"
+    return ("{ .reg .b32 t, u; prmt.b32 t, $4, 0, 0x4140; prmt.b32 u, $4, 0, 0x4342;"   # (b0, b1), (b2, b3)
+            f" lop3.b32 $0, t, 0x000F000F, {two}, 0xea; lop3.b32 $1, u, 0x000F000F, {two}, 0xea;"
+            f" shr.u32 t, t, 4; shr.u32 u, u, 4;"
+            f" lop3.b32 $2, t, 0x000F000F, {two}, 0xea; lop3.b32 $3, u, 0x000F000F, {two}, 0xea; }}")
+
+
+_FP16_MAGIC, _BF16_MAGIC = 0x6400, 0x4300          # the bits of fp16 1024 and of bf16 128
+_NIBBLES_FP16_PTX, _NIBBLES_BF16_PTX = _nibbles_ptx(_FP16_MAGIC), _nibbles_ptx(_BF16_MAGIC)
+
+
 @functools.cache
 def _kernel(jit: bool = True):
-    """The tile kernel, jitted on first use (jit=False: the plain Python function)."""
+    """The tile kernel, jitted on first use (jit=False: the plain Python function). With tensor
+    cores (USE_DOT), each step's codes become x's dtype by their bits, MAGIC + q (`magic_codes`:
+    inline PTX on a GPU when ASM, plain triton otherwise), less MAGIC + z: q − z exactly, which
+    one tl.dot multiplies by the step's inputs. Without, each code becomes a float32 by its
+    bits (see `packed_gemv`) and the products are summed element-wise."""
     _import()
     _helpers()
 
@@ -121,14 +141,15 @@ def _kernel(jit: bool = True):
                       stride_xm, stride_qn, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, ACC_B: tl.constexpr,
-                      USE_DOT: tl.constexpr, ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr):
+                      USE_DOT: tl.constexpr, ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr,
+                      ASM: tl.constexpr):
         PER: tl.constexpr = 8 // BITS          # codes per byte
         MASK: tl.constexpr = (1 << BITS) - 1
         TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
         FMASK: tl.constexpr = MASK << TOP
         FP16: tl.constexpr = x_ptr.dtype.element_ty == tl.float16
         MAGIC: tl.constexpr = FP16 or BITS < 8   # (with tensor cores) MAGIC + q is exact in x's dtype
-        MAGIC_BITS: tl.constexpr = 0x6400 if FP16 else 0x4300
+        MAGIC_BITS: tl.constexpr = _FP16_MAGIC if FP16 else _BF16_MAGIC
         MAGIC_F: tl.constexpr = 1024.0 if FP16 else 128.0
         # the tensor cores' operand type: x's, or float32 under TRITON_INTERPRET, which does bf16
         # arithmetic, conversions and tl.dot on the raw 16-bit patterns (DOT_FP32)
@@ -153,11 +174,11 @@ def _kernel(jit: bool = True):
             if USE_DOT:   # tensor cores: w = q − z is a small integer, exact in x's dtype
                 xs = tl.load(x_ptr + rm[:, None] * stride_xm + (b0 * PER + rk)[None, :],
                              mask=m_ok[:, None], other=0)            # [BLOCK_M, PER·BLOCK_B], contiguous
-                q = spread_codes(packed, BITS)                       # [BLOCK_N, PER·BLOCK_B] int16, in input order
                 if MAGIC:  # without a conversion: the bits of MAGIC + q, less MAGIC + z
-                    wq, wz = (q | MAGIC_BITS).to(xs.dtype, bitcast=True).to(WT), (z + MAGIC_F).to(WT)
+                    q = magic_codes(packed, BITS, MAGIC_BITS, ASM)    # [BLOCK_N, PER·BLOCK_B] int16, in input order
+                    wq, wz = q.to(xs.dtype, bitcast=True).to(WT), (z + MAGIC_F).to(WT)
                 else:      # bf16 and 8-bit codes (MAGIC + q would not be exact): convert
-                    wq, wz = q.to(WT), z.to(WT)
+                    wq, wz = spread_codes(packed, BITS).to(WT), z.to(WT)
                 w = wq - wz[:, None]                                 # q − z, exact
                 acc += s[None, :] * tl.dot(xs.to(WT), tl.trans(w), out_dtype=tl.float32)  # s·Σ (q − z)·x
             else:
@@ -188,8 +209,12 @@ def _helpers():
     functions it calls among its globals): `load_step`, and `columns(x2, PER)`, which cuts the PER
     columns of x2 [rows, PER] into a tuple of [rows] tensors with `tl.split` (which halves a last
     dimension of 2), so x is loaded once, contiguously."""
-    global halves, columns4, columns8, columns, load_step, spread_codes
+    global halves, columns4, columns8, columns, load_step, spread_codes, magic_codes
+    global _FP16_MAGIC, _BF16_MAGIC, _NIBBLES_FP16_PTX, _NIBBLES_BF16_PTX
     _import()
+    # a jitted function may read a module global only if it is a tl.constexpr
+    _FP16_MAGIC, _BF16_MAGIC, _NIBBLES_FP16_PTX, _NIBBLES_BF16_PTX = (
+        tl.constexpr(c) for c in (_FP16_MAGIC, _BF16_MAGIC, _NIBBLES_FP16_PTX, _NIBBLES_BF16_PTX))
 
     def halves(x):          # [R, 2n] -> columns 0, 2, ... and 1, 3, ... as two [R, n]
         return tl.split(tl.reshape(x, [x.shape[0], x.shape[1] // 2, 2]))
@@ -249,8 +274,23 @@ def _helpers():
             c = tl.join(tl.join(p & 3, (p >> 4) & 3), tl.join((p >> 2) & 3, p >> 6))
             return tl.reshape(c, [p.shape[0], 4 * p.shape[1]])
 
-    halves, columns4, columns8, columns, load_step, spread_codes = (
-        triton.jit(f) for f in (halves, columns4, columns8, columns, load_step, spread_codes))
+    def magic_codes(packed, BITS: tl.constexpr, MAGIC_BITS: tl.constexpr, ASM: tl.constexpr):
+        """Bytes [R, B] -> MAGIC_BITS | q, int16 [R, B·8/BITS], the codes in the inputs' order: the
+        bits of the 16-bit float MAGIC + q. For 4-bit codes on a GPU (ASM), 8 instructions make
+        16 of them (`_nibbles_ptx`), against ~10 a byte for what triton makes of the plain code."""
+        if ASM and BITS == 4:
+            if MAGIC_BITS == _FP16_MAGIC:
+                ptx: tl.constexpr = _NIBBLES_FP16_PTX
+            else:
+                ptx: tl.constexpr = _NIBBLES_BF16_PTX
+            lo, hi = tl.inline_asm_elementwise(ptx, "=r,=r,=r,=r,r", [packed], dtype=(tl.int16, tl.int16),
+                                               is_pure=True, pack=4)
+            return tl.reshape(tl.join(lo, hi), [packed.shape[0], 2 * packed.shape[1]])
+        else:
+            return spread_codes(packed, BITS) | MAGIC_BITS
+
+    halves, columns4, columns8, columns, load_step, spread_codes, magic_codes = (
+        triton.jit(f) for f in (halves, columns4, columns8, columns, load_step, spread_codes, magic_codes))
 
 
 @functools.cache
@@ -573,11 +613,14 @@ def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: in
 
 
 def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
-          use_dot: bool = False) -> dict:
+          use_dot: bool = False, asm: bool = False) -> dict:
+    """A tile-kernel configuration; with tensor cores (use_dot), asm: 4-bit codes made 16-bit
+    floats by inline PTX (`magic_codes`) rather than by what triton makes of the plain code."""
     bb = _block_bytes(bits, group_size)
     programs = -(-n // block_n) * -(-m // block_m)
     return {"KERNEL": "tile", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_B": bb,
-            "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": 4}
+            "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": 4,
+            **({"ASM": asm} if use_dot else {})}
 
 
 def _config(m: int, n: int, k: int, bits: int, group_size: int) -> dict:
@@ -600,17 +643,19 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
     blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
-    split-K. From 16 rows on: tensor-core tiles of three widths and three degrees of split-K."""
+    split-K. From 16 rows on: tensor-core tiles of three widths and three degrees of split-K,
+    for 4-bit codes with and without the inline-PTX nibbles (`magic_codes`)."""
     found = [_config(m, n, k, bits, group_size)]
 
     def add(cfg):
         if cfg not in found:
             found.append(cfg)
 
-    if m >= 16:
-        for bn in (32, 64, 128):
-            for target in (1, 512, 2048):
-                add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True))
+    if m >= 16:  # with 4-bit codes, each also with the inline-PTX nibbles (not yet timed on a GPU)
+        for asm in (False, True) if bits == 4 else (False,):
+            for bn in (32, 64, 128):
+                for target in (1, 512, 2048):
+                    add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True, asm=asm))
         return found
     if m <= 8:
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
@@ -752,7 +797,8 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
         _kernel()[launch_grid(cfg, m, n)](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                         x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
                         BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
-                        USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16, **common)
+                        USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16,
+                        ASM=cfg.get("ASM", False) and not interpreting(), **common)
     return y
 
 
@@ -793,7 +839,8 @@ def _exact(cfg: dict, dtype: torch.dtype) -> dict:
     if cfg["KERNEL"] == "half2" and dtype != torch.float16:
         return {"KERNEL": "gemv", **{key: cfg[key] for key in ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps")}}
     if cfg.get("USE_DOT") and dtype == torch.float32:
-        return {**cfg, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}
+        plain = {key: value for key, value in cfg.items() if key != "ASM"}
+        return {**plain, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}
     return cfg
 
 
@@ -832,7 +879,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                 "stride_sn": "i32", "stride_ym": "i32"}
         bb = cfg["BLOCK_B"]
         consts = {**common, "BLOCK_M": cfg["BLOCK_M"], "BLOCK_B": bb, "ACC_B": 1 if cfg["USE_DOT"] else bb,
-                  "USE_DOT": cfg["USE_DOT"], "DOT_FP32": False}
+                  "USE_DOT": cfg["USE_DOT"], "DOT_FP32": False, "ASM": cfg.get("ASM", False)}
     names = fn.arg_names
     # what a call specializes on: pointers and sizes divisible by 16 (the scales' row stride, the
     # number of groups, need not be)
