@@ -625,15 +625,16 @@ def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, bloc
 
 def _config(m: int, n: int, k: int, bits: int, group_size: int) -> dict:
     """The default configuration for x [m, k] and an [n, k] weight: the GEMV kernel for one row of
-    x, small tiles for a few rows, tensor-core tiles from 16 rows on."""
+    x, small tiles for 2 or 3 rows, tensor-core tiles from 4 rows on."""
     if m == 1:  # one-warp programs of 32 rows, ~2048 of them: the fastest measured on an H200
         return _gemv(n, k, bits, group_size, 32, 1, 2048)
-    if m >= 16:  # ~512 programs of 4 warps: 4 to each of an H100's 132 SMs, in one wave (128 programs
-        # with split-K 1, the first version, left most SMs one program: 0.3x fp16 at 8192^2 on an H200)
+    if m >= 4:  # ~512 programs of 4 warps: 4 to each of an H100's 132 SMs, in one wave (128 programs
+        # with split-K 1, the first version, left most SMs one program: 0.3x fp16 at 8192^2 on an H200).
+        # Below 16 rows, the rows past m are empty: the FMA tiles cost more per weight from 4 rows
+        # on (counted on sm_90: 0.30 warp instructions per weight at 4 rows, against 0.21) and
+        # measured 0.6x fp16 at batch 4
         return _tile(m, n, k, bits, group_size, 16 if m <= 16 else 32, 64, 512, use_dot=True)
-    block_m = 2 if m == 2 else 4 if m <= 4 else 8
-    block_n = 32 if block_m <= 4 else 16   # the [BLOCK_M, BLOCK_N, BLOCK_B] sums live in registers
-    return _tile(m, n, k, bits, group_size, block_m, block_n, 1024)
+    return _tile(m, n, k, bits, group_size, 2 if m == 2 else 4, 32, 1024)  # [BLOCK_M, 32, BLOCK_B] sums in registers
 
 
 def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]:
@@ -643,7 +644,7 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
     blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
-    split-K. From 16 rows on: tensor-core tiles of three widths and three degrees of split-K,
+    split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core tiles of three widths and three degrees of split-K,
     for 4-bit codes with and without the inline-PTX nibbles (`magic_codes`)."""
     found = [_config(m, n, k, bits, group_size)]
 
@@ -680,6 +681,11 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     for bn in ((16, 32, 64) if block_m <= 2 else (8, 16, 32)):
         for target in (1, 1024):
             add(_tile(m, n, k, bits, group_size, block_m, bn, target))
+    if m > 1:  # tensor-core tiles of 16 rows, those past m empty: a weight's dequantization costs
+        # the same for 2 rows of x as for 16, and from 4 rows on less than the FMA tile's, per weight
+        for asm in (False, True) if bits == 4 else (False,):
+            for bn in (64, 128):
+                add(_tile(m, n, k, bits, group_size, 16, bn, 512, use_dot=True, asm=asm))
     return found
 
 
