@@ -39,7 +39,7 @@ timeout 150 "$PY" benchmarks/triton_graphs.py --batches "${GRAPH_BATCHES:-1,4,16
 timeout 240 "$PY" benchmarks/triton_graphs.py --sweep --out "$OUT" || status=1
 echo "== 3. the Triton kernel against the reference, on the GPU: every configuration, exactly"
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py \
-    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2" || status=1
+    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2 or tensor_core" || status=1
 if [ -z "${QUICK:-}" ]; then
     echo "== 4. the rest of the kernel tests on the GPU (QUICK=1 skips them)"
     timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py \

@@ -239,6 +239,26 @@ def test_half2_kernel_agrees_on_random_fp16_input(m, scale):
 
 
 @needs_triton
+@pytest.mark.parametrize("m,dtype", [(4, torch.float16), (16, torch.float16), (16, torch.bfloat16)])
+def test_tensor_core_tiles_agree_on_random_input(m, dtype):
+    """Every tensor-core tile `tune` may pick (on a GPU, those with the inline-PTX nibbles too), on
+    real-valued x of both 16-bit types, agrees with the reference kernel as `tune` requires; with
+    4 rows of x, 12 of the tile's 16 rows are empty. (Off a GPU the ASM ones run their twin.)"""
+    triton_backend._import()
+    layer = PackedLinear.from_linear(nn.Linear(512, 72, bias=False), bits=4, group_size=128).to(_triton_device())
+    x = torch.randn(m, 512, generator=_gen(5)).to(_triton_device(), dtype)
+    w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=4, group_size=128)
+    expected = x.float() @ w.T
+    tiles = [c for c in triton_backend.candidates(m, 72, 512, 4, 128) if c.get("USE_DOT")]
+    assert {c["ASM"] for c in tiles} == {False, True} and {c["BLOCK_M"] for c in tiles} == {16}
+    if TRITON_ON_CPU:
+        tiles = tiles[:2]
+    for cfg in tiles:
+        y = triton_backend._launch(layer, x, cfg)
+        assert triton_backend._agrees(y, expected), (cfg, (y.float() - expected).abs().max())
+
+
+@needs_triton
 def test_half2_kernel_with_act_order_and_a_bias():
     """Through `linear`, which undoes act-order's permutation of the columns, and with a bias,
     which keeps y in float32 until it is added: the half2 kernel gives the reference's answer."""
