@@ -208,7 +208,8 @@ def _helpers():
     """Make the GEMV kernel's jitted helpers module globals (a jitted function finds the
     functions it calls among its globals): `load_step`, and `columns(x2, PER)`, which cuts the PER
     columns of x2 [rows, PER] into a tuple of [rows] tensors with `tl.split` (which halves a last
-    dimension of 2), so x is loaded once, contiguously."""
+    dimension of 2), so x is loaded once, contiguously; for the tile kernel's tensor cores,
+    `spread_codes` (bytes to codes in the inputs' order, with `tl.join`) and `magic_codes`."""
     global halves, columns4, columns8, columns, load_step, spread_codes, magic_codes
     global _FP16_MAGIC, _BF16_MAGIC, _NIBBLES_FP16_PTX, _NIBBLES_BF16_PTX
     _import()
@@ -644,8 +645,9 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
     blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
-    split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core tiles of three widths and three degrees of split-K,
-    for 4-bit codes with and without the inline-PTX nibbles (`magic_codes`)."""
+    split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core
+    tiles of three widths and three degrees of split-K. Tensor-core tiles of 4-bit codes come with
+    and without the inline-PTX nibbles (`magic_codes`)."""
     found = [_config(m, n, k, bits, group_size)]
 
     def add(cfg):
