@@ -85,8 +85,10 @@ def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
 def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv", "half2")) -> dict:
     """The batch-1 GEMV kernels (`packed_gemv`, and `packed_gemv_half2` at 4 bits) over row blocks,
     warps per program, split-K and prefetching, beyond `candidates`: each checked, then timed as a
-    call (split-K's zeroing of y included) and as the kernel alone (into a y made beforehand), with
-    the zeroing alone timed too, so fixed costs show."""
+    call (`triton.linear`: with split-K, the kernel adds into float32 sums kept on the layer and a
+    second small kernel stores y in fp16 from them and zeroes them; before 2026-11-30, a call
+    zeroed fresh sums first and returned them in float32) and as the kernel alone (into a y made
+    beforehand), with a zeroing alone timed too, so fixed costs show."""
     layer, w16, x, expected = _problem(size, 1, bits)
     configs = [tk._config(1, size, size, bits, GROUP)]
     for block_n, warp_counts in ((8, (1,)), (16, (1, 2)), (32, (1, 2)), (64, (1, 2)), (128, (2, 4))):

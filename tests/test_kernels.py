@@ -172,7 +172,8 @@ def test_every_triton_candidate_agrees_exactly(m, dtype, bits):
         cands = [c for c in cands if not c.get("ASM")]
     for cfg in cands:
         got = triton_backend.linear(layer, x.to(_triton_device(), dtype), config=cfg).cpu()
-        assert got.dtype == (torch.float32 if cfg["SPLIT_K"] > 1 else dtype)  # stored once, no bias: x's dtype
+        # no bias: x's dtype, from kept sums with split-K, except over more than SUMS_ROWS rows
+        assert got.dtype == (torch.float32 if cfg["SPLIT_K"] > 1 and m > triton_backend.SUMS_ROWS else dtype)
         assert torch.equal(got.float(), _stored(expected, got.dtype)), cfg
 
 
@@ -200,6 +201,48 @@ def test_triton_writes_into_a_given_output_and_rejects_a_step_that_does_not_divi
     with pytest.raises(ValueError, match="BLOCK_W=64 covers 512 inputs per step, which must divide in_features=384"):
         small = exact_layer(8, 384, 4, 128, bias=False).to(_triton_device())
         triton_backend._launch(small, int_input(1, 384).to(_triton_device()), cfg | {"BLOCK_W": 64})
+
+
+@needs_triton
+def test_split_k_sums_are_kept_zeroed_between_calls(monkeypatch):
+    """With split-K and up to SUMS_ROWS rows of x, the partial sums go into float32 zeros kept on
+    the layer; a second small kernel stores y in x's dtype from them and zeroes them again, so no
+    call zeroes (or, without a bias, casts) separately. The sums must be zero after every call,
+    the same tensor call after call, and zero even when storing y fails."""
+    triton_backend._import()
+    layer = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
+    x = int_input(1, 512).to(_triton_device(), torch.float16)
+    expected = _stored(run(layer.cpu(), x.float().cpu(), "reference"), torch.float16)
+    layer.to(_triton_device())
+    cfg = triton_backend._config(1, 72, 512, 4, 128) | {"SPLIT_K": 4}
+    assert not any("split-K" in str(k) for k in layer._kernel_cache)   # nothing kept before the first call
+    kept = []
+    for _ in range(3):
+        y = triton_backend._launch(layer, x, cfg)
+        assert y.dtype == torch.float16 and torch.equal(y.float().cpu(), expected)
+        (sums,) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
+        assert sums.shape == (triton_backend.SUMS_ROWS, 72) and not sums.any()
+        kept.append(sums.data_ptr())
+    assert len(set(kept)) == 1                            # the same sums, call after call
+    layer.to(_triton_device())                            # moving the layer drops them
+    assert not any("split-K" in str(k) for k in layer._kernel_cache)
+    # more rows than SUMS_ROWS: fresh float32 zeros each call, returned as float32 (the layer casts)
+    many = int_input(triton_backend.SUMS_ROWS + 1, 512).to(_triton_device(), torch.float16)
+    assert triton_backend._launch(layer, many, cfg).dtype == torch.float32
+    # storing y fails: the partial sums are zeroed all the same, and the error comes through
+    y = triton_backend._launch(layer, x, cfg)
+    (sums,) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
+
+    class Broken:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise RuntimeError("no launch")
+            return launch
+
+    monkeypatch.setattr(triton_backend, "_finish_kernel", lambda jit=True: Broken())
+    with pytest.raises(RuntimeError, match="no launch"):
+        triton_backend._launch(layer, x, cfg)
+    assert not sums.any()
 
 
 @needs_triton
@@ -302,7 +345,8 @@ def test_half2_kernel_is_for_fp16_and_4_bits_only():
     assert odd.storage_offset() == 1
     expected = run(four_bit.cpu(), odd.float().cpu(), "reference")
     four_bit.to(_triton_device())
-    assert torch.equal(triton_backend._launch(four_bit, odd, cfg).cpu(), expected)
+    got = triton_backend._launch(four_bit, odd, cfg).cpu()
+    assert got.dtype == torch.float16 and torch.equal(got.float(), _stored(expected, torch.float16))
 
 
 @pytest.mark.skipif(not triton_backend.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")

@@ -555,6 +555,42 @@ def _half2_kernel(jit: bool = True):
     return triton.jit(packed_gemv_half2) if jit else packed_gemv_half2
 
 
+@functools.cache
+def _finish_kernel(jit: bool = True):
+    """Split-K's last step, jitted on first use: y = sums in y's dtype, and the sums zeroed for
+    the next call (flat: both are contiguous [M, N])."""
+    _import()
+
+    def finish_split_k(sums_ptr, y_ptr, total, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        ok = i < total
+        tl.store(y_ptr + i, tl.load(sums_ptr + i, mask=ok).to(y_ptr.dtype.element_ty), mask=ok)
+        tl.store(sums_ptr + i, tl.zeros([BLOCK], dtype=tl.float32), mask=ok)
+
+    return triton.jit(finish_split_k) if jit else finish_split_k
+
+
+SUMS_ROWS = 16   # split-K sums kept on the layer between calls, for up to this many rows of x
+
+
+def _kept_sums(layer, m: int, n: int, device) -> torch.Tensor | None:
+    """The float32 [m, n] zeros a split-K call adds its partial sums into, kept on the layer
+    between calls (for m <= SUMS_ROWS): `_finish_kernel` stores y from them and zeroes them again,
+    so a call launches no separate zeroing (and, without a bias, no separate cast): one launch
+    fewer, ~1.4 µs on an H200, where a batch-1 call of an 8192² layer takes ~15-20 µs. Calls of
+    one layer must then be ordered, as on one CUDA stream; a CUDA graph that replays a call keeps
+    using these sums, so it must not outlive them (`.to()` and friends drop them). None: use
+    fresh zeros (more rows, or a layer without a kernel cache)."""
+    cache = getattr(layer, "_kernel_cache", None)
+    if cache is None or m > SUMS_ROWS:
+        return None
+    key = ("triton split-K sums", str(device))
+    sums = cache.get(key)
+    if sums is None or sums.shape[1] != n:
+        sums = cache[key] = torch.zeros(SUMS_ROWS, n, device=device, dtype=torch.float32)
+    return sums[:m]
+
+
 def unsupported(layer, x: torch.Tensor) -> str | None:
     """Why this backend cannot run `layer` on `x`, or None if it can."""
     if not installed():
@@ -762,17 +798,22 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
 
 def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) -> torch.Tensor:
     """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous).
-    out: y [M, out] to write (to add into, with split-K) instead of a new tensor; for timing the
-    kernel alone (benchmarks/triton_graphs.py)."""
+    Returns y [M, out]: in x's dtype unless a float32 bias is still to be added, or, with split-K
+    over more than SUMS_ROWS rows, float32. out: y to add into instead (split-K) or write (not),
+    as float32; for timing the kernel alone (benchmarks/triton_graphs.py)."""
     m, k = x.shape
     n = layer.out_features
     qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
+    y_dtype = torch.float32 if layer.bias is not None else x.dtype   # each output stored once
+    sums = _kept_sums(layer, m, n, x.device) if out is None and cfg["SPLIT_K"] > 1 else None
     if out is not None:
         y = out
+    elif sums is not None:   # partial sums added into the kept zeros; y stored from them after
+        y, result = sums, torch.empty(m, n, device=x.device, dtype=y_dtype)
     elif cfg["SPLIT_K"] > 1:  # partial sums are added into y: float32 zeros
         y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
-    else:  # each output stored once; in x's dtype unless a float32 bias is still to be added
-        y = torch.empty(m, n, device=x.device, dtype=torch.float32 if layer.bias is not None else x.dtype)
+    else:
+        y = torch.empty(m, n, device=x.device, dtype=y_dtype)
     common = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
                   num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
     if cfg["KERNEL"] in ("gemv", "half2"):
@@ -803,11 +844,18 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
     else:
         bb = cfg["BLOCK_B"]
         _kernel()[launch_grid(cfg, m, n)](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
-                        x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
-                        BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
-                        USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16,
-                        ASM=cfg.get("ASM", False) and not interpreting(), **common)
-    return y
+                                          x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
+                                          BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
+                                          USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16,
+                                          ASM=cfg.get("ASM", False) and not interpreting(), **common)
+    if sums is None:
+        return y
+    try:
+        _finish_kernel()[(triton.cdiv(m * n, 1024),)](sums, result, m * n, BLOCK=1024)
+    except BaseException:
+        sums.zero_()   # never leave partial sums behind for the next call
+        raise
+    return result
 
 
 def launch_grid(cfg: dict, m: int, n: int) -> tuple[int, int, int]:
@@ -821,8 +869,9 @@ def launch_grid(cfg: dict, m: int, n: int) -> tuple[int, int, int]:
 def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
     """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out], W never built.
 
-    y is x's dtype when each output is stored once and there is no bias, else float32 (split-K
-    adds partial sums; the bias is added in float32); PackedLinear casts it to x's dtype.
+    y is x's dtype when there is no bias, else float32 (the bias is added in float32), and float32
+    too with split-K over more than SUMS_ROWS rows of x (the partial sums are added in float32 in
+    y itself); PackedLinear casts it to x's dtype.
 
     config: which kernel and block sizes (one of `candidates`); by default `tune` picks them on a
     GPU (when `TUNE`) and `_config` does under the interpreter."""
