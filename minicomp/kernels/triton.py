@@ -799,8 +799,8 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
 def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) -> torch.Tensor:
     """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous).
     Returns y [M, out]: in x's dtype unless a float32 bias is still to be added, or, with split-K
-    over more than SUMS_ROWS rows, float32. out: y to add into instead (split-K) or write (not),
-    as float32; for timing the kernel alone (benchmarks/triton_graphs.py)."""
+    over more than SUMS_ROWS rows, float32. out: a y to add into (split-K: float32) or to write
+    (no split-K) instead, returned as it is; for timing the kernel alone (triton_graphs.py)."""
     m, k = x.shape
     n = layer.out_features
     qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
