@@ -605,6 +605,67 @@ if triton_kernels.compiler_available():
           f"the schedulers issued at {issue_share:.0%} of their peak")
 
 # %% [markdown]
+# ### Enough programs in flight
+#
+# The same H200 run timed 16 rows of x too, and there the packed kernel was *slower* than fp16.
+# Its instruction count does not explain that (the cell below prints it). What does is the
+# launch: how many programs it starts, against how many the GPU can run at once. Each SM holds
+# as many programs as its registers, warp slots and shared memory allow
+# (`triton.programs_per_sm`, read from the same machine code), and a program waiting on memory
+# only hides that wait if other programs on its SM have work. The kernel that ran split the
+# 8192 outputs into 128 blocks of 64 and nothing more: 128 programs for 132 SMs, one program on
+# each, mostly waiting. The default now also splits the input dimension 4 ways (split-K; the
+# partial sums are added together), so 512 programs run at once, about 4 on each SM. It has not
+# been timed yet; `benchmarks/gpu-notes.md` records the prediction. (Both launches are counted
+# here with today's kernel code, which issues fewer instructions than the one that ran: what the
+# comparison is about is the launch.)
+
+# %%
+bench_h200 = json.loads((repo_root() / "benchmarks" / "results" / "bench-cuda-H200-20261129-235715.json").read_text())
+row16 = next(r for r in bench_h200["rows"] if (r["out"], r["batch"], r["variant"]) == (8192, 16, "int4-fused"))
+ran16 = next(t for t in bench_h200["settings"]["triton_tuned"] if (t["out"], t["batch"], t["bits"]) == (8192, 16, 4))
+print(f"H200, 8192 x 8192, 16 rows of x: int4 {row16['median_s'] * 1e6:.0f} µs, "
+      f"{row16['speedup_vs_fp16']:.2f}x fp16   {ran16['config']}")
+if triton_kernels.compiler_available():
+    SMS = 132                                                              # an H100's or H200's SMs
+    launches = {"what ran": ran16["config"], "the default now": triton_kernels._config(16, 8192, 8192, 4, 128)}
+    loops16 = triton_kernels.profile_ahead(list(launches.values()), 4, 128, torch.float16, arch=90, m=16)
+    programs, fit = {}, {}
+    for (name, cfg), loop in zip(launches.items(), loops16, strict=True):
+        programs[name] = math.prod(triton_kernels.launch_grid(cfg, 16, 8192))
+        fit[name] = triton_kernels.programs_per_sm(loop)
+        issue16 = 8192 * 8192 * 16 * loop["per_weight"] / (SMS * 4 * 1.98e9) * 1e6
+        print(f"{name:<16} {programs[name]:4d} programs, {fit[name]} fit on an SM at once; "
+              f"{issue16:.1f} µs of issuing at peak")
+    fig, ax = plt.subplots(figsize=(10, 3))
+    for name, color in zip(launches, ("tab:red", "tab:blue"), strict=True):
+        per_sm = [programs[name] // SMS + (sm < programs[name] % SMS) for sm in range(SMS)]  # dealt out in turn
+        ax.fill_between(range(SMS), per_sm, step="mid", alpha=0.35, color=color,
+                        label=f"{name}: {programs[name]} programs")
+        ax.axhline(fit[name], color=color, linestyle="--", linewidth=1, label=f"{name}: {fit[name]} fit on an SM")
+    ax.set_xlim(0, SMS - 1)
+    ax.set_ylim(0, max(fit.values()) + 1)
+    ax.set_xlabel("SM (132 on an H200)")
+    ax.set_ylabel("programs on it")
+    ax.set_title("16 rows of x, 8192 x 8192: programs per SM, as launched")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Claims: on the H200 the packed kernel at 16 rows was under half as fast as fp16; the launch
+# that ran had fewer programs than the GPU has SMs, though several fit on each; the default now
+# launches at least three per SM, all at once (within what fits).
+
+# %%
+assert row16["speedup_vs_fp16"] < 0.5
+if triton_kernels.compiler_available():
+    assert programs["what ran"] < SMS and fit["what ran"] >= 3
+    assert 3 * SMS <= programs["the default now"] <= SMS * fit["the default now"]
+    print(f"checked: {programs['what ran']} programs on {SMS} SMs then, {programs['the default now']} now "
+          f"({programs['the default now'] / SMS:.1f} per SM, up to {fit['the default now']} fit)")
+
+# %% [markdown]
 # ### Timing, on a GPU
 #
 # On its first call for a shape the kernel times its `candidates` and keeps the fastest
@@ -710,6 +771,8 @@ print("checked: Q4_0 pairs element j with j + 16; minicomp pairs 2i with 2i + 1"
 # * On a GPU the bytes arrive so fast that the kernel must also issue few instructions per
 #   weight. You can count them without a GPU: compile for one and read the machine code. Two
 #   codes per instruction (fp16 pairs, built by one AND-OR) cut the count by more than a quarter.
+#   And it must launch enough programs to keep every SM busy: 128 programs on 132 SMs left the
+#   H200 waiting on memory at 16 rows of x.
 # * GGUF's Q4_0 is the same idea with blocks of 32 and a different nibble order; `minicomp.export`
 #   converts exactly.
 #
