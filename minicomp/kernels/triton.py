@@ -685,13 +685,14 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     tiles of three widths and three degrees of split-K. Tensor-core tiles of 4-bit codes come with
     and without the inline-PTX nibbles (`magic_codes`)."""
     found = [_config(m, n, k, bits, group_size)]
+    asm_choices = (False, True) if bits == 4 else (False,)   # the PTX nibbles: 4-bit codes (not yet timed)
 
     def add(cfg):
         if cfg not in found:
             found.append(cfg)
 
-    if m >= 16:  # with 4-bit codes, each also with the inline-PTX nibbles (not yet timed on a GPU)
-        for asm in (False, True) if bits == 4 else (False,):
+    if m >= 16:
+        for asm in asm_choices:
             for bn in (32, 64, 128):
                 for target in (1, 512, 2048):
                     add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True, asm=asm))
@@ -721,7 +722,7 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
             add(_tile(m, n, k, bits, group_size, block_m, bn, target))
     if m > 1:  # tensor-core tiles of 16 rows, those past m empty: a weight's dequantization costs
         # the same for 2 rows of x as for 16, and from 4 rows on less than the FMA tile's, per weight
-        for asm in (False, True) if bits == 4 else (False,):
+        for asm in asm_choices:
             for bn in (64, 128):
                 add(_tile(m, n, k, bits, group_size, 16, bn, 512, use_dot=True, asm=asm))
     return found
@@ -804,6 +805,7 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
     m, k = x.shape
     n = layer.out_features
     qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
+    interp = interpreting()   # no PTX there, and bf16 needs float32 dot operands (DOT_FP32)
     y_dtype = torch.float32 if layer.bias is not None else x.dtype   # each output stored once
     sums = _kept_sums(layer, m, n, x.device) if out is None and cfg["SPLIT_K"] > 1 else None
     if out is not None:
@@ -839,15 +841,15 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
             _half2_kernel()[grid](pairs, words, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                                   pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
-                                  BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interpreting(),
+                                  BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interp,
                                   PREFETCH=cfg["PREFETCH"], **common)
     else:
         bb = cfg["BLOCK_B"]
         _kernel()[launch_grid(cfg, m, n)](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
                                           x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
                                           BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
-                                          USE_DOT=cfg["USE_DOT"], DOT_FP32=interpreting() and x.dtype == torch.bfloat16,
-                                          ASM=cfg.get("ASM", False) and not interpreting(), **common)
+                                          USE_DOT=cfg["USE_DOT"], DOT_FP32=interp and x.dtype == torch.bfloat16,
+                                          ASM=cfg.get("ASM", False) and not interp, **common)
     if sums is None:
         return y
     try:
