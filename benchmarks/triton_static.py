@@ -4,10 +4,10 @@
 
 Without a GPU nothing can be timed, but the machine code can be read. For every configuration
 `tune` would try at 8192 x 8192, group 128, this compiles the kernel for compute capability
-`--arch` (`triton.compile_ahead`) and reads the main loop (`triton.loop_profile`): warp
+`--arch` (`sass.compile_ahead`) and reads the main loop (`sass.loop_profile`): warp
 instructions per (weight, row of x), registers, spills, barriers and shuffles, and how many
 programs the launch has against how many fit on the SMs at once (registers, warps and shared
-memory allow `programs_per_sm`). A batch-1 GEMV is fast when it issues few instructions per
+memory allow `sass.programs_per_sm`). A batch-1 GEMV is fast when it issues few instructions per
 weight and never waits on other threads; any kernel needs enough programs in flight to keep
 enough loads in flight (the first tensor-core default launched 128 on 132 SMs).
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from minicomp.kernels import triton as tk
+from minicomp.kernels.triton import sass
 
 SMS, ISSUE, CLOCK, BANDWIDTH = 132, 4, 1.98e9, 4.8e12   # H200 SXM
 N = K = 8192
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     if tk.interpreting():
         print("TRITON_INTERPRET is set: the GPU compiler cannot run in this process; unset it", file=sys.stderr)
         return 2
-    tk._import()
+    triton = tk._import()
     rows = []
     for m, dtype, bits in CASES:
         weight_bytes = N * K * bits // 8
@@ -51,14 +52,14 @@ def main(argv=None) -> int:
               f"the bytes alone take {weight_bytes / BANDWIDTH * 1e6:.1f} µs at {BANDWIDTH / 1e12:.1f} TB/s")
         for i, cfg in enumerate(tk.candidates(m, N, K, bits, GROUP)):
             try:
-                prof = tk.loop_profile(tk.compile_ahead(cfg, bits, GROUP, dtype, arch=args.arch))
+                prof = sass.loop_profile(sass.compile_ahead(cfg, bits, GROUP, dtype, arch=args.arch))
             except Exception as err:  # report it and go on: the next candidate may compile
                 rows.append({"batch": m, "bits": bits, "config": cfg, "error": f"{type(err).__name__}: {err}"[:300]})
                 print(f"  FAILED {cfg}: {err}")
                 continue
-            per = tk.instructions_per_weight(prof, cfg, bits, m)
+            per = sass.instructions_per_weight(prof, cfg, bits, m)
             issue_us = N * K * m * per / (SMS * ISSUE * CLOCK) * 1e6
-            programs, resident = math.prod(tk.launch_grid(cfg, m, N)), tk.programs_per_sm(prof, args.arch)
+            programs, resident = math.prod(tk.launch_grid(cfg, m, N)), sass.programs_per_sm(prof, args.arch)
             row = {"batch": m, "dtype": str(dtype).replace("torch.", ""), "bits": bits, "config": cfg,
                    "default": i == 0, "warp_instructions_per_weight": per, "issue_bound_us": issue_us,
                    "registers": prof["registers"], "spilled_bytes": prof["spilled"],
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                   f"regs {prof['registers']:3d}  spill {prof['spilled']:3d}  bar {row['barriers']:2d}  "
                   f"shfl {row['shuffles']:3d}  {programs:5d} programs, {resident:2d}/SM ({row['waves']:.2f} waves)  {cfg}")
     result = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "command": "benchmarks/triton_static.py",
-              "target": f"sm_{args.arch}", "triton": tk.triton.__version__, "torch": torch.__version__,
+              "target": f"sm_{args.arch}", "triton": triton.__version__, "torch": torch.__version__,
               "shape": [N, K], "group_size": GROUP,
               "assumptions": {"sms": SMS, "warp_instructions_per_sm_cycle": ISSUE, "clock_hz": CLOCK,
                               "bandwidth_bytes_per_s": BANDWIDTH, "gpu": "H200 SXM (for the estimates)"},

@@ -432,7 +432,7 @@ print("checked: the packed model computes what the simulated one did")
 # %% [markdown]
 # ## 5. On a GPU: Triton
 #
-# `minicomp/kernels/triton.py` is the same algorithm for a GPU. A large GPU moves several TB/s,
+# `minicomp/kernels/triton/` is the same algorithm for a GPU, one file per kernel. A large GPU moves several TB/s,
 # so an 8192 × 8192 fp16 GEMV (134 MB) takes a few tens of µs and the int4 version moves 34 MB.
 # At 4.8 TB/s (an H200) a 4-bit weight arrives every 0.1 ns, so the kernel must also *issue* few
 # instructions per weight, or arithmetic, not memory, sets its pace. Its batch-1 kernel
@@ -496,22 +496,23 @@ plt.show()
 # ### Counting instructions, without a GPU
 #
 # Triton compiles for a GPU that is not there, and the machine code tells how many instructions
-# the loop issues per weight (`triton.profile_ahead`, which runs `compile_ahead` and
+# the loop issues per weight (`sass.profile_ahead`, which runs `compile_ahead` and
 # `loop_profile`). Compare the two batch-1 kernels with the tile kernel made for a few rows of
 # x, all at batch 1, and turn each count into the time an H200's 132 SMs need just to issue them
 # (4 instructions per SM per cycle at 1.98 GHz), next to the time the bytes take:
 
 # %%
 from minicomp.kernels import triton as triton_kernels
+from minicomp.kernels.triton import sass
 
-if triton_kernels.compiler_available():
+if sass.compiler_available():
     SMS, ISSUE, CLOCK, BANDWIDTH = 132, 4, 1.98e9, 4.8e12   # H200 SXM, from its data sheet
     G = 8192
     batch1 = triton_kernels.candidates(1, G, G, 4, 128)
     gemv_cfg = batch1[0]                                                   # the default at batch 1
     half2_cfg = next(c for c in batch1 if c["KERNEL"] == "half2")
     tile_cfg = next(c for c in batch1 if c["KERNEL"] == "tile")
-    loops = triton_kernels.profile_ahead([gemv_cfg, half2_cfg, tile_cfg], 4, 128, torch.float16, arch=90)  # sm_90
+    loops = sass.profile_ahead([gemv_cfg, half2_cfg, tile_cfg], 4, 128, torch.float16, arch=90)  # sm_90
     issue_us = {}
     for name, loop in zip(("packed_gemv", "packed_gemv_half2", "packed_matmul (tile)"), loops, strict=True):
         issue_us[name] = G * G * loop["per_weight"] / (SMS * ISSUE * CLOCK) * 1e6
@@ -530,7 +531,7 @@ else:
 # reads what an H200 measured, and the one after times it here when a GPU is present.
 
 # %%
-if triton_kernels.compiler_available():
+if sass.compiler_available():
     assert issue_us["packed_gemv"] < issue_us["packed_matmul (tile)"]
     assert issue_us["packed_gemv"] < fp16_us / 2.5
     assert issue_us["packed_gemv_half2"] < 0.75 * issue_us["packed_gemv"]
@@ -570,7 +571,7 @@ ax.barh(labels, [r["call_us"] for r in ran], color="tab:blue", alpha=0.6, label=
 for x_us, style, label in ((fp16_h200, "k-", "fp16 cuBLAS"), (fp16_h200 / 2.5, "r--", "target: fp16 / 2.5"),
                            (bytes_h200, "g:", "int4 bytes at copy speed")):
     ax.axvline(x_us, linestyle=style[1:], color=style[0], label=label)
-if triton_kernels.compiler_available():
+if sass.compiler_available():
     ax.axvline(issue_us["packed_gemv"], linestyle="-.", color="tab:purple", label="issue count at peak")
     ax.axvline(issue_us["packed_gemv_half2"], linestyle=":", color="tab:purple",
                label="issue count at peak, half2 (not yet timed)")
@@ -598,7 +599,7 @@ assert 1.6 < speedup_h200 < 2.5
 assert best["kernel_tb_s"] * 1e12 < 0.5 * h200["copy_bandwidth_bytes_per_s"]
 print(f"checked: the default is the fastest, {speedup_h200:.2f}x fp16; its kernel streams "
       f"{best['kernel_tb_s'] * 1e12 / h200['copy_bandwidth_bytes_per_s']:.0%} of the copy bandwidth")
-if triton_kernels.compiler_available():
+if sass.compiler_available():
     issue_share = issue_us["packed_gemv"] / best["kernel_us"]
     assert 0.3 < issue_share < 0.7
     print(f"checked: {issue_us['packed_gemv']:.1f} µs of issuing at peak in {best['kernel_us']:.1f} µs: "
@@ -611,7 +612,7 @@ if triton_kernels.compiler_available():
 # Its instruction count does not explain that (the cell below prints it). What does is the
 # launch: how many programs it starts, against how many the GPU can run at once. Each SM holds
 # as many programs as its registers, warp slots and shared memory allow
-# (`triton.programs_per_sm`, read from the same machine code), and a program waiting on memory
+# (`sass.programs_per_sm`, read from the same machine code), and a program waiting on memory
 # only hides that wait if other programs on its SM have work. The kernel that ran split the
 # 8192 outputs into 128 blocks of 64 and nothing more: 128 programs for 132 SMs, one program on
 # each, mostly waiting. The default now also splits the input dimension 4 ways (split-K; the
@@ -626,14 +627,14 @@ row16 = next(r for r in bench_h200["rows"] if (r["out"], r["batch"], r["variant"
 ran16 = next(t for t in bench_h200["settings"]["triton_tuned"] if (t["out"], t["batch"], t["bits"]) == (8192, 16, 4))
 print(f"H200, 8192 x 8192, 16 rows of x: int4 {row16['median_s'] * 1e6:.0f} µs, "
       f"{row16['speedup_vs_fp16']:.2f}x fp16   {ran16['config']}")
-if triton_kernels.compiler_available():
+if sass.compiler_available():
     SMS = 132                                                              # an H100's or H200's SMs
     launches = {"what ran": ran16["config"], "the default now": triton_kernels._config(16, 8192, 8192, 4, 128)}
-    loops16 = triton_kernels.profile_ahead(list(launches.values()), 4, 128, torch.float16, arch=90, m=16)
+    loops16 = sass.profile_ahead(list(launches.values()), 4, 128, torch.float16, arch=90, m=16)
     programs, fit, issue16 = {}, {}, {}
     for (name, cfg), loop in zip(launches.items(), loops16, strict=True):
         programs[name] = math.prod(triton_kernels.launch_grid(cfg, 16, 8192))
-        fit[name] = triton_kernels.programs_per_sm(loop)
+        fit[name] = sass.programs_per_sm(loop)
         issue16[name] = 8192 * 8192 * 16 * loop["per_weight"] / (SMS * 4 * 1.98e9) * 1e6
         print(f"{name:<16} {programs[name]:4d} programs, {fit[name]} fit on an SM at once; "
               f"{issue16[name]:.1f} µs of issuing at peak")
@@ -660,7 +661,7 @@ if triton_kernels.compiler_available():
 
 # %%
 assert row16["speedup_vs_fp16"] < 0.5
-if triton_kernels.compiler_available():
+if sass.compiler_available():
     assert row16["median_s"] * 1e6 > 5 * issue16["what ran"]         # not the count: the launch
     assert programs["what ran"] < SMS and fit["what ran"] >= 3
     assert 3 * SMS <= programs["the default now"] <= SMS * fit["the default now"]

@@ -32,6 +32,7 @@ from minicomp.kernels import (
 from minicomp.kernels import cpu as cpu_backend
 from minicomp.kernels import triton as triton_backend
 from minicomp.kernels.reference import dequantize_packed
+from minicomp.kernels.triton import ptx, sass
 from minicomp.pack import pack
 from minicomp.quant import QuantizedWeight
 from minicomp.rtn import QuantLinear, rtn_quantize
@@ -239,7 +240,7 @@ def test_split_k_sums_are_kept_zeroed_between_calls(monkeypatch):
                 raise RuntimeError("no launch")
             return launch
 
-    monkeypatch.setattr(triton_backend, "_finish_kernel", lambda jit=True: Broken())
+    monkeypatch.setattr(triton_backend.common, "finish_split_k", Broken())
     with pytest.raises(RuntimeError, match="no launch"):
         triton_backend._launch(layer, x, cfg)
     assert not sums.any()
@@ -349,7 +350,7 @@ def test_half2_kernel_is_for_fp16_and_4_bits_only():
     assert got.dtype == torch.float16 and torch.equal(got.float(), _stored(expected, torch.float16))
 
 
-@pytest.mark.skipif(not triton_backend.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")
+@pytest.mark.skipif(not sass.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")
 def test_every_triton_candidate_compiles_for_real_gpus():
     """The interpreter runs code that the GPU compiler may reject; compile every candidate for an
     H100 (sm_90), the default configurations for an A100 (sm_80) too, and check the GEMV loop's
@@ -361,13 +362,13 @@ def test_every_triton_candidate_compiles_for_real_gpus():
         cands = triton_backend.candidates(m, 4096, 4096, bits, 128)
         for arch in (80, 90):
             configs = cands if (m, arch) == (1, 90) else cands[:1]
-            loops = triton_backend.profile_ahead(configs, bits, 128, dtype, arch=arch, m=m)
+            loops = sass.profile_ahead(configs, bits, 128, dtype, arch=arch, m=m)
             assert len(loops) == len(configs) and all(loop["instructions"] > 0 for loop in loops)
             compiled += len(configs)
     assert compiled > 20
     cands = triton_backend.candidates(1, 8192, 8192, 4, 128)
     gemv, half2 = cands[0], next(c for c in cands if c["KERNEL"] == "half2")
-    loop, loop2 = triton_backend.profile_ahead([gemv, half2], 4, 128, arch=90)
+    loop, loop2 = sass.profile_ahead([gemv, half2], 4, 128, arch=90)
     assert loop["ops"].get("LDG.E.128", 0) >= 1, loop["ops"]  # 16-byte loads of the codes
     assert loop["ops"].get("SHFL.BFLY", 0) <= 4, loop["ops"]   # Σ x per word only; the first version: 204
     assert loop["spilled"] == 0 and loop["per_weight"] < 0.2, loop  # the first version: 0.65
@@ -381,7 +382,7 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     rows4 = next(c for c in cands4 if c["KERNEL"] == "half2" and c["BLOCK_M"] == 4)
     fma4 = next(c for c in cands4 if c["KERNEL"] == "tile" and not c["USE_DOT"])
     assert cands4[0]["USE_DOT"] and not cands4[0]["ASM"]
-    loop4, fma_loop, dot_loop, asm_loop = triton_backend.profile_ahead(
+    loop4, fma_loop, dot_loop, asm_loop = sass.profile_ahead(
         [rows4, fma4, cands4[0], cands4[0] | {"ASM": True}], 4, 128, arch=90, m=4)
     for loop in (loop4, dot_loop, asm_loop):
         assert loop["spilled"] == 0 and loop["per_weight"] < 0.75 * fma_loop["per_weight"], (loop, fma_loop)
@@ -391,12 +392,12 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     # first version had 64 I2F a loop) and x copied asynchronously in 16-byte pieces
     tc = triton_backend.candidates(16, 8192, 8192, 4, 128)[0]
     assert tc["USE_DOT"] and -(-8192 // tc["BLOCK_N"]) * tc["SPLIT_K"] >= 512, tc
-    (loop16,) = triton_backend.profile_ahead([tc], 4, 128, arch=90, m=16)
+    (loop16,) = sass.profile_ahead([tc], 4, 128, arch=90, m=16)
     count = lambda prefix: sum(n for op, n in loop16["ops"].items() if op.startswith(prefix))  # noqa: E731
     assert count("HMMA") >= 16 and count("I2F") <= 4 and count("LDGSTS") >= 4, loop16["ops"]
     assert loop16["spilled"] == 0 and loop16["per_weight"] < 0.0145, loop16  # the first version: 0.0157
     # the 4-bit codes made fp16 by inline PTX (8 instructions for 16 codes): a third fewer instructions
-    (asm16,) = triton_backend.profile_ahead([tc | {"ASM": True}], 4, 128, arch=90, m=16)
+    (asm16,) = sass.profile_ahead([tc | {"ASM": True}], 4, 128, arch=90, m=16)
     assert asm16["spilled"] == 0 and asm16["per_weight"] < 0.75 * loop16["per_weight"], (asm16, loop16)
 
 
@@ -457,15 +458,11 @@ def _run_ptx(code: str, n_out: int, inputs: list[int]) -> list:
 
 
 def test_half2_ptx_computes_what_it_should():
-    """Each PTX block of `packed_gemv_half2`, run by `_run_ptx`, on random words and inputs:
-    `_CODES_PTX` gives q − z of codes (0, 4) (1, 5) (2, 6) (3, 7); `_X_PAIRS_PTX` regroups the inputs
-    the same way, divided by 16; `_DOT_PTX` adds the 16 products. With small integer inputs every
+    """Each PTX block of `packed_gemv_half2` (`ptx.py`), run by `_run_ptx`, on random words and
+    inputs: `CODES` gives q − z of codes (0, 4) (1, 5) (2, 6) (3, 7); `X_PAIRS` regroups the inputs
+    the same way, divided by 16; `DOT` adds the 16 products. With small integer inputs every
     fp16 step is exact, so the answers must be exact."""
-    def plain(name):  # `_half2_helpers` makes these tl.constexpr once triton is imported
-        value = getattr(triton_backend, name)
-        return getattr(value, "value", value)
-
-    magic, sixteenth, minus64 = plain("_PAIR_MAGIC"), plain("_PAIR_SIXTEENTH"), plain("_PAIR_MINUS_64")
+    magic, sixteenth, minus64 = ptx.PAIR_MAGIC, ptx.PAIR_SIXTEENTH, ptx.PAIR_MINUS_64
     rng = np.random.default_rng(0)
     f16 = lambda v: np.array(v, dtype=np.float16).view(np.uint16).astype(np.uint32)  # noqa: E731
     for _ in range(20):
@@ -473,31 +470,31 @@ def test_half2_ptx_computes_what_it_should():
         word = int(sum(int(c) << (4 * k) for k, c in enumerate(q)))
         za = (z | z << 16) | magic
         zb = ((z << 4) | (z << 20)) | (minus64 & 0xFFFFFFFF)
-        got = _run_ptx(plain("_CODES_PTX"), 4, [word, za, zb, sixteenth])
+        got = _run_ptx(ptx.CODES, 4, [word, za, zb, sixteenth])
         for k, reg in enumerate(got):                     # register k holds codes k and k + 4, as q − z
             assert (np.array([reg & 0xFFFF, reg >> 16], dtype=np.uint16).view(np.float16).tolist()
                     == [q[k] - z, q[k + 4] - z]), (k, q, z)
         x = rng.integers(-8, 9, 8)
         pairs = [int(f16(x[2 * i]) | f16(x[2 * i + 1]) << 16) for i in range(4)]   # (x0, x1) (x2, x3) ...
-        xp = _run_ptx(plain("_X_PAIRS_PTX"), 4, pairs)
+        xp = _run_ptx(ptx.X_PAIRS, 4, pairs)
         for k, reg in enumerate(xp):
             assert (np.array([reg & 0xFFFF, reg >> 16], dtype=np.uint16).view(np.float16).tolist()
                     == [x[k] / 16, x[k + 4] / 16]), (k, x)
-        (dot,) = _run_ptx(plain("_DOT_PTX"), 1, got + got + xp + xp)  # the same word twice
+        (dot,) = _run_ptx(ptx.DOT, 1, got + got + xp + xp)  # the same word twice
         assert dot == 2 * sum((q - z) * x) / 16
 
 
 def test_tile_nibbles_ptx_computes_what_it_should():
-    """The tensor-core tiles' PTX (`_nibbles_ptx`), run by `_run_ptx` on random words: 4 bytes in,
+    """The tensor-core tiles' PTX (`ptx.nibbles`), run by `_run_ptx` on random words: 4 bytes in,
     the 16-bit patterns MAGIC | q of their low nibbles (bytes 0 and 1, then 2 and 3), then of
     their high nibbles, for fp16 (MAGIC = 1024) and bf16 (128); as numbers, MAGIC + q."""
     rng = np.random.default_rng(1)
     for magic, value in ((0x6400, 1024.0), (0x4300, 128.0)):
-        ptx = triton_backend._nibbles_ptx(magic)
+        code = ptx.nibbles(magic)
         for _ in range(50):
             b = rng.integers(0, 256, 4)
             word = int(sum(int(v) << (8 * i) for i, v in enumerate(b)))
-            got = _run_ptx(ptx, 4, [word])
+            got = _run_ptx(code, 4, [word])
             halves = [r >> (16 * h) & 0xFFFF for r in got for h in (0, 1)]
             assert halves == [magic | int(v) & 15 for v in b] + [magic | int(v) >> 4 for v in b], (magic, b)
             # as 16-bit floats: fp16 1024 + q, or bf16 (the top half of a float32) 128 + q
@@ -1076,12 +1073,12 @@ def test_programs_per_sm_and_the_launch_grid():
     a warp at a time, and registers, warps, programs and shared memory each cap the programs one
     SM holds. And the launch grid: the tensor-core default puts ~512 programs on an 8192-row layer."""
     tile = {"registers": 96, "warps": 4, "shared": 16384}           # the batch-16 default on sm_90
-    assert triton_backend.programs_per_sm(tile) == 5                 # 65536 // (3072 · 4)
-    assert triton_backend.programs_per_sm({**tile, "registers": 95}) == 5   # 95·32 = 3040 rounds up to 3072
-    assert triton_backend.programs_per_sm({**tile, "shared": 100_000}) == 2  # 228 KB // 100 KB
-    assert triton_backend.programs_per_sm({**tile, "shared": 100_000}, arch=80) == 1  # 164 KB
-    assert triton_backend.programs_per_sm({"registers": 32, "warps": 1, "shared": 0}) == 32  # the program cap
-    assert triton_backend.programs_per_sm({"registers": 24, "warps": 16, "shared": 0}) == 4  # the warp cap
+    assert sass.programs_per_sm(tile) == 5                 # 65536 // (3072 · 4)
+    assert sass.programs_per_sm({**tile, "registers": 95}) == 5   # 95·32 = 3040 rounds up to 3072
+    assert sass.programs_per_sm({**tile, "shared": 100_000}) == 2  # 228 KB // 100 KB
+    assert sass.programs_per_sm({**tile, "shared": 100_000}, arch=80) == 1  # 164 KB
+    assert sass.programs_per_sm({"registers": 32, "warps": 1, "shared": 0}) == 32  # the program cap
+    assert sass.programs_per_sm({"registers": 24, "warps": 16, "shared": 0}) == 4  # the warp cap
     gemv = triton_backend._gemv(8192, 8192, 4, 128, 32, 1, 2048)
     assert triton_backend.launch_grid(gemv, 1, 8192) == (1, 256, 8)
     half2 = triton_backend._half2(8192, 8192, 128, 32, 1, 2048, False, block_m=4)

@@ -1,0 +1,404 @@
+"""The triton backend: fused W4A16 (and W2/W8) GPU kernels for GEMV and small-batch GEMM.
+
+Same idea as the cpu kernel, written for a GPU: the float weight is never written anywhere.
+8192 × 8192 at 4 bits moves 34 MB from memory instead of 134 MB of fp16, which is where a
+memory-bound GEMV gets its speed, *if* the kernel issues few enough instructions per weight to
+keep up with the memory: at 4.8 TB/s an H200 delivers a 4-bit weight every ~0.1 ns.
+
+The kernels (device code), one file each, imported with triton on first use:
+- `gemv.py`, `packed_gemv`: one row of x (batch 1); codes made float32 by their bits.
+- `half2.py`, `packed_gemv_half2`: fp16 x, 4-bit codes, 1 to 4 rows of x; two codes per
+  instruction in f16x2 registers (inline PTX, `ptx.py`).
+- `tile.py`, `packed_matmul`: BLOCK_M rows of x at once; on tensor cores from 4 rows on.
+- `common.py`: `finish_split_k`. For big N·K and few rows of x the input dimension is also split
+  across programs (SPLIT_K) whose partial sums meet with atomic adds in float32 sums kept on the
+  layer (`_kept_sums`), so that there are enough programs to keep every SM's memory busy; one
+  small kernel then stores y and zeroes the sums.
+
+This file is the host side: which configurations exist (`candidates`; `_config` is the
+default), which one to run (`tune`), and the launch (`linear`, `_launch`). Which kernel and block
+sizes are fastest depends on the GPU, so on a GPU `tune` times the `candidates` on the first call
+for each batch size, shape and format, keeps the fastest that agrees with the reference kernel,
+and records every time (`tuned()`; `minicomp bench` saves them). `MINICOMP_TRITON_TUNE=0`
+switches tuning off.
+
+Runs on CUDA tensors. With `TRITON_INTERPRET=1` (set before the first call) triton interprets
+the same kernels on the CPU with numpy, which is how the tests check them without a GPU; there
+`_config` runs. `sass.py` compiles a configuration for an NVIDIA GPU that is not there and counts
+the instructions of its main loop, so the tests also check that every candidate compiles, and
+`benchmarks/triton_static.py` counts each one's instructions per weight.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+import torch
+
+from minicomp.kernels.reference import dequantize_packed
+
+NAME = "triton"
+PACK_BITS = (2, 4, 8)
+# triton and the kernel modules (which import it), on first use (`_import`): TRITON_INTERPRET
+# must be set before `import triton`
+triton = common = gemv = half2 = tile = None
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def available() -> bool:
+    return installed() and (torch.cuda.is_available() or interpreting())
+
+
+def _import():
+    """Import triton and the kernels (once); returns the triton module."""
+    global triton, common, gemv, half2, tile
+    if triton is None:
+        import triton as _triton
+
+        common, gemv, half2, tile = (importlib.import_module(f"{__name__}.{name}")
+                                     for name in ("common", "gemv", "half2", "tile"))
+        triton = _triton
+    return triton
+
+
+SUMS_ROWS = 16   # split-K sums kept on the layer between calls, for up to this many rows of x
+
+
+def _kept_sums(layer, m: int, n: int, device) -> torch.Tensor | None:
+    """The float32 [m, n] zeros a split-K call adds its partial sums into, kept on the layer
+    between calls (for m <= SUMS_ROWS): `common.finish_split_k` stores y from them and zeroes them
+    again, so a call launches no separate zeroing (and, without a bias, no separate cast): one launch
+    fewer, ~1.4 µs on an H200, where a batch-1 call of an 8192² layer takes ~15-20 µs. Calls of
+    one layer must then be ordered, as on one CUDA stream; a CUDA graph that replays a call keeps
+    using these sums, so it must not outlive them (`.to()` and friends drop them). None: use
+    fresh zeros (more rows, or a layer without a kernel cache)."""
+    cache = getattr(layer, "_kernel_cache", None)
+    if cache is None or m > SUMS_ROWS:
+        return None
+    key = ("triton split-K sums", str(device))
+    sums = cache.get(key)
+    if sums is None or sums.shape[1] != n:
+        sums = cache[key] = torch.zeros(SUMS_ROWS, n, device=device, dtype=torch.float32)
+    return sums[:m]
+
+
+def unsupported(layer, x: torch.Tensor) -> str | None:
+    """Why this backend cannot run `layer` on `x`, or None if it can."""
+    if not installed():
+        return "triton is not installed (pip install triton; it needs a CUDA GPU)"
+    if x.device.type != "cuda" and not interpreting():
+        return f"x is on {x.device}; triton needs a CUDA tensor (or TRITON_INTERPRET=1)"
+    if layer.pack_bits not in PACK_BITS:
+        return f"pack_bits={layer.pack_bits} is not one of {PACK_BITS}"
+    if _step_bytes(layer.pack_bits, layer.group_size) < 16:
+        return (f"group_size={layer.group_size} at {layer.pack_bits} bits is {layer.group_size * layer.pack_bits // 8} "
+                "bytes; the kernel needs groups of a multiple of 16 bytes")
+    return None
+
+
+def _split(programs: int, k_steps: int, target: int) -> int:
+    """Split the input dimension in two until there are `target` programs (at most 16 ways)."""
+    split = 1
+    while programs * split < target and split * 2 <= k_steps and split < 16:
+        split *= 2
+    return split
+
+
+def _block_bytes(bits: int, group_size: int) -> int:
+    """Bytes of a row per step of the tile kernel: at most 64, inside one group."""
+    return min(_step_bytes(bits, group_size), 64)
+
+
+def _block_words(bits: int, group_size: int) -> int:
+    """int32 words of a row per step of the GEMV kernel: at most 16, inside one group."""
+    return min(_step_bytes(bits, group_size) // 4, 16)
+
+
+def _step_bytes(bits: int, group_size: int) -> int:
+    """The largest power of two, at most 128, that divides a group's bytes."""
+    b = 1
+    while b < 128 and (group_size * bits // 8) % (2 * b) == 0:
+        b *= 2
+    return b
+
+
+def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, target: int,
+          block_w: int | None = None) -> dict:
+    """A GEMV configuration; block_w: int32 words of a row per step (default: one group's, at
+    most 16). A step may span several groups (a scale per word then), if it divides k."""
+    bw = block_w or _block_words(bits, group_size)
+    k_steps = k // (32 // bits * bw)
+    return {"KERNEL": "gemv", "BLOCK_N": block_n, "BLOCK_W": bw,
+            "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps}
+
+
+def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: int, prefetch: bool,
+           block_m: int = 1) -> dict:
+    """A configuration of the two-codes-per-instruction kernel (fp16 x, 4-bit codes): block_m
+    (1, 2 or 4) rows of x share each program's codes."""
+    return {**_gemv(n, k, 4, group_size, block_n, warps, target), "KERNEL": "half2", "BLOCK_M": block_m,
+            "PREFETCH": prefetch}
+
+
+def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
+          use_dot: bool = False, asm: bool = False) -> dict:
+    """A tile-kernel configuration; with tensor cores (use_dot), asm: 4-bit codes made 16-bit
+    floats by inline PTX (`magic_codes`) rather than by what triton makes of the plain code."""
+    bb = _block_bytes(bits, group_size)
+    programs = -(-n // block_n) * -(-m // block_m)
+    return {"KERNEL": "tile", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_B": bb,
+            "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": 4,
+            **({"ASM": asm} if use_dot else {})}
+
+
+def _config(m: int, n: int, k: int, bits: int, group_size: int) -> dict:
+    """The default configuration for x [m, k] and an [n, k] weight: the GEMV kernel for one row of
+    x, small tiles for 2 or 3 rows, tensor-core tiles from 4 rows on."""
+    if m == 1:  # one-warp programs of 32 rows, ~2048 of them: the fastest measured on an H200
+        return _gemv(n, k, bits, group_size, 32, 1, 2048)
+    if m >= 4:  # ~512 programs of 4 warps: 4 to each of an H100's 132 SMs, in one wave (128 programs
+        # with split-K 1, the first version, left most SMs one program: 0.3x fp16 at 8192^2 on an H200).
+        # Below 16 rows, the rows past m are empty: the FMA tiles cost more per weight from 4 rows
+        # on (counted on sm_90: 0.30 warp instructions per weight at 4 rows, against 0.21) and
+        # measured 0.6x fp16 at batch 4
+        return _tile(m, n, k, bits, group_size, 16 if m <= 16 else 32, 64, 512, use_dot=True)
+    return _tile(m, n, k, bits, group_size, 2 if m == 2 else 4, 32, 1024)  # [BLOCK_M, 32, BLOCK_B] sums in registers
+
+
+def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]:
+    """The configurations `tune` times for x [m, k] and an [n, k] weight, `_config`'s first.
+
+    Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
+    counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
+    blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
+    and the tile kernel (all rows of x at once) with three row blocks and two degrees of
+    split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core
+    tiles of three widths and three degrees of split-K. Tensor-core tiles of 4-bit codes come with
+    and without the inline-PTX nibbles (`magic_codes`)."""
+    found = [_config(m, n, k, bits, group_size)]
+    asm_choices = (False, True) if bits == 4 else (False,)   # the PTX nibbles: 4-bit codes (not yet timed)
+
+    def add(cfg):
+        if cfg not in found:
+            found.append(cfg)
+
+    if m >= 16:
+        for asm in asm_choices:
+            for bn in (32, 64, 128):
+                for target in (1, 512, 2048):
+                    add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True, asm=asm))
+        return found
+    if m <= 8:
+        for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
+            for target in (1, 512, 2048):
+                add(_gemv(n, k, bits, group_size, block_n, warps, target))
+        if bits == 4:  # two codes per instruction (fp16 x only; `_exact` makes them 'gemv' for others)
+            for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
+                for prefetch in (False, True):
+                    add(_half2(n, k, group_size, block_n, warps, 2048, prefetch))
+            for block_n, warps in ((32, 1), (64, 1)):
+                add(_half2(n, k, group_size, block_n, warps, 512, False))
+            add(_half2(n, k, group_size, 128, 2, 2048, False))  # 8 rows a thread, as (64, 1): 0.078 counted
+            if m > 1:  # rows of x sharing each program's codes
+                for block_n, warps in ((32, 1), (64, 2)):  # (64, 1) spills with 4 rows of x
+                    add(_half2(n, k, group_size, block_n, warps, 2048, False, block_m=2 if m == 2 else 4))
+        for block_w in (32, 64):  # steps of several groups: fewer, longer steps
+            if k % (32 // bits * block_w) == 0 and block_w > _block_words(bits, group_size):
+                for block_n in (16, 32, 64) if block_w == 32 else (16, 32):  # [64, 64] spills
+                    for target in (1, 512, 2048):
+                        add(_gemv(n, k, bits, group_size, block_n, 4, target, block_w))
+    block_m = 1 if m == 1 else 2 if m == 2 else 4 if m <= 4 else 8
+    for bn in ((16, 32, 64) if block_m <= 2 else (8, 16, 32)):
+        for target in (1, 1024):
+            add(_tile(m, n, k, bits, group_size, block_m, bn, target))
+    if m > 1:  # tensor-core tiles of 16 rows, those past m empty: a weight's dequantization costs
+        # the same for 2 rows of x as for 16, and from 4 rows on less than the FMA tile's, per weight
+        for asm in asm_choices:
+            for bn in (64, 128):
+                add(_tile(m, n, k, bits, group_size, 16, bn, 512, use_dot=True, asm=asm))
+    return found
+
+
+TUNE = os.environ.get("MINICOMP_TRITON_TUNE", "1") not in ("", "0")  # time the candidates on a GPU
+_tuned: dict[tuple, dict] = {}
+
+
+def tuned() -> list[dict]:
+    """What `tune` chose so far, one record per (batch, shape, format): the winner, its time in
+    µs, and every candidate's time (or why it was left out). `minicomp bench` saves them."""
+    return [dict(record) for record in _tuned.values()]
+
+
+def _gpu_timer(fn) -> float:
+    """Seconds per call of fn on a GPU: triton's do_bench (clears the L2 cache between calls)."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median") * 1e-3
+
+
+def _agrees(y: torch.Tensor, ref: torch.Tensor) -> bool:
+    """y agrees with ref up to summation order and the rounding of y's dtype (a 16-bit store)."""
+    rtol = max(2e-3, 2 * torch.finfo(y.dtype).eps)   # bf16: 1.6e-2, fp16 and fp32: 2e-3
+    y, ref = y.float(), ref.float()
+    return bool(torch.allclose(y, ref, rtol=rtol, atol=1e-3 * max(ref.abs().max().item(), 1e-6)))
+
+
+def timed_configs(m: int, n: int, k: int, bits: int, group_size: int, dtype: torch.dtype) -> list[dict]:
+    """The configurations `tune` times for x [m, k] of `dtype`: `candidates`, each made to suit the
+    dtype (`_exact`), once each (for float32 or bf16 x the 'half2' ones become 'gemv' duplicates)."""
+    found = []
+    for cfg in candidates(m, n, k, bits, group_size):
+        if _exact(cfg, dtype) not in found:
+            found.append(_exact(cfg, dtype))
+    return found
+
+
+def tune(layer, x: torch.Tensor, timer=None) -> dict:
+    """The fastest of `candidates` for this layer and x's batch size and dtype, timed once per
+    (batch, shape, format) and remembered. timer(fn) -> seconds per call (default: `_gpu_timer`).
+
+    A candidate that fails to run (e.g. a tile too large for this GPU's registers or shared
+    memory) or whose output differs from the reference kernel's (dequantize, then matmul) is left
+    out, and its record says why. The default configuration is checked too: a wrong kernel is
+    never chosen, whichever configuration it is."""
+    m, k = x.shape
+    n = layer.out_features
+    key = (min(m, 64), n, k, layer.pack_bits, layer.group_size, x.dtype)
+    if key not in _tuned:
+        timer = timer or _gpu_timer
+        found = timed_configs(m, n, k, layer.pack_bits, layer.group_size, x.dtype)
+        # x is in the codes' stored column order already: dequantize without undoing `perm`
+        w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
+                              group_size=layer.group_size)     # [out, in]
+        expected, results = x.float() @ w.T, []
+        del w
+        for cfg in found:
+            try:
+                if not _agrees(_launch(layer, x, cfg), expected):
+                    raise ValueError("its output differs from the reference kernel's")
+                results.append({"config": cfg, "us": timer(lambda c=cfg: _launch(layer, x, c)) * 1e6})
+            except Exception as err:  # any failure only removes this candidate
+                results.append({"config": cfg, "us": None, "error": f"{type(err).__name__}: {err}"[:300]})
+        ran = [r for r in results if r["us"] is not None]
+        if not ran:
+            raise RuntimeError(f"no triton configuration ran for x {tuple(x.shape)} and a {n} x {k} "
+                               f"{layer.pack_bits}-bit layer; the first failed with {results[0]['error']}")
+        best = min(ran, key=lambda r: r["us"])  # ties: the earlier candidate
+        _tuned[key] = {"batch": m, "out": n, "in": k, "bits": layer.pack_bits, "group_size": layer.group_size,
+                       "dtype": str(x.dtype).replace("torch.", ""), "config": best["config"], "us": best["us"],
+                       "candidates": results}
+    return _tuned[key]["config"]
+
+
+def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) -> torch.Tensor:
+    """One kernel call with configuration `cfg` on a prepared x [M, in] (permuted, contiguous).
+    Returns y [M, out]: in x's dtype unless a float32 bias is still to be added, or, with split-K
+    over more than SUMS_ROWS rows, float32. out: a y to add into (split-K: float32) or to write
+    (no split-K) instead, returned as it is; for timing the kernel alone (triton_graphs.py)."""
+    m, k = x.shape
+    n = layer.out_features
+    qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
+    interp = interpreting()   # no PTX there, and bf16 needs float32 dot operands (DOT_FP32)
+    y_dtype = torch.float32 if layer.bias is not None else x.dtype   # each output stored once
+    sums = _kept_sums(layer, m, n, x.device) if out is None and cfg["SPLIT_K"] > 1 else None
+    if out is not None:
+        y = out
+    elif sums is not None:   # partial sums added into the kept zeros; y stored from them after
+        y, result = sums, torch.empty(m, n, device=x.device, dtype=y_dtype)
+    elif cfg["SPLIT_K"] > 1:  # partial sums are added into y: float32 zeros
+        y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
+    else:
+        y = torch.empty(m, n, device=x.device, dtype=y_dtype)
+    shared = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
+                  num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
+    if cfg["KERNEL"] in ("gemv", "half2"):
+        if k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
+            raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
+                             f"per step, which must divide in_features={k}; pick one of `candidates`")
+        words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
+        grid = launch_grid(cfg, m, n)
+        if cfg["KERNEL"] == "gemv":
+            gemv.packed_gemv[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
+                                   x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                                   BLOCK_W=cfg["BLOCK_W"], **shared)
+        else:
+            if x.dtype != torch.float16 or layer.pack_bits != 4 or cfg["BLOCK_W"] % 2:
+                raise ValueError(f"config KERNEL='half2' needs float16 x, 4-bit codes and an even BLOCK_W, not "
+                                 f"{x.dtype}, {layer.pack_bits}-bit codes and BLOCK_W={cfg['BLOCK_W']}; "
+                                 "`linear` turns it into the 'gemv' kernel for other inputs (`_exact`)")
+            if cfg["BLOCK_M"] not in (1, 2, 4):
+                raise ValueError(f"config BLOCK_M={cfg['BLOCK_M']}: the 'half2' kernel takes 1, 2 or 4 rows of x "
+                                 "to a program; pick one of `candidates`")
+            if x.storage_offset() % 2:     # x starts mid-way through an int32: copy it to read it in pairs
+                x = x.clone()
+            pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
+            half2.packed_gemv_half2[grid](pairs, words, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+                                          pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                                          BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interp,
+                                          PREFETCH=cfg["PREFETCH"], **shared)
+    else:
+        bb = cfg["BLOCK_B"]
+        tile.packed_matmul[launch_grid(cfg, m, n)](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+                                                   x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
+                                                   BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb,
+                                                   ACC_B=1 if cfg["USE_DOT"] else bb, USE_DOT=cfg["USE_DOT"],
+                                                   DOT_FP32=interp and x.dtype == torch.bfloat16,
+                                                   ASM=cfg.get("ASM", False) and not interp, **shared)
+    if sums is None:
+        return y
+    try:
+        common.finish_split_k[(triton.cdiv(m * n, 1024),)](sums, result, m * n, BLOCK=1024)
+    except BaseException:
+        sums.zero_()   # never leave partial sums behind for the next call
+        raise
+    return result
+
+
+def launch_grid(cfg: dict, m: int, n: int) -> tuple[int, int, int]:
+    """The programs configuration `cfg` launches for x [m, in] and an [n, in] weight: GEMV kernels
+    (rows of x, row blocks, split-K); the tile kernel (row blocks, blocks of x's rows, split-K)."""
+    if cfg["KERNEL"] in ("gemv", "half2"):
+        return -(-m // cfg.get("BLOCK_M", 1)), -(-n // cfg["BLOCK_N"]), cfg["SPLIT_K"]
+    return -(-n // cfg["BLOCK_N"]), -(-m // cfg["BLOCK_M"]), cfg["SPLIT_K"]
+
+
+def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
+    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out], W never built.
+
+    y is x's dtype when there is no bias, else float32 (the bias is added in float32), and float32
+    too with split-K over more than SUMS_ROWS rows of x (the partial sums are added in float32 in
+    y itself); PackedLinear casts it to x's dtype.
+
+    config: which kernel and block sizes (one of `candidates`); by default `tune` picks them on a
+    GPU (when `TUNE`) and `_config` does under the interpreter."""
+    _import()
+    if layer.perm is not None:
+        x = x[:, layer.perm.to(x.device)]           # codes are stored in permuted column order
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        x = x.to(torch.float32)
+    x = x.contiguous()
+    m, k = x.shape
+    if config is None:
+        if TUNE and not interpreting():
+            config = tune(layer, x)
+        else:
+            config = _config(m, layer.out_features, k, layer.pack_bits, layer.group_size)
+    return _launch(layer, x, _exact(config, x.dtype))
+
+
+def _exact(cfg: dict, dtype: torch.dtype) -> dict:
+    """cfg, made to suit x's dtype: without tensor cores for float32 x (they would round it to
+    tf32), and the fp16-only 'half2' kernel as the 'gemv' kernel for other dtypes."""
+    if cfg["KERNEL"] == "half2" and dtype != torch.float16:
+        return {"KERNEL": "gemv", **{key: cfg[key] for key in ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps")}}
+    if cfg.get("USE_DOT") and dtype == torch.float32:
+        plain = {key: value for key, value in cfg.items() if key != "ASM"}
+        return {**plain, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}
+    return cfg
