@@ -12,8 +12,9 @@ weight and never waits on other threads; any kernel needs enough programs in fli
 enough loads in flight (the first tensor-core default launched 128 on 132 SMs).
 
 It also estimates how long the instructions alone take on an H200 (132 SMs, 4 warp instructions
-per SM per cycle, 1.98 GHz), to set against the time the bytes take at 4.8 TB/s. These are
-bounds from counting, not measurements: `minicomp bench --device cuda` measures.
+per SM per cycle, 1.98 GHz), to set against the time the bytes take at 4.8 TB/s; with `--arch 80`,
+on an A100 (108 SMs, 1.41 GHz, 2.04 TB/s), which also sets the waves. These are bounds from
+counting, not measurements: `minicomp bench --device cuda` measures.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ import torch
 from minicomp.kernels import triton as tk
 from minicomp.kernels.triton import sass
 
-SMS, ISSUE, CLOCK, BANDWIDTH = 132, 4, 1.98e9, 4.8e12   # H200 SXM
+# the GPU each target's estimates assume: SMs, warp instructions issued per SM per cycle, boost
+# clock, memory bandwidth (the data sheets)
+GPUS = {90: {"gpu": "H200 SXM", "sms": 132, "issue": 4, "clock_hz": 1.98e9, "bandwidth_bytes_per_s": 4.8e12},
+        80: {"gpu": "A100 SXM 80GB", "sms": 108, "issue": 4, "clock_hz": 1.41e9, "bandwidth_bytes_per_s": 2.04e12}}
 N = K = 8192
 GROUP = 128
 CASES = [(1, torch.float16, 4), (1, torch.float16, 8), (4, torch.float16, 4), (16, torch.float16, 4)]
@@ -38,13 +42,16 @@ CASES = [(1, torch.float16, 4), (1, torch.float16, 8), (4, torch.float16, 4), (1
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (80: A100, 90: H100/H200)")
+    ap.add_argument("--arch", type=int, default=90, choices=sorted(GPUS),
+                    help="compute capability x 10 (80: A100, 90: H100/H200)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if tk.interpreting():
         print("TRITON_INTERPRET is set: the GPU compiler cannot run in this process; unset it", file=sys.stderr)
         return 2
     triton = tk._import()
+    gpu = GPUS[args.arch]
+    SMS, ISSUE, CLOCK, BANDWIDTH = gpu["sms"], gpu["issue"], gpu["clock_hz"], gpu["bandwidth_bytes_per_s"]
     rows = []
     for m, dtype, bits in CASES:
         weight_bytes = N * K * bits // 8
@@ -75,7 +82,7 @@ def main(argv=None) -> int:
               "target": f"sm_{args.arch}", "triton": triton.__version__, "torch": torch.__version__,
               "shape": [N, K], "group_size": GROUP,
               "assumptions": {"sms": SMS, "warp_instructions_per_sm_cycle": ISSUE, "clock_hz": CLOCK,
-                              "bandwidth_bytes_per_s": BANDWIDTH, "gpu": "H200 SXM (for the estimates)"},
+                              "bandwidth_bytes_per_s": BANDWIDTH, "gpu": f"{gpu['gpu']} (for the estimates)"},
               "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"triton-static-sm{args.arch}-{_dt.date.today():%Y%m%d}.json"
