@@ -1068,6 +1068,25 @@ def test_tune_checks_the_default_configuration_against_the_reference_too(monkeyp
     assert cfg != default and all(c["us"] is not None for c in record["candidates"][1:])
 
 
+@needs_triton
+def test_the_kernel_modules_import_by_name_and_are_what_the_backend_launches():
+    """`from minicomp.kernels.triton import tile` in a fresh process, before the backend's first
+    call, gives the kernel module (an early version kept a None placeholder under that name), and
+    the backend then launches those very modules' kernels."""
+    import subprocess
+
+    code = ("from minicomp.kernels.triton import common, gemv, half2, tile\n"
+            "from minicomp.kernels import triton as backend\n"
+            "backend._import()\n"
+            "assert (backend.common, backend.gemv, backend.half2, backend.tile) == (common, gemv, half2, tile)\n"
+            "print(gemv.packed_gemv.fn.__name__, half2.packed_gemv_half2.fn.__name__, tile.packed_matmul.fn.__name__,"
+            " common.finish_split_k.fn.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "0")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["packed_gemv", "packed_gemv_half2", "packed_matmul", "finish_split_k"]
+
+
 def test_programs_per_sm_and_the_launch_grid():
     """The occupancy arithmetic `benchmarks/triton_static.py` reports: registers are given 256 to
     a warp at a time, and registers, warps, programs and shared memory each cap the programs one

@@ -31,7 +31,6 @@ the instructions of its main loop, so the tests also check that every candidate 
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 
@@ -41,9 +40,7 @@ from minicomp.kernels.reference import dequantize_packed
 
 NAME = "triton"
 PACK_BITS = (2, 4, 8)
-# triton and the kernel modules (which import it), on first use (`_import`): TRITON_INTERPRET
-# must be set before `import triton`
-triton = common = gemv = half2 = tile = None
+triton = None  # imported on first use (`_import`): TRITON_INTERPRET must be set before `import triton`
 
 
 def installed() -> bool:
@@ -59,13 +56,13 @@ def available() -> bool:
 
 
 def _import():
-    """Import triton and the kernels (once); returns the triton module."""
+    """Import triton and the kernel modules, which import it (`common`, `gemv`, `half2`, `tile`,
+    module globals from then on), once; returns the triton module."""
     global triton, common, gemv, half2, tile
     if triton is None:
         import triton as _triton
 
-        common, gemv, half2, tile = (importlib.import_module(f"{__name__}.{name}")
-                                     for name in ("common", "gemv", "half2", "tile"))
+        from minicomp.kernels.triton import common, gemv, half2, tile
         triton = _triton
     return triton
 
