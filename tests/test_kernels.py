@@ -537,6 +537,37 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
     assert all(c["us"] is not None and "error" not in c for c in record["candidates"])
 
 
+def test_batch_classes():
+    assert [triton_backend.batch_class(m) for m in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 4096)] == [
+        1, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 64, 64]
+
+
+@needs_triton
+def test_tune_times_once_per_batch_class(monkeypatch):
+    """3 and 4 rows of x share one tuning (timed with the first batch seen, 3 rows); 5 rows is
+    the next class and is timed anew, with its own candidates. The winner for 3 rows runs with
+    4 and agrees with the reference."""
+    layer, _ = _fresh_tuning(monkeypatch)
+    full = triton_backend.timed_configs
+    monkeypatch.setattr(triton_backend, "timed_configs", lambda *a: full(*a)[:3])  # 3 candidates a class
+    timed = []
+
+    def timer(fn):
+        timed.append(fn)
+        return len(timed) * 1e-6   # each candidate slower than the one before: the first wins
+
+    x3, x4, x5 = (int_input(m, 512).to(_triton_device()) for m in (3, 4, 5))
+    cfg3 = triton_backend.tune(layer, x3, timer=timer)
+    assert len(timed) == 3 and cfg3 == triton_backend._exact(triton_backend._config(3, 72, 512, 4, 128), x3.dtype)
+    assert triton_backend.tune(layer, x4, timer=timer) is cfg3 and len(timed) == 3
+    got = triton_backend.linear(layer, x4, config=cfg3).cpu()
+    want = x4.cpu() @ dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=4, group_size=128).cpu().T
+    assert torch.equal(got.float(), want)
+    cfg5 = triton_backend.tune(layer, x5, timer=timer)
+    assert len(timed) == 6 and cfg5 == triton_backend._exact(triton_backend._config(5, 72, 512, 4, 128), x5.dtype)
+    assert [(r["batch"], r["batch_class"]) for r in triton_backend.tuned()] == [(3, 4), (5, 8)]
+
+
 @needs_triton
 def test_tune_leaves_out_candidates_that_fail_or_disagree(monkeypatch):
     """On a real GPU a large tile can exceed the registers; a miscompiled one could be wrong."""

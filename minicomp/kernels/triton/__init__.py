@@ -18,9 +18,9 @@ The kernels (device code), one file each, imported with triton on first use:
 This file is the host side: which configurations exist (`candidates`; `_config` is the
 default), which one to run (`tune`), and the launch (`linear`, `_launch`). Which kernel and block
 sizes are fastest depends on the GPU, so on a GPU `tune` times the `candidates` on the first call
-for each batch size, shape and format, keeps the fastest that agrees with the reference kernel,
-and records every time (`tuned()`; `minicomp bench` saves them). `MINICOMP_TRITON_TUNE=0`
-switches tuning off.
+for each class of batch size (`batch_class`: 1, 2, 3–4, … 33 and up), shape and format, keeps the
+fastest that agrees with the reference kernel, and records every time (`tuned()`; `minicomp
+bench` saves them). `MINICOMP_TRITON_TUNE=0` switches tuning off.
 
 Runs on CUDA tensors. With `TRITON_INTERPRET=1` (set before the first call) triton interprets
 the same kernels on the CPU with numpy, which is how the tests check them without a GPU; there
@@ -230,8 +230,9 @@ _tuned: dict[tuple, dict] = {}
 
 
 def tuned() -> list[dict]:
-    """What `tune` chose so far, one record per (batch, shape, format): the winner, its time in
-    µs, and every candidate's time (or why it was left out). `minicomp bench` saves them."""
+    """What `tune` chose so far, one record per (batch class, shape, format): the batch it timed,
+    the winner, its time in µs, and every candidate's time (or why it was left out). `minicomp
+    bench` saves them."""
     return [dict(record) for record in _tuned.values()]
 
 
@@ -257,9 +258,18 @@ def timed_configs(m: int, n: int, k: int, bits: int, group_size: int, dtype: tor
     return found
 
 
+def batch_class(m: int) -> int:
+    """The batch sizes `tune` times once for: m rounded up to a power of two, at most 64 (1, 2,
+    3–4, 5–8, 9–16, 17–32, 33 and up). Every configuration runs for any m, and the best one
+    changes with the batch's order of magnitude, not with each size: a model fed sentences of
+    varying length would otherwise time the candidates again for each new number of tokens."""
+    return min(1 << (m - 1).bit_length(), 64)
+
+
 def tune(layer, x: torch.Tensor, timer=None) -> dict:
     """The fastest of `candidates` for this layer and x's batch size and dtype, timed once per
-    (batch, shape, format) and remembered. timer(fn) -> seconds per call (default: `_gpu_timer`).
+    (`batch_class`, shape, format) and remembered. timer(fn) -> seconds per call (default:
+    `_gpu_timer`).
 
     A candidate that fails to run (e.g. a tile too large for this GPU's registers or shared
     memory) or whose output differs from the reference kernel's (dequantize, then matmul) is left
@@ -267,7 +277,7 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     never chosen, whichever configuration it is."""
     m, k = x.shape
     n = layer.out_features
-    key = (min(m, 64), n, k, layer.pack_bits, layer.group_size, x.dtype)
+    key = (batch_class(m), n, k, layer.pack_bits, layer.group_size, x.dtype)
     if key not in _tuned:
         timer = timer or _gpu_timer
         found = timed_configs(m, n, k, layer.pack_bits, layer.group_size, x.dtype)
@@ -288,9 +298,9 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
             raise RuntimeError(f"no triton configuration ran for x {tuple(x.shape)} and a {n} x {k} "
                                f"{layer.pack_bits}-bit layer; the first failed with {results[0]['error']}")
         best = min(ran, key=lambda r: r["us"])  # ties: the earlier candidate
-        _tuned[key] = {"batch": m, "out": n, "in": k, "bits": layer.pack_bits, "group_size": layer.group_size,
-                       "dtype": str(x.dtype).replace("torch.", ""), "config": best["config"], "us": best["us"],
-                       "candidates": results}
+        _tuned[key] = {"batch": m, "batch_class": key[0], "out": n, "in": k, "bits": layer.pack_bits,
+                       "group_size": layer.group_size, "dtype": str(x.dtype).replace("torch.", ""),
+                       "config": best["config"], "us": best["us"], "candidates": results}
     return _tuned[key]["config"]
 
 
