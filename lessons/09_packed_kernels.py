@@ -432,8 +432,9 @@ print("checked: the packed model computes what the simulated one did")
 # %% [markdown]
 # ## 5. On a GPU: Triton
 #
-# `minicomp/kernels/triton/` is the same algorithm for a GPU, one file per kernel. A large GPU moves several TB/s,
-# so an 8192 × 8192 fp16 GEMV (134 MB) takes a few tens of µs and the int4 version moves 34 MB.
+# `minicomp/kernels/triton/` is the same algorithm for a GPU, one file per kernel (`gemv.py`,
+# `half2.py`, `tile.py`). A large GPU moves several TB/s, so an 8192 × 8192 fp16 GEMV (134 MB)
+# takes a few tens of µs and the int4 version moves 34 MB.
 # At 4.8 TB/s (an H200) a 4-bit weight arrives every 0.1 ns, so the kernel must also *issue* few
 # instructions per weight, or arithmetic, not memory, sets its pace. Its batch-1 kernel
 # (`packed_gemv`) makes a float from each code's bits as the CPU kernel does, and each thread
