@@ -352,16 +352,24 @@ def test_half2_kernel_is_for_fp16_and_4_bits_only():
 
 @pytest.mark.skipif(not sass.compiler_available(), reason="needs triton with its NVIDIA compiler (ptxas)")
 def test_every_triton_candidate_compiles_for_real_gpus():
-    """The interpreter runs code that the GPU compiler may reject; compile every candidate for an
-    H100 (sm_90), the default configurations for an A100 (sm_80) too, and check the GEMV loop's
-    machine code: 16-byte loads, almost no shuffles between threads, no spills, few instructions."""
+    """The interpreter runs code that the GPU compiler may reject; compile every batch-1 candidate
+    for an H100 (sm_90), the default configurations for it and an A100 (sm_80), and one of each
+    kind of kernel (inline PTX included) for a T4 (sm_75, Colab's free GPU); and check the GEMV
+    loop's machine code: 16-byte loads, almost no shuffles between threads, no spills, few
+    instructions."""
+    def one_of_each_kind(configs):
+        kinds = {}
+        for cfg in configs:
+            kinds.setdefault((cfg["KERNEL"], cfg.get("USE_DOT"), cfg.get("ASM")), cfg)
+        return list(kinds.values())
+
     compiled = 0
     for m, dtype, bits in [(1, torch.float16, 4), (1, torch.bfloat16, 8), (4, torch.float16, 4),
                            (16, torch.float16, 4), (32, torch.bfloat16, 4), (16, torch.bfloat16, 8),
                            (20, torch.float32, 2)]:
         cands = triton_backend.candidates(m, 4096, 4096, bits, 128)
-        for arch in (80, 90):
-            configs = cands if (m, arch) == (1, 90) else cands[:1]
+        for arch in (75, 80, 90):
+            configs = cands if (m, arch) == (1, 90) else one_of_each_kind(cands) if arch == 75 else cands[:1]
             loops = sass.profile_ahead(configs, bits, 128, dtype, arch=arch, m=m)
             assert len(loops) == len(configs) and all(loop["instructions"] > 0 for loop in loops)
             compiled += len(configs)
