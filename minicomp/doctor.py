@@ -125,6 +125,15 @@ def check_triton(cuda: bool) -> Finding:
         return Finding("triton kernel", INFO, f"triton {v} installed; its kernel needs a CUDA GPU "
                        "(its tests run on the CPU with TRITON_INTERPRET=1, and lesson 09 compiles it "
                        "for an H100 to count its instructions)")
+    import torch
+
+    from minicomp.kernels import triton as triton_backend
+
+    old = triton_backend.gpu_too_old(torch.cuda.current_device())
+    if old is not None:
+        return Finding("triton kernel", WARN, f"triton {v}, but {old}",
+                       "Nothing to fix for the course: packed layers use the 'reference' backend on this "
+                       "GPU, and the lessons skip the Triton timings.")
     return Finding("triton kernel", OK, f"triton {v} with a CUDA GPU: the 'triton' backend is available")
 
 

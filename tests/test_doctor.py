@@ -49,3 +49,18 @@ def test_gpu_lessons_are_read_from_the_sources():
     assert lessons.get("02_distillation_loss") is False
     can = doctor.lesson_findings(cuda=True, triton=False)
     assert "02_distillation_loss" in can[0].detail and "09_packed_kernels" in can[1].detail
+
+
+def test_a_gpu_too_old_for_triton_is_a_warning_with_advice(monkeypatch):
+    import torch
+
+    from minicomp.kernels import triton as triton_backend
+
+    monkeypatch.setattr(doctor, "_version", lambda module: "3.6.0")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(triton_backend, "gpu_too_old", lambda device: "Tesla P100 has compute capability 6.0")
+    f = doctor.check_triton(cuda=True)
+    assert f.level == doctor.WARN and "Tesla P100 has compute capability 6.0" in f.detail
+    assert "'reference'" in f.advice and "\n" not in f.advice
+    monkeypatch.setattr(triton_backend, "gpu_too_old", lambda device: None)
+    assert doctor.check_triton(cuda=True).level == doctor.OK

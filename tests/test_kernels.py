@@ -545,6 +545,31 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
     assert all(c["us"] is not None and "error" not in c for c in record["candidates"])
 
 
+def test_gpus_older_than_volta_are_refused_with_a_reason(monkeypatch):
+    """Triton's compiler fails for GPUs before compute capability 7.0 (Kaggle's P100 is 6.0, and
+    ptxas crashes there, checked offline): the backend says why, so that a packed layer falls
+    back to 'reference' on its own, and an explicit backend='triton' raises that reason."""
+    import types
+
+    caps = {0: (6, 0), 1: (7, 5)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: caps[device])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: ["Tesla P100-PCIE-16GB", "Tesla T4"][device])
+    triton_backend.gpu_too_old.cache_clear()
+    try:
+        why = triton_backend.gpu_too_old(0)
+        assert "Tesla P100-PCIE-16GB has compute capability 6.0" in why and "7.0 and newer" in why
+        assert "'reference'" in why
+        assert triton_backend.gpu_too_old(1) is None
+        layer = exact_layer(72, 512, 4, 128, bias=False)
+        on = lambda index: types.SimpleNamespace(device=torch.device("cuda", index), requires_grad=False)  # noqa: E731
+        assert triton_backend.unsupported(layer, on(0)) == why
+        assert triton_backend.unsupported(layer, on(1)) is None
+        layer.backend = None                                 # automatic: the fastest that can run
+        assert layer.choose_backend(on(0)) == "reference" and layer.choose_backend(on(1)) == "triton"
+    finally:
+        triton_backend.gpu_too_old.cache_clear()   # forget the fake GPUs
+
+
 def test_batch_classes():
     assert [triton_backend.batch_class(m) for m in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 4096)] == [
         1, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 64, 64]

@@ -31,6 +31,7 @@ the instructions of its main loop, so the tests also check that every candidate 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -52,7 +53,24 @@ def interpreting() -> bool:
 
 
 def available() -> bool:
-    return installed() and (torch.cuda.is_available() or interpreting())
+    """Whether the kernels can run here: triton, and a CUDA GPU it compiles for (or the interpreter)."""
+    if not installed():
+        return False
+    return interpreting() or (torch.cuda.is_available() and gpu_too_old(torch.cuda.current_device()) is None)
+
+
+MIN_CAPABILITY = (7, 0)   # Volta and newer: triton's compiler fails for older GPUs (a P100 is 6.0)
+
+
+@functools.cache
+def gpu_too_old(device: int) -> str | None:
+    """Why CUDA GPU `device` is too old for the kernels, or None if it is not."""
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) >= MIN_CAPABILITY:
+        return None
+    return (f"{torch.cuda.get_device_name(device)} has compute capability {major}.{minor}; triton compiles for "
+            f"{MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} and newer (V100, T4, A100, H100, RTX 20xx and later); "
+            "the 'reference' backend runs there")
 
 
 def _import():
@@ -94,6 +112,8 @@ def unsupported(layer, x: torch.Tensor) -> str | None:
         return "triton is not installed (pip install triton; it needs a CUDA GPU)"
     if x.device.type != "cuda" and not interpreting():
         return f"x is on {x.device}; triton needs a CUDA tensor (or TRITON_INTERPRET=1)"
+    if x.device.type == "cuda" and (old := gpu_too_old(x.device.index or 0)) is not None:
+        return old
     if layer.pack_bits not in PACK_BITS:
         return f"pack_bits={layer.pack_bits} is not one of {PACK_BITS}"
     if _step_bytes(layer.pack_bits, layer.group_size) < 16:
