@@ -36,6 +36,7 @@ import importlib.util
 import os
 
 import torch
+from tqdm.auto import tqdm
 
 from minicomp.kernels.reference import dequantize_packed
 
@@ -294,7 +295,8 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     A candidate that fails to run (e.g. a tile too large for this GPU's registers or shared
     memory) or whose output differs from the reference kernel's (dequantize, then matmul) is left
     out, and its record says why. The default configuration is checked too: a wrong kernel is
-    never chosen, whichever configuration it is."""
+    never chosen, whichever configuration it is. A progress bar shows while it runs (the first
+    call of a shape compiles most candidates, a second or so each)."""
     m, k = x.shape
     n = layer.out_features
     key = (batch_class(m), n, k, layer.pack_bits, layer.group_size, x.dtype)
@@ -306,7 +308,9 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
                               group_size=layer.group_size)     # [out, in]
         expected, results = x.float() @ w.T, []
         del w
-        for cfg in found:
+        # the first call of a shape compiles most candidates (a second or so each): show progress
+        bar = tqdm(found, desc=f"triton: tuning {n}x{k} {layer.pack_bits}-bit, batch {m}", leave=False)
+        for cfg in bar:
             try:
                 if not _agrees(_launch(layer, x, cfg), expected):
                     raise ValueError("its output differs from the reference kernel's")
