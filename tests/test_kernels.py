@@ -570,6 +570,29 @@ def test_gpus_older_than_volta_are_refused_with_a_reason(monkeypatch):
         triton_backend.gpu_too_old.cache_clear()   # forget the fake GPUs
 
 
+def test_a_call_runs_on_the_gpu_that_holds_x(monkeypatch):
+    """Triton launches on the current CUDA device: with x on another GPU, `linear` makes x's GPU
+    current for the call (faked here: no GPU needed), and leaves things alone otherwise."""
+    import contextlib
+    import types
+
+    entered = []
+
+    @contextlib.contextmanager
+    def device(d):
+        entered.append(d)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", device)
+    on = lambda index: types.SimpleNamespace(is_cuda=True, device=torch.device("cuda", index))  # noqa: E731
+    with triton_backend._device_of(on(1)):
+        pass
+    with triton_backend._device_of(on(0)), triton_backend._device_of(torch.zeros(1)):
+        pass
+    assert entered == [torch.device("cuda", 1)]
+
+
 def test_batch_classes():
     assert [triton_backend.batch_class(m) for m in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 65, 4096)] == [
         1, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 64, 64]

@@ -31,6 +31,7 @@ the instructions of its main loop, so the tests also check that every candidate 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -416,12 +417,21 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
         x = x.to(torch.float32)
     x = x.contiguous()
     m, k = x.shape
-    if config is None:
-        if TUNE and not interpreting():
-            config = tune(layer, x)
-        else:
-            config = _config(m, layer.out_features, k, layer.pack_bits, layer.group_size)
-    return _launch(layer, x, _exact(config, x.dtype))
+    with _device_of(x):
+        if config is None:
+            if TUNE and not interpreting():
+                config = tune(layer, x)
+            else:
+                config = _config(m, layer.out_features, k, layer.pack_bits, layer.group_size)
+        return _launch(layer, x, _exact(config, x.dtype))
+
+
+def _device_of(x: torch.Tensor):
+    """A context that makes x's GPU the current one if it is not (triton launches on the current
+    device: x on cuda:1 while cuda:0 is current would be read from the wrong GPU)."""
+    if x.is_cuda and x.device.index != torch.cuda.current_device():
+        return torch.cuda.device(x.device)
+    return contextlib.nullcontext()
 
 
 def _exact(cfg: dict, dtype: torch.dtype) -> dict:
