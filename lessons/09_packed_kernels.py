@@ -629,14 +629,13 @@ ran16 = next(t for t in bench_h200["settings"]["triton_tuned"] if (t["out"], t["
 print(f"H200, 8192 x 8192, 16 rows of x: int4 {row16['median_s'] * 1e6:.0f} µs, "
       f"{row16['speedup_vs_fp16']:.2f}x fp16   {ran16['config']}")
 if sass.compiler_available():
-    SMS = 132                                                              # an H100's or H200's SMs
     launches = {"what ran": ran16["config"], "the default now": triton_kernels._config(16, 8192, 8192, 4, 128)}
     loops16 = sass.profile_ahead(list(launches.values()), 4, 128, torch.float16, arch=90, m=16)
     programs, fit, issue16 = {}, {}, {}
     for (name, cfg), loop in zip(launches.items(), loops16, strict=True):
         programs[name] = math.prod(triton_kernels.launch_grid(cfg, 16, 8192))
         fit[name] = sass.programs_per_sm(loop)
-        issue16[name] = 8192 * 8192 * 16 * loop["per_weight"] / (SMS * 4 * 1.98e9) * 1e6
+        issue16[name] = G * G * 16 * loop["per_weight"] / (SMS * ISSUE * CLOCK) * 1e6   # as above
         print(f"{name:<16} {programs[name]:4d} programs, {fit[name]} fit on an SM at once; "
               f"{issue16[name]:.1f} µs of issuing at peak")
     fig, ax = plt.subplots(figsize=(10, 3))

@@ -350,12 +350,12 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
         y = torch.empty(m, n, device=x.device, dtype=y_dtype)
     shared = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
                   num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
+    grid = launch_grid(cfg, m, n)
     if cfg["KERNEL"] in ("gemv", "half2"):
         if k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
             raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
                              f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
-        grid = launch_grid(cfg, m, n)
         if cfg["KERNEL"] == "gemv":
             gemv.packed_gemv[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
                                    x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
@@ -377,12 +377,11 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
                                           PREFETCH=cfg["PREFETCH"], **shared)
     else:
         bb = cfg["BLOCK_B"]
-        tile.packed_matmul[launch_grid(cfg, m, n)](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
-                                                   x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
-                                                   BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb,
-                                                   ACC_B=1 if cfg["USE_DOT"] else bb, USE_DOT=cfg["USE_DOT"],
-                                                   DOT_FP32=interp and x.dtype == torch.bfloat16,
-                                                   ASM=cfg.get("ASM", False) and not interp, **shared)
+        tile.packed_matmul[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+                                 x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
+                                 BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
+                                 USE_DOT=cfg["USE_DOT"], DOT_FP32=interp and x.dtype == torch.bfloat16,
+                                 ASM=cfg.get("ASM", False) and not interp, **shared)
     if sums is None:
         return y
     try:

@@ -48,8 +48,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     if backend.interpreting():
         raise RuntimeError("compile_ahead needs a process without TRITON_INTERPRET (the interpreter patches "
                            "triton for the CPU); profile_ahead starts one for you")
-    triton = backend._import()
-    from minicomp.kernels.triton import gemv, half2, tile  # after `_import`: they import triton
+    triton = backend._import()   # and the kernel modules, backend.gemv, .half2, .tile
 
     t = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[x_dtype]
     cfg = backend._exact(cfg, x_dtype)
@@ -57,7 +56,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     common = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "ATOMIC": cfg["SPLIT_K"] > 1}
     if cfg["KERNEL"] in ("gemv", "half2"):
         pairs = cfg["KERNEL"] == "half2"
-        fn = half2.packed_gemv_half2 if pairs else gemv.packed_gemv
+        fn = backend.half2.packed_gemv_half2 if pairs else backend.gemv.packed_gemv
         args = {"x_ptr": "*i32" if pairs else f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8",
                 "y_ptr": f"*{y}", **({"M": "i32"} if pairs else {}), "N": "i32", "K": "i32", "SPLIT_K": "i32",
                 "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
@@ -65,7 +64,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
         if pairs:
             consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"]}
     else:
-        fn = tile.packed_matmul
+        fn = backend.tile.packed_matmul
         args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
                 "M": "i32", "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qn": "i32",
                 "stride_sn": "i32", "stride_ym": "i32"}
