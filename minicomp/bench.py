@@ -7,10 +7,11 @@ float32, such as the reference kernel, is interleaved with float32 alone, in a r
 
     fp32             torch F.linear, the baseline
     bf16 / fp16      torch F.linear in 16 bits (bf16 on CPU, fp16 = cuBLAS on GPU)
-    int8-fused       PackedLinear, 8-bit codes, the fused backend (cpu or triton)
+    int8-fused       PackedLinear, 8-bit codes, the fast backend (cpu or triton; as int4-fused)
     int8-torch       torch's dynamic int8 Linear (fbgemm; it quantizes activations too: W8A8)
     int4-reference   PackedLinear, backend="reference": unpack, dequantize, matmul
-    int4-fused       PackedLinear, 4-bit group-128 codes, the fused backend
+    int4-fused       PackedLinear, 4-bit group-128 codes, the fast backend (on a CPU: the fused
+                     kernel below `cpu.GEMM_ROWS` rows of x, dequantized slabs and BLAS from there)
     int4-torch       torch's own int4 kernel (_weight_int4pack_mm[_for_cpu]) where it exists
 
 Batch 1 is a GEMV: every weight is read once per output, so time follows bytes moved and

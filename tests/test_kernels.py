@@ -1040,6 +1040,57 @@ def test_cpu_backend_threaded_path_matches_reference(m, threading, monkeypatch):
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
 
 
+@needs_numba
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_cpu_slabs_agree_exactly_with_reference(case, monkeypatch):
+    """Many rows of x: dequantized slabs times BLAS. Several slabs (a tiny SLAB_BYTES), the last
+    one short and still holding the previous slab's values, and act-order too: exact anyway."""
+    out, n_in, bits, gs = case
+    monkeypatch.setattr(cpu_backend, "SLAB_BYTES", 4 * n_in * cpu_backend.BLOCK_ROWS)  # 1 block a slab
+    layer = exact_layer(3 * cpu_backend.BLOCK_ROWS + out, n_in, bits, gs, perm=True)  # 4 or 5 blocks
+    x = int_input(cpu_backend.GEMM_ROWS + 3, n_in)
+    expected = run(layer, x, "reference")
+    assert torch.equal(run(layer, x, "cpu"), expected)            # through `linear` and `forward`
+    monkeypatch.setattr(cpu_backend, "SLAB_BYTES", 3 * 4 * n_in * cpu_backend.BLOCK_ROWS)  # 3, then 1 or 2
+    with torch.no_grad():
+        assert torch.equal(cpu_backend.slab_linear(layer, x) + layer.bias, expected)
+
+
+@needs_numba
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_dequantize_blocks_is_the_reference_dequantization(bits):
+    """`dequantize_blocks` writes W's rows of the blocks asked for, transposed, and nothing else;
+    asked for a block that does not exist it raises instead of reading past the codes."""
+    rows = cpu_backend.BLOCK_ROWS
+    layer = PackedLinear.from_linear(nn.Linear(256, 3 * rows - 5), bits=bits, group_size=64)
+    w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
+                          group_size=64)                                       # [out, in]
+    lay = cpu_backend.layout(layer)
+    dequantize = cpu_backend.dequantizer(layer.pack_bits)
+    out = np.full((256, 3 * rows), -7.0, np.float32)
+    dequantize(lay.words, lay.scales, lay.zeros, 1, 2, out)                    # blocks 1 and 2
+    np.testing.assert_array_equal(out[:, :2 * rows - 5], w[rows:].T.numpy())
+    assert (out[:, 2 * rows - 5:2 * rows] == 0).all()                          # padding rows: scale 0
+    assert (out[:, 2 * rows:] == -7.0).all()                                   # not asked for
+    for first, n in ((2, 2), (-1, 1)):
+        with pytest.raises(ValueError, match="out of range"):
+            dequantize(lay.words, lay.scales, lay.zeros, first, n, out)
+    with pytest.raises(ValueError, match="out of range"):
+        dequantize(lay.words, lay.scales, lay.zeros, 0, 1, out[:128])           # too few input rows
+
+
+@needs_numba
+def test_cpu_backend_fuses_below_gemm_rows_and_uses_slabs_from_there(monkeypatch):
+    layer = exact_layer(16, 64, 4, 32)
+    calls = []
+    monkeypatch.setattr(cpu_backend, "fused_linear", lambda lay, x: calls.append(("fused", len(x))))
+    monkeypatch.setattr(cpu_backend, "slab_linear", lambda lay, x: calls.append(("slab", len(x))))
+    for m in (1, cpu_backend.GEMM_ROWS - 1, cpu_backend.GEMM_ROWS, 4 * cpu_backend.GEMM_ROWS):
+        cpu_backend.linear(layer, torch.zeros(m, 64))
+    rows = cpu_backend.GEMM_ROWS
+    assert calls == [("fused", 1), ("fused", rows - 1), ("slab", rows), ("slab", 4 * rows)]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the OpenMP path is found on Linux")
 def test_openmp_runtime_is_pytorchs_own(monkeypatch):
     """On Linux with an OpenMP PyTorch (the PyPI wheels) the kernel runs on PyTorch's own

@@ -20,6 +20,8 @@ Backends (all compute in float32 and agree with `reference`; see each module):
 
     reference  plain PyTorch: unpack, dequantize the whole weight, matmul. Written to be read.
     cpu        numba kernel that dequantizes inside the multiply loop; never builds the weight.
+               From `cpu.GEMM_ROWS` rows of x on, it dequantizes one slab of rows at a time
+               and multiplies it with BLAS instead (faster once arithmetic, not memory, rules).
     triton     GPU kernel for GEMV and small-batch GEMM (W4A16), when CUDA and triton exist.
 
 `backend=None` (the default) picks, per call: triton for CUDA inputs, cpu for CPU inputs, and
