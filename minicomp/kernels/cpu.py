@@ -56,10 +56,11 @@ What makes it fast (4096 × 4096, batch 1: 8 MB of codes instead of 64 MB of flo
    the caches, tuned for years) is several times faster per multiply-add. So from `GEMM_ROWS`
    rows on, `linear` dequantizes one slab of `BLOCK_ROWS` output rows at a time into a small
    buffer (`dequantize_blocks`; at most `SLAB_BYTES`, in the caches) and multiplies x by it with
-   torch: llama.cpp's choice for prompts too. The whole float weight is still never built, and
-   the time becomes float32's matmul plus one pass of decoding, which the batch amortizes:
-   measured on the 2-core Xeon at 4096 × 4096 and 512 rows, 69 ms against 156 ms fused and 66 ms
-   for float32 (`slab_linear` and `fused_linear` run either path by name).
+   torch (llama.cpp's BLAS backend makes the same switch, from 32 rows). The whole float weight
+   is still never built, and the time becomes float32's matmul plus one pass of decoding, which
+   the batch amortizes: on the 2-core Xeon at 4096 × 4096 and 256 rows, 0.90× float32's speed
+   against the fused kernel's 0.51× (lesson 09); 2–3× the fused kernel's speed at 512 rows, from
+   384 × 384 to 4096 × 4096. `slab_linear` and `fused_linear` run either path by name.
 
 The kernel layout, made once from the interchange layout of `minicomp.pack` and cached on the
 layer (it is a reshuffle of the same bytes, so the codes are stored twice while it is cached):
@@ -96,6 +97,7 @@ NAME = "cpu"
 BLOCK_ROWS = 128   # output rows per block: 128 measured best for 4096 × 4096 GEMV on AVX2
 M_TILE = 16        # batch rows per pass over a block in the GEMM kernel (keeps partial sums in L1)
 GEMM_ROWS = 64     # from this many rows of x on, `linear` multiplies dequantized slabs with BLAS
+                   # (4- and 8-bit codes: the two cross at 24 to 80 rows, 384² to 4096²; 2 bits: below 32)
 SLAB_BYTES = 1 << 20  # the most float32 bytes of dequantized weight held at once (measured best: 0.5-2 MB)
 PACK_BITS = (2, 4, 8)
 WAIT_SPINS = 2000  # checks per `wait_done` call (a few µs) between looks at the clock
