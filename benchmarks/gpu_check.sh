@@ -7,7 +7,8 @@
 # 1. `minicomp bench --device cuda` at 8192² and 4096², batches 1, 4 and 16: the course target
 #    is Triton W4A16 at 8192², batch 1, at least 2.5× faster than fp16 cuBLAS. The JSON records
 #    the time of every kernel configuration tuned (settings.triton_tuned): at batch 16, the
-#    tensor-core tiles with and without their inline-PTX nibbles;
+#    tensor-core tiles with and without their inline-PTX nibbles. BENCH_BATCHES=1,4,16,256 adds
+#    a prompt-sized batch, where the 64- and 128-row tiles compete (about a minute more);
 # 2. benchmarks/triton_graphs.py: every kernel configuration timed in CUDA graphs, as served,
 #    then (--sweep) both batch-1 kernels, packed_gemv and packed_gemv_half2, over row blocks,
 #    warps, split-K and prefetching, each as a call and as the kernel alone;
@@ -33,7 +34,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit --format=csv 2>/dev/null
 status=0
 echo "== 1. minicomp bench on the GPU (the first call of each shape tunes the kernel)"
-timeout 360 "$PY" -m minicomp bench --device cuda --sizes 8192x8192,4096x4096 --batches 1,4,16 --out "$OUT" || status=1
+timeout 360 "$PY" -m minicomp bench --device cuda --sizes 8192x8192,4096x4096 --batches "${BENCH_BATCHES:-1,4,16}" --out "$OUT" || status=1
 echo "== 2. every kernel configuration in CUDA graphs"
 timeout 150 "$PY" benchmarks/triton_graphs.py --batches "${GRAPH_BATCHES:-1,4,16}" --out "$OUT" || status=1
 timeout 240 "$PY" benchmarks/triton_graphs.py --sweep --out "$OUT" || status=1

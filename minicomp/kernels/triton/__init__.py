@@ -18,9 +18,9 @@ The kernels (device code), one file each, imported with triton on first use:
 This file is the host side: which configurations exist (`candidates`; `_config` is the
 default), which one to run (`tune`), and the launch (`linear`, `_launch`). Which kernel and block
 sizes are fastest depends on the GPU, so on a GPU `tune` times the `candidates` on the first call
-for each class of batch size (`batch_class`: 1, 2, 3–4, … 33 and up), shape and format, keeps the
-fastest that agrees with the reference kernel, and records every time (`tuned()`; `minicomp
-bench` saves them). `MINICOMP_TRITON_TUNE=0` switches tuning off.
+for each class of batch size (`batch_class`: 1, 2, 3–4, …, 257–512, 513 and up), shape and
+format, keeps the fastest that agrees with the reference kernel, and records every time
+(`tuned()`; `minicomp bench` saves them). `MINICOMP_TRITON_TUNE=0` switches tuning off.
 
 Runs on CUDA tensors. With `TRITON_INTERPRET=1` (set before the first call) triton interprets
 the same kernels on the CPU with numpy, which is how the tests check them without a GPU; there
@@ -169,13 +169,13 @@ def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: in
 
 
 def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
-          use_dot: bool = False, asm: bool = False) -> dict:
+          use_dot: bool = False, asm: bool = False, warps: int = 4) -> dict:
     """A tile-kernel configuration; with tensor cores (use_dot), asm: 4-bit codes made 16-bit
     floats by inline PTX (`magic_codes`) rather than by what triton makes of the plain code."""
     bb = _block_bytes(bits, group_size)
     programs = -(-n // block_n) * -(-m // block_m)
     return {"KERNEL": "tile", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_B": bb,
-            "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": 4,
+            "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": warps,
             **({"ASM": asm} if use_dot else {})}
 
 
@@ -201,8 +201,9 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
     split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core
-    tiles of three widths and three degrees of split-K. Tensor-core tiles of 4-bit codes come with
-    and without the inline-PTX nibbles (`magic_codes`)."""
+    tiles of three widths and three degrees of split-K; from 64 rows on also taller tiles (64 and
+    128 rows of x), which decode each code once for more rows. Tensor-core tiles of 4-bit codes
+    come with and without the inline-PTX nibbles (`magic_codes`)."""
     found = [_config(m, n, k, bits, group_size)]
     asm_choices = (False, True) if bits == 4 else (False,)   # the PTX nibbles: 4-bit codes (not yet timed)
 
@@ -215,6 +216,12 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
             for bn in (32, 64, 128):
                 for target in (1, 512, 2048):
                     add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True, asm=asm))
+            if m >= 64:  # counted on sm_90 at 256 rows: 0.0030 warp instructions per weight and row
+                # for [64, 128] tiles, 0.0024 for [128, 64], against 0.0080 for [32, 64] (fp16, no PTX);
+                # [128, 64] tiles without split-K only (its atomic adds spilled registers)
+                for bm, bn, targets in ((64, 64, (1, 512)), (64, 128, (1, 512)), (128, 64, (1,))):
+                    for target in targets:
+                        add(_tile(m, n, k, bits, group_size, bm, bn, target, use_dot=True, asm=asm))
         return found
     if m <= 8:
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
@@ -281,11 +288,11 @@ def timed_configs(m: int, n: int, k: int, bits: int, group_size: int, dtype: tor
 
 
 def batch_class(m: int) -> int:
-    """The batch sizes `tune` times once for: m rounded up to a power of two, at most 64 (1, 2,
-    3–4, 5–8, 9–16, 17–32, 33 and up). Every configuration runs for any m, and the best one
+    """The batch sizes `tune` times once for: m rounded up to a power of two, at most 512 (1, 2,
+    3–4, 5–8, …, 257–512, 513 and up). Every configuration runs for any m, and the best one
     changes with the batch's order of magnitude, not with each size: a model fed sentences of
     varying length would otherwise time the candidates again for each new number of tokens."""
-    return min(1 << (m - 1).bit_length(), 64)
+    return min(1 << (m - 1).bit_length(), 512)
 
 
 def tune(layer, x: torch.Tensor, timer=None) -> dict:
