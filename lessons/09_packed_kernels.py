@@ -251,8 +251,8 @@ print("checked: the zero-point-outside-the-sum loop computes the same layer")
 # words of codes cut apart with shifts and masks, eight output rows per AVX2 instruction (the
 # kernel stores the same bytes reshuffled so that neighbouring rows sit side by side), partial
 # sums that stay in registers, and every core working, on PyTorch's own threads. Read
-# `minicomp/kernels/cpu.py`; its docstring explains each trick. The first call compiles it
-# (cached on disk afterwards).
+# `minicomp/kernels/cpu/`: the docstrings of `jit.py` (the compiled loops) and `__init__.py` (how
+# they run) explain each trick. The first call compiles it (cached on disk afterwards).
 
 # %% [markdown]
 # One more thing before timing it: **where the weights come from**. Call one layer 30 times in a
@@ -296,11 +296,11 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 # The float32 GEMV waits on memory: its time is its bytes over the memory bandwidth. The int4
 # kernel reads 7.6× fewer bytes but does more arithmetic per weight (shift, mask, multiply-add),
 # so its pace is set by whichever runs out first, memory or arithmetic. Two tricks in
-# `minicomp/kernels/cpu.py` (its docstring, items 5 and 6) moved that point a long way: turning
+# `minicomp/kernels/cpu/jit.py` (its docstring, items 5 and 6) moved that point a long way: turning
 # a code into a float by its bit pattern instead of a conversion instruction, and prefetching the
 # codes before the loop needs them. Measured on a 2-core Xeon (AVX-512) with weights out of the
 # cache, they took the kernel from about 1.0× float32's speed to 2.5×, and running it on
-# PyTorch's own threads (item 7, timed below) to about 3.6×. (With the weights in the cache,
+# PyTorch's own threads (item 7, in `cpu/__init__.py`; timed below) to about 3.6×. (With the weights in the cache,
 # float32 is faster too and int4's lead shrinks: `minicomp bench --warm-cache` times that.)
 #
 # Claims: the fused kernel beats float32 at batch 1 (by 1.2× or more: `minicomp bench` measures
@@ -420,6 +420,7 @@ if layer.backend == "cpu":
         plt.semilogx(batches, [advantage[name][b] for b in batches], "o-", base=2, label=name)
     plt.axhline(1, color="grey", ls=":")
     plt.axvline(cpu_kernels.GEMM_ROWS, color="C2", ls="--", label=f"GEMM_ROWS = {cpu_kernels.GEMM_ROWS}")
+    plt.xticks(batches, [str(b) for b in batches])
     plt.gca().set(xlabel="batch size (rows of x)", ylabel="speed-up over float32",
                   title="fused for few rows, slabs + BLAS for many")
     plt.legend(fontsize=8)
