@@ -15,7 +15,8 @@
 # Every claim is measured, then checked by an `assert` in the next cell. Timings are noisy, so
 # those asserts are loose: they check the shape of a result, never an exact time.
 #
-# All the tools come from `minicomp/hardware.py`; open it beside this notebook.
+# All the tools come from `minicomp/hardware/` (four short files, one per kind of tool); open
+# them beside this notebook.
 
 # %%
 import copy

@@ -52,7 +52,7 @@ def test_pick_device_default_is_available(monkeypatch):
 def test_pick_device_cpu_only_falls_back_to_cpu(monkeypatch):
     monkeypatch.delenv("MINICOMP_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(hw, "_mps_available", lambda: False)
+    monkeypatch.setattr(hw.machine, "_mps_available", lambda: False)
     assert pick_device() == torch.device("cpu")
     assert available_devices() == ["cpu"]
 
@@ -94,8 +94,8 @@ def test_describe_machine_keys_and_format(monkeypatch):
 
 
 def test_describe_machine_survives_missing_proc(monkeypatch):
-    monkeypatch.setattr(hw, "_read", lambda path: "")
-    monkeypatch.setattr(hw, "_ram_bytes", lambda: None)
+    monkeypatch.setattr(hw.machine, "_read", lambda path: "")
+    monkeypatch.setattr(hw.machine, "_ram_bytes", lambda: None)
     desc = describe_machine()
     assert desc["cpu"]
     assert "RAM: unknown" in format_machine(desc)
@@ -443,11 +443,11 @@ def test_roofline():
 def test_cache_bytes_and_copies_beyond_cache(monkeypatch):
     cache = hw.cache_bytes()
     assert cache is None or (isinstance(cache, int) and cache >= 1 << 16)
-    monkeypatch.setattr(hw, "cache_bytes", lambda: 32 << 20)  # a 32 MiB cache
+    monkeypatch.setattr(hw.timing, "cache_bytes", lambda: 32 << 20)  # a 32 MiB cache
     assert hw.copies_beyond_cache(64 << 20) == 1  # one 64 MiB weight already exceeds 2 x 32 MiB
     assert hw.copies_beyond_cache(8 << 20) == 8  # 8 x 8 MiB = 2 x 32 MiB
     assert hw.copies_beyond_cache(1, most=5) == 5
-    monkeypatch.setattr(hw, "cache_bytes", lambda: None)
+    monkeypatch.setattr(hw.timing, "cache_bytes", lambda: None)
     assert hw.copies_beyond_cache(8 << 20) == 1
     with pytest.raises(ValueError, match="nbytes=0 must be a positive int"):
         hw.copies_beyond_cache(0)

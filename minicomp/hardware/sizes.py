@@ -1,0 +1,81 @@
+"""Counting bytes (lessons 00, 06 and 09): `dtype_bytes`, `tensor_bytes`, `model_bytes` (tied
+weights counted once), `weight_bytes(num_params, bits)` and `human_bytes`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+
+def dtype_bytes(dtype: torch.dtype) -> int:
+    """Bytes per element of a torch dtype: float32 -> 4, bfloat16 -> 2, int8 -> 1."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got "
+                        f"{type(dtype).__name__} {dtype!r}")
+    itemsize = getattr(dtype, "itemsize", None)
+    return int(itemsize) if itemsize is not None else torch.empty((), dtype=dtype).element_size()
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes held by the elements of ``t`` (numel × element size; shape and strides ignored)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
+    return t.numel() * t.element_size()
+
+
+def model_bytes(model: nn.Module, include_buffers: bool = True) -> int:
+    """Bytes of a model's parameters (and buffers, e.g. BatchNorm statistics).
+
+    A tensor reachable from two places is counted once: tied weights (an output layer that shares
+    the embedding matrix) occupy memory once, whether they are the same Parameter object or two
+    tensors over the same memory.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    tensors = list(model.parameters())
+    if include_buffers:
+        tensors += list(model.buffers())
+    seen, total = set(), 0
+    for t in tensors:
+        # meta tensors have no memory (data_ptr 0), so tell them apart by identity
+        key = (t.data_ptr(), t.numel(), t.dtype) if t.data_ptr() else ("id", id(t))
+        if key not in seen:
+            seen.add(key)
+            total += tensor_bytes(t)
+    return total
+
+
+def weight_bytes(num_params: int, bits: int) -> int:
+    """Bytes to store ``num_params`` weights at ``bits`` bits each: ceil(num_params · bits / 8).
+
+    7_000_000_000 params: 32 bits -> 28e9 B, 16 -> 14e9, 8 -> 7e9, 4 -> 3.5e9 (scales and zero
+    points of a quantized model come on top; later lessons count them).
+    """
+    for name, value in (("num_params", num_params), ("bits", bits)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            hint = f"; write int({value!r})" if isinstance(value, float) and value.is_integer() else ""
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}{hint}")
+    if num_params < 0:
+        raise ValueError(f"num_params={num_params} must be >= 0")
+    if bits <= 0:
+        raise ValueError(f"bits={bits} must be a positive number of bits such as 4, 8, 16 or 32")
+    return (int(num_params) * int(bits) + 7) // 8
+
+
+def human_bytes(n: float, *, binary: bool = False) -> str:
+    """``28e9 -> '28.0 GB'``. Decimal SI units by default (1 GB = 10⁹ B, as disk and GPU makers
+    write); ``binary=True`` gives IEC units (1 GiB = 2³⁰ B ≈ 1.074 GB, as `free -h` writes)."""
+    if not isinstance(n, numbers.Real) or isinstance(n, bool) or not math.isfinite(n) or n < 0:
+        raise ValueError(f"n must be a finite number of bytes >= 0, got {n!r}")
+    base = 1024 if binary else 1000
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB") if binary else ("B", "kB", "MB", "GB", "TB", "PB")
+    if n < base:
+        return f"{n:.0f} B"
+    i = min(int(math.log(n, base)), len(units) - 1)
+    value = n / base**i
+    if round(value, 1) >= base and i + 1 < len(units):  # 999.96 kB prints as 1.0 MB
+        i, value = i + 1, value / base
+    return f"{value:.1f} {units[i]}"
