@@ -289,5 +289,8 @@ else:
 # * QAT trains through the rounding with the straight-through estimator and rescues INT2 in a
 #   few seconds of training.
 #
+# Exercise 06 asks you to write fake quantization with its straight-through estimator yourself,
+# and watches it learn on a 4-bit grid where rounding alone cannot.
+#
 # Next: GPTQ (lesson 07) gets much of QAT's benefit with no training at all, by choosing the
 # rounding of each weight to compensate for the errors of the others.

@@ -71,6 +71,7 @@ class Checker:
     atol: float = 1e-5
     rtol: float = 1e-4
     compare: Callable[[Any, Any], str | None] | None = None
+    call: Callable[..., Any] | None = None
 
     @property
     def signature(self) -> str:
@@ -91,12 +92,17 @@ def register(
     atol: float = 1e-5,
     rtol: float = 1e-4,
     compare: Callable[[Any, Any], str | None] | None = None,
+    call: Callable[..., Any] | None = None,
 ) -> Checker:
     """Register a checker under ``name``; ``check(name, fn)`` will use it.
 
     ``cases`` is a function that builds the cases (so they are made fresh, and deterministically,
     on every check). ``compare(got, expected)`` may replace the default comparison; it returns
-    ``None`` when the answer is right, or a sentence saying what differs.
+    ``None`` when the answer is right, or a sentence saying what differs. ``call(fn, *args,
+    **kwargs)`` may replace the plain call ``fn(*args, **kwargs)``, for what an output alone does
+    not show: the checker of a straight-through estimator also back-propagates through ``fn``
+    and returns the output with the gradient. The reference and the known mistakes are called
+    the same way.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -104,7 +110,9 @@ def register(
         raise TypeError(f"reference must be callable, got {type(reference).__name__}")
     if not callable(cases):
         raise TypeError(f"cases must be a function returning a list of Case, got {type(cases).__name__}")
-    checker = Checker(name, tuple(params), reference, cases, list(mistakes), hint, atol, rtol, compare)
+    if call is not None and not callable(call):
+        raise TypeError(f"call must be callable or None, got {type(call).__name__}")
+    checker = Checker(name, tuple(params), reference, cases, list(mistakes), hint, atol, rtol, compare, call)
     _REGISTRY[name] = checker
     return checker
 
@@ -295,17 +303,18 @@ class Report:
 
 
 # ── check ────────────────────────────────────────────────────────────────────────────────────
-def _run(fn: Callable, case: Case) -> Any:
+def _run(fn: Callable, case: Case, call: Callable | None = None) -> Any:
     """Call ``fn`` on a fresh copy of the case's arguments (so nobody can spoil them)."""
-    return _call(fn, case)[0]
+    return _call(fn, case, call)[0]
 
 
-def _call(fn: Callable, case: Case) -> tuple[Any, bool]:
-    """``(result, changed_its_input)`` for ``fn(*case.args, **case.kwargs)`` on copies."""
+def _call(fn: Callable, case: Case, call: Callable | None = None) -> tuple[Any, bool]:
+    """``(result, changed_its_input)`` for ``fn(*case.args, **case.kwargs)`` on copies, or for
+    ``call(fn, *args, **kwargs)`` when the checker has its own way of calling."""
     args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fn(*args, **kwargs)
+        result = fn(*args, **kwargs) if call is None else call(fn, *args, **kwargs)
     return result, _changed(list(args) + list(kwargs.values()), list(case.args) + list(case.kwargs.values()))
 
 
@@ -350,7 +359,7 @@ def _same(checker: Checker, got: Any, wrong: Any) -> bool:
 def _diagnose(checker: Checker, case: Case, got: Any) -> str:
     for mistake in checker.mistakes:
         try:
-            wrong = _run(mistake.fn, case)
+            wrong = _run(mistake.fn, case, checker.call)
         except Exception:
             continue
         if _same(checker, got, wrong):
@@ -370,9 +379,9 @@ def check(name: str, fn: Callable) -> Report:
     hint = ""
     for case in checker.cases():
         call = _call_text(checker.params, case)
-        expected = _run(checker.reference, case)
+        expected = _run(checker.reference, case, checker.call)
         try:
-            got, changed = _call(fn, case)
+            got, changed = _call(fn, case, checker.call)
         except NotImplementedError:
             return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
                           "then run the cell again.")

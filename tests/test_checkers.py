@@ -57,3 +57,34 @@ def test_crashing_answer_is_reported_not_raised(name):
     report = check(name, crashes)
     assert not report.passed
     assert "ZeroDivisionError" in str(report) and "Traceback" not in str(report)
+
+
+def test_fake_quantize_ste_accepts_each_usual_way_of_writing_it():
+    """The straight-through estimator on x̂, on x / scale (clamp's own gradient then masks), or
+    with the mask taken from the unrounded code in x's units: the cases avoid the half-step where
+    these differ, so all three pass; and the checker reads the gradient, not only the values."""
+    import torch
+
+    def on_x_hat(x, s, z, lo, hi):
+        q = torch.round(x / s) + z
+        x_hat = (torch.clamp(q, lo, hi) - z) * s
+        x_pass = torch.where((q >= lo) & (q <= hi), x, x.detach())
+        return x_pass + (x_hat - x_pass).detach()
+
+    def on_codes(x, s, z, lo, hi):
+        u = x / s
+        return (torch.clamp(u + (torch.round(u) - u).detach() + z, lo, hi) - z) * s
+
+    def in_x_units(x, s, z, lo, hi):
+        s, z = torch.as_tensor(s, dtype=x.dtype), torch.as_tensor(z, dtype=x.dtype)
+        kept = torch.minimum(torch.maximum(x, (lo - z) * s), (hi - z) * s)
+        x_hat = (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
+        return kept + (x_hat - kept).detach()
+
+    for fn in (on_x_hat, on_codes, in_x_units):
+        report = check("fake_quantize_ste", fn)
+        assert report.passed, (fn.__name__, str(report))
+    report = check("fake_quantize_ste", lambda x, s, z, lo, hi: on_x_hat(x, s, z, lo, hi).detach())
+    assert not report.passed and "gradient" in str(report) and "straight-through" in str(report)
+    report = check("fake_quantize_ste", lambda x, s, z, lo, hi: x[:2])
+    assert not report.passed and "x's shape" in str(report)
