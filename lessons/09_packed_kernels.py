@@ -440,7 +440,7 @@ if layer.backend == "cpu":
     fused, slab = advantage["fused"], advantage["slab + BLAS"]
     assert fused[1] > fused[16] > fused[256] and fused[256] < 1, fused
     assert fused[1] > 2 * slab[1], (fused, slab)
-    assert slab[256] > 1.2 * fused[256] and 0.5 < slab[256] < 1.1, (fused, slab)
+    assert slab[256] > 1.2 * fused[256] and 0.4 < slab[256] < 1.1, (fused, slab)
     print(f"checked: at batch 1 fused {fused[1]:.2f}x against slabs {slab[1]:.2f}x; at batch 256 "
           f"slabs {slab[256]:.2f}x against fused {fused[256]:.2f}x (float32 = 1)")
 

@@ -1072,6 +1072,22 @@ def test_cpu_slabs_agree_exactly_with_reference(case, monkeypatch):
 
 
 @needs_numba
+@pytest.mark.parametrize("threading", ["openmp", "pool"])
+def test_cpu_slabs_decoded_on_threads_agree_exactly(threading, monkeypatch):
+    """Slabs big enough (1M weights) to be decoded by two threads of PyTorch's OpenMP team, each
+    claiming pieces of blocks; on a thread pool one thread decodes. Exact either way."""
+    monkeypatch.setenv("MINICOMP_CPU_THREADS", "2")
+    monkeypatch.setattr(cpu_backend, "THREADING", "auto" if threading == "openmp" else "pool")
+    monkeypatch.setattr(cpu_backend, "SLAB_BYTES", 4 << 20)    # 8 blocks of 1024 inputs a slab
+    if threading == "openmp" and cpu_backend._openmp() is None:
+        pytest.skip("PyTorch does not run on an OpenMP runtime minicomp can find here")
+    assert cpu_backend._threads(8 * cpu_backend.PIECES, 1024 * 1024, openmp=True) == 2
+    layer = exact_layer(1000, 1024, 4, 128, perm=True)
+    x = int_input(cpu_backend.GEMM_ROWS, 1024)
+    assert torch.equal(run(layer, x, "cpu"), run(layer, x, "reference"))
+
+
+@needs_numba
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_dequantize_blocks_is_the_reference_dequantization(bits):
     """`dequantize_blocks` writes W's rows of the blocks asked for, transposed, and nothing else;
@@ -1081,17 +1097,22 @@ def test_dequantize_blocks_is_the_reference_dequantization(bits):
     w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
                           group_size=64)                                       # [out, in]
     lay = cpu_backend.layout(layer)
-    dequantize = cpu_backend.dequantizer(layer.pack_bits)
+    dequantize, _ = cpu_backend.dequantizer(layer.pack_bits)
     out = np.full((256, 3 * rows), -7.0, np.float32)
-    dequantize(lay.words, lay.scales, lay.zeros, 1, 2, out)                    # blocks 1 and 2
+    state = np.zeros(1, np.int64)
+    dequantize(lay.words, lay.scales, lay.zeros, 1, 2, out, state)             # blocks 1 and 2
+    assert state[0] >= 2 * cpu_backend.PIECES                                   # every piece claimed
     np.testing.assert_array_equal(out[:, :2 * rows - 5], w[rows:].T.numpy())
     assert (out[:, 2 * rows - 5:2 * rows] == 0).all()                          # padding rows: scale 0
     assert (out[:, 2 * rows:] == -7.0).all()                                   # not asked for
     for first, n in ((2, 2), (-1, 1)):
         with pytest.raises(ValueError, match="out of range"):
-            dequantize(lay.words, lay.scales, lay.zeros, first, n, out)
-    with pytest.raises(ValueError, match="out of range"):
-        dequantize(lay.words, lay.scales, lay.zeros, 0, 1, out[:128])           # too few input rows
+            dequantize(lay.words, lay.scales, lay.zeros, first, n, out, np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="out of range"):                      # too few input rows
+        dequantize(lay.words, lay.scales, lay.zeros, 0, 1, out[:128], np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="out of range"):                      # the OpenMP path's check
+        cpu_backend.pack_dequantize(lay.words, lay.scales, lay.zeros, 2, 2, out, np.zeros(1, np.int64),
+                                    32 // layer.pack_bits)
 
 
 @needs_numba

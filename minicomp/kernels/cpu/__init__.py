@@ -34,12 +34,13 @@ How it runs:
    few dozen rows of x on the work is arithmetic, not memory, where a BLAS matmul (blocked for
    the caches, tuned for years) is several times faster per multiply-add. So from `GEMM_ROWS`
    rows on, `linear` dequantizes one slab of `BLOCK_ROWS` output rows at a time into a small
-   buffer (`dequantize_blocks`; at most `SLAB_BYTES`, in the caches) and multiplies x by it with
-   torch (llama.cpp's BLAS backend makes the same switch, from 32 rows). The whole float weight
-   is still never built, and the time becomes float32's matmul plus one pass of decoding, which
-   the batch amortizes: on the 2-core Xeon at 4096 × 4096 and 256 rows, 0.90× float32's speed
-   against the fused kernel's 0.51× (lesson 09); 2–3× the fused kernel's speed at 512 rows, from
-   384 × 384 to 4096 × 4096. `slab_linear` and `fused_linear` run either path by name.
+   buffer (`dequantize_blocks`; at most `SLAB_BYTES`, in the caches; its pieces shared by
+   PyTorch's threads, as item 7) and multiplies x by it with torch (llama.cpp's BLAS backend
+   makes the same switch, from 32 rows). The whole float weight is still never built, and the
+   time becomes float32's matmul plus one pass of decoding, which the batch amortizes: on the
+   2-core Xeon at 4096 × 4096 and 256 rows, 0.90× float32's speed against the fused kernel's
+   0.51× (lesson 09); 2–3× the fused kernel's speed at 512 rows, from 384 × 384 to 4096 × 4096.
+   `slab_linear` and `fused_linear` run either path by name.
 
 The kernel layout, made once from the interchange layout of `minicomp.pack` and cached on the
 layer (it is a reshuffle of the same bytes, so the codes are stored twice while it is cached):
@@ -64,7 +65,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from minicomp.kernels.cpu.jit import dequantizer, kernels, numba, pack_call, wait_done
+from minicomp.kernels.cpu.jit import (
+    PIECES,
+    dequantizer,
+    kernels,
+    numba,
+    pack_call,
+    pack_dequantize,
+    wait_done,
+)
 
 __all__ = ["NAME", "BLOCK_ROWS", "GEMM_ROWS", "SLAB_BYTES", "PACK_BITS", "available", "unsupported", "linear",
            "fused_linear", "slab_linear", "layout", "Layout", "make_layout", "kernels", "dequantizer",
@@ -314,8 +323,8 @@ def fused_linear(layer, x: torch.Tensor) -> torch.Tensor:
 
 def slab_linear(layer, x: torch.Tensor) -> torch.Tensor:
     """y = x Wᵀ [M, out] float32 for many rows of x (item 9): a slab of blocks of W at a time,
-    at most `SLAB_BYTES` of float32, dequantized by `dequantize_blocks` and multiplied with
-    torch's matmul (BLAS, on PyTorch's threads)."""
+    at most `SLAB_BYTES` of float32, dequantized by `dequantize_blocks` (on PyTorch's threads,
+    as the fused kernel) and multiplied with torch's matmul (BLAS, on the same threads)."""
     lay = layout(layer)
     xf = _codes_order(lay, x).contiguous()
     n_blocks, n_in = lay.words.shape[0], layer.in_features
@@ -325,10 +334,20 @@ def slab_linear(layer, x: torch.Tensor) -> torch.Tensor:
     cols = per_slab * BLOCK_ROWS
     slab = torch.empty(n_in, cols)                                    # [in, cols] Wᵀ of a slab
     parts = torch.empty(n_slabs, xf.shape[0], cols)                   # [slabs, M, cols] of y
-    dequantize = dequantizer(layer.pack_bits)
+    dequantize, openmp_dequantize = dequantizer(layer.pack_bits)
+    gomp_parallel = _openmp()
+    # a slab's decoding is worth splitting from ~128K weights (4 multiply-adds' worth each, for
+    # `_threads`): 1024 × 1024 at 64 rows went from 1.25 to 1.03 ms on two threads
+    threads = _threads(per_slab * PIECES, 4 * n_in * cols, openmp=gomp_parallel is not None)
     for i in range(n_slabs):
         first = i * per_slab
-        dequantize(lay.words, lay.scales, lay.zeros, first, min(per_slab, n_blocks - first), slab.numpy())
+        n, state = min(per_slab, n_blocks - first), np.zeros(1, np.int64)
+        if threads > 1 and gomp_parallel is not None:   # (on a thread pool: one thread decodes)
+            call = pack_dequantize(lay.words, lay.scales, lay.zeros, first, n, slab.numpy(), state,
+                                   32 // layer.pack_bits)
+            gomp_parallel(openmp_dequantize.address, call.ctypes.data, threads, 0)
+        else:
+            dequantize(lay.words, lay.scales, lay.zeros, first, n, slab.numpy(), state)
         torch.mm(xf, slab, out=parts[i])   # (a last slab of fewer blocks: its stale columns are cut)
     y = parts.transpose(0, 1).reshape(xf.shape[0], n_slabs * cols)
     return y if y.shape[1] == layer.out_features else y[:, :layer.out_features]

@@ -306,16 +306,20 @@ def kernels(bits: int):
     return run, openmp_run
 
 
+PIECES = 8          # each block's words are decoded in this many pieces, claimed by the threads
+
+
 @_inline
-def dequantize_block(words, scales, zeros, b, out, col, bits):
-    """out[:, col : col + BLOCK_ROWS] = the rows of block b of W, transposed: (q − z)·s, float32.
-    out [in, ...] float32; the loop over rows is unit-stride in `words` and `out` alike."""
+def dequantize_block(words, scales, zeros, b, out, col, j0, j1, bits):
+    """out[PER·j0 : PER·j1, col : col + BLOCK_ROWS] = words j0 .. j1 − 1 of the rows of block b
+    of W, transposed: (q − z)·s, float32. out [in, ...] float32; the loop over rows is
+    unit-stride in `words` and `out` alike."""
     PER = 32 // bits
     MASK = (1 << bits) - 1
     i32, f32 = np.int32, np.float32
-    n_words, nb = words.shape[1], words.shape[2]
-    words_per_group = n_words // scales.shape[1]
-    for j in range(n_words):
+    nb = words.shape[2]
+    words_per_group = words.shape[1] // scales.shape[1]
+    for j in range(j0, j1):
         wrow = words[b, j]                                   # [BLOCK_ROWS] word j of each row
         s, z = scales[b, j // words_per_group], zeros[b, j // words_per_group]
         for k in range(PER):                                 # unrolled: code k of the word
@@ -324,20 +328,69 @@ def dequantize_block(words, scales, zeros, b, out, col, bits):
                 o[r] = (f32(i32((wrow[r] >> (bits * k)) & MASK)) - z[r]) * s[r]
 
 
+@_inline
+def dequantize_pieces(words, scales, zeros, first, n, out, state, bits):
+    """Blocks first .. first + n − 1 into out's first n · BLOCK_ROWS columns, in PIECES pieces
+    a block, shared by every thread that calls this with the same `state` [1] int64: each
+    claims the next piece with an atomic add until none are left."""
+    n_words, nb = words.shape[1], words.shape[2]
+    step = -(-n_words // PIECES)                            # words per piece
+    while True:
+        c = atomic_add(state, 0, 1)
+        if c >= n * PIECES:
+            return
+        i, p = c // PIECES, c % PIECES
+        dequantize_block(words, scales, zeros, first + i, out, i * nb, min(p * step, n_words),
+                         min((p + 1) * step, n_words), bits)
+
+
+if numba is not None:
+    @numba.njit(inline="always", cache=True)
+    def check_slab(words, first, n, out, per):
+        """Raise unless blocks first .. first + n − 1 exist and fit in out [PER · words, ...]."""
+        if (first < 0 or n < 0 or first + n > words.shape[0] or n * words.shape[2] > out.shape[1]
+                or out.shape[0] != words.shape[1] * per):
+            raise ValueError("dequantize_blocks: blocks or out out of range")
+
+    @numba.njit(cache=True)
+    def pack_dequantize(words, scales, zeros, first, n, out, state, per):
+        """Check one decoding call (per: codes per word) and pack it as int64s (addresses and
+        sizes) for `openmp_dequantize`, which can take no arrays and raise no error."""
+        if not (words.flags.c_contiguous and scales.flags.c_contiguous and zeros.flags.c_contiguous
+                and out.flags.c_contiguous):
+            raise ValueError("pack_dequantize: every array must be C-contiguous")
+        check_slab(words, first, n, out, per)
+        return np.array([address(words), address(scales), address(zeros), address(out), address(state),
+                         words.shape[0], words.shape[1], words.shape[2], scales.shape[1], first, n,
+                         out.shape[0], out.shape[1]], np.int64)
+
+
 @functools.cache
 def dequantizer(bits: int):
-    """`dequantize_blocks(words, scales, zeros, first, n, out)` compiled for codes of `bits`
-    bits: the first n · BLOCK_ROWS columns of out [in, ≥ n · BLOCK_ROWS] float32 (C order) become
-    blocks first .. first + n − 1 of W, transposed, so that x @ out is their part of y."""
+    """(dequantize_blocks, openmp_dequantize) compiled for codes of `bits` bits.
+
+    `dequantize_blocks(words, scales, zeros, first, n, out, state)`: the first n · BLOCK_ROWS
+    columns of out [in, ≥ n · BLOCK_ROWS] float32 (C order) become blocks first .. first + n − 1
+    of W, transposed, so that x @ out is their part of y. `state` is a zeroed [1] int64, the
+    pieces' counter: called from one thread it decodes every piece. `openmp_dequantize` is the
+    same as a C function for `GOMP_parallel`, on the int64s from `pack_dequantize`."""
     if numba is None:
         raise RuntimeError("the cpu backend needs numba: pip install numba")
 
     @numba.njit(fastmath=True, nogil=True, cache=True)
-    def dequantize_blocks(words, scales, zeros, first, n, out):
-        nb = words.shape[2]
-        if first < 0 or first + n > words.shape[0] or n * nb > out.shape[1] or out.shape[0] != words.shape[1] * (32 // bits):
-            raise ValueError("dequantize_blocks: blocks or out out of range")
-        for i in range(n):
-            dequantize_block(words, scales, zeros, first + i, out, i * nb, bits)
+    def dequantize_blocks(words, scales, zeros, first, n, out, state):
+        check_slab(words, first, n, out, 32 // bits)
+        dequantize_pieces(words, scales, zeros, first, n, out, state, bits)
 
-    return dequantize_blocks
+    @numba.cfunc(numba.types.void(numba.types.voidptr), fastmath=True, cache=True)
+    def openmp_dequantize(call):
+        """`dequantize_blocks` for every thread of an OpenMP team, on `pack_dequantize`'s int64s."""
+        a = numba.carray(call, 13, np.int64)
+        n_blocks, n_words, nb, n_groups, first, n, rows, cols = a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]
+        dequantize_pieces(numba.carray(as_pointer(a[0]), (n_blocks, n_words, nb), np.int32),
+                          numba.carray(as_pointer(a[1]), (n_blocks, n_groups, nb), np.float32),
+                          numba.carray(as_pointer(a[2]), (n_blocks, n_groups, nb), np.float32),
+                          first, n, numba.carray(as_pointer(a[3]), (rows, cols), np.float32),
+                          numba.carray(as_pointer(a[4]), (1,), np.int64), bits)
+
+    return dequantize_blocks, openmp_dequantize
