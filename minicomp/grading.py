@@ -206,7 +206,10 @@ def _preview(x: Any, limit: int = 240) -> str:
         if x.numel() > 12:
             text = f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}"
     elif isinstance(x, (tuple, list)):
-        text = "(" + ", ".join(_preview(v, 80) for v in x) + ")"
+        items = [_preview(v, 80) for v in x]
+        if hasattr(x, "_fields"):   # a namedtuple: name each item
+            items = [f"{name}={item}" for name, item in zip(x._fields, items)]
+        text = "(" + ", ".join(items) + ")"
     else:
         text = repr(x)
     text = " ".join(text.split())

@@ -41,7 +41,9 @@ from minicomp.grading import check
 #
 # Example: scale 0.5, zero point 2, codes 0..7. x = 0.9 gives the code round(1.8) + 2 = 4 and
 # x̂ = 1.0, with gradient 1; x = 3.1 gives round(6.2) + 2 = 8, clamped to 7, so x̂ = 2.5 with
-# gradient 0. The check back-propagates through your function and compares both.
+# gradient 0. The check back-propagates a gradient of distinct values (from 0.5 to 2) through
+# your function and compares both: `x_hat`, and `grad_x`, which should be that gradient where it
+# passes and 0 where it is blocked.
 
 # %%
 def fake_quantize_ste(x, scale, zero_point, qmin, qmax):

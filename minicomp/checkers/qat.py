@@ -14,6 +14,8 @@ from the rounded code or the unrounded one.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from minicomp.grading import Case, Mistake, compare_values, register
@@ -60,6 +62,13 @@ def upstream(shape) -> torch.Tensor:
     return torch.linspace(0.5, 2.0, n).reshape(shape) if n > 1 else torch.full(shape, 1.5)
 
 
+class Result(NamedTuple):
+    """What the check compares: x̂ and the gradient that reached x (named in the report)."""
+
+    x_hat: torch.Tensor
+    grad_x: torch.Tensor
+
+
 def values_and_gradient(fn, x, *args, **kwargs):
     """(x̂, ∂(Σ upstream · x̂)/∂x) for x̂ = fn(x, ...), x made a leaf that requires grad. Without
     a path from x̂ back to x the gradient is all zeros (what rounding alone gives)."""
@@ -70,7 +79,7 @@ def values_and_gradient(fn, x, *args, **kwargs):
     grad = None
     if y.requires_grad:
         (grad,) = torch.autograd.grad(y, x, upstream(y.shape), allow_unused=True)
-    return y.detach(), torch.zeros_like(x) if grad is None else grad
+    return Result(y.detach(), torch.zeros_like(x) if grad is None else grad)
 
 
 def _compare(got, expected) -> str | None:
