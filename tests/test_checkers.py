@@ -88,3 +88,5 @@ def test_fake_quantize_ste_accepts_each_usual_way_of_writing_it():
     assert not report.passed and "gradient" in str(report) and "straight-through" in str(report)
     report = check("fake_quantize_ste", lambda x, s, z, lo, hi: x[:2])
     assert not report.passed and "x's shape" in str(report)
+    report = check("fake_quantize_ste", lambda x, s, z, lo, hi: (on_x_hat(x, s, z, lo, hi), x))  # a tuple
+    assert not report.passed and "but got tuple" in str(report)

@@ -14,6 +14,7 @@ from the rounded code or the unrounded one.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -56,9 +57,7 @@ def _cases():
 def upstream(shape) -> torch.Tensor:
     """The gradient the check sends back into x̂: distinct values, none 0 or 1, so that a gradient
     scaled by something, or not masked, shows."""
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     return torch.linspace(0.5, 2.0, n).reshape(shape) if n > 1 else torch.full(shape, 1.5)
 
 
@@ -83,7 +82,7 @@ def values_and_gradient(fn, x, *args, **kwargs):
 
 
 def _compare(got, expected) -> str | None:
-    if not isinstance(got, tuple):
+    if not isinstance(got, Result):   # fn returned no tensor of x's shape (a tuple, a number, ...)
         shape = tuple(expected[0].shape)
         what = f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
         return f"expected x̂, a tensor of x's shape {shape}, but got {what}"

@@ -82,7 +82,7 @@ __all__ = ["NAME", "BLOCK_ROWS", "GEMM_ROWS", "SLAB_BYTES", "PACK_BITS", "availa
 NAME = "cpu"
 BLOCK_ROWS = 128   # output rows per block: 128 measured best for 4096 × 4096 GEMV on AVX2
 GEMM_ROWS = 64     # from this many rows of x on, `linear` multiplies dequantized slabs with BLAS
-                   # (4- and 8-bit codes: the two cross at 24 to 80 rows, 384² to 4096²; 2 bits: below 32)
+                   # (4- and 8-bit codes: the two cross at 24 to 64 rows, 384² to 4096²; 2 bits: below 32)
 SLAB_BYTES = 1 << 20  # the most float32 bytes of dequantized weight held at once (measured best: 0.5-2 MB)
 PACK_BITS = (2, 4, 8)
 WAIT_SPINS = 2000  # checks per `wait_done` call (a few µs) between looks at the clock
@@ -235,10 +235,15 @@ def _run_openmp(gomp_parallel, openmp_run, args, n_blocks: int, threads: int) ->
     # `call` holds bare addresses: every array it points to must stay referenced here until the
     # run returns (a temporary `np.arange(...)` passed straight in would be freed first).
     todo, state = np.arange(n_blocks, dtype=np.int64), np.zeros(1 + n_blocks, np.int64)
-    call = pack_call(*args, todo, state)
-    gomp_parallel(openmp_run.address, call.ctypes.data, threads, 0)
-    if not state[1:].all():
-        raise RuntimeError("the OpenMP run left blocks unwritten; set MINICOMP_CPU_THREADING=pool "
+    _on_openmp(gomp_parallel, openmp_run, pack_call(*args, todo, state), threads, lambda: state[1:].all())
+
+
+def _on_openmp(gomp_parallel, cfunc, call: np.ndarray, threads: int, all_done) -> None:
+    """Run C function `cfunc` on every thread of a team of `threads`, with `call` (its packed
+    int64 arguments), and check with all_done() that the team left nothing undone."""
+    gomp_parallel(cfunc.address, call.ctypes.data, threads, 0)
+    if not all_done():
+        raise RuntimeError("the OpenMP run left work undone; set MINICOMP_CPU_THREADING=pool "
                            "and report this as a bug")
 
 
@@ -339,15 +344,16 @@ def slab_linear(layer, x: torch.Tensor) -> torch.Tensor:
     # a slab's decoding is worth splitting from ~128K weights (4 multiply-adds' worth each, for
     # `_threads`): 1024 × 1024 at 64 rows went from 1.25 to 1.03 ms on two threads
     threads = _threads(per_slab * PIECES, 4 * n_in * cols, openmp=gomp_parallel is not None)
+    codes, out = (lay.words, lay.scales, lay.zeros), slab.numpy()
     for i in range(n_slabs):
         first = i * per_slab
-        n, state = min(per_slab, n_blocks - first), np.zeros(1, np.int64)
+        n, state = min(per_slab, n_blocks - first), np.zeros(1, np.int64)   # state: pieces claimed
         if threads > 1 and gomp_parallel is not None:   # (on a thread pool: one thread decodes)
-            call = pack_dequantize(lay.words, lay.scales, lay.zeros, first, n, slab.numpy(), state,
-                                   32 // layer.pack_bits)
-            gomp_parallel(openmp_dequantize.address, call.ctypes.data, threads, 0)
+            call = pack_dequantize(*codes, first, n, out, state, 32 // layer.pack_bits)
+            _on_openmp(gomp_parallel, openmp_dequantize, call, threads,
+                       lambda state=state, n=n: state[0] >= n * PIECES)
         else:
-            dequantize(lay.words, lay.scales, lay.zeros, first, n, slab.numpy(), state)
+            dequantize(*codes, first, n, out, state)
         torch.mm(xf, slab, out=parts[i])   # (a last slab of fewer blocks: its stale columns are cut)
     y = parts.transpose(0, 1).reshape(xf.shape[0], n_slabs * cols)
     return y if y.shape[1] == layer.out_features else y[:, :layer.out_features]
