@@ -8,8 +8,9 @@
 # few minutes still returns the first stages' results.
 #
 # 1. correctness, on the GPU: the Triton kernel against the reference kernel in every
-#    configuration `tune` may pick (the inline-PTX tiles and the half2 GEMV included), and the
-#    half2 kernel's fp16 sums on random x (tests/test_kernels.py). With pytest-xdist, JOBS
+#    configuration `tune` may pick (the inline-PTX tiles and the half2 GEMV included), the
+#    half2 kernel's fp16 sums on random x, and split-K's in-kernel finish called hundreds of times
+#    (tests/test_kernels.py). With pytest-xdist, JOBS
 #    processes (default 8) compile in parallel, and triton's disk cache keeps what they compiled
 #    for the stages after;
 # 2. `minicomp bench --device cuda` at 8192² and 4096², BENCH_BATCHES (default 1,4,16,256): the
@@ -17,7 +18,8 @@
 #    JSON records the time of every configuration tuned (settings.triton_tuned);
 # 3. benchmarks/triton_graphs.py --sweep: both batch-1 kernels, packed_gemv and
 #    packed_gemv_half2, over row blocks, warps, split-K and prefetching, each as a call and as the
-#    kernel alone, in CUDA graphs;
+#    kernel alone, in CUDA graphs, with the L2 cache flushed before each call; then again with
+#    the cache left warm (--warm-l2), as the runs before 2026-11-30 timed;
 # 4. benchmarks/triton_graphs.py: every configuration at GRAPH_BATCHES (default 1,4,16) in CUDA
 #    graphs, as served;
 # 5. the rest of the kernel tests on the GPU (QUICK=1 skips them).
@@ -64,12 +66,13 @@ PARALLEL=()
 
 echo "== 1. the Triton kernels against the reference, on the GPU: every configuration, exactly"
 stage 180 "$PY" -m pytest -q -p no:cacheprovider "${PARALLEL[@]}" tests/test_kernels.py \
-    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2 or ptx or tensor_core"
+    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2 or ptx or tensor_core or split_k"
 echo "== 2. minicomp bench on the GPU (the first call of each shape tunes the kernel)"
 stage 300 "$PY" -m minicomp bench --device cuda --sizes 8192x8192,4096x4096 \
     --batches "${BENCH_BATCHES:-1,4,16,256}" --out "$OUT"
 echo "== 3. the batch-1 kernels over their settings, in CUDA graphs"
 stage 240 "$PY" benchmarks/triton_graphs.py --sweep --out "$OUT"
+stage 120 "$PY" benchmarks/triton_graphs.py --sweep --warm-l2 --out "$OUT"   # as timed before 2026-11-30
 echo "== 4. every kernel configuration in CUDA graphs"
 stage 200 "$PY" benchmarks/triton_graphs.py --batches "${GRAPH_BATCHES:-1,4,16}" --out "$OUT"
 if [ -z "${QUICK:-}" ]; then

@@ -2,12 +2,16 @@
 
     python benchmarks/triton_graphs.py [--size 8192] [--batches 1,4,16] [--out benchmarks/results]
 
-`tune` picks a configuration by timing eager calls (`triton.testing.do_bench`). A served model
-replays CUDA graphs instead, so this times each of `triton.candidates` the way `minicomp bench`
-times the contestants: captured in a CUDA graph, each replay queued behind a spinning kernel
-(`hardware.compare(hold=True)`), interleaved with fp16 cuBLAS on the same shape. It also measures
-the card's copy bandwidth, the ceiling a batch-1 GEMV streams its weight at. The JSON keeps
-every time, so the two rankings (eager and graphed) can be set side by side.
+This times each of `triton.candidates` the way `minicomp bench` times the contestants and
+`tune` times the candidates: captured in a CUDA graph, each replay queued behind a spinning
+kernel, with the L2 cache flushed before it (`hardware.compare(hold=True, flush=True)`),
+interleaved with fp16 cuBLAS on the same shape. It also measures the card's copy bandwidth, the
+ceiling a batch-1 GEMV streams its weight at. The JSON keeps every time.
+
+--warm-l2 leaves the L2 cache as the previous call left it. All configurations share one layer,
+so each then finds much of the weight in the cache (an H200's L2 is 60 MB, the 8192² 4-bit
+weight 35 MB): the runs before 2026-11-30 timed that way, and a kernel that waits on memory
+looked faster than it is in a model.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def _checked(call, expected: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
+def time_candidates(size: int, batch: int, bits: int, repeats: int, flush: bool = True) -> dict:
     """{"fp16_us", "rows": [{"config", "us", "speedup_vs_fp16"} or {"config", "error"}]}."""
     layer, w16, x, expected = _problem(size, batch, bits)
     calls, rows = {"fp16": hardware.cuda_graph(lambda: F.linear(x, w16))}, []
@@ -71,7 +75,7 @@ def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
             rows.append({"config": cfg, "rel_error_vs_fp16": err, "default": i == 0, "i": i})
         except Exception as e:  # one configuration failing leaves the others to time
             rows.append({"config": cfg, "error": f"{type(e).__name__}: {e}"[:300]})
-    t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)
+    t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True, flush=flush)
     fp16 = t["fp16"].median
     for r in rows:
         if "i" in r:
@@ -82,7 +86,8 @@ def time_candidates(size: int, batch: int, bits: int, repeats: int) -> dict:
 
 
 @torch.no_grad()
-def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv", "half2")) -> dict:
+def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv", "half2"),
+          flush: bool = True) -> dict:
     """The batch-1 GEMV kernels (`packed_gemv`, and `packed_gemv_half2` at 4 bits) over row blocks,
     warps per program, split-K and prefetching, beyond `candidates`: each checked, then timed as a
     call (`triton.linear`: with split-K, the kernel adds into float32 sums kept on the layer and a
@@ -112,7 +117,7 @@ def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv"
             rows.append({"config": cfg, "rel_error_vs_fp16": err, "i": i})
         except Exception as e:
             rows.append({"config": cfg, "error": f"{type(e).__name__}: {e}"[:300]})
-    t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True)
+    t = hardware.compare(calls, warmup=5, repeats=repeats, device="cuda", hold=True, flush=flush)
     for r in rows:
         if "i" in r:
             i = r.pop("i")
@@ -130,6 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="store_true",
                     help="time the GEMV kernels over row blocks, warps, split-K and prefetching instead (4-bit, batch 1)")
     ap.add_argument("--kernels", default="gemv,half2", help="with --sweep: which kernels (default gemv,half2)")
+    ap.add_argument("--warm-l2", action="store_true",
+                    help="do not flush the L2 cache before each timed call (as the runs before 2026-11-30)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available() or tk.interpreting():
@@ -138,7 +145,7 @@ def main(argv=None) -> int:
     bandwidth = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: a device copy moves {bandwidth / 1e12:.2f} TB/s")
     if args.sweep:
-        found = sweep(args.size, 4, args.repeats, tuple(args.kernels.split(",")))
+        found = sweep(args.size, 4, args.repeats, tuple(args.kernels.split(",")), flush=not args.warm_l2)
         print(f"{args.size}² batch 1 int4: fp16 {found['fp16_us']:.1f} µs; zeroing y alone {found['zeros_us']:.1f} µs")
         print("     call   kernel  kernel TB/s  config")
         for r in sorted(found["rows"], key=lambda r: r.get("call_us", 1e9)):
@@ -146,11 +153,12 @@ def main(argv=None) -> int:
                 print(f"  {r['call_us']:7.1f} {r['kernel_us']:7.1f}    {r['kernel_tb_s']:5.2f}      {r['config']}")
             else:
                 print(f"  failed: {r['error']}  {r['config']}")
-        return _save(args.out, "triton-sweep", bandwidth, {"sweep": found})
+        return _save(args.out, "triton-sweep" + "-warm" * args.warm_l2, bandwidth, {"sweep": found},
+                     not args.warm_l2)
     cases = [(b, 4) for b in map(int, args.batches.split(","))] + [(1, 8)]
     results = []
     for batch, bits in cases:
-        r = time_candidates(args.size, batch, bits, args.repeats)
+        r = time_candidates(args.size, batch, bits, args.repeats, flush=not args.warm_l2)
         results.append(r)
         best = min((row for row in r["rows"] if "us" in row), key=lambda row: row["us"])
         default = r["rows"][0]
@@ -162,10 +170,11 @@ def main(argv=None) -> int:
                 print(f"  {row['us']:8.1f} µs {row['speedup_vs_fp16']:5.2f}x  {mark:<12} {row['config']}")
             else:
                 print(f"  failed: {row['error']}  {row['config']}")
-    return _save(args.out, "triton-graphs", bandwidth, {"cases": results})
+    return _save(args.out, "triton-graphs" + "-warm" * args.warm_l2, bandwidth, {"cases": results},
+                 not args.warm_l2)
 
 
-def _save(folder: Path, prefix: str, bandwidth: float, found: dict) -> int:
+def _save(folder: Path, prefix: str, bandwidth: float, found: dict, flushed: bool) -> int:
     name = torch.cuda.get_device_name().replace(" ", "-")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +183,8 @@ def _save(folder: Path, prefix: str, bandwidth: float, found: dict) -> int:
                                 "torch": torch.__version__, "triton": tk._import().__version__,
                                 "copy_bandwidth_bytes_per_s": bandwidth, "timing":
                                 "median of CUDA graph replays held behind a spinning kernel, "
-                                "interleaved with fp16 cuBLAS", **found}, indent=1))
+                                "interleaved with fp16 cuBLAS" + ", the L2 cache flushed before each" * flushed,
+                                "l2_flushed": flushed, **found}, indent=1))
     print(f"\nwrote {path}")
     return 0
 

@@ -27,8 +27,9 @@ On a GPU, each contestant is captured in a CUDA graph and the replays are timed
 to launch a kernel, and serving stacks replay graphs for that reason. Each replay is queued
 behind a kernel that spins for ~0.1 ms (`hardware.measure(hold=True)`), so even the replay's own
 launch is out of the time. The eager times (one call at a time, launch included) are kept too, as
-`eager_median_s`. One copy of each weight: the other contestants of a round stream hundreds of
-MB through the L2 cache between two calls.
+`eager_median_s`. One copy of each weight, and the L2 cache flushed before each timed call
+(`hardware.flush_l2`; `--warm-cache` leaves it): an H200's 60 MB L2 holds a whole 8192² 4-bit
+weight, which a model's other layers would have evicted.
 
     minicomp bench                       # CPU, and the GPU too when there is one
     minicomp bench --quick               # smaller, for a first look (~1 minute)
@@ -177,7 +178,8 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
 
     A contestant whose single call takes longer than `max_call_s` is skipped for that case (and
     listed in "skipped"), so that one very slow kernel does not make the run take minutes.
-    cold: on a CPU, cycle through enough copies of each weight to overflow the cache (see above).
+    cold: on a CPU, cycle through enough copies of each weight to overflow the cache; on a GPU,
+    flush the L2 cache before each timed call (see above).
     """
     dev = torch.device(device)
     rows, skipped = [], []
@@ -226,8 +228,9 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
             found = {}
             for k, group in enumerate(rounds):
                 # graph replays: held behind a spinning kernel, so the GPU's work alone is timed
+                # and, as in a model, each call finds its weight evicted from the L2 cache
                 timings = hardware.compare(group, warmup=warmup, repeats=repeats, device=dev,
-                                           hold=dev.type == "cuda")
+                                           hold=dev.type == "cuda", flush=dev.type == "cuda" and cold)
                 base = {b: timings[b].median for b in baselines}
                 for name, t in timings.items():
                     if k and name in baselines:
@@ -376,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "work alone is timed (each row's 'launch'; eager times, launch included, as "
                                      "eager_median_s)",
                            "weights": "one copy (may be cached)" if args.warm_cache else
-                           "copies in turn, together twice the last-level cache (CPU)",
+                           "copies in turn, together twice the last-level cache (CPU); the L2 cache "
+                           "flushed before each timed call (GPU)",
                            "cpu_kernel_threads": describe_threads(),
                            "triton_tuned": triton_tuned(),
                            "load_average_before": load_before, "load_average_after": load_after},

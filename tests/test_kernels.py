@@ -20,6 +20,7 @@ if TRITON_ON_CPU:
 import pytest
 from torch import nn
 
+from minicomp import hardware
 from minicomp.kernels import (
     BACKENDS,
     PackedLinear,
@@ -208,9 +209,10 @@ def test_triton_writes_into_a_given_output_and_rejects_a_step_that_does_not_divi
 @needs_triton
 def test_split_k_sums_are_kept_zeroed_between_calls(monkeypatch):
     """With split-K and up to SUMS_ROWS rows of x, the partial sums go into float32 zeros kept on
-    the layer; a second small kernel stores y in x's dtype from them and zeroes them again, so no
-    call zeroes (or, without a bias, casts) separately. The sums must be zero after every call,
-    the same tensor call after call, and zero even when storing y fails."""
+    the layer, with one int32 counter per block of y; the last program of each block stores y in
+    x's dtype from them and zeroes its sums and counter (`common.finish_tile`), so a call is one
+    launch. The sums and counters must be zero after every call, the same tensors call after
+    call, and zero even when the launch fails part-way."""
     triton_backend._import()
     layer = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
     x = int_input(1, 512).to(_triton_device(), torch.float16)
@@ -222,29 +224,69 @@ def test_split_k_sums_are_kept_zeroed_between_calls(monkeypatch):
     for _ in range(3):
         y = triton_backend._launch(layer, x, cfg)
         assert y.dtype == torch.float16 and torch.equal(y.float().cpu(), expected)
-        (sums,) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
+        ((sums, counts),) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
         assert sums.shape == (triton_backend.SUMS_ROWS, 72) and not sums.any()
-        kept.append(sums.data_ptr())
-    assert len(set(kept)) == 1                            # the same sums, call after call
+        grid = triton_backend.launch_grid(cfg, 1, 72)
+        assert counts.dtype == torch.int32 and counts.numel() >= grid[0] * grid[1] and not counts.any()
+        kept.append((sums.data_ptr(), counts.data_ptr()))
+    assert len(set(kept)) == 1                            # the same tensors, call after call
+    # every kernel, with more rows of x (more blocks of y: more counters), and the rows past m
+    for m, c in ((3, triton_backend._config(3, 72, 512, 4, 128)),
+                 (3, {"KERNEL": "half2", "BLOCK_N": 32, "BLOCK_W": 16, "SPLIT_K": 4, "num_warps": 1,
+                      "BLOCK_M": 2, "PREFETCH": False}),
+                 (5, triton_backend._tile(5, 72, 512, 4, 128, 16, 32, 512, use_dot=True))):
+        xm = int_input(m, 512).to(_triton_device(), torch.float16)
+        want = _stored(run(layer.cpu(), xm.float().cpu(), "reference"), torch.float16)
+        layer.to(_triton_device())
+        for _ in range(2):
+            got = triton_backend._launch(layer, xm, c | {"SPLIT_K": 4})
+            assert torch.equal(got.float().cpu(), want), c
+        ((sums, counts),) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
+        assert not sums.any() and not counts.any(), c
     layer.to(_triton_device())                            # moving the layer drops them
     assert not any("split-K" in str(k) for k in layer._kernel_cache)
     # more rows than SUMS_ROWS: fresh float32 zeros each call, returned as float32 (the layer casts)
     many = int_input(triton_backend.SUMS_ROWS + 1, 512).to(_triton_device(), torch.float16)
     assert triton_backend._launch(layer, many, cfg).dtype == torch.float32
-    # storing y fails: the partial sums are zeroed all the same, and the error comes through
-    y = triton_backend._launch(layer, x, cfg)
-    (sums,) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
+    # the launch fails after some programs added and counted: sums and counts are zeroed all the
+    # same, and the error comes through
+    triton_backend._launch(layer, x, cfg)
+    ((sums, counts),) = [v for k, v in layer._kernel_cache.items() if "split-K" in str(k)]
 
-    class Broken:
-        def __getitem__(self, grid):
-            def launch(*args, **kwargs):
-                raise RuntimeError("no launch")
-            return launch
+    def broken(layer, x, cfg, grid, y, finish):
+        y.add_(1.0)
+        finish[1].add_(1)
+        raise RuntimeError("no launch")
 
-    monkeypatch.setattr(triton_backend.common, "finish_split_k", Broken())
+    monkeypatch.setattr(triton_backend, "_run_kernel", broken)
     with pytest.raises(RuntimeError, match="no launch"):
         triton_backend._launch(layer, x, cfg)
-    assert not sums.any()
+    assert not sums.any() and not counts.any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the race it looks for needs a GPU running programs at once")
+def test_split_k_finish_on_a_gpu_stores_every_block_once_and_leaves_zeros():
+    """On a GPU the programs of a split-K call run at once, and the last of each block of y
+    stores it (`common.finish_tile`): if its counter or its reads of the sums were not ordered
+    after the other programs' adds, some call would store a partial sum. Thousands of blocks, each
+    of 8 or 16 programs, called 200 times (in a CUDA graph, as served, and eagerly) must give
+    the exact integer answer every time, and leave the sums and counters zero."""
+    triton_backend._import()
+    n, k = 4096, 4096
+    layer = exact_layer(n, k, 4, 128, bias=False)
+    x = int_input(1, k)
+    expected = _stored(run(layer.cpu(), x, "reference"), torch.float16).cuda()
+    layer.cuda()
+    x = x.cuda().half()
+    for cfg in (triton_backend._gemv(n, k, 4, 128, 32, 1, 2048),
+                triton_backend._half2(n, k, 128, 32, 1, 4096, False)):
+        assert cfg["SPLIT_K"] > 1
+        graph = hardware.cuda_graph(lambda c=cfg: triton_backend._launch(layer, x, c))
+        for call in (graph, lambda c=cfg: triton_backend._launch(layer, x, c)):
+            wrong = sum(not torch.equal(call().float(), expected.float()) for _ in range(100))
+            assert wrong == 0, (cfg, wrong)
+        ((sums, counts),) = [v for key, v in layer._kernel_cache.items() if "split-K" in str(key)]
+        assert not sums.any() and not counts.any(), cfg
 
 
 @needs_triton
@@ -1254,10 +1296,10 @@ def test_the_kernel_modules_import_by_name_and_are_what_the_backend_launches():
             "backend._import()\n"
             "assert (backend.common, backend.gemv, backend.half2, backend.tile) == (common, gemv, half2, tile)\n"
             "print(gemv.packed_gemv.fn.__name__, half2.packed_gemv_half2.fn.__name__, tile.packed_matmul.fn.__name__,"
-            " common.finish_split_k.fn.__name__)\n")
+            " common.finish_tile.fn.__name__)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["packed_gemv", "packed_gemv_half2", "packed_matmul", "finish_split_k"]
+    assert done.stdout.split() == ["packed_gemv", "packed_gemv_half2", "packed_matmul", "finish_tile"]
 
 
 def test_programs_per_sm_and_the_launch_grid():

@@ -46,6 +46,7 @@ from minicomp.hardware.timing import (
     compare,
     copies_beyond_cache,
     cuda_graph,
+    flush_l2,
     measure,
     num_threads,
     ratios,
@@ -55,7 +56,7 @@ from minicomp.hardware.timing import (
 __all__ = [
     "available_devices", "pick_device", "describe_machine", "format_machine", "cache_bytes",
     "num_threads", "Timing", "measure", "compare", "ratios", "copies_beyond_cache", "round_robin",
-    "cuda_graph",
+    "cuda_graph", "flush_l2",
     "dtype_bytes", "tensor_bytes", "model_bytes", "weight_bytes", "human_bytes",
     "make_matmul", "matmul_flops", "linear_cost", "gemv_vs_gemm", "measure_bandwidth",
     "roofline",

@@ -81,19 +81,36 @@ def _timing_device(device) -> torch.device:
 
 
 HOLD_CYCLES = 200_000  # ~0.1 ms of a GPU's clock: time for the host to queue a call behind it
+_flush_buffers: dict[torch.device, torch.Tensor] = {}
 
 
-def _time_once(fn: Callable[[], object], device: torch.device, hold: bool = False) -> float:
+def flush_l2(device: torch.device) -> None:
+    """Write twice the GPU's L2 cache worth of bytes (queued on the current stream), so that the
+    next call finds none of its own data there: as a layer of a model does, whose weight the
+    layers before it evicted. An 8192² 4-bit weight (35 MB) fits in an H200's 60 MB L2, so
+    without this, repeated calls would read it from the cache instead of from memory."""
+    buf = _flush_buffers.get(device)
+    if buf is None:
+        l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 64 << 20
+        buf = _flush_buffers[device] = torch.empty(2 * l2, dtype=torch.uint8, device=device)
+    buf.fill_(1)
+
+
+def _time_once(fn: Callable[[], object], device: torch.device, hold: bool = False,
+               flush: bool = False) -> float:
     """Seconds taken by one call of ``fn``; on a GPU, waits for the queued kernels to finish.
 
     hold (CUDA): first queue a kernel that spins for HOLD_CYCLES, so that the start event, fn's
     kernels and the end event are all queued before the GPU reaches them. The time is then the
     GPU's work alone, without the microseconds the host takes to launch fn (a graph replay's
-    launch, or Python's): a few-microsecond kernel would otherwise be timed with its launch."""
+    launch, or Python's): a few-microsecond kernel would otherwise be timed with its launch.
+    flush (CUDA): first evict the L2 cache (`flush_l2`, not timed), so fn reads from memory."""
     if device.type == "cuda":
         with torch.cuda.device(device):
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
+            if flush:
+                flush_l2(device)
             torch.cuda.synchronize()
             if hold and hasattr(torch.cuda, "_sleep"):  # (a private helper: without it, no hold)
                 torch.cuda._sleep(HOLD_CYCLES)
@@ -114,30 +131,32 @@ def _time_once(fn: Callable[[], object], device: torch.device, hold: bool = Fals
 
 
 def measure(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
-            device: str | torch.device | None = None, hold: bool = False) -> Timing:
+            device: str | torch.device | None = None, hold: bool = False, flush: bool = False) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed calls.
 
     ``device`` says where ``fn`` runs: None or 'cpu' uses `time.perf_counter`; a CUDA device uses
     `torch.cuda.Event` pairs and synchronizes, because GPU calls return before the work is done.
-    ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`).
+    ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`);
+    ``flush`` (CUDA only): evict the L2 cache before each timed call (`flush_l2`).
     """
     _check_callable(fn, "fn")
     _check_counts(warmup, repeats)
     dev = _timing_device(device)
     for _ in range(warmup):
         fn()
-    return Timing.from_times(_time_once(fn, dev, hold) for _ in range(repeats))
+    return Timing.from_times(_time_once(fn, dev, hold, flush) for _ in range(repeats))
 
 
 def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats: int = 20,
             device: str | torch.device | None = None, baseline: str | None = None,
-            hold: bool = False) -> dict[str, Timing]:
+            hold: bool = False, flush: bool = False) -> dict[str, Timing]:
     """Time several functions with their repeats interleaved, so noise hits them all equally.
 
     Round r calls every function once, starting at position r (mod len(fns)): for a, b, c the
     order is a b c | b c a | c a b | ... The warm-up rounds are interleaved the same way. Returns
     ``{name: Timing}`` in the order of ``fns``; pass the result and ``baseline`` to `ratios`.
-    ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`).
+    ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`);
+    ``flush`` (CUDA only): evict the L2 cache before each timed call (`flush_l2`).
     """
     if not isinstance(fns, Mapping):
         raise TypeError(f"fns must be a dict of name -> function, got {type(fns).__name__}")
@@ -157,7 +176,7 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
             if r < warmup:
                 fns[name]()
             else:
-                times[name].append(_time_once(fns[name], dev, hold))
+                times[name].append(_time_once(fns[name], dev, hold, flush))
     return {name: Timing.from_times(times[name]) for name in names}
 
 

@@ -10,10 +10,10 @@ The kernels (device code), one file each, imported with triton on first use:
 - `half2.py`, `packed_gemv_half2`: fp16 x, 4-bit codes, 1 to 4 rows of x; two codes per
   instruction in f16x2 registers (inline PTX, `ptx.py`).
 - `tile.py`, `packed_matmul`: BLOCK_M rows of x at once; on tensor cores from 4 rows on.
-- `common.py`: `finish_split_k`. For big N·K and few rows of x the input dimension is also split
+- `common.py`: `finish_tile`. For big N·K and few rows of x the input dimension is also split
   across programs (SPLIT_K) whose partial sums meet with atomic adds in float32 sums kept on the
-  layer (`_kept_sums`), so that there are enough programs to keep every SM's memory busy; one
-  small kernel then stores y and zeroes the sums.
+  layer (`_kept_sums`), so that there are enough programs to keep every SM's memory busy; the
+  last program to finish each block of y stores it and zeroes its sums, in the same kernel.
 
 This file is the host side: which configurations exist (`candidates`; `_config` is the
 default), which one to run (`tune`), and the launch (`linear`, `_launch`). Which kernel and block
@@ -90,22 +90,27 @@ def _import():
 SUMS_ROWS = 16   # split-K sums kept on the layer between calls, for up to this many rows of x
 
 
-def _kept_sums(layer, m: int, n: int, device) -> torch.Tensor | None:
-    """The float32 [m, n] zeros a split-K call adds its partial sums into, kept on the layer
-    between calls (for m <= SUMS_ROWS): `common.finish_split_k` stores y from them and zeroes them
-    again, so a call launches no separate zeroing (and, without a bias, no separate cast): one launch
-    fewer, ~1.4 µs on an H200, where a batch-1 call of an 8192² layer takes ~15-20 µs. Calls of
-    one layer must then be ordered, as on one CUDA stream; a CUDA graph that replays a call keeps
-    using these sums, so it must not outlive them (`.to()` and friends drop them). None: use
-    fresh zeros (more rows, or a layer without a kernel cache)."""
+def _kept_sums(layer, m: int, n: int, tiles: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The float32 [m, n] zeros a split-K call adds its partial sums into, and int32 zeros, one
+    counter per block of y (`tiles` of them), kept on the layer between calls (for m <=
+    SUMS_ROWS). The last program to finish each block of y stores it from the sums and zeroes
+    them and its counter again (`common.finish_tile`), so a call is one launch: no zeroing
+    before it, no cast after it. Each launch saved is ~1.4 µs on an H200, where a batch-1 call
+    of an 8192² layer takes ~16-20 µs. Calls of one layer must then be ordered, as on one CUDA
+    stream; a CUDA graph that replays a call keeps using these tensors, so it must not outlive
+    them (`.to()` and friends drop them). None: use fresh zeros (more rows, or a layer without a
+    kernel cache)."""
     cache = getattr(layer, "_kernel_cache", None)
     if cache is None or m > SUMS_ROWS:
         return None
     key = ("triton split-K sums", str(device))
-    sums = cache.get(key)
+    sums, counts = cache.get(key, (None, None))
     if sums is None or sums.shape[1] != n:
-        sums = cache[key] = torch.zeros(SUMS_ROWS, n, device=device, dtype=torch.float32)
-    return sums[:m]
+        sums = torch.zeros(SUMS_ROWS, n, device=device, dtype=torch.float32)
+    if counts is None or counts.numel() < tiles:   # all zero between calls: a bigger one may replace it
+        counts = torch.zeros(tiles, device=device, dtype=torch.int32)
+    cache[key] = (sums, counts)
+    return sums[:m], counts
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -266,8 +271,16 @@ def tuned() -> list[dict]:
 
 
 def _gpu_timer(fn) -> float:
-    """Seconds per call of fn on a GPU: triton's do_bench (clears the L2 cache between calls)."""
-    return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median") * 1e-3
+    """Seconds per call of fn on a GPU, as a served model runs it: fn captured in a CUDA graph, and
+    each replay queued behind a spinning kernel, with the L2 cache flushed before it
+    (`hardware.measure(hold=True, flush=True)`), as `minicomp bench` times. Neither Python's
+    launch nor a weight left in the cache is timed. (With triton's do_bench, used before
+    2026-11-30, `tune` timed the half2 kernel at 39 µs on an H200, where graph replays took 18.)"""
+    from minicomp import hardware
+
+    replay = hardware.cuda_graph(fn, warmup=2)
+    device = torch.device("cuda", torch.cuda.current_device())
+    return hardware.measure(replay, warmup=2, repeats=15, device=device, hold=True, flush=True).median
 
 
 def _agrees(y: torch.Tensor, ref: torch.Tensor) -> bool:
@@ -343,28 +356,47 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
     (no split-K) instead, returned as it is; for timing the kernel alone (triton_graphs.py)."""
     m, k = x.shape
     n = layer.out_features
-    qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
-    interp = interpreting()   # no PTX there, and bf16 needs float32 dot operands (DOT_FP32)
     y_dtype = torch.float32 if layer.bias is not None else x.dtype   # each output stored once
-    sums = _kept_sums(layer, m, n, x.device) if out is None and cfg["SPLIT_K"] > 1 else None
+    grid = launch_grid(cfg, m, n)
+    kept = _kept_sums(layer, m, n, grid[0] * grid[1], x.device) if out is None and cfg["SPLIT_K"] > 1 else None
+    result = counts = None
     if out is not None:
         y = out
-    elif sums is not None:   # partial sums added into the kept zeros; y stored from them after
-        y, result = sums, torch.empty(m, n, device=x.device, dtype=y_dtype)
+    elif kept is not None:   # partial sums added into the kept zeros; the last program stores y
+        (y, counts), result = kept, torch.empty(m, n, device=x.device, dtype=y_dtype)
     elif cfg["SPLIT_K"] > 1:  # partial sums are added into y: float32 zeros
         y = torch.zeros(m, n, device=x.device, dtype=torch.float32)
     else:
         y = torch.empty(m, n, device=x.device, dtype=y_dtype)
+    try:   # with kept sums, the last program of each block of y stores it in `result`
+        _run_kernel(layer, x, cfg, grid, y, None if kept is None else (result, counts))
+    except BaseException:
+        if kept is not None:   # never leave partial sums or counts behind for the next call
+            y.zero_()
+            counts.zero_()
+        raise
+    return y if result is None else result
+
+
+def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
+                finish: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """`_launch`'s launch: the kernel of `cfg` on x [M, in], writing y [M, out] or, with split-K,
+    adding into it; finish: (out, counts) when y is the layer's kept sums (`_kept_sums`), for the
+    kernel to store the result in out (FINISH), else None."""
+    m, k = x.shape
+    n = layer.out_features
+    qweight, scales, zeros = (t.contiguous() for t in (layer.qweight, layer.scales, layer.zeros))
+    interp = interpreting()   # no PTX there, and bf16 needs float32 dot operands (DOT_FP32)
     shared = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
-                  num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
-    grid = launch_grid(cfg, m, n)
+                  FINISH=finish is not None, num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
+    finish = finish or (y, y)   # (without FINISH the kernels read neither)
     if cfg["KERNEL"] in ("gemv", "half2"):
         if k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
             raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
                              f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
         if cfg["KERNEL"] == "gemv":
-            gemv.packed_gemv[grid](x, words, scales, zeros, y, n, k, cfg["SPLIT_K"],
+            gemv.packed_gemv[grid](x, words, scales, zeros, y, *finish, n, k, cfg["SPLIT_K"],
                                    x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
                                    BLOCK_W=cfg["BLOCK_W"], **shared)
         else:
@@ -378,25 +410,17 @@ def _launch(layer, x: torch.Tensor, cfg: dict, out: torch.Tensor | None = None) 
             if x.storage_offset() % 2:     # x starts mid-way through an int32: copy it to read it in pairs
                 x = x.clone()
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
-            half2.packed_gemv_half2[grid](pairs, words, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+            half2.packed_gemv_half2[grid](pairs, words, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],
                                           pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
                                           BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interp,
                                           PREFETCH=cfg["PREFETCH"], **shared)
     else:
         bb = cfg["BLOCK_B"]
-        tile.packed_matmul[grid](x, qweight, scales, zeros, y, m, n, k, cfg["SPLIT_K"],
+        tile.packed_matmul[grid](x, qweight, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],
                                  x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
                                  BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
                                  USE_DOT=cfg["USE_DOT"], DOT_FP32=interp and x.dtype == torch.bfloat16,
                                  ASM=cfg.get("ASM", False) and not interp, **shared)
-    if sums is None:
-        return y
-    try:
-        common.finish_split_k[(triton.cdiv(m * n, 1024),)](sums, result, m * n, BLOCK=1024)
-    except BaseException:
-        sums.zero_()   # never leave partial sums behind for the next call
-        raise
-    return result
 
 
 def launch_grid(cfg: dict, m: int, n: int) -> tuple[int, int, int]:

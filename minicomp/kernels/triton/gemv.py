@@ -18,14 +18,15 @@ a scale per word).
    instructions: 0.65 per weight against 0.13, counted by `benchmarks/triton_static.py`.)
 
 With SPLIT_K > 1, programs that share output rows walk every SPLIT_K-th step and add their partial
-sums into float32 y with atomic adds (`common.finish_split_k` then stores the result).
+sums into float32 y with atomic adds; with FINISH, y is the layer's kept sums and the last program
+of each row block stores the result in out (`common.finish_tile`).
 Imported (with triton) on the backend's first use.
 """
 
 import triton
 import triton.language as tl
 
-from minicomp.kernels.triton.common import halves
+from minicomp.kernels.triton.common import finish_tile, halves
 
 
 @triton.jit
@@ -82,14 +83,16 @@ def load_step(x_row, rows, s_rows, z_rows, n_ok, step, n_steps,
 
 
 @triton.jit
-def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
+def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, N, K, SPLIT_K,
                 stride_xm, stride_qw, stride_sn, stride_ym,
                 BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
-                ATOMIC: tl.constexpr):
+                ATOMIC: tl.constexpr, FINISH: tl.constexpr):
     """y[m, rn] (+)= Σ_k (q − z)·s·x[m, k] for program (m, pid_n, pid_k): row m of x, output rows
     rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k. x [M, K] (x's dtype), qw [N, K/PER]
     int32 words, s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]; each thread keeps its own
-    sums until the end of the loop."""
+    sums until the end of the loop. FINISH (with ATOMIC): y is float32 sums that the last program
+    of a row block stores in out [M, N] and zeroes, counting in on count [programs(0)·programs(1)]
+    (`common.finish_tile`); otherwise out and count are not read."""
     PER: tl.constexpr = 32 // BITS         # codes per int32 word
     MASK: tl.constexpr = (1 << BITS) - 1
     TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
@@ -127,5 +130,8 @@ def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, N, K, SPLIT_K,
     y = tl.sum(acc, axis=1)                        # [BLOCK_N]
     if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
         tl.atomic_add(y_ptr + m * stride_ym + rn, y, mask=n_ok)
+        if FINISH:
+            finish_tile(y_ptr, out_ptr, count_ptr, tl.full([1], m, tl.int32), rn, n_ok[None, :],
+                        stride_ym, SPLIT_K)
     else:
         tl.store(y_ptr + m * stride_ym + rn, y.to(y_ptr.dtype.element_ty), mask=n_ok)

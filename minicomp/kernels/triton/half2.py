@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from minicomp.kernels.triton import ptx
-from minicomp.kernels.triton.common import halves
+from minicomp.kernels.triton.common import finish_tile, halves
 
 # a jitted function may read a module global only if it is a tl.constexpr
 PAIR_MAGIC, PAIR_SIXTEENTH, PAIR_MINUS_64 = (tl.constexpr(c) for c in (ptx.PAIR_MAGIC, ptx.PAIR_SIXTEENTH,
@@ -152,15 +152,15 @@ def store_row(y_ptr, row, M, rn, n_ok, acc, stride_ym, ATOMIC: tl.constexpr):
 
 
 @triton.jit
-def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
+def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M, N, K, SPLIT_K,
                       stride_xm, stride_qw, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                       BLOCK_W: tl.constexpr, ATOMIC: tl.constexpr, ASM: tl.constexpr,
-                      PREFETCH: tl.constexpr):
+                      PREFETCH: tl.constexpr, FINISH: tl.constexpr):
     """y[m, rn] (+)= Σ_k (q − z)·s·x[m, k] for the program's rows of x m = pid_m·BLOCK_M …,
     output rows rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k. x [M, K/2] int32 (fp16
     inputs in pairs: element j holds inputs 2j and 2j + 1), qw [N, K/8] int32 words,
-    s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]."""
+    s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]. FINISH: as in `gemv.packed_gemv`."""
     tl.static_assert(BITS == 4, "the half2 kernel reads 4-bit codes")
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
@@ -207,3 +207,6 @@ def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
     if BLOCK_M > 2:
         store_row(y_ptr, m0 + 2, M, rn, n_ok, acc2, stride_ym, ATOMIC)
         store_row(y_ptr, m0 + 3, M, rn, n_ok, acc3, stride_ym, ATOMIC)
+    if FINISH:    # (with ATOMIC) the last program of this block of y stores it from the sums
+        rm = m0 + tl.arange(0, BLOCK_M)
+        finish_tile(y_ptr, out_ptr, count_ptr, rm, rn, (rm < M)[:, None] & n_ok[None, :], stride_ym, SPLIT_K)

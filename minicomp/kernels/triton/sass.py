@@ -53,19 +53,23 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     t = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[x_dtype]
     cfg = backend._exact(cfg, x_dtype)
     y = "fp32" if cfg["SPLIT_K"] > 1 or bias or t == "fp32" else t
-    common = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "ATOMIC": cfg["SPLIT_K"] > 1}
+    # split-K: float32 sums, the last program storing y (FINISH, as with up to SUMS_ROWS rows of x)
+    finish = cfg["SPLIT_K"] > 1
+    out = ("fp32" if bias else t) if finish else y
+    finish_args = {"y_ptr": f"*{y}", "out_ptr": f"*{out}", "count_ptr": "*i32" if finish else f"*{y}"}
+    common = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "ATOMIC": finish, "FINISH": finish}
     if cfg["KERNEL"] in ("gemv", "half2"):
         pairs = cfg["KERNEL"] == "half2"
         fn = backend.half2.packed_gemv_half2 if pairs else backend.gemv.packed_gemv
         args = {"x_ptr": "*i32" if pairs else f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8",
-                "y_ptr": f"*{y}", **({"M": "i32"} if pairs else {}), "N": "i32", "K": "i32", "SPLIT_K": "i32",
+                **finish_args, **({"M": "i32"} if pairs else {}), "N": "i32", "K": "i32", "SPLIT_K": "i32",
                 "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
         consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
         if pairs:
             consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"]}
     else:
         fn = backend.tile.packed_matmul
-        args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "y_ptr": f"*{y}",
+        args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", **finish_args,
                 "M": "i32", "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qn": "i32",
                 "stride_sn": "i32", "stride_ym": "i32"}
         bb = cfg["BLOCK_B"]

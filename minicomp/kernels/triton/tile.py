@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from minicomp.kernels.triton import ptx
+from minicomp.kernels.triton.common import finish_tile
 
 # a jitted function may read a module global only if it is a tl.constexpr
 FP16_MAGIC, BF16_MAGIC = tl.constexpr(ptx.FP16_MAGIC), tl.constexpr(ptx.BF16_MAGIC)
@@ -58,15 +59,16 @@ def magic_codes(packed, BITS: tl.constexpr, MAGIC_BITS: tl.constexpr, ASM: tl.co
 
 
 @triton.jit
-def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
+def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M, N, K, SPLIT_K,
                   stride_xm, stride_qn, stride_sn, stride_ym,
                   BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr,
                   BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, ACC_B: tl.constexpr,
                   USE_DOT: tl.constexpr, ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr,
-                  ASM: tl.constexpr):
+                  ASM: tl.constexpr, FINISH: tl.constexpr):
     """y[rm, rn] (+)= Σ_k (q − z)·s·x[rm, k] for program (pid_n, pid_m, pid_k): rows of x
     rm = pid_m·BLOCK_M …, output rows rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k.
-    x [M, K] (x's dtype), qw [N, K/PER] uint8, s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]."""
+    x [M, K] (x's dtype), qw [N, K/PER] uint8, s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N].
+    FINISH: as in `gemv.packed_gemv`."""
     PER: tl.constexpr = 8 // BITS          # codes per byte
     MASK: tl.constexpr = (1 << BITS) - 1
     TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
@@ -121,5 +123,7 @@ def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, M, N, K, SPLIT_K,
     ok = m_ok[:, None] & n_ok[None, :]
     if ATOMIC:    # SPLIT_K > 1: programs that share rows add their partial sums
         tl.atomic_add(y, acc, mask=ok)
+        if FINISH:
+            finish_tile(y_ptr, out_ptr, count_ptr, rm, rn, ok, stride_ym, SPLIT_K)
     else:
         tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=ok)  # float32, or x's 16-bit type
