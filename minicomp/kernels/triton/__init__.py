@@ -281,7 +281,7 @@ def _gpu_timer(fn) -> float:
     each replay queued behind a spinning kernel, with the L2 cache flushed before it
     (`hardware.measure(hold=True, flush=True)`), as `minicomp bench` times. Neither Python's
     launch nor a weight left in the cache is timed. (With triton's do_bench, used before
-    2026-11-30, `tune` timed the half2 kernel at 39 µs on an H200, where graph replays took 18.)"""
+    2026-11-30, `tune` timed the half2 kernel at 39 µs on an H200, where graph replays took 18-24.)"""
     from minicomp import hardware
 
     replay = hardware.cuda_graph(fn, warmup=2)
