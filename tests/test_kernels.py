@@ -426,6 +426,13 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     # two codes per instruction: packed fp16 arithmetic, and a third fewer instructions (0.136 -> 0.09)
     assert sum(n for op, n in loop2["ops"].items() if op.startswith("HFMA2")) >= 64, loop2["ops"]
     assert loop2["spilled"] == 0 and loop2["per_weight"] < 0.75 * loop["per_weight"], (loop2, loop)
+    # with pipeline stages, the codes of later steps are copied into shared memory asynchronously
+    # (LDGSTS: cp.async), at no more instructions and no more registers
+    staged = next(c for c in cands if c["KERNEL"] == "half2" and c["STAGES"] == 3)
+    (loop3,) = sass.profile_ahead([staged], 4, 128, arch=90)
+    assert sum(n for op, n in loop3["ops"].items() if op.startswith("LDGSTS")) >= 4, loop3["ops"]
+    assert loop3["spilled"] == 0 and loop3["registers"] <= loop2["registers"], (loop3, loop2)
+    assert loop3["per_weight"] < 1.1 * loop2["per_weight"], (loop3, loop2)
     # at batch 4, per weight and row: four rows of x sharing each q − z (half2), and tensor-core
     # tiles (the default from 4 rows on), each issue fewer instructions than the FMA tile kernel
     # that ran batch 4 on the H200 (0.6x fp16); the PTX nibbles fewer still

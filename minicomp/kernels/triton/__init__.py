@@ -166,11 +166,13 @@ def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, 
 
 
 def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: int, prefetch: bool,
-           block_m: int = 1) -> dict:
+           block_m: int = 1, stages: int = 1) -> dict:
     """A configuration of the two-codes-per-instruction kernel (fp16 x, 4-bit codes): block_m
-    (1, 2 or 4) rows of x share each program's codes."""
+    (1, 2 or 4) rows of x share each program's codes; prefetch: the next step's codes loaded into
+    registers before this step computes; stages > 1: the next stages - 1 steps' codes copied into
+    shared memory ahead (triton's software pipelining, cp.async)."""
     return {**_gemv(n, k, 4, group_size, block_n, warps, target), "KERNEL": "half2", "BLOCK_M": block_m,
-            "PREFETCH": prefetch}
+            "PREFETCH": prefetch, "STAGES": stages}
 
 
 def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
@@ -209,7 +211,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
 
     Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
-    blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching;
+    blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching
+    into registers or (STAGES) into shared memory;
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
     split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core
     tiles of three widths and three degrees of split-K; from 64 rows on also taller tiles (64 and
@@ -226,7 +229,7 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
         for asm in asm_choices:
             for bn in (32, 64, 128):
                 for target in (1, 512, 2048):
-                    add(_tile(m, n, k, bits, group_size, found[0]["BLOCK_M"], bn, target, use_dot=True, asm=asm))
+                    add(_tile(m, n, k, bits, group_size, 16 if m <= 16 else 32, bn, target, use_dot=True, asm=asm))
             if m >= 64:  # counted on sm_90 at 256 rows: 0.0030 warp instructions per weight and row
                 # for [64, 128] tiles, 0.0024 for [128, 64], against 0.0080 for [32, 64] (fp16, no PTX);
                 # [128, 64] tiles without split-K only (its atomic adds spilled registers)
@@ -245,6 +248,11 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
             for block_n, warps in ((32, 1), (64, 1)):
                 add(_half2(n, k, group_size, block_n, warps, 512, False))
             add(_half2(n, k, group_size, 128, 2, 2048, False))  # 8 rows a thread, as (64, 1): 0.078 counted
+            # the codes of later steps copied ahead into shared memory: cold on an H200 (L2 flushed),
+            # half2 took as long as packed_gemv with 38% fewer instructions, waiting on memory
+            for block_n, warps in ((32, 1), (64, 2)):
+                for stages in (2, 3):
+                    add(_half2(n, k, group_size, block_n, warps, 2048, False, stages=stages))
             if m > 1:  # rows of x sharing each program's codes
                 for block_n, warps in ((32, 1), (64, 2)):  # (64, 1) spills with 4 rows of x
                     add(_half2(n, k, group_size, block_n, warps, 2048, False, block_m=2 if m == 2 else 4))
@@ -419,7 +427,7 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
             half2.packed_gemv_half2[grid](pairs, words, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],
                                           pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
                                           BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interp,
-                                          PREFETCH=cfg["PREFETCH"], **shared)
+                                          PREFETCH=cfg["PREFETCH"], STAGES=cfg.get("STAGES", 1), **shared)
     else:
         bb = cfg["BLOCK_B"]
         tile.packed_matmul[grid](x, qweight, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],

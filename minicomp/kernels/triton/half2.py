@@ -116,13 +116,24 @@ def dot_f16x2(d0, d1, d2, d3, e0, e1, e2, e3, p0, p1, p2, p3, r0, r1, r2, r3, AS
 
 
 @triton.jit
-def half2_load(rows, s_row, z_row, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
-    """The codes step `step` reads (the last step's past the last): words [BLOCK_N, BLOCK_W],
-    and the step's scales and zero points [BLOCK_N]."""
+def half2_words(rows, step, n_steps, BLOCK_W: tl.constexpr):
+    """The codes step `step` reads (the last step's past the last): words [BLOCK_N, BLOCK_W]."""
     step = tl.minimum(step, n_steps - 1)
-    words = tl.load(rows + (step * BLOCK_W + tl.arange(0, BLOCK_W))[None, :])
-    g = (step * BLOCK_W * 8) // GROUP
-    return words, tl.load(s_row + g), tl.load(z_row + g)
+    return tl.load(rows + (step * BLOCK_W + tl.arange(0, BLOCK_W))[None, :])
+
+
+@triton.jit
+def half2_scales(s_row, z_row, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Step `step`'s scales and zero points [BLOCK_N] (the last step's past the last)."""
+    g = (tl.minimum(step, n_steps - 1) * BLOCK_W * 8) // GROUP
+    return tl.load(s_row + g), tl.load(z_row + g)
+
+
+@triton.jit
+def half2_load(rows, s_row, z_row, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Everything step `step` reads: its words, scales and zero points."""
+    s, z = half2_scales(s_row, z_row, step, n_steps, GROUP, BLOCK_W)
+    return half2_words(rows, step, n_steps, BLOCK_W), s, z
 
 
 @triton.jit
@@ -156,7 +167,7 @@ def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M,
                       stride_xm, stride_qw, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                       BLOCK_W: tl.constexpr, ATOMIC: tl.constexpr, ASM: tl.constexpr,
-                      PREFETCH: tl.constexpr, FINISH: tl.constexpr):
+                      PREFETCH: tl.constexpr, STAGES: tl.constexpr, FINISH: tl.constexpr):
     """y[m, rn] (+)= Σ_k (q − z)·s·x[m, k] for the program's rows of x m = pid_m·BLOCK_M …,
     output rows rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k. x [M, K/2] int32 (fp16
     inputs in pairs: element j holds inputs 2j and 2j + 1), qw [N, K/8] int32 words,
@@ -180,9 +191,16 @@ def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M,
     acc0 = tl.zeros([BLOCK_N, BLOCK_W // 2], dtype=tl.float32)  # per row of x: one sum per pair of words
     acc1, acc2, acc3 = acc0, acc0, acc0
     cur = half2_load(rows, s_row, z_row, pid_k, n_steps, GROUP, BLOCK_W)
-    for step in range(pid_k, n_steps, SPLIT_K):
+    # STAGES > 1: triton's pipeliner copies the codes of the next STAGES - 1 steps into shared
+    # memory (cp.async) while this one computes, so more bytes are in flight per program; the
+    # scales and zero points, too narrow for cp.async (2 bytes a row), come one step ahead in
+    # registers
+    for step in tl.range(pid_k, n_steps, SPLIT_K, num_stages=STAGES):
         if PREFETCH:    # ask for the next step's codes before computing this one
             nxt = half2_load(rows, s_row, z_row, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
+        elif STAGES > 1:
+            s_nxt, z_nxt = half2_scales(s_row, z_row, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
+            cur = half2_words(rows, step, n_steps, BLOCK_W), cur[1], cur[2]
         else:
             cur = half2_load(rows, s_row, z_row, step, n_steps, GROUP, BLOCK_W)
         words, s, z = cur
@@ -201,6 +219,8 @@ def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M,
             acc3 += row_dot(x3, step, d0, d1, d2, d3, e0, e1, e2, e3, BLOCK_W, ASM) * sf
         if PREFETCH:
             cur = nxt
+        elif STAGES > 1:
+            cur = words, s_nxt, z_nxt
     store_row(y_ptr, m0, M, rn, n_ok, acc0, stride_ym, ATOMIC)
     if BLOCK_M > 1:
         store_row(y_ptr, m0 + 1, M, rn, n_ok, acc1, stride_ym, ATOMIC)

@@ -66,7 +66,8 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                 "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
         consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
         if pairs:
-            consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"]}
+            consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"],
+                       "STAGES": cfg.get("STAGES", 1)}
     else:
         fn = backend.tile.packed_matmul
         args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", **finish_args,
