@@ -169,7 +169,8 @@ def test_every_triton_candidate_agrees_exactly(m, dtype, bits):
         assert any(c.get("USE_DOT") for c in cands) == (m > 1)    # 16-row tensor-core tiles, rows past m empty
         assert len({c["SPLIT_K"] for c in cands}) > 1 and 1 in {c["SPLIT_K"] for c in cands}  # split-K or not
     else:
-        assert kernels == {"tile"} and all(c["USE_DOT"] for c in cands)
+        assert kernels == {"tile"} | ({"dequant"} if m >= 64 else set())   # from 64 rows, or cuBLAS
+        assert all(c["USE_DOT"] for c in cands if c["KERNEL"] == "tile")
     layer.to(_triton_device())
     if TRITON_ON_CPU:  # the interpreter runs no PTX: an ASM configuration runs its plain twin, as tested
         cands = [c for c in cands if not c.get("ASM")]
@@ -177,13 +178,14 @@ def test_every_triton_candidate_agrees_exactly(m, dtype, bits):
         got = triton_backend.linear(layer, x.to(_triton_device(), dtype), config=cfg).cpu()
         # no bias: x's dtype, from kept sums with split-K, except over more than SUMS_ROWS rows
         assert got.dtype == (torch.float32 if cfg["SPLIT_K"] > 1 and m > triton_backend.SUMS_ROWS else dtype)
-        assert torch.equal(got.float(), _stored(expected, got.dtype)), cfg
+        assert torch.equal(got.float(), _stored(expected, got.dtype, cfg["KERNEL"] != "dequant")), cfg
 
 
-def _stored(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _stored(y: torch.Tensor, dtype: torch.dtype, by_triton: bool = True) -> torch.Tensor:
     """float32 y as a kernel stores it in `dtype`, back in float32: rounded to nearest, except that
-    triton's interpreter (TRITON_INTERPRET) truncates float32 to bf16 (it keeps the top 16 bits)."""
-    if dtype == torch.bfloat16 and triton_backend.interpreting():
+    triton's interpreter (TRITON_INTERPRET) truncates float32 to bf16 (it keeps the top 16 bits).
+    by_triton=False: y stored by torch (the 'dequant' configuration's matmul), rounded to nearest."""
+    if dtype == torch.bfloat16 and triton_backend.interpreting() and by_triton:
         return (y.float().view(torch.int32) & -65536).view(torch.float32)
     return y.to(dtype).float()
 
@@ -287,6 +289,24 @@ def test_split_k_finish_on_a_gpu_stores_every_block_once_and_leaves_zeros():
             assert wrong == 0, (cfg, wrong)
         ((sums, counts),) = [v for key, v in layer._kernel_cache.items() if "split-K" in str(key)]
         assert not sums.any() and not counts.any(), cfg
+
+
+@needs_triton
+def test_dequant_configuration_decodes_the_whole_weight_then_multiplies():
+    """The 'dequant' configuration (prompts: decode the weight into x's dtype, then one dense
+    matmul) gives the reference's answer, with and without a bias, for 2-, 4- and 8-bit codes."""
+    triton_backend._import()
+    for bits, bias in ((4, False), (4, True), (8, True), (2, False)):
+        layer = exact_layer(72, 512, bits, 128, bias=bias)
+        x = int_input(70, 512)
+        expected = run(layer, x, "reference")
+        layer.to(_triton_device())
+        cfg = triton_backend._dequant(bits, 128)
+        assert cfg in triton_backend.candidates(70, 72, 512, bits, 128)
+        got = triton_backend.linear(layer, x.to(_triton_device(), torch.float16), config=cfg).float().cpu()
+        if bias:   # the layer adds the bias to float32 y
+            got = got + layer.bias.detach().float().cpu()
+        assert torch.allclose(got, expected, rtol=2e-3, atol=1e-3 * expected.abs().max().item()), (bits, bias)
 
 
 @needs_triton
@@ -462,15 +482,21 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     # instructions per weight and row of the 32-row tile (counted: 0.0024 against 0.0080); one of
     # them is the default there
     cands256 = triton_backend.candidates(256, 8192, 8192, 4, 128)
-    tall = [c for c in cands256 if c["BLOCK_M"] >= 64]
+    tall = [c for c in cands256 if c.get("BLOCK_M", 0) >= 64]
     assert {(c["BLOCK_M"], c["BLOCK_N"], c["ASM"]) for c in tall} == {
         (bm, bn, asm) for bm, bn in ((64, 64), (64, 128), (128, 64)) for asm in (False, True)}
     assert cands256[0] in tall
-    short = next(c for c in cands256 if c["BLOCK_M"] == 32 and not c["ASM"])
+    short = next(c for c in cands256 if c.get("BLOCK_M") == 32 and not c["ASM"])
     short_loop, *tall_loops = sass.profile_ahead([short, *tall], 4, 128, arch=90, m=256)
     assert all(loop["spilled"] == 0 for loop in tall_loops), tall_loops
     assert min(loop["per_weight"] for loop in tall_loops) < 0.5 * short_loop["per_weight"], (tall_loops, short_loop)
-    tall8 = [c for c in triton_backend.candidates(256, 4096, 4096, 8, 128) if c["BLOCK_M"] == 128]
+    # or the whole weight decoded (16-byte stores), then cuBLAS: each 4-bit code decoded once for
+    # all 256 rows, in well under the tiles' instructions per weight and row
+    (dq,) = [c for c in cands256 if c["KERNEL"] == "dequant"]
+    (dq_loop,) = sass.profile_ahead([dq], 4, 128, arch=90, m=256)
+    assert dq_loop["spilled"] == 0 and dq_loop["ops"].get("STG.E.128", 0) >= 1, dq_loop["ops"]
+    assert dq_loop["per_weight"] < min(loop["per_weight"] for loop in tall_loops), (dq_loop, tall_loops)
+    tall8 = [c for c in triton_backend.candidates(256, 4096, 4096, 8, 128) if c.get("BLOCK_M") == 128]
     (loop8,) = sass.profile_ahead(tall8[:1], 8, 128, torch.bfloat16, arch=80, m=256)   # converted codes
     assert loop8["spilled"] == 0, loop8
 

@@ -68,6 +68,11 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
         if pairs:
             consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"],
                        "STAGES": cfg.get("STAGES", 1)}
+    elif cfg["KERNEL"] == "dequant":   # the decoding kernel (the matmul after it is cuBLAS's)
+        fn = backend.tile.dequantize_weight
+        args = {"qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "w_ptr": f"*{t}", "N": "i32", "K": "i32",
+                "stride_qn": "i32", "stride_sn": "i32", "stride_wn": "i32"}
+        consts = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "BLOCK_B": cfg["BLOCK_B"]}
     else:
         fn = backend.tile.packed_matmul
         args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", **finish_args,
@@ -80,7 +85,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     # what a call specializes on: pointers and sizes divisible by 16 (the scales' row stride, the
     # number of groups, need not be)
     aligned = [a for a in args if a.endswith("_ptr") or a in ("N", "K", "stride_xm", "stride_qw", "stride_qn",
-                                                            "stride_ym")]
+                                                            "stride_ym", "stride_wn")]
     src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
                     constexprs={(names.index(c),): v for c, v in consts.items()},
                     attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})
@@ -164,6 +169,8 @@ def instructions_per_weight(loop: dict, cfg: dict, bits: int, m: int = 1) -> flo
     its instructions times its warps, over the products one program computes per iteration."""
     if cfg["KERNEL"] in ("gemv", "half2"):
         products = cfg["BLOCK_N"] * cfg["BLOCK_W"] * (32 // bits) * min(cfg.get("BLOCK_M", 1), m)
+    elif cfg["KERNEL"] == "dequant":   # the decoding, shared by all m rows (the matmul is not counted)
+        products = cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * m
     else:
         products = cfg["BLOCK_N"] * cfg["BLOCK_B"] * (8 // bits) * min(cfg["BLOCK_M"], m)
     return loop["instructions"] * cfg["num_warps"] / products

@@ -127,3 +127,26 @@ def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M, N, 
             finish_tile(y_ptr, out_ptr, count_ptr, rm, rn, ok, stride_ym, SPLIT_K)
     else:
         tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=ok)  # float32, or x's 16-bit type
+
+
+@triton.jit
+def dequantize_weight(qw_ptr, s_ptr, z_ptr, w_ptr, N, K, stride_qn, stride_sn, stride_wn,
+                      BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr):
+    """W[rn, :] = (q − z)·s in w's dtype, for output rows rn = pid·BLOCK_N …: the whole weight
+    [N, K], for a dense matmul after it (the 'dequant' configuration, for prompts: from some
+    rows of x on, cuBLAS multiplies faster than any tile here decodes). A step is BLOCK_B bytes
+    of each row, inside one group."""
+    PER: tl.constexpr = 8 // BITS          # codes per byte
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = rn < N
+    rb = tl.arange(0, BLOCK_B)
+    rk = tl.arange(0, PER * BLOCK_B)
+    for step in range(0, K // (PER * BLOCK_B)):
+        b0 = step * BLOCK_B
+        packed = tl.load(qw_ptr + rn[:, None] * stride_qn + (b0 + rb)[None, :], mask=n_ok[:, None], other=0)
+        g = (b0 * PER) // GROUP
+        s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)
+        z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)
+        w = (spread_codes(packed, BITS).to(tl.float32) - z[:, None]) * s[:, None]
+        tl.store(w_ptr + rn[:, None] * stride_wn + (b0 * PER + rk)[None, :], w.to(w_ptr.dtype.element_ty),
+                 mask=n_ok[:, None])
