@@ -463,3 +463,27 @@ def test_round_robin_calls_each_in_turn():
         hw.round_robin([])
     with pytest.raises(TypeError, match=r"fns\[1\] must be callable"):
         hw.round_robin([print, 3])
+
+
+def test_flush_and_hold_are_for_gpus_and_leave_a_cpu_timing_alone():
+    """`flush` (evict the GPU's L2 cache before each timed call) and `hold` (queue the call behind
+    a spinning kernel) only act on CUDA devices; on a CPU the function is called as often as
+    without them, and the timings are real."""
+    calls = []
+    t = hw.measure(lambda: calls.append(1), warmup=2, repeats=5, flush=True, hold=True)
+    assert len(calls) == 7 and t.repeats == 5 and t.min >= 0
+    got = hw.compare({"a": lambda: calls.append("a"), "b": lambda: None}, warmup=1, repeats=3, flush=True)
+    assert calls.count("a") == 4 and set(got) == {"a", "b"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_flush_l2_reads_twice_the_cache_and_writes_nothing():
+    """The flush reads a buffer of twice the L2 size (a write would leave dirty lines for the
+    timed call to write back), made once per device."""
+    dev = torch.device("cuda", 0)
+    hw.flush_l2(dev)
+    buf = hw.timing._flush_buffers[dev]
+    l2 = torch.cuda.get_device_properties(dev).L2_cache_size
+    assert buf.numel() * buf.element_size() >= 2 * l2 and not buf.any()
+    hw.flush_l2(dev)
+    assert hw.timing._flush_buffers[dev] is buf
