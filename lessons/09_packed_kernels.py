@@ -667,7 +667,9 @@ plt.show()
 # * So the course's 2.5× target is *not* reached: cold, as in a model, the layer is about 1.8×
 #   fp16 (`minicomp bench`, next cell). The next step is more bytes in flight per SM: several
 #   steps' loads issued before the first is used, or the codes copied ahead into shared memory
-#   (what Marlin does with `cp.async`), not fewer instructions.
+#   (what Marlin does with `cp.async`), not fewer instructions. `packed_gemv_half2` with
+#   `STAGES` > 1 lets triton's pipeliner do the latter; it was written after these runs and
+#   waits for a GPU.
 
 # %%
 assert ran[0]["config"]["KERNEL"] == "half2" and warm["half2"]["call_us"] < 0.9 * warm["gemv"]["call_us"]
