@@ -365,3 +365,6 @@ else:
 # * At 2 bits, post-training quantization costs a lot, and quantization-aware distillation
 #   (distilling through fake-quantized weights) recovers much of the gap in seconds of training;
 #   the same training in float, then quantized, does not.
+#
+# Exercise 10 asks you to find the Pareto front yourself (`pareto_front_indices`): which models
+# no other model beats on both size and error.

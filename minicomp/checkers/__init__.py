@@ -11,6 +11,7 @@ from minicomp.checkers import (
     distill,  # noqa: F401
     gptq,  # noqa: F401
     kernels,  # noqa: F401
+    pipeline,  # noqa: F401
     qat,  # noqa: F401
     quant,  # noqa: F401
 )
