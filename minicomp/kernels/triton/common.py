@@ -23,7 +23,11 @@ def finish_tile(sums_ptr, out_ptr, count_ptr, rows, rn, ok, stride, SPLIT_K):
     The ordering: a barrier makes every thread's adds come before the count, which one thread
     takes with acquire-release semantics at GPU scope (CUTLASS's semaphore: `__syncthreads`, then
     a release by one thread); the last program then reads and zeroes the sums in one atomic
-    exchange each, which the L2 cache serves, where the other programs' adds landed."""
+    exchange each, which the L2 cache serves, where the other programs' adds landed.
+
+    On an H200 (2026-11-30) it was exact over 400 calls, but no faster than the separate
+    finishing kernel it replaced (18.1 against 17.7 µs a call at 8192², batch 1): the count and
+    the exchange are L2 round trips at the end of every program, about what a launch costs."""
     tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
     tl.debug_barrier()
     arrived = tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu")
