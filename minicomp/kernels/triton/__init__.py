@@ -120,11 +120,11 @@ def _kept_sums(layer, m: int, n: int, tiles: int, device) -> tuple[torch.Tensor,
         return None
     key = ("triton split-K sums", str(device))
     sums, counts = cache.get(key, (None, None))
-    if sums is None or sums.shape[1] != n:
+    # made once per layer (a bigger set of counters may replace the old, which is all zero between calls)
+    if sums is None or sums.shape[1] != n or counts.numel() < tiles:
         sums = torch.zeros(SUMS_ROWS, n, device=device, dtype=torch.float32)
-    if counts is None or counts.numel() < tiles:   # all zero between calls: a bigger one may replace it
-        counts = torch.zeros(tiles, device=device, dtype=torch.int32)
-    cache[key] = (sums, counts)
+        counts = torch.zeros(max(tiles, 0 if counts is None else counts.numel()), device=device, dtype=torch.int32)
+        cache[key] = (sums, counts)
     return sums[:m], counts
 
 
