@@ -344,3 +344,7 @@ else:
 # * INT4 made this model smaller; whether it also made it faster depends on the CPU (see
 #   section 5). The student is faster everywhere: it runs a third of the layers.
 # * Try `MODEL` with your own model, or more `EPOCHS` for the student.
+#
+# Exercise 11 has you write the two pieces under the scores: mean pooling over the real tokens
+# (`mean_pool`) and the nearest neighbour that `nn_agreement` compares (`nearest_neighbours`),
+# and measures what averaging the padding in does to a search.

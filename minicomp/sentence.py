@@ -5,8 +5,12 @@ Lesson 11, and the MiniLM parts of lessons 07-08 and `benchmarks/minilm_ptq.py`:
 * `calibration_batches(model, sentences)`: tokenized batches for `quantize_model(calibration=...)`,
   with `forward` as its `forward=` (a SentenceTransformer takes a dict of tensors).
 * `embed(model, sentences)`: unit-length sentence embeddings `[N, dim]`, float32 on the CPU.
+* `token_embeddings(model, sentences)` and `mean_pool(tokens, attention_mask)`: the same
+  embeddings in two steps, the encoder's vector per token, then their mean over the real
+  (non-padding) tokens, scaled to unit length (exercise 11).
 * `mean_cosine(ref, emb)` and `nn_agreement(ref, emb)`: how close a compressed model's
-  embeddings stay to the original's (cosine per sentence; same nearest neighbour).
+  embeddings stay to the original's (cosine per sentence; same nearest neighbour, found by
+  `nearest_neighbours(emb)`).
 * `encoder_layers(model)`, `layer_reduced_student(teacher, keep)`: a student that keeps some of
   the teacher's transformer layers (sentence-transformers' `model_distillation` recipe).
 * `distill_embeddings(student, sentences, targets)`: train it with MSE on the teacher's
@@ -27,7 +31,8 @@ from tqdm.auto import tqdm
 
 from minicomp.hardware import _check_positive_ints
 
-__all__ = ["calibration_batches", "forward", "embed", "mean_cosine", "nn_agreement",
+__all__ = ["calibration_batches", "forward", "embed", "token_embeddings", "mean_pool", "mean_cosine",
+           "nearest_neighbours", "nn_agreement",
            "encoder_layers", "layer_reduced_student", "distill_embeddings"]
 
 
@@ -76,6 +81,44 @@ def embed(model, sentences, batch_size: int = 64) -> torch.Tensor:
     return emb.float().cpu()
 
 
+@torch.no_grad()
+def token_embeddings(model, sentences) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's output before pooling, for `sentences` as one padded batch.
+
+    Returns tokens [N, T, dim] (float32, CPU), one vector per token, and attention_mask [N, T]
+    (int64, 1 for a real token, 0 for padding), T being the longest sentence's token count.
+    `mean_pool(tokens, attention_mask)` turns them into `embed(model, sentences)`.
+    """
+    sentences = _check_sentences(sentences)
+    device = next(model.parameters()).device
+    features = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                for k, v in _tokenize(model, sentences).items()}
+    out = model[0](features)  # the Transformer module alone: adds "token_embeddings"
+    return out["token_embeddings"].float().cpu(), features["attention_mask"].cpu()
+
+
+def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embeddings [B, dim] of unit length: the mean of each sentence's real tokens.
+
+    tokens [B, T, dim]: the encoder's vector per token; attention_mask [B, T]: 1 (or True) for a
+    real token, 0 for padding, at least one real token per sentence. Padding must not count:
+    `sum_t mask[b,t]·tokens[b,t] / sum_t mask[b,t]`, then scaled to length 1. This is what a
+    SentenceTransformer's Pooling ("mean") and Normalize modules do.
+    """
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3 or not tokens.is_floating_point():
+        raise ValueError("tokens must be a floating-point [B, T, dim] tensor, got "
+                         f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
+    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(tokens.shape[:2]):
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must be a [B, T] = {tuple(tokens.shape[:2])} tensor of 0s and 1s, got {got}")
+    mask = attention_mask.to(tokens.dtype).unsqueeze(-1)  # [B, T, 1]
+    counts = mask.sum(1)  # [B, 1] real tokens per sentence
+    if (counts == 0).any():
+        raise ValueError(f"attention_mask has no real token in row(s) {(counts[:, 0] == 0).nonzero()[:, 0].tolist()}; "
+                         "every sentence needs at least one")
+    return F.normalize((tokens * mask).sum(1) / counts, dim=1)  # [B, dim]
+
+
 def _check_pair(ref, emb) -> None:
     for name, t in (("ref", ref), ("emb", emb)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2:
@@ -92,11 +135,18 @@ def mean_cosine(ref: torch.Tensor, emb: torch.Tensor) -> float:
     return F.cosine_similarity(ref.float(), emb.float(), dim=1).mean().item()
 
 
-def _nearest(e: torch.Tensor) -> torch.Tensor:
-    """[N] index of each row's most similar other row (cosine)."""
-    e = F.normalize(e.float(), dim=1)
-    sim = e @ e.T  # [N, N]
-    sim.fill_diagonal_(-2.0)  # a sentence is not its own neighbour
+def nearest_neighbours(emb: torch.Tensor) -> torch.Tensor:
+    """[N] int64: for each row of emb [N, dim] (N ≥ 2), the index of the most cosine-similar *other* row.
+
+    What a search index returns as the top hit when sentence i is the query. The rows need not
+    have unit length: each is normalized first, so only directions count.
+    """
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or len(emb) < 2:
+        raise ValueError("emb must be a [N, dim] tensor of embeddings with N ≥ 2, got "
+                         f"{tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__}")
+    e = F.normalize(emb.float(), dim=1)
+    sim = e @ e.T  # [N, N] cosines
+    sim.fill_diagonal_(float("-inf"))  # a sentence is not its own neighbour, however far the others are
     return sim.argmax(1)
 
 
@@ -109,7 +159,7 @@ def nn_agreement(ref: torch.Tensor, emb: torch.Tensor) -> float:
     _check_pair(ref, emb)
     if len(ref) < 2:
         raise ValueError(f"ref has {len(ref)} sentence(s); nearest neighbours need at least 2")
-    return (_nearest(ref) == _nearest(emb)).float().mean().item()
+    return (nearest_neighbours(ref) == nearest_neighbours(emb)).float().mean().item()
 
 
 def encoder_layers(model) -> nn.ModuleList:

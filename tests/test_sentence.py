@@ -11,7 +11,10 @@ from minicomp.sentence import (
     forward,
     layer_reduced_student,
     mean_cosine,
+    mean_pool,
+    nearest_neighbours,
     nn_agreement,
+    token_embeddings,
 )
 
 # ── scores ───────────────────────────────────────────────────────────────────────────────────
@@ -42,6 +45,39 @@ def test_nn_agreement_by_hand():
 def test_scores_reject_bad_shapes(ref, emb, match):
     with pytest.raises(ValueError, match=match):
         nn_agreement(ref, emb)
+
+
+def test_mean_pool_by_hand_ignores_the_padding():
+    tokens = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [9.0, 9.0]],   # real: mean (2, 2)
+                           [[0.0, 2.0], [5.0, 5.0], [7.0, -1.0]]])  # real: (0, 2)
+    for mask in (torch.tensor([[1, 1, 0], [1, 0, 0]]), torch.tensor([[True, True, False], [True, False, False]])):
+        out = mean_pool(tokens, mask)
+        assert torch.allclose(out, torch.tensor([[2 ** -0.5, 2 ** -0.5], [0.0, 1.0]]))
+    tokens[:, 2] = 1e6  # whatever sits in a padded place does not count
+    assert torch.allclose(mean_pool(tokens, torch.tensor([[1, 1, 0], [1, 0, 0]]))[0], torch.tensor([2 ** -0.5] * 2))
+
+
+@pytest.mark.parametrize("tokens, mask, match", [
+    (torch.ones(2, 3), torch.ones(2, 3), "tokens"),
+    (torch.ones(2, 3, 4, dtype=torch.int64), torch.ones(2, 3), "floating-point"),
+    (torch.ones(2, 3, 4), torch.ones(2, 4), r"attention_mask must be a \[B, T\] = \(2, 3\)"),
+    (torch.ones(2, 3, 4), torch.tensor([[1, 1, 0], [0, 0, 0]]), r"no real token in row\(s\) \[1\]"),
+])
+def test_mean_pool_rejects_bad_input(tokens, mask, match):
+    with pytest.raises(ValueError, match=match):
+        mean_pool(tokens, mask)
+
+
+def test_nearest_neighbours_is_never_the_row_itself():
+    # three rows that point away from each other: every cosine to another row is negative
+    star = torch.tensor([[1.0, 0.0], [-0.5, 0.866], [-0.5, -0.766]])
+    assert nearest_neighbours(star).tolist() == [1, 2, 1]
+    # only directions count: the long row 2 points away from row 0
+    rows = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.4, 0.0], [20.0, 20.0, 5.0], [0.0, 0.0, 1.0]])
+    out = nearest_neighbours(rows)
+    assert out.dtype == torch.int64 and out.tolist() == [1, 2, 1, 2]
+    with pytest.raises(ValueError, match="N ≥ 2"):
+        nearest_neighbours(torch.ones(1, 3))
 
 
 def test_mean_cosine_names_the_argument():
@@ -78,6 +114,13 @@ def test_embed_is_unit_length_in_order(minilm):
     assert e.shape == (len(SENTENCES), 384) and e.dtype == torch.float32
     assert torch.allclose(e.norm(dim=1), torch.ones(len(SENTENCES)), atol=1e-5)
     assert torch.allclose(embed(minilm, SENTENCES[2:3]), e[2:3], atol=1e-5)
+
+
+def test_token_embeddings_pooled_are_the_embeddings(minilm):
+    tokens, mask = token_embeddings(minilm, SENTENCES)
+    assert tokens.shape[:2] == mask.shape and tokens.shape[0] == len(SENTENCES) and tokens.shape[2] == 384
+    assert mask.dtype == torch.int64 and (mask.sum(1) < mask.shape[1]).any()  # some sentences are padded
+    assert torch.allclose(mean_pool(tokens, mask), embed(minilm, SENTENCES), atol=1e-5)
 
 
 def test_calibration_batches_and_forward(minilm):

@@ -14,4 +14,5 @@ from minicomp.checkers import (
     pipeline,  # noqa: F401
     qat,  # noqa: F401
     quant,  # noqa: F401
+    sentence,  # noqa: F401
 )
