@@ -141,7 +141,7 @@ print("checked: INT8 > 3x and INT4 > 5x smaller packed; in memory INT4 == INT8 u
 #   the observer never saw. Observers differ in how they pick the range:
 #   `minmax` (the extremes ever seen), `moving_average` (an average of each batch's extremes),
 #   `percentile` (ignore the rarest 0.01 % at each end), `mse` (the range with the least squared
-#   error, lesson 04).
+#   error, lesson 04). Each is a few lines in `minicomp/observers.py`.
 #
 # Calibration data: 4 batches of 8 random windows of the *training* split.
 

@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.quant import Observer, check_bits, make_observer
+from minicomp.observers import Observer, make_observer
+from minicomp.quant import check_bits
 from minicomp.rtn import QuantLinear, rtn_quantize
 
 # ── the method registry ─────────────────────────────────────────────────────────────────────

@@ -11,7 +11,19 @@ import pytest
 import torch
 from torch import nn
 
-from minicomp import calibrate, data, distill, export, hardware, kernels, models, pack, quant, rtn
+from minicomp import (
+    calibrate,
+    data,
+    distill,
+    export,
+    hardware,
+    kernels,
+    models,
+    observers,
+    pack,
+    quant,
+    rtn,
+)
 
 LOGITS = torch.randn(4, 10)
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -57,7 +69,7 @@ CATALOGUE = [
     ("rtn_quantize: 1-D weight", lambda: rtn.rtn_quantize(torch.randn(64), bits=4), "w"),
     ("rtn_quantize: bits 9", lambda: rtn.rtn_quantize(W, bits=9), "bits"),
     ("rtn_quantize: group_size 100", lambda: rtn.rtn_quantize(W, bits=4, group_size=100), "group_size"),
-    ("make_observer: unknown kind", lambda: quant.make_observer("median"), "observer"),
+    ("make_observer: unknown kind", lambda: observers.make_observer("median"), "observer"),
     ("QuantLinear: not a QuantizedWeight", lambda: rtn.QuantLinear(W), "qweight"),
     # ── calibrate.quantize_model ─────────────────────────────────────────────────────────────
     ("quantize_model: unknown method", lambda: calibrate.quantize_model(_mlp(), "magic", progress=False), "method"),

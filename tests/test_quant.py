@@ -7,15 +7,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minicomp.quant import (
+from minicomp.observers import (
     MinMaxObserver,
     MovingAverageMinMaxObserver,
     PercentileObserver,
+    make_observer,
+)
+from minicomp.quant import (
     QuantizedWeight,
     compute_qparams,
     dequantize,
     fake_quantize,
-    make_observer,
     mse_range,
     qparams_from_range,
     qrange,

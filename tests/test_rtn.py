@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minicomp.observers import MinMaxObserver
 from minicomp.quant import (
-    MinMaxObserver,
     compute_qparams,
     dequantize,
     quantize,

@@ -1,0 +1,149 @@
+"""Observers: a quantization range for activations, from calibration batches (lesson 06).
+
+A weight is known before the model runs, so its range is read off the tensor (`quant.compute_qparams`).
+An activation is not: static quantization runs a few calibration batches through the model, and an
+observer watches one layer's input and proposes a range. They differ in what they do with the
+rare extreme values:
+
+* `MinMaxObserver`: the smallest and largest value ever seen (every value fits, outliers stretch the grid);
+* `MovingAverageMinMaxObserver`: an exponential moving average of each batch's min and max;
+* `PercentileObserver`: percentiles, so the rarest extremes are clipped;
+* `MSEObserver`: the clipping range with the least squared error on the values seen.
+
+    obs = make_observer("minmax", bits=8); [obs(x) for x in batches]; scale, zero = obs.qparams()
+
+Everything is per tensor. `calibrate.observe_inputs` puts one on each layer's input with a hook.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from minicomp.quant import check_bits, check_finite, mse_range, qparams_from_range
+
+__all__ = ["Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
+           "OBSERVERS", "make_observer"]
+
+
+class Observer:
+    """Watches activations and proposes a quantization range. Call it on each batch, then `qparams()`.
+
+        obs = MinMaxObserver(bits=8); [obs(x) for x in batches]; scale, zero = obs.qparams()
+
+    Subclasses define `observe(x)` and `range()`. Everything is per tensor.
+    """
+
+    def __init__(self, bits: int = 8, symmetric: bool = False):
+        self.bits, self.symmetric = check_bits(bits), bool(symmetric)
+        self.batches = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_finite("x", x)
+        with torch.no_grad():
+            self.observe(x.detach().float())
+        self.batches += 1
+        return x
+
+    def observe(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batches == 0:
+            raise ValueError(f"{type(self).__name__} has seen no data; call it on calibration batches first")
+        lo, hi = self.range()
+        return qparams_from_range(lo, hi, self.bits, self.symmetric)
+
+    def __repr__(self) -> str:
+        rng = "no data" if self.batches == 0 else "[{:.4g}, {:.4g}]".format(*(v.item() for v in self.range()))
+        return f"{type(self).__name__}(bits={self.bits}, {rng}, batches={self.batches})"
+
+
+class MinMaxObserver(Observer):
+    """The smallest and largest value ever seen."""
+
+    def observe(self, x):
+        lo, hi = x.min(), x.max()
+        self.lo = lo if self.batches == 0 else torch.minimum(self.lo, lo)
+        self.hi = hi if self.batches == 0 else torch.maximum(self.hi, hi)
+
+    def range(self):
+        return self.lo, self.hi
+
+
+class MovingAverageMinMaxObserver(MinMaxObserver):
+    """Exponential moving average of each batch's min and max: lo ← lo + c · (min(x) − lo)."""
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, averaging_constant: float = 0.01):
+        super().__init__(bits, symmetric)
+        if not 0.0 < averaging_constant <= 1.0:
+            raise ValueError(f"averaging_constant={averaging_constant!r} must be in (0, 1]")
+        self.c = averaging_constant
+
+    def observe(self, x):
+        if self.batches == 0:
+            return super().observe(x)
+        self.lo = self.lo + self.c * (x.min() - self.lo)
+        self.hi = self.hi + self.c * (x.max() - self.hi)
+
+
+class PercentileObserver(Observer):
+    """The `percentile`-th and (100 − `percentile`)-th percentiles, averaged over batches.
+
+    Ignores the rarest extreme values, at the price of clipping them."""
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, percentile: float = 99.99):
+        super().__init__(bits, symmetric)
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile={percentile!r} must be in (50, 100]")
+        self.percentile = percentile
+        self.lo = self.hi = torch.tensor(0.0)
+
+    def observe(self, x):
+        v = x.flatten()
+        k_hi = max(1, min(v.numel(), math.ceil(self.percentile / 100 * v.numel())))
+        k_lo = max(1, v.numel() - k_hi + 1)
+        lo, hi = v.kthvalue(k_lo).values, v.kthvalue(k_hi).values
+        n = self.batches
+        self.lo, self.hi = (self.lo * n + lo) / (n + 1), (self.hi * n + hi) / (n + 1)  # running mean
+
+    def range(self):
+        return self.lo, self.hi
+
+
+class MSEObserver(Observer):
+    """The clipping range with the least squared quantization error on the values seen.
+
+    Keeps up to `max_samples` values (an evenly strided subset of each batch), then searches
+    ranges p·[lo, hi] (see `mse_range`)."""
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**16):
+        super().__init__(bits, symmetric)
+        self.max_samples, self.samples = int(max_samples), []
+
+    def observe(self, x):
+        v = x.flatten()
+        step = max(1, v.numel() // max(1, self.max_samples // 16))
+        self.samples.append(torch.cat([v[::step], v.min()[None], v.max()[None]]))  # keep the extremes
+        kept = torch.cat(self.samples)
+        if kept.numel() > self.max_samples:
+            self.samples = [kept[:: math.ceil(kept.numel() / self.max_samples)]]
+
+    def range(self):
+        lo, hi = mse_range(torch.cat(self.samples)[None], self.bits, self.symmetric)
+        return lo[0], hi[0]
+
+
+OBSERVERS = {"minmax": MinMaxObserver, "moving_average": MovingAverageMinMaxObserver,
+             "percentile": PercentileObserver, "mse": MSEObserver}
+
+
+def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, **options) -> Observer:
+    """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'."""
+    if kind not in OBSERVERS:
+        raise ValueError(f"observer={kind!r} is not one of {', '.join(map(repr, OBSERVERS))}")
+    return OBSERVERS[kind](bits, symmetric, **options)
