@@ -154,7 +154,8 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
         if tuple(got.shape) != tuple(expected.shape):
             return f"expected shape {tuple(expected.shape)} but got shape {tuple(got.shape)}"
         if _kind(got.dtype) != _kind(expected.dtype):
-            return f"expected a {_kind(expected.dtype)} tensor ({expected.dtype}) but got {got.dtype}"
+            kind = _kind(expected.dtype)
+            return f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} tensor ({expected.dtype}) but got {got.dtype}"
         g, e = got.detach().cpu().double(), expected.detach().cpu().double()
         if not torch.equal(torch.isnan(g), torch.isnan(e)):
             return "NaN where none was expected" if torch.isnan(g).any() else "expected NaN values"

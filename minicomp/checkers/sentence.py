@@ -158,13 +158,14 @@ register(
     params=("emb",),
     reference=nearest_neighbours,
     cases=_neighbour_cases,
+    # the zero diagonal first: where it fails (all cosines < 0) it looks like "its own neighbour" too
     mistakes=[
-        Mistake("each row its own neighbour", _self_included,
-                "A row's cosine with itself is 1, the largest there is: rule the diagonal out, "
-                "e.g. sim.fill_diagonal_(float('-inf')), before the argmax."),
         Mistake("the diagonal set to 0 instead of ruled out", _zero_diagonal,
                 "When every other row points away (all cosines < 0), a 0 on the diagonal still wins: "
                 "use -inf, so a row can never be its own neighbour."),
+        Mistake("each row its own neighbour", _self_included,
+                "A row's cosine with itself is 1, the largest there is: rule the diagonal out, "
+                "e.g. sim.fill_diagonal_(float('-inf')), before the argmax."),
         Mistake("dot products instead of cosines", _dot_product,
                 "Normalize the rows first (F.normalize(emb, dim=1)): a raw dot product favours long rows, "
                 "and only the direction of an embedding counts."),
