@@ -3,7 +3,7 @@
     minicomp lab                 open the course in JupyterLab, on its start page
     minicomp tour                run the course's end-to-end demonstration in the terminal
     minicomp course build        write exercises/ from solutions/
-    minicomp course sync         rewrite every .ipynb from its .py source
+    minicomp course sync         rewrite each .ipynb that differs from its .py source
     minicomp course check        fail if a notebook pair is out of sync or exercises/ is stale
     minicomp bench [--quick]     time the packed int4 kernels against dense float (ratios)
     minicomp check NAME MODULE:FUNCTION
@@ -28,13 +28,13 @@ def _course(args: argparse.Namespace) -> int:
     from minicomp import course
 
     root = course.repo_root()
-    if args.action == "build":
-        for path in course.build_exercises(root):
+    if args.action in ("build", "sync"):
+        written = course.build_exercises(root) if args.action == "build" else course.sync(root)
+        for path in written:
             print(f"wrote {path.relative_to(root)}")
-        return 0
-    if args.action == "sync":
-        for path in course.sync(root):
-            print(f"wrote {path.relative_to(root)}")
+        if not written:
+            print("nothing to write: " + ("exercises/ is up to date" if args.action == "build"
+                                          else "every notebook pair is in sync"))
         return 0
     problems = course.check(root)
     for problem in problems:

@@ -83,14 +83,20 @@ def built_exercises(root: Path) -> dict[str, str]:
 
 
 def build_exercises(root: Path | None = None) -> list[Path]:
-    """Write ``exercises/`` (py and ipynb) from ``solutions/``; return the files written."""
+    """Write ``exercises/`` (py and ipynb) from ``solutions/``; return the files written.
+
+    Exercises that are already what ``solutions/`` builds, with their ``.ipynb`` in sync, are
+    left as they are."""
     root = repo_root(root)
     (root / "exercises").mkdir(exist_ok=True)
     written = []
     for name, text in built_exercises(root).items():
         py = root / "exercises" / name
-        py.write_text(text)
-        written += [py, write_ipynb(py)]
+        if not py.exists() or py.read_text() != text:
+            py.write_text(text)
+            written.append(py)
+        if py in written or check_pair(py):
+            written.append(write_ipynb(py))
     return written
 
 
@@ -119,9 +125,11 @@ def write_ipynb(py: Path) -> Path:
 
 
 def sync(root: Path | None = None) -> list[Path]:
-    """Rewrite every ``.ipynb`` in the three folders from its ``.py`` source."""
+    """Rewrite each ``.ipynb`` in the three folders that is missing, out of sync with its ``.py``
+    source or saved with outputs; return the notebooks written. Pairs already in sync are left
+    as they are, cell ids included, so a sync changes only what needed it."""
     root = repo_root(root)
-    return [write_ipynb(py) for folder in FOLDERS for py in sorted((root / folder).glob("*.py"))]
+    return [write_ipynb(py) for folder in FOLDERS for py in sorted((root / folder).glob("*.py")) if check_pair(py)]
 
 
 @dataclass

@@ -79,6 +79,16 @@ def test_check_catches_py_edited_alone(course_copy):
     assert course.check(course_copy) == []
 
 
+def test_sync_and_build_leave_what_is_in_sync_untouched(course_copy):
+    files = sorted(p for f in course.FOLDERS for p in (course_copy / f).iterdir())
+    before = {p: p.read_bytes() for p in files}
+    assert course.sync(course_copy) == [] and course.build_exercises(course_copy) == []
+    assert {p: p.read_bytes() for p in files} == before   # cell ids included: no churn in a diff
+    py = _first(course_copy, "lessons", ".py")
+    py.write_text(py.read_text() + "\n# %%\nprint('a new cell')\n")
+    assert course.sync(course_copy) == [py.with_suffix(".ipynb")]   # only the pair that needed it
+
+
 def test_check_catches_ipynb_edited_alone(course_copy):
     import nbformat
 
