@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a session that is lent a CUDA GPU, most important first:
 #
-#   BUDGET=540 bash benchmarks/gpu_check.sh [OUT]   # OUT: where the JSON results go (benchmarks/results)
+#   BUDGET=360 bash benchmarks/gpu_check.sh [OUT]   # OUT: where the JSON results go (benchmarks/results)
 #
 # BUDGET (seconds, default none): the whole run's limit. Each stage gets what is left of it (and
 # at most its own limit), and a stage with under 20 s left is skipped and named; so a lease of a
@@ -17,7 +17,8 @@
 #    course target is Triton W4A16 at 8192², batch 1, at least 2.5× faster than fp16 cuBLAS. The
 #    JSON records the time of every configuration tuned (settings.triton_tuned);
 # 3. benchmarks/triton_graphs.py --sweep: both batch-1 kernels, packed_gemv and
-#    packed_gemv_half2, over row blocks, warps, split-K and prefetching, each as a call and as the
+#    packed_gemv_half2, over row blocks, warps, split-K, prefetching and pipeline stages, reading
+#    the codes in the layer's layout or steps-first (each step one block), each as a call and as the
 #    kernel alone, in CUDA graphs, with the L2 cache flushed before each call; then again with
 #    the cache left warm (--warm-l2), as the runs before 2026-11-30 timed;
 # 4. benchmarks/triton_graphs.py: every configuration at GRAPH_BATCHES (default 1,4,16) in CUDA
@@ -66,7 +67,7 @@ PARALLEL=()
 
 echo "== 1. the Triton kernels against the reference, on the GPU: every configuration, exactly"
 stage 180 "$PY" -m pytest -q -p no:cacheprovider "${PARALLEL[@]}" tests/test_kernels.py \
-    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2 or ptx or tensor_core or split_k"
+    -k "(backends_agree and triton) or every_triton_candidate_agrees or half2 or ptx or tensor_core or split_k or steps_first"
 echo "== 2. minicomp bench on the GPU (the first call of each shape tunes the kernel)"
 stage 300 "$PY" -m minicomp bench --device cuda --sizes 8192x8192,4096x4096 \
     --batches "${BENCH_BATCHES:-1,4,16,256}" --out "$OUT"

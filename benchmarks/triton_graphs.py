@@ -90,7 +90,8 @@ def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv"
           flush: bool = True) -> dict:
     """The batch-1 GEMV kernels (`packed_gemv`, and `packed_gemv_half2` at 4 bits) over row blocks,
     warps per program, split-K and prefetching (half2: into registers, or 2 to 4 pipeline stages
-    through shared memory), beyond `candidates`: each checked, then timed as a
+    through shared memory), and reading the codes in the layer's own layout or steps-first
+    (`steps_first_layout`), beyond `candidates`: each checked, then timed as a
     call (`triton.linear`: with split-K, the kernel adds into float32 sums kept on the layer and a
     second small kernel stores y in fp16 from them and zeroes them; before 2026-11-30, a call
     zeroed fresh sums first and returned them in float32) and as the kernel alone (into a y made
@@ -105,7 +106,15 @@ def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv"
                     found.append(tk._gemv(size, size, bits, GROUP, block_n, warps, target))
                 if "half2" in kernels and bits == 4 and block_n >= 16:
                     found += [tk._half2(size, size, GROUP, block_n, warps, target, p) for p in (False, True)]
-                    found += [tk._half2(size, size, GROUP, block_n, warps, target, False, stages=st) for st in (2, 3, 4)]
+                    if target == 2048:   # (~2048 programs: the fastest split-K, warm and cold)
+                        found += [tk._half2(size, size, GROUP, block_n, warps, target, False, stages=st)
+                                  for st in (2, 3, 4)]
+                if target == 2048 and 16 <= block_n <= 64:   # each step one contiguous block of memory
+                    if "gemv" in kernels:
+                        found.append(tk._gemv(size, size, bits, GROUP, block_n, warps, target, steps_first=True))
+                    if "half2" in kernels and bits == 4:
+                        found += [tk._half2(size, size, GROUP, block_n, warps, target, False, stages=st,
+                                            steps_first=True) for st in (1, 3)]
                 configs += [cfg for cfg in found if cfg not in configs]
     calls = {"fp16": hardware.cuda_graph(lambda: F.linear(x, w16)),
              "zeros": hardware.cuda_graph(lambda: torch.zeros(1, size, device="cuda"))}

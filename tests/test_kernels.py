@@ -209,6 +209,46 @@ def test_triton_writes_into_a_given_output_and_rejects_a_step_that_does_not_divi
 
 
 @needs_triton
+def test_steps_first_layout_puts_each_step_in_one_block_and_agrees():
+    """STEPS_FIRST reads a copy of the codes [steps, out, BLOCK_W] (and the scales and zeros
+    transposed) in which a program's step is one contiguous block; by hand, then exactly against
+    the reference for a step of one group, of half a group (group 256) and of two groups
+    (BLOCK_W 32), with split-K and without, in the GEMV and the half2 kernel; the copy is remade
+    when the layer's buffers change, and is refused a step that does not divide a row."""
+    triton_backend._import()
+    layer = exact_layer(3, 256, 4, 128, bias=False)
+    words, scales, zeros = triton_backend.steps_first_layout(layer, 16, "cpu")
+    rows = layer.qweight.view(torch.int32)                          # [3, 32]: two steps of 16 words
+    assert words.shape == (2, 3, 16) and words.is_contiguous()
+    assert torch.equal(words[1, 2], rows[2, 16:32]) and torch.equal(words[0, 1], rows[1, :16])
+    assert torch.equal(scales, layer.scales.t()) and torch.equal(zeros, layer.zeros.t())
+    assert triton_backend.steps_first_layout(layer, 16, "cpu")[0] is words     # kept, not remade
+    with pytest.raises(ValueError, match="block_w=12 words must divide a row's 32 words"):
+        triton_backend.steps_first_layout(layer, 12, "cpu")
+    for group, block_w, kernels in ((128, None, ("gemv", "half2")), (256, 16, ("gemv", "half2")),
+                                    (128, 32, ("gemv",))):
+        layer = exact_layer(72, 512, 4, group, bias=False).to(_triton_device())
+        for m, dtype in ((1, torch.float16), (2, torch.float32)):
+            x = int_input(m, 512)
+            expected = run(layer, x, "reference")
+            layer.to(_triton_device())
+            for kernel in kernels:
+                for target in (1, 2048):   # one program a row block, and split-K
+                    cfg = (triton_backend._gemv(72, 512, 4, group, 32, 1, target, block_w, steps_first=True)
+                           if kernel == "gemv" else
+                           triton_backend._half2(72, 512, group, 32, 1, target, False, steps_first=True))
+                    got = triton_backend.linear(layer, x.to(_triton_device(), dtype), config=cfg).cpu()
+                    assert torch.equal(got.float(), _stored(expected, dtype)), (group, m, cfg)
+    with torch.no_grad():   # new codes in place: the copy follows
+        layer.qweight.copy_(layer.qweight.flip(0))
+    x = int_input(1, 512)
+    fresh = run(layer, x, "reference")
+    layer.to(_triton_device())
+    cfg = triton_backend._gemv(72, 512, 4, 128, 32, 1, 1, 32, steps_first=True)
+    assert torch.equal(triton_backend.linear(layer, x.to(_triton_device()), config=cfg).cpu(), fresh)
+
+
+@needs_triton
 def test_split_k_sums_are_kept_zeroed_between_calls(monkeypatch):
     """With split-K and up to SUMS_ROWS rows of x, the partial sums go into float32 zeros kept on
     the layer, with one int32 counter per block of y; the last program of each block stores y in

@@ -11,6 +11,8 @@ The kernels (device code), one file each, imported with triton on first use:
   instruction in f16x2 registers (inline PTX, `ptx.py`).
 - `tile.py`, `packed_matmul`: BLOCK_M rows of x at once; on tensor cores from 4 rows on; and
   `dequantize_weight`, the whole weight decoded for a dense matmul (prompts).
+- The GEMV kernels can also read the codes *steps-first* (`steps_first_layout`, a rearranged copy
+  kept on the layer), so that each program's step is one contiguous block of memory.
 - `common.py`: `finish_tile`. For big N·K and few rows of x the input dimension is also split
   across programs (SPLIT_K) whose partial sums meet with atomic adds in float32 sums kept on the
   layer (`_kept_sums`), so that there are enough programs to keep every SM's memory busy; the
@@ -126,6 +128,30 @@ def _kept_sums(layer, m: int, n: int, tiles: int, device) -> tuple[torch.Tensor,
         counts = torch.zeros(max(tiles, 0 if counts is None else counts.numel()), device=device, dtype=torch.int32)
         cache[key] = (sums, counts)
     return sums[:m], counts
+
+
+def steps_first_layout(layer, block_w: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's codes, scales and zero points rearranged for the GEMV kernels' STEPS_FIRST:
+    words [K/(PER·block_w), N, block_w] int32, where the layer keeps each row's words together,
+    [N, K/PER]; and scales and zeros [K/GROUP, N], the layer's transposed. A program reads
+    BLOCK_N rows' words of one step, which the layer's own layout spreads over BLOCK_N places a
+    row (4 KB at 8192 inputs) apart, 64 bytes each; here they are one contiguous block. Made once
+    per layer and block_w and kept on the layer beside its own buffers (the packed bytes once
+    more); remade when those change (e.g. load_state_dict), as the cpu backend's `layout` is, and
+    dropped by `.to()` and friends."""
+    bufs = (layer.qweight, layer.scales, layer.zeros)
+    stamp = tuple((t.data_ptr(), t._version) for t in bufs)
+    key = ("triton steps-first", block_w, str(device))
+    cached = layer._kernel_cache.get(key)
+    if cached is None or cached[0] != stamp:
+        words = layer.qweight.contiguous().view(torch.int32)   # [N, K/PER]
+        n, k_words = words.shape
+        if k_words % block_w:
+            raise ValueError(f"block_w={block_w} words must divide a row's {k_words} words")
+        cached = (stamp, (words.reshape(n, k_words // block_w, block_w).transpose(0, 1).contiguous(),
+                          layer.scales.t().contiguous(), layer.zeros.t().contiguous()))
+        layer._kernel_cache[key] = cached
+    return cached[1]
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -280,9 +306,14 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
             raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
                              f"per step, which must divide in_features={k}; pick one of `candidates`")
         words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
+        row_words, row_scales = words.stride(0), scales.stride(0)
+        if cfg.get("STEPS_FIRST"):   # the same numbers, rearranged: [steps, out, BLOCK_W] and [groups, out]
+            words, scales, zeros = steps_first_layout(layer, cfg["BLOCK_W"], x.device)
+            row_words, row_scales = cfg["BLOCK_W"], 1
+            shared["STEPS_FIRST"] = True
         if cfg["KERNEL"] == "gemv":
             gemv.packed_gemv[grid](x, words, scales, zeros, y, *finish, n, k, cfg["SPLIT_K"],
-                                   x.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                                   x.stride(0), row_words, row_scales, y.stride(0),
                                    BLOCK_W=cfg["BLOCK_W"], **shared)
         else:
             if x.dtype != torch.float16 or layer.pack_bits != 4 or cfg["BLOCK_W"] % 2:
@@ -296,7 +327,7 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
                 x = x.clone()
             pairs = x.view(torch.int32)    # [M, in / 2]: element j holds inputs 2j and 2j + 1
             half2.packed_gemv_half2[grid](pairs, words, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],
-                                          pairs.stride(0), words.stride(0), scales.stride(0), y.stride(0),
+                                          pairs.stride(0), row_words, row_scales, y.stride(0),
                                           BLOCK_M=cfg["BLOCK_M"], BLOCK_W=cfg["BLOCK_W"], ASM=not interp,
                                           PREFETCH=cfg["PREFETCH"], STAGES=cfg.get("STAGES", 1), **shared)
     elif cfg["KERNEL"] == "dequant":   # the whole weight in x's dtype, then a dense matmul

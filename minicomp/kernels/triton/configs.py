@@ -36,23 +36,26 @@ def _step_bytes(bits: int, group_size: int) -> int:
 
 
 def _gemv(n: int, k: int, bits: int, group_size: int, block_n: int, warps: int, target: int,
-          block_w: int | None = None) -> dict:
+          block_w: int | None = None, steps_first: bool = False) -> dict:
     """A GEMV configuration; block_w: int32 words of a row per step (default: one group's, at
-    most 16). A step may span several groups (a scale per word then), if it divides k."""
+    most 16). A step may span several groups (a scale per word then), if it divides k.
+    steps_first: the kernel reads a copy of the codes in which each step's words for all rows
+    are contiguous (`steps_first_layout`), so a program's step is one block of memory."""
     bw = block_w or _block_words(bits, group_size)
     k_steps = k // (32 // bits * bw)
     return {"KERNEL": "gemv", "BLOCK_N": block_n, "BLOCK_W": bw,
-            "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps}
+            "SPLIT_K": _split(-(-n // block_n), k_steps, target), "num_warps": warps,
+            **({"STEPS_FIRST": True} if steps_first else {})}
 
 
 def _half2(n: int, k: int, group_size: int, block_n: int, warps: int, target: int, prefetch: bool,
-           block_m: int = 1, stages: int = 1) -> dict:
+           block_m: int = 1, stages: int = 1, steps_first: bool = False) -> dict:
     """A configuration of the two-codes-per-instruction kernel (fp16 x, 4-bit codes): block_m
     (1, 2 or 4) rows of x share each program's codes; prefetch: the next step's codes loaded into
     registers before this step computes; stages > 1: the next stages - 1 steps' codes copied into
-    shared memory ahead (triton's software pipelining, cp.async)."""
-    return {**_gemv(n, k, 4, group_size, block_n, warps, target), "KERNEL": "half2", "BLOCK_M": block_m,
-            "PREFETCH": prefetch, "STAGES": stages}
+    shared memory ahead (triton's software pipelining, cp.async); steps_first: as in `_gemv`."""
+    return {**_gemv(n, k, 4, group_size, block_n, warps, target, steps_first=steps_first), "KERNEL": "half2",
+            "BLOCK_M": block_m, "PREFETCH": prefetch, "STAGES": stages}
 
 
 def _dequant(bits: int, group_size: int, block_n: int = 16) -> dict:
@@ -101,7 +104,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     Up to 8 rows of x: the GEMV kernel (one row of x per program) with four row blocks or warp
     counts and three degrees of split-K, and with longer steps (spanning groups) on smaller row
     blocks; at 4 bits, the two-codes-per-instruction GEMV (fp16 x), with and without prefetching
-    into registers or (STAGES) into shared memory;
+    into registers or (STAGES) into shared memory; both GEMV kernels also reading the codes
+    steps-first (`steps_first_layout`: each program's step one contiguous block);
     and the tile kernel (all rows of x at once) with three row blocks and two degrees of
     split-K, and from 2 rows on also on tensor cores (16-row tiles). From 16 rows on: tensor-core
     tiles of three widths and three degrees of split-K; from 64 rows on also taller tiles (64 and
@@ -133,6 +137,7 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
             for target in (1, 512, 2048):
                 add(_gemv(n, k, bits, group_size, block_n, warps, target))
+        add(_gemv(n, k, bits, group_size, 32, 1, 2048, steps_first=True))   # as half2's, below
         if bits == 4:  # two codes per instruction (fp16 x only; `_exact` makes them 'gemv' for others)
             for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
                 for prefetch in (False, True):
@@ -145,6 +150,10 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
             for block_n, warps in ((32, 1), (64, 2)):
                 for stages in (2, 3):
                     add(_half2(n, k, group_size, block_n, warps, 2048, False, stages=stages))
+            # each step one contiguous block (untimed): cold, 64-byte pieces a row apart may cost DRAM
+            # efficiency that fp16 cuBLAS, which streams whole rows, does not pay
+            for stages in (1, 3):
+                add(_half2(n, k, group_size, 32, 1, 2048, False, stages=stages, steps_first=True))
             if m > 1:  # rows of x sharing each program's codes
                 for block_n, warps in ((32, 1), (64, 2)):  # (64, 1) spills with 4 rows of x
                     add(_half2(n, k, group_size, block_n, warps, 2048, False, block_m=2 if m == 2 else 4))
@@ -179,7 +188,8 @@ def _exact(cfg: dict, dtype: torch.dtype) -> dict:
     """cfg, made to suit x's dtype: without tensor cores for float32 x (they would round it to
     tf32), and the fp16-only 'half2' kernel as the 'gemv' kernel for other dtypes."""
     if cfg["KERNEL"] == "half2" and dtype != torch.float16:
-        return {"KERNEL": "gemv", **{key: cfg[key] for key in ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps")}}
+        return {"KERNEL": "gemv", **{key: cfg[key] for key in ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps",
+                                                               "STEPS_FIRST") if key in cfg}}
     if cfg.get("USE_DOT") and dtype == torch.float32:
         plain = {key: value for key, value in cfg.items() if key != "ASM"}
         return {**plain, "USE_DOT": False, "BLOCK_M": 4, "BLOCK_N": min(cfg["BLOCK_N"], 32)}

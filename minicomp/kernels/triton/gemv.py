@@ -61,15 +61,17 @@ def columns(x, PER: tl.constexpr):
 
 
 @triton.jit
-def load_step(x_row, rows, s_rows, z_rows, n_ok, step, n_steps,
+def load_step(x_row, rows, s_rows, z_rows, n_ok, step, n_steps, step_words, group_stride,
               PER: tl.constexpr, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
     """Everything step `step` reads (zeros past the last step): words [BLOCK_N, BLOCK_W],
     x2 [BLOCK_W, PER] (row i: the inputs word i multiplies), and scales and zero points,
-    [BLOCK_N, 1] when the step lies in one group, else [BLOCK_N, BLOCK_W] (one per word)."""
+    [BLOCK_N, 1] when the step lies in one group, else [BLOCK_N, BLOCK_W] (one per word).
+    step_words and group_stride: how far one step's words and one group's scale lie from the
+    previous ones (BLOCK_W and 1 in the layer's own layout; see `packed_gemv`'s STEPS_FIRST)."""
     rw = tl.arange(0, BLOCK_W)
     w = step * BLOCK_W + rw                             # the step's words in each row
     live = w < n_steps * BLOCK_W                        # [BLOCK_W]
-    words = tl.load(rows + w[None, :], mask=n_ok[:, None] & live[None, :], other=0)
+    words = tl.load(rows + (step * step_words + rw)[None, :], mask=n_ok[:, None] & live[None, :], other=0)
     x2 = tl.load(x_row + w[:, None] * PER + tl.arange(0, PER)[None, :], mask=live[:, None], other=0)
     if PER * BLOCK_W > GROUP:                           # a step spans several groups
         g = ((w * PER) // GROUP)[None, :]
@@ -77,8 +79,8 @@ def load_step(x_row, rows, s_rows, z_rows, n_ok, step, n_steps,
     else:
         g = (step * BLOCK_W * PER) // GROUP
         ok = tl.where(step < n_steps, n_ok, False)[:, None]
-    s = tl.load(s_rows + g, mask=ok, other=0)
-    z = tl.load(z_rows + g, mask=ok, other=0)
+    s = tl.load(s_rows + g * group_stride, mask=ok, other=0)
+    z = tl.load(z_rows + g * group_stride, mask=ok, other=0)
     return words, x2, s, z
 
 
@@ -86,13 +88,17 @@ def load_step(x_row, rows, s_rows, z_rows, n_ok, step, n_steps,
 def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, N, K, SPLIT_K,
                 stride_xm, stride_qw, stride_sn, stride_ym,
                 BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
-                ATOMIC: tl.constexpr, FINISH: tl.constexpr):
+                ATOMIC: tl.constexpr, FINISH: tl.constexpr, STEPS_FIRST: tl.constexpr = False):
     """y[m, rn] (+)= Σ_k (q − z)·s·x[m, k] for program (m, pid_n, pid_k): row m of x, output rows
     rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k. x [M, K] (x's dtype), qw [N, K/PER]
     int32 words, s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]; each thread keeps its own
     sums until the end of the loop. FINISH (with ATOMIC): y is float32 sums that the last program
     of a row block stores in out [M, N] and zeroes, counting in on count [programs(0)·programs(1)]
-    (`common.finish_tile`); otherwise out and count are not read."""
+    (`common.finish_tile`); otherwise out and count are not read.
+
+    STEPS_FIRST: qw is in the steps-first layout [K/(PER·BLOCK_W), N, BLOCK_W] (stride_qw = BLOCK_W)
+    and s, z are [K/GROUP, N] (stride_sn = 1), so the BLOCK_N rows' words of one step are one
+    contiguous block of memory instead of BLOCK_N pieces a row apart (`steps_first_layout`)."""
     PER: tl.constexpr = 32 // BITS         # codes per int32 word
     MASK: tl.constexpr = (1 << BITS) - 1
     TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
@@ -108,10 +114,16 @@ def packed_gemv(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, N, K, SP
     x_row = x_ptr + m * stride_xm
     rows = qw_ptr + rn[:, None] * stride_qw        # [BLOCK_N, 1] where each row's words start
     s_rows, z_rows = s_ptr + rn[:, None] * stride_sn, z_ptr + rn[:, None] * stride_sn
-    words, x2, s, z = load_step(x_row, rows, s_rows, z_rows, n_ok, pid_k, n_steps, PER, GROUP, BLOCK_W)
+    if STEPS_FIRST:    # a step's words for all N rows, then the next step's; a group's scales likewise
+        step_words, group_stride = N * BLOCK_W, N
+    else:              # the layer's own layout: each row's words, then the next row's
+        step_words, group_stride = BLOCK_W, 1
+    words, x2, s, z = load_step(x_row, rows, s_rows, z_rows, n_ok, pid_k, n_steps, step_words, group_stride,
+                                PER, GROUP, BLOCK_W)
     for step in range(pid_k, n_steps, SPLIT_K):
         # ask for everything the next step reads now, so that memory works while this one computes
-        nxt = load_step(x_row, rows, s_rows, z_rows, n_ok, step + SPLIT_K, n_steps, PER, GROUP, BLOCK_W)
+        nxt = load_step(x_row, rows, s_rows, z_rows, n_ok, step + SPLIT_K, n_steps, step_words, group_stride,
+                        PER, GROUP, BLOCK_W)
         xf = x2.to(tl.float32)
         xs = tl.sum(xf, axis=1)                                 # [BLOCK_W] Σ_k x_k per word
         xc = columns(xf, PER)                                  # PER tensors [BLOCK_W]: x_k per word

@@ -116,24 +116,28 @@ def dot_f16x2(d0, d1, d2, d3, e0, e1, e2, e3, p0, p1, p2, p3, r0, r1, r2, r3, AS
 
 
 @triton.jit
-def half2_words(rows, step, n_steps, BLOCK_W: tl.constexpr):
-    """The codes step `step` reads (the last step's past the last): words [BLOCK_N, BLOCK_W]."""
+def half2_words(rows, step, n_steps, step_words, BLOCK_W: tl.constexpr):
+    """The codes step `step` reads (the last step's past the last): words [BLOCK_N, BLOCK_W].
+    step_words: how far one step's words lie from the previous step's (BLOCK_W in the layer's own
+    layout, N·BLOCK_W steps-first)."""
     step = tl.minimum(step, n_steps - 1)
-    return tl.load(rows + (step * BLOCK_W + tl.arange(0, BLOCK_W))[None, :])
+    return tl.load(rows + (step * step_words + tl.arange(0, BLOCK_W))[None, :])
 
 
 @triton.jit
-def half2_scales(s_row, z_row, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
-    """Step `step`'s scales and zero points [BLOCK_N] (the last step's past the last)."""
-    g = (tl.minimum(step, n_steps - 1) * BLOCK_W * 8) // GROUP
+def half2_scales(s_row, z_row, step, n_steps, group_stride, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Step `step`'s scales and zero points [BLOCK_N] (the last step's past the last); group_stride:
+    how far one group's lie from the previous group's (1, or N steps-first)."""
+    g = (tl.minimum(step, n_steps - 1) * BLOCK_W * 8) // GROUP * group_stride
     return tl.load(s_row + g), tl.load(z_row + g)
 
 
 @triton.jit
-def half2_load(rows, s_row, z_row, step, n_steps, GROUP: tl.constexpr, BLOCK_W: tl.constexpr):
+def half2_load(rows, s_row, z_row, step, n_steps, step_words, group_stride, GROUP: tl.constexpr,
+               BLOCK_W: tl.constexpr):
     """Everything step `step` reads: its words, scales and zero points."""
-    s, z = half2_scales(s_row, z_row, step, n_steps, GROUP, BLOCK_W)
-    return half2_words(rows, step, n_steps, BLOCK_W), s, z
+    s, z = half2_scales(s_row, z_row, step, n_steps, group_stride, GROUP, BLOCK_W)
+    return half2_words(rows, step, n_steps, step_words, BLOCK_W), s, z
 
 
 @triton.jit
@@ -167,11 +171,13 @@ def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M,
                       stride_xm, stride_qw, stride_sn, stride_ym,
                       BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                       BLOCK_W: tl.constexpr, ATOMIC: tl.constexpr, ASM: tl.constexpr,
-                      PREFETCH: tl.constexpr, STAGES: tl.constexpr, FINISH: tl.constexpr):
+                      PREFETCH: tl.constexpr, STAGES: tl.constexpr, FINISH: tl.constexpr,
+                      STEPS_FIRST: tl.constexpr = False):
     """y[m, rn] (+)= Σ_k (q − z)·s·x[m, k] for the program's rows of x m = pid_m·BLOCK_M …,
     output rows rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k. x [M, K/2] int32 (fp16
     inputs in pairs: element j holds inputs 2j and 2j + 1), qw [N, K/8] int32 words,
-    s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]. FINISH: as in `gemv.packed_gemv`."""
+    s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N]. FINISH and STEPS_FIRST (qw
+    [K/(8·BLOCK_W), N, BLOCK_W], s and z [K/GROUP, N]): as in `gemv.packed_gemv`."""
     tl.static_assert(BITS == 4, "the half2 kernel reads 4-bit codes")
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)   # [BLOCK_N] output rows
@@ -190,19 +196,23 @@ def packed_gemv_half2(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M,
     x3 = x_ptr + tl.minimum(m0 + 3, M - 1) * stride_xm
     acc0 = tl.zeros([BLOCK_N, BLOCK_W // 2], dtype=tl.float32)  # per row of x: one sum per pair of words
     acc1, acc2, acc3 = acc0, acc0, acc0
-    cur = half2_load(rows, s_row, z_row, pid_k, n_steps, GROUP, BLOCK_W)
+    if STEPS_FIRST:    # a step's words for all N rows, then the next step's (see gemv.packed_gemv)
+        step_words, group_stride = N * BLOCK_W, N
+    else:
+        step_words, group_stride = BLOCK_W, 1
+    cur = half2_load(rows, s_row, z_row, pid_k, n_steps, step_words, group_stride, GROUP, BLOCK_W)
     # STAGES > 1: triton's pipeliner copies the codes of the next STAGES - 1 steps into shared
     # memory (cp.async) while this one computes, so more bytes are in flight per program; the
     # scales and zero points, too narrow for cp.async (2 bytes a row), come one step ahead in
     # registers
     for step in tl.range(pid_k, n_steps, SPLIT_K, num_stages=STAGES):
         if PREFETCH:    # ask for the next step's codes before computing this one
-            nxt = half2_load(rows, s_row, z_row, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
+            nxt = half2_load(rows, s_row, z_row, step + SPLIT_K, n_steps, step_words, group_stride, GROUP, BLOCK_W)
         elif STAGES > 1:
-            s_nxt, z_nxt = half2_scales(s_row, z_row, step + SPLIT_K, n_steps, GROUP, BLOCK_W)
-            cur = half2_words(rows, step, n_steps, BLOCK_W), cur[1], cur[2]
+            s_nxt, z_nxt = half2_scales(s_row, z_row, step + SPLIT_K, n_steps, group_stride, GROUP, BLOCK_W)
+            cur = half2_words(rows, step, n_steps, step_words, BLOCK_W), cur[1], cur[2]
         else:
-            cur = half2_load(rows, s_row, z_row, step, n_steps, GROUP, BLOCK_W)
+            cur = half2_load(rows, s_row, z_row, step, n_steps, step_words, group_stride, GROUP, BLOCK_W)
         words, s, z = cur
         z = z.to(tl.int32)[:, None]
         za = (z | (z << 16)) | magic               # (1024 + z, 1024 + z)

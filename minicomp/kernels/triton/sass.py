@@ -64,7 +64,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
         args = {"x_ptr": "*i32" if pairs else f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8",
                 **finish_args, **({"M": "i32"} if pairs else {}), "N": "i32", "K": "i32", "SPLIT_K": "i32",
                 "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
-        consts = {**common, "BLOCK_W": cfg["BLOCK_W"]}
+        consts = {**common, "BLOCK_W": cfg["BLOCK_W"], "STEPS_FIRST": cfg.get("STEPS_FIRST", False)}
         if pairs:
             consts |= {"BLOCK_M": cfg["BLOCK_M"], "ASM": True, "PREFETCH": cfg["PREFETCH"],
                        "STAGES": cfg.get("STAGES", 1)}
@@ -86,6 +86,8 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     # number of groups, need not be)
     aligned = [a for a in args if a.endswith("_ptr") or a in ("N", "K", "stride_xm", "stride_qw", "stride_qn",
                                                             "stride_ym", "stride_wn")]
+    if cfg.get("STEPS_FIRST") and cfg["BLOCK_W"] % 16:   # steps-first rows are BLOCK_W words apart
+        aligned.remove("stride_qw")
     src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
                     constexprs={(names.index(c),): v for c, v in consts.items()},
                     attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})
