@@ -214,7 +214,8 @@ def test_steps_first_layout_puts_each_step_in_one_block_and_agrees():
     transposed) in which a program's step is one contiguous block; by hand, then exactly against
     the reference for a step of one group, of half a group (group 256) and of two groups
     (BLOCK_W 32), with split-K and without, in the GEMV and the half2 kernel; the copy is remade
-    when the layer's buffers change, and is refused a step that does not divide a row."""
+    when the layer's buffers change, and is refused a step that does not divide a row. The tile
+    kernel (4 to 16 rows of x) reads the same copy."""
     triton_backend._import()
     layer = exact_layer(3, 256, 4, 128, bias=False)
     words, scales, zeros = triton_backend.steps_first_layout(layer, 16, "cpu")
@@ -239,13 +240,25 @@ def test_steps_first_layout_puts_each_step_in_one_block_and_agrees():
                            triton_backend._half2(72, 512, group, 32, 1, target, False, steps_first=True))
                     got = triton_backend.linear(layer, x.to(_triton_device(), dtype), config=cfg).cpu()
                     assert torch.equal(got.float(), _stored(expected, dtype)), (group, m, cfg)
+    # the tile kernel reads the same copy as bytes (its 64-byte step is the GEMV's 16 words)
+    for m, dtype, bits in ((4, torch.float16, 4), (16, torch.float32, 4), (16, torch.bfloat16, 8), (5, torch.float16, 2)):
+        layer = exact_layer(72, 512, bits, 128, bias=False)
+        x = int_input(m, 512)
+        expected = run(layer, x, "reference")
+        layer.to(_triton_device())
+        cfg = triton_backend._config(m, 72, 512, bits, 128) | {"STEPS_FIRST": True}
+        assert cfg in triton_backend.candidates(m, 72, 512, bits, 128)
+        for split in (cfg, cfg | {"SPLIT_K": 1}):
+            got = triton_backend.linear(layer, x.to(_triton_device(), dtype), config=split).cpu()
+            assert torch.equal(got.float(), _stored(expected, dtype)), (m, dtype, bits, split)
+    layer = exact_layer(72, 512, 4, 128, bias=False).to(_triton_device())
+    x = int_input(1, 512).to(_triton_device())
+    cfg = triton_backend._gemv(72, 512, 4, 128, 32, 1, 1, 32, steps_first=True)
+    before = triton_backend.linear(layer, x, config=cfg)           # makes the copy
     with torch.no_grad():   # new codes in place: the copy follows
         layer.qweight.copy_(layer.qweight.flip(0))
-    x = int_input(1, 512)
-    fresh = run(layer, x, "reference")
-    layer.to(_triton_device())
-    cfg = triton_backend._gemv(72, 512, 4, 128, 32, 1, 1, 32, steps_first=True)
-    assert torch.equal(triton_backend.linear(layer, x.to(_triton_device()), config=cfg).cpu(), fresh)
+    after = triton_backend.linear(layer, x, config=cfg).cpu()
+    assert not torch.equal(after, before.cpu()) and torch.equal(after, run(layer, x.cpu(), "reference"))
 
 
 @needs_triton

@@ -11,8 +11,8 @@ The kernels (device code), one file each, imported with triton on first use:
   instruction in f16x2 registers (inline PTX, `ptx.py`).
 - `tile.py`, `packed_matmul`: BLOCK_M rows of x at once; on tensor cores from 4 rows on; and
   `dequantize_weight`, the whole weight decoded for a dense matmul (prompts).
-- The GEMV kernels can also read the codes *steps-first* (`steps_first_layout`, a rearranged copy
-  kept on the layer), so that each program's step is one contiguous block of memory.
+- The GEMV and tile kernels can also read the codes *steps-first* (`steps_first_layout`, a
+  rearranged copy kept on the layer), so that each program's step is one contiguous block.
 - `common.py`: `finish_tile`. For big N·K and few rows of x the input dimension is also split
   across programs (SPLIT_K) whose partial sums meet with atomic adds in float32 sums kept on the
   layer (`_kept_sums`), so that there are enough programs to keep every SM's memory busy; the
@@ -341,8 +341,16 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
             y.copy_(torch.mm(x, w.t()))
     else:
         bb = cfg["BLOCK_B"]
+        row_bytes, row_scales = qweight.stride(0), scales.stride(0)
+        if cfg.get("STEPS_FIRST"):   # the GEMV kernels' copy, read as bytes: [steps, out, BLOCK_B]
+            if bb % 4:
+                raise ValueError(f"config BLOCK_B={bb}: the steps-first layout holds whole int32 words, "
+                                 "so BLOCK_B must be a multiple of 4")
+            words, scales, zeros = steps_first_layout(layer, bb // 4, x.device)
+            qweight, row_bytes, row_scales = words.view(torch.uint8), bb, 1
+            shared["STEPS_FIRST"] = True
         tile.packed_matmul[grid](x, qweight, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],
-                                 x.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
+                                 x.stride(0), row_bytes, row_scales, y.stride(0),
                                  BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,
                                  USE_DOT=cfg["USE_DOT"], DOT_FP32=interp and x.dtype == torch.bfloat16,
                                  ASM=cfg.get("ASM", False) and not interp, **shared)

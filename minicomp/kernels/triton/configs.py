@@ -68,14 +68,15 @@ def _dequant(bits: int, group_size: int, block_n: int = 16) -> dict:
 
 
 def _tile(m: int, n: int, k: int, bits: int, group_size: int, block_m: int, block_n: int, target: int,
-          use_dot: bool = False, asm: bool = False, warps: int = 4) -> dict:
+          use_dot: bool = False, asm: bool = False, warps: int = 4, steps_first: bool = False) -> dict:
     """A tile-kernel configuration; with tensor cores (use_dot), asm: 4-bit codes made 16-bit
-    floats by inline PTX (`magic_codes`) rather than by what triton makes of the plain code."""
+    floats by inline PTX (`magic_codes`) rather than by what triton makes of the plain code;
+    steps_first: as in `_gemv` (the same copy of the codes)."""
     bb = _block_bytes(bits, group_size)
     programs = -(-n // block_n) * -(-m // block_m)
     return {"KERNEL": "tile", "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_B": bb,
             "SPLIT_K": _split(programs, k * bits // 8 // bb, target), "USE_DOT": use_dot, "num_warps": warps,
-            **({"ASM": asm} if use_dot else {})}
+            **({"ASM": asm} if use_dot else {}), **({"STEPS_FIRST": True} if steps_first else {})}
 
 
 def _config(m: int, n: int, k: int, bits: int, group_size: int) -> dict:
@@ -132,6 +133,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
                         add(_tile(m, n, k, bits, group_size, bm, bn, target, use_dot=True, asm=asm))
         if m >= 64:  # or decode the whole weight, then cuBLAS
             add(_dequant(bits, group_size))
+        if m == 16:  # the default tile reading the steps-first copy (as below)
+            add({**_config(m, n, k, bits, group_size), "STEPS_FIRST": True})
         return found
     if m <= 8:
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
@@ -171,6 +174,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
         for asm in asm_choices:
             for bn in (64, 128):
                 add(_tile(m, n, k, bits, group_size, 16, bn, 512, use_dot=True, asm=asm))
+    if 4 <= m <= 16:  # the default tile reading the steps-first copy (untimed, as the GEMV's)
+        add({**_config(m, n, k, bits, group_size), "STEPS_FIRST": True})
     return found
 
 

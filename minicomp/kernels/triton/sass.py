@@ -80,14 +80,17 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                 "stride_sn": "i32", "stride_ym": "i32"}
         bb = cfg["BLOCK_B"]
         consts = {**common, "BLOCK_M": cfg["BLOCK_M"], "BLOCK_B": bb, "ACC_B": 1 if cfg["USE_DOT"] else bb,
-                  "USE_DOT": cfg["USE_DOT"], "DOT_FP32": False, "ASM": cfg.get("ASM", False)}
+                  "USE_DOT": cfg["USE_DOT"], "DOT_FP32": False, "ASM": cfg.get("ASM", False),
+                  "STEPS_FIRST": cfg.get("STEPS_FIRST", False)}
     names = fn.arg_names
     # what a call specializes on: pointers and sizes divisible by 16 (the scales' row stride, the
     # number of groups, need not be)
     aligned = [a for a in args if a.endswith("_ptr") or a in ("N", "K", "stride_xm", "stride_qw", "stride_qn",
                                                             "stride_ym", "stride_wn")]
-    if cfg.get("STEPS_FIRST") and cfg["BLOCK_W"] % 16:   # steps-first rows are BLOCK_W words apart
+    if cfg.get("STEPS_FIRST") and cfg.get("BLOCK_W", 16) % 16:   # steps-first rows are BLOCK_W words apart
         aligned.remove("stride_qw")
+    if cfg.get("STEPS_FIRST") and cfg.get("BLOCK_B", 16) % 16:   # (tile: BLOCK_B bytes)
+        aligned.remove("stride_qn")
     src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
                     constexprs={(names.index(c),): v for c, v in consts.items()},
                     attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})

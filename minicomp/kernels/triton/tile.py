@@ -64,11 +64,12 @@ def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M, N, 
                   BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr,
                   BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, ACC_B: tl.constexpr,
                   USE_DOT: tl.constexpr, ATOMIC: tl.constexpr, DOT_FP32: tl.constexpr,
-                  ASM: tl.constexpr, FINISH: tl.constexpr):
+                  ASM: tl.constexpr, FINISH: tl.constexpr, STEPS_FIRST: tl.constexpr = False):
     """y[rm, rn] (+)= Σ_k (q − z)·s·x[rm, k] for program (pid_n, pid_m, pid_k): rows of x
     rm = pid_m·BLOCK_M …, output rows rn = pid_n·BLOCK_N …, every SPLIT_K-th step from pid_k.
     x [M, K] (x's dtype), qw [N, K/PER] uint8, s [N, K/GROUP] fp16, z [N, K/GROUP] uint8, y [M, N].
-    FINISH: as in `gemv.packed_gemv`."""
+    FINISH: as in `gemv.packed_gemv`; STEPS_FIRST too, with qw [K/(PER·BLOCK_B), N, BLOCK_B]
+    (stride_qn = BLOCK_B: the GEMV kernels' copy, in bytes) and s, z [K/GROUP, N]."""
     PER: tl.constexpr = 8 // BITS          # codes per byte
     MASK: tl.constexpr = (1 << BITS) - 1
     TOP: tl.constexpr = 23 - BITS          # a code shifted here is the top of a float's mantissa
@@ -90,11 +91,15 @@ def packed_matmul(x_ptr, qw_ptr, s_ptr, z_ptr, y_ptr, out_ptr, count_ptr, M, N, 
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     acc3 = tl.zeros([BLOCK_M, BLOCK_N, ACC_B], dtype=tl.float32)  # without tensor cores (else ACC_B = 1)
     n_steps = K // (PER * BLOCK_B)
+    if STEPS_FIRST:    # a step's bytes for all N rows, then the next step's (see gemv.packed_gemv)
+        step_bytes, group_stride = N * BLOCK_B, N
+    else:
+        step_bytes, group_stride = BLOCK_B, 1
     for step in range(pid_k, n_steps, SPLIT_K):
         b0 = step * BLOCK_B                        # first byte of the step in each row
-        packed = tl.load(qw_ptr + rn[:, None] * stride_qn + (b0 + rb)[None, :],
+        packed = tl.load(qw_ptr + rn[:, None] * stride_qn + (step * step_bytes + rb)[None, :],
                          mask=n_ok[:, None], other=0)            # [BLOCK_N, BLOCK_B] uint8
-        g = (b0 * PER) // GROUP                    # the step's group
+        g = (b0 * PER) // GROUP * group_stride     # the step's group
         s = tl.load(s_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
         z = tl.load(z_ptr + rn * stride_sn + g, mask=n_ok, other=0).to(tl.float32)  # [BLOCK_N]
         if USE_DOT:   # tensor cores: w = q − z is a small integer, exact in x's dtype
