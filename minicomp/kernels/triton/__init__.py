@@ -131,7 +131,7 @@ def _kept_sums(layer, m: int, n: int, tiles: int, device) -> tuple[torch.Tensor,
 
 
 def steps_first_layout(layer, block_w: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The layer's codes, scales and zero points rearranged for the GEMV kernels' STEPS_FIRST:
+    """The layer's codes, scales and zero points rearranged for the kernels' STEPS_FIRST (GEMV and tile):
     words [K/(PER·block_w), N, block_w] int32, where the layer keeps each row's words together,
     [N, K/PER]; and scales and zeros [K/GROUP, N], the layer's transposed. A program reads
     BLOCK_N rows' words of one step, which the layer's own layout spreads over BLOCK_N places a
