@@ -36,6 +36,10 @@ weight, which a model's other layers would have evicted.
     minicomp bench --sizes 4096x4096 --batches 1,16 --device cpu
 
 Results go to benchmarks/results/bench-<device>-<time>.json with `hardware.describe_machine()`.
+Each row's `weight_bytes` is the stored weight; a PackedLinear row also records
+`kernel_cache_bytes`, what its backend keeps beside it while it runs (the cpu kernel's blocked
+copy of the codes, triton's split-K sums and steps-first copy): the memory it takes at run time
+is the sum of the two.
 """
 
 from __future__ import annotations
@@ -242,6 +246,9 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
                            "speedup_vs_fp32": base["fp32"] / t.median}
                     if "fp16" in base:
                         row["speedup_vs_fp16"] = base["fp16"] / t.median
+                    first = sets[0][0].get(name)
+                    if isinstance(first, PackedLinear):   # what its backend keeps beside the weight
+                        row["kernel_cache_bytes"] = first.kernel_cache_nbytes
                     if name in eager:  # one eager call at a time: the Python launch included
                         row["launch"] = launch[name]
                         row["eager_median_s"] = eager[name].median

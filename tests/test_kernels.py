@@ -1080,6 +1080,12 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
     assert {"fp32", "int4-reference", "int8-fused" if cpu_backend.available() else "fp32"} <= variants
     for r in result["rows"]:
         assert r["median_s"] > 0 and r["speedup_vs_fp32"] > 0
+        # what a PackedLinear's backend keeps beside its weight: the cpu kernel's blocked copy
+        assert ("kernel_cache_bytes" in r) == (r["variant"] in ("int8-fused", "int4-reference", "int4-fused"))
+        if r["variant"] == "int4-fused" and cpu_backend.available():
+            assert r["kernel_cache_bytes"] >= 256 * 128 // 2      # the codes once more, at least
+        if r["variant"] == "int4-reference":
+            assert r["kernel_cache_bytes"] == 0                    # it keeps nothing
     assert check_targets(result["rows"])[-1]["what"].startswith("packed INT4")  # bytes target found
     assert "int4-reference" in capsys.readouterr().out
     assert all(r["copies"] == copies_beyond_cache(256 * 128 * 4) for r in result["rows"])
@@ -1088,6 +1094,21 @@ def test_bench_writes_a_results_file(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("bench-cpu-*.json")
     assert {r["copies"] for r in json.loads(path.read_text())["rows"]} == {1}
+
+
+def test_kernel_cache_nbytes_counts_what_a_backend_keeps_beside_the_weight():
+    layer = exact_layer(72, 512, 4, 128, bias=False)
+    assert layer.kernel_cache_nbytes == 0                      # nothing until it runs
+    if cpu_backend.available():
+        run(layer, int_input(1, 512), "cpu")
+        lay = cpu_backend.layout(layer)
+        assert layer.kernel_cache_nbytes == lay.words.nbytes + lay.scales.nbytes + lay.zeros.nbytes
+        assert layer.kernel_cache_nbytes > layer.qweight.numel()   # the codes once more, scales in float32
+    layer._kernel_cache["t"] = (("stamp", 1), (torch.zeros(3, dtype=torch.int32), [torch.zeros(2)]))
+    assert layer.kernel_cache_nbytes == (0 if not cpu_backend.available() else lay.words.nbytes
+                                         + lay.scales.nbytes + lay.zeros.nbytes) + 12 + 8
+    layer.to("cpu")                                            # `.to()` drops them
+    assert layer.kernel_cache_nbytes == 0
 
 
 def test_bench_contestants_compute_the_same_layer():

@@ -31,6 +31,7 @@ differentiable). `pack_model(model)` swaps a model's QuantLinear layers for Pack
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
 import torch
@@ -212,6 +213,14 @@ class PackedLinear(nn.Module):
     def bits_per_weight(self) -> float:
         return 8 * self.weight_nbytes / (self.in_features * self.out_features)
 
+    @property
+    def kernel_cache_nbytes(self) -> int:
+        """Bytes the backends keep on the layer beside its buffers, made on first use and not
+        counted in `weight_nbytes`: the cpu kernel's blocked layout (the codes once more, and the
+        scales and zeros in float32), triton's split-K sums and its steps-first copy of the codes.
+        0 until the layer has run on a fast backend; `.to()` and friends drop them."""
+        return _nbytes(list(self._kernel_cache.values()))
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
                 f"group_size={self.group_size}, scales={str(self.scales.dtype).replace('torch.', '')}, "
@@ -275,3 +284,18 @@ def set_backend(model: nn.Module, backend: str | None) -> nn.Module:
 
 def packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, PackedLinear)}
+
+
+def _nbytes(obj) -> int:
+    """Bytes of the tensors and arrays in obj (nested tuples, lists, dicts and dataclasses)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if hasattr(obj, "nbytes") and hasattr(obj, "dtype"):   # a numpy array
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return _nbytes(list(obj.values()))
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(o) for o in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(_nbytes(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    return 0
