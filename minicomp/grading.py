@@ -360,15 +360,31 @@ def _same(checker: Checker, got: Any, wrong: Any) -> bool:
         return False
 
 
-def _diagnose(checker: Checker, case: Case, got: Any) -> str:
-    for mistake in checker.mistakes:
-        try:
-            wrong = _run(mistake.fn, case, checker.call)
-        except Exception:
-            continue
-        if _same(checker, got, wrong):
-            return f"this looks like {mistake.name}. {mistake.hint}"
-    return checker.hint
+def _matches(checker: Checker, mistake: Mistake, case: Case, got: Any) -> bool:
+    """Whether `mistake` gives the learner's answer `got` on `case`."""
+    try:
+        wrong = _run(mistake.fn, case, checker.call)
+    except Exception:
+        return False
+    return _same(checker, got, wrong)
+
+
+def _diagnose(checker: Checker, failed: tuple[Case, Any], answers: list[tuple[Case, Any]]) -> str:
+    """The hint for the known mistake that explains the learner's answers, else the general hint.
+
+    failed: the first failing case and the learner's answer to it; the mistakes that give that
+    answer are the suspects. Two mistakes can agree on one case (a zero on the diagonal and no
+    exclusion at all, where every other row points away), so when several do, the one that also
+    gives the learner's answers on the most of the other cases (`answers`) is named; on a tie, the
+    first listed."""
+    suspects = [m for m in checker.mistakes if _matches(checker, m, *failed)]
+    if not suspects:
+        return checker.hint
+    if len(suspects) > 1:
+        others = [(case, got) for case, got in answers if case is not failed[0]]
+        score = {id(m): sum(_matches(checker, m, case, got) for case, got in others) for m in suspects}
+        suspects.sort(key=lambda m: -score[id(m)])   # stable: ties keep the listed order
+    return f"this looks like {suspects[0].name}. {suspects[0].hint}"
 
 
 def check(name: str, fn: Callable) -> Report:
@@ -380,7 +396,8 @@ def check(name: str, fn: Callable) -> Report:
     if not callable(fn):
         return Report(name, "failed", message=f"expected a function {checker.signature}, got {type(fn).__name__}.")
     results: list[CaseResult] = []
-    hint = ""
+    answers: list[tuple[Case, Any]] = []   # every answer the function returned, for `_diagnose`
+    failed: tuple[Case, Any] | None = None
     for case in checker.cases():
         call = _call_text(checker.params, case)
         expected = _run(checker.reference, case, checker.call)
@@ -393,14 +410,17 @@ def check(name: str, fn: Callable) -> Report:
             results.append(CaseResult(case.label, False, call, _preview(expected), "",
                                       f"your function raised {_short_error(exc)}"))
             continue
+        answers.append((case, got))
         problem = _compare(checker, got, expected)
         if problem is None and changed:
             problem = "your function changed its input in place; work on a copy (e.g. x = x.clone()) instead"
         if problem is None:
             results.append(CaseResult(case.label, True, call))
         else:
-            if not hint:
-                hint = _diagnose(checker, case, got)
+            failed = failed or (case, got)
             results.append(CaseResult(case.label, False, call, _preview(expected), _preview(got), problem))
     status = "passed" if all(r.ok for r in results) else "failed"
-    return Report(name, status, results, hint=hint if status == "failed" else "")
+    if status == "passed":
+        return Report(name, status, results)
+    hint = _diagnose(checker, failed, answers) if failed else checker.hint
+    return Report(name, status, results, hint=hint)

@@ -95,3 +95,16 @@ def test_wrong_shape_and_dtype_are_failures_not_tracebacks():
     assert "shape" in str(check("_test_shape", lambda x: (x + 1).flatten()))
     assert "tensor" in str(check("_test_shape", lambda x: (x + 1).long()))
     assert not check("_test_shape", lambda x: math.nan).passed
+
+
+def test_two_mistakes_that_agree_on_the_first_failure_are_told_apart_by_the_others():
+    # on x = 0 both mistakes answer 1; only on x = 2 does "squares, plus one" differ from "plus one"
+    register("_test_suspects", params=("x",), reference=lambda x: x,
+             cases=lambda: [Case("zero", (0,)), Case("two", (2,)), Case("three", (3,))],
+             mistakes=[Mistake("plus one", lambda x: x + 1, "hint A"),
+                       Mistake("squares, plus one", lambda x: x * x + 1, "hint B")])
+    assert "hint B" in check("_test_suspects", lambda x: x * x + 1).hint
+    assert "hint A" in check("_test_suspects", lambda x: x + 1).hint   # the one that agrees everywhere
+    assert check("_test_suspects", lambda x: x + 1).hint.startswith("this looks like plus one")
+    # an answer that matches no known mistake gets the general hint
+    assert check("_test_suspects", lambda x: -x).hint == ""

@@ -26,13 +26,12 @@ def _q(w, scale, zero, qmax):  # quantize-dequantize one column [out] with per-r
     return (torch.clamp(torch.round(w / s) + z, 0, qmax) - z) * s
 
 
-def gptq_columns(W, Hinv, scale, zero, qmax, *, sign=1.0, divide=True, propagate="row", requantize=True):
+def gptq_columns(W, Hinv, scale, zero, qmax, *, sign=1.0, divide=True, propagate="row"):
     """The reference loop; the keyword arguments produce the known mistakes."""
-    W0 = W.clone()
     W = W.clone()
     Q = torch.zeros_like(W)
     for i in range(W.shape[1]):
-        w = W[:, i] if requantize else W0[:, i]
+        w = W[:, i]
         q = _q(w, scale, zero, qmax)
         Q[:, i] = q
         d = Hinv[i, i]
@@ -84,9 +83,12 @@ register(
     atol=1e-4,
     rtol=1e-4,
     mistakes=[
-        Mistake("no error propagation (that is RTN)",
+        # (quantizing each *original* column while updating W gives exactly these numbers too:
+        # the updates never reach a rounding; one mistake, one hint for both)
+        Mistake("no error feedback (that is RTN)",
                 lambda W, Hinv, s, z, m: torch.stack([_q(W[:, i], s, z, m) for i in range(W.shape[1])], 1),
-                "After quantizing column i, subtract err · Hinv[i, i:] from the columns not yet quantized: "
+                "After quantizing column i, subtract err · Hinv[i, i:] from the columns not yet quantized, "
+                "and quantize each column as those updates left it (the current W[:, i], not the original): "
                 "that feedback is all that separates GPTQ from round-to-nearest."),
         Mistake("the update's sign flipped", lambda *a: gptq_columns(*a, sign=-1.0),
                 "err = (w − q) / Hinv[i, i] is what column i lost; the later columns compensate by "
@@ -98,10 +100,6 @@ register(
                 "of its upper Cholesky factor Hinv already account for that. Use Hinv[i, i:], not H⁻¹[i, i:]."),
         Mistake("propagating only to the next column", lambda *a: gptq_columns(*a, propagate="next"),
                 "The error goes to *every* column not yet quantized: W[:, i:] -= err · Hinv[i, i:]."),
-        Mistake("quantizing the original column instead of the updated one",
-                lambda *a: gptq_columns(*a, requantize=False),
-                "Quantize W[:, i] as the earlier updates left it; the feedback only helps if the next "
-                "rounding sees it."),
     ],
     hint="For each column i: q = quantize(W[:, i]); err = (W[:, i] − q) / Hinv[i, i]; "
          "W[:, i:] -= err[:, None] * Hinv[i, i:][None, :].",
