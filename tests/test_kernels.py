@@ -690,6 +690,22 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
     assert all(c["us"] is not None and "error" not in c for c in record["candidates"])
 
 
+@needs_triton
+@pytest.mark.parametrize("steps_first_wins", [False, True])
+def test_tune_keeps_a_steps_first_copy_only_if_the_winner_reads_it(monkeypatch, steps_first_wins):
+    """Timing the steps-first candidates makes a copy of the codes; when another candidate wins,
+    tune drops it again, so the layer pays the memory only where it buys speed."""
+    layer, x = _fresh_tuning(monkeypatch)
+    timed = _timed(x)
+    assert any(c.get("STEPS_FIRST") for c in timed)
+    winner = next(c for c in timed if bool(c.get("STEPS_FIRST")) == steps_first_wins)
+    fake = iter(0.5e-6 if c is winner else 1e-6 for c in timed)
+    cfg = triton_backend.tune(layer, x, timer=lambda fn: (fn(), next(fake))[1])
+    assert cfg == winner
+    copies = [key for key in layer._kernel_cache if key[0] == "triton steps-first"]
+    assert len(copies) == (1 if steps_first_wins else 0), copies
+
+
 def test_gpus_older_than_volta_are_refused_with_a_reason(monkeypatch):
     """Triton's compiler fails for GPUs before compute capability 7.0 (Kaggle's P100 is 6.0, and
     ptxas crashes there, checked offline): the backend says why, so that a packed layer falls

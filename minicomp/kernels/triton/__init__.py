@@ -141,7 +141,7 @@ def steps_first_layout(layer, block_w: int, device) -> tuple[torch.Tensor, torch
     dropped by `.to()` and friends."""
     bufs = (layer.qweight, layer.scales, layer.zeros)
     stamp = tuple((t.data_ptr(), t._version) for t in bufs)
-    key = ("triton steps-first", block_w, str(device))
+    key = _steps_first_key(block_w, device)
     cached = layer._kernel_cache.get(key)
     if cached is None or cached[0] != stamp:
         words = layer.qweight.contiguous().view(torch.int32)   # [N, K/PER]
@@ -152,6 +152,17 @@ def steps_first_layout(layer, block_w: int, device) -> tuple[torch.Tensor, torch
                           layer.scales.t().contiguous(), layer.zeros.t().contiguous()))
         layer._kernel_cache[key] = cached
     return cached[1]
+
+
+def _steps_first_key(block_w: int, device) -> tuple:
+    return ("triton steps-first", block_w, str(device))
+
+
+def _uses_steps_first(cfg: dict, device) -> tuple | None:
+    """The cache key of the steps-first copy configuration `cfg` reads, or None."""
+    if not cfg.get("STEPS_FIRST"):
+        return None
+    return _steps_first_key(cfg["BLOCK_W"] if "BLOCK_W" in cfg else cfg["BLOCK_B"] // 4, device)
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -228,11 +239,16 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     memory) or whose output differs from the reference kernel's (dequantize, then matmul) is left
     out, and its record says why. The default configuration is checked too: a wrong kernel is
     never chosen, whichever configuration it is. A progress bar shows while it runs (the first
-    call of a shape compiles most candidates, a second or so each)."""
+    call of a shape compiles most candidates, a second or so each).
+
+    A steps-first copy of the codes made only to time candidates is dropped again unless the
+    winner reads it, so the layer keeps the extra memory only where it buys speed. (A copy made
+    before, by an earlier winner, stays: a CUDA graph may have captured it.)"""
     m, k = x.shape
     n = layer.out_features
     key = (batch_class(m), n, k, layer.pack_bits, layer.group_size, x.dtype)
     if key not in _tuned:
+        kept_before = set(layer._kernel_cache)
         timer = timer or _gpu_timer
         found = timed_configs(m, n, k, layer.pack_bits, layer.group_size, x.dtype)
         # x is in the codes' stored column order already: dequantize without undoing `perm`
@@ -254,6 +270,10 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
             raise RuntimeError(f"no triton configuration ran for x {tuple(x.shape)} and a {n} x {k} "
                                f"{layer.pack_bits}-bit layer; the first failed with {results[0]['error']}")
         best = min(ran, key=lambda r: r["us"])  # ties: the earlier candidate
+        used = _uses_steps_first(_exact(best["config"], x.dtype), x.device)
+        for made in set(layer._kernel_cache) - kept_before:
+            if made[0] == "triton steps-first" and made != used:
+                del layer._kernel_cache[made]
         _tuned[key] = {"batch": m, "batch_class": key[0], "out": n, "in": k, "bits": layer.pack_bits,
                        "group_size": layer.group_size, "dtype": str(x.dtype).replace("torch.", ""),
                        "config": best["config"], "us": best["us"], "candidates": results}
