@@ -138,6 +138,20 @@ def sweep(size: int, bits: int, repeats: int, kernels: tuple[str, ...] = ("gemv"
             "packed_weight_bytes": layer.weight_nbytes, "rows": rows}
 
 
+def steps_first_pairs(rows: list[dict]) -> list[dict]:
+    """Each timed steps-first configuration beside its twin in the layer's own layout (the same
+    configuration without STEPS_FIRST), kernel alone: the one comparison STEPS_FIRST is for."""
+    timed = {json.dumps(r["config"], sort_keys=True): r for r in rows if "kernel_us" in r}
+    pairs = []
+    for r in rows:
+        if r["config"].get("STEPS_FIRST") and "kernel_us" in r:
+            twin = timed.get(json.dumps({k: v for k, v in r["config"].items() if k != "STEPS_FIRST"}, sort_keys=True))
+            if twin is not None:
+                pairs.append({"config": twin["config"], "rows_us": twin["kernel_us"], "steps_first_us": r["kernel_us"],
+                              "speedup": twin["kernel_us"] / r["kernel_us"]})
+    return pairs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=8192, help="the weight is size x size (default 8192)")
@@ -164,6 +178,12 @@ def main(argv=None) -> int:
                 print(f"  {r['call_us']:7.1f} {r['kernel_us']:7.1f}    {r['kernel_tb_s']:5.2f}      {r['config']}")
             else:
                 print(f"  failed: {r['error']}  {r['config']}")
+        found["steps_first_pairs"] = steps_first_pairs(found["rows"])
+        if found["steps_first_pairs"]:
+            print("\nsteps-first against the layer's layout (kernel alone):")
+            for pair in found["steps_first_pairs"]:
+                print(f"  {pair['rows_us']:7.1f} -> {pair['steps_first_us']:7.1f} µs  ({pair['speedup']:.2f}x)  "
+                      f"{pair['config']}")
         return _save(args.out, "triton-sweep" + "-warm" * args.warm_l2, bandwidth, {"sweep": found},
                      not args.warm_l2)
     cases = [(b, 4) for b in map(int, args.batches.split(","))] + [(1, 8)]
