@@ -50,6 +50,17 @@ def _tokenize(model, sentences: list[str]) -> dict:
     return model.preprocess(sentences) if hasattr(model, "preprocess") else model.tokenize(sentences)
 
 
+def _features(model, sentences: list[str]) -> dict:
+    """`_tokenize`'s output with its tensors on the model's device: a batch ready for model(...)."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in _tokenize(model, sentences).items()}
+
+
+def _shape(x) -> str:
+    """x's shape, or its type when it is not a tensor: for error messages."""
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
 def calibration_batches(model, sentences, batch_size: int = 32) -> list[dict]:
     """Tokenized batches of `sentences`, sorted by length so that batches carry little padding.
 
@@ -89,10 +100,7 @@ def token_embeddings(model, sentences) -> tuple[torch.Tensor, torch.Tensor]:
     (int64, 1 for a real token, 0 for padding), T being the longest sentence's token count.
     `mean_pool(tokens, attention_mask)` turns them into `embed(model, sentences)`.
     """
-    sentences = _check_sentences(sentences)
-    device = next(model.parameters()).device
-    features = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                for k, v in _tokenize(model, sentences).items()}
+    features = _features(model, _check_sentences(sentences))
     out = model[0](features)  # the Transformer module alone: adds "token_embeddings"
     return out["token_embeddings"].float().cpu(), features["attention_mask"].cpu()
 
@@ -106,11 +114,10 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     SentenceTransformer's Pooling ("mean") and Normalize modules do.
     """
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3 or not tokens.is_floating_point():
-        raise ValueError("tokens must be a floating-point [B, T, dim] tensor, got "
-                         f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
+        raise ValueError(f"tokens must be a floating-point [B, T, dim] tensor, got {_shape(tokens)}")
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(tokens.shape[:2]):
-        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
-        raise ValueError(f"attention_mask must be a [B, T] = {tuple(tokens.shape[:2])} tensor of 0s and 1s, got {got}")
+        raise ValueError(f"attention_mask must be a [B, T] = {tuple(tokens.shape[:2])} tensor of 0s and 1s, "
+                         f"got {_shape(attention_mask)}")
     mask = attention_mask.to(tokens.dtype).unsqueeze(-1)  # [B, T, 1]
     counts = mask.sum(1)  # [B, 1] real tokens per sentence
     if (counts == 0).any():
@@ -122,8 +129,7 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 def _check_pair(ref, emb) -> None:
     for name, t in (("ref", ref), ("emb", emb)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2:
-            raise ValueError(f"{name} must be a [N, dim] tensor of embeddings, got "
-                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+            raise ValueError(f"{name} must be a [N, dim] tensor of embeddings, got {_shape(t)}")
     if ref.shape != emb.shape:
         raise ValueError(f"ref has shape {tuple(ref.shape)} but emb has shape {tuple(emb.shape)}; "
                          "they must be embeddings of the same sentences")
@@ -142,8 +148,7 @@ def nearest_neighbours(emb: torch.Tensor) -> torch.Tensor:
     have unit length: each is normalized first, so only directions count.
     """
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or len(emb) < 2:
-        raise ValueError("emb must be a [N, dim] tensor of embeddings with N ≥ 2, got "
-                         f"{tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__}")
+        raise ValueError(f"emb must be a [N, dim] tensor of embeddings with N ≥ 2, got {_shape(emb)}")
     e = F.normalize(emb.float(), dim=1)
     sim = e @ e.T  # [N, N] cosines
     sim.fill_diagonal_(float("-inf"))  # a sentence is not its own neighbour, however far the others are
@@ -209,11 +214,10 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
     sentences = _check_sentences(sentences)
     if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or len(targets) != len(sentences):
         raise ValueError(f"targets must be a [N, dim] tensor with N = len(sentences) = {len(sentences)}, got "
-                         f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+                         f"{_shape(targets)}")
     _check_positive_ints(epochs=epochs, batch_size=batch_size)
     if not lr > 0:
         raise ValueError(f"lr={lr!r} must be > 0")
-    device = next(student.parameters()).device
     g = torch.Generator().manual_seed(seed)
     lengths = torch.tensor([len(s) for s in sentences])
     steps, pool = [], 8 * batch_size  # shuffle, then sort each pool of 8 batches by length: less padding
@@ -230,10 +234,9 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
     losses = []
     try:
         for idx in (bar := tqdm(steps, desc="distill", disable=not progress, leave=False)):
-            features = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                        for k, v in _tokenize(student, [sentences[i] for i in idx.tolist()]).items()}
+            features = _features(student, [sentences[i] for i in idx.tolist()])
             pred = student(features)["sentence_embedding"]  # [B, dim]
-            loss = F.mse_loss(pred, targets[idx].to(device, pred.dtype))
+            loss = F.mse_loss(pred, targets[idx].to(pred.device, pred.dtype))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

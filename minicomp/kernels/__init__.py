@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -289,8 +290,8 @@ def packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
 def _nbytes(obj) -> int:
     """Bytes of the tensors and arrays in obj (nested tuples, lists, dicts and dataclasses)."""
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if hasattr(obj, "nbytes") and hasattr(obj, "dtype"):   # a numpy array
+        return obj.numel() * obj.element_size()   # as weight_nbytes counts
+    if isinstance(obj, np.ndarray):   # the cpu kernel's layout
         return int(obj.nbytes)
     if isinstance(obj, dict):
         return _nbytes(list(obj.values()))

@@ -158,11 +158,17 @@ def _steps_first_key(block_w: int, device) -> tuple:
     return ("triton steps-first", block_w, str(device))
 
 
-def _uses_steps_first(cfg: dict, device) -> tuple | None:
-    """The cache key of the steps-first copy configuration `cfg` reads, or None."""
-    if not cfg.get("STEPS_FIRST"):
+def _steps_first_words(cfg: dict) -> int | None:
+    """int32 words of a row per step in the steps-first copy configuration `cfg` reads (the GEMV
+    kernels' BLOCK_W; the tile kernel's BLOCK_B bytes, read from the same copy), or None."""
+    if not cfg.get("STEPS_FIRST") or cfg["KERNEL"] == "dequant":
         return None
-    return _steps_first_key(cfg["BLOCK_W"] if "BLOCK_W" in cfg else cfg["BLOCK_B"] // 4, device)
+    if "BLOCK_W" in cfg:
+        return cfg["BLOCK_W"]
+    if cfg["BLOCK_B"] % 4:
+        raise ValueError(f"config BLOCK_B={cfg['BLOCK_B']}: the steps-first layout holds whole int32 words, "
+                         "so BLOCK_B must be a multiple of 4")
+    return cfg["BLOCK_B"] // 4
 
 
 def unsupported(layer, x: torch.Tensor) -> str | None:
@@ -270,7 +276,8 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
             raise RuntimeError(f"no triton configuration ran for x {tuple(x.shape)} and a {n} x {k} "
                                f"{layer.pack_bits}-bit layer; the first failed with {results[0]['error']}")
         best = min(ran, key=lambda r: r["us"])  # ties: the earlier candidate
-        used = _uses_steps_first(_exact(best["config"], x.dtype), x.device)
+        words = _steps_first_words(best["config"])   # (timed_configs already suits x's dtype)
+        used = None if words is None else _steps_first_key(words, x.device)
         for made in set(layer._kernel_cache) - kept_before:
             if made[0] == "triton steps-first" and made != used:
                 del layer._kernel_cache[made]
@@ -321,16 +328,21 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
     shared = dict(BITS=layer.pack_bits, GROUP=layer.group_size, BLOCK_N=cfg["BLOCK_N"], ATOMIC=cfg["SPLIT_K"] > 1,
                   FINISH=finish is not None, num_warps=cfg["num_warps"], enable_fp_fusion=True)  # FFMA: a·b + c rounded once
     finish = finish or (y, y)   # (without FINISH the kernels read neither)
-    if cfg["KERNEL"] in ("gemv", "half2"):
-        if k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
-            raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
-                             f"per step, which must divide in_features={k}; pick one of `candidates`")
-        words = qweight.view(torch.int32)  # [out, in / PER]: 4 bytes, little-endian, as the cpu kernel reads them
-        row_words, row_scales = words.stride(0), scales.stride(0)
-        if cfg.get("STEPS_FIRST"):   # the same numbers, rearranged: [steps, out, BLOCK_W] and [groups, out]
-            words, scales, zeros = steps_first_layout(layer, cfg["BLOCK_W"], x.device)
-            row_words, row_scales = cfg["BLOCK_W"], 1
-            shared["STEPS_FIRST"] = True
+    gemv_kernel = cfg["KERNEL"] in ("gemv", "half2")
+    if gemv_kernel and k % (32 // layer.pack_bits * cfg["BLOCK_W"]):
+        raise ValueError(f"config BLOCK_W={cfg['BLOCK_W']} covers {32 // layer.pack_bits * cfg['BLOCK_W']} inputs "
+                         f"per step, which must divide in_features={k}; pick one of `candidates`")
+    row_bytes, row_scales = qweight.stride(0), scales.stride(0)
+    step_words = _steps_first_words(cfg)
+    if step_words:   # the same numbers, rearranged: codes [steps, out, step], scales and zeros [groups, out]
+        words, scales, zeros = steps_first_layout(layer, step_words, x.device)
+        qweight, row_bytes, row_scales = words.view(torch.uint8), 4 * step_words, 1
+        shared["STEPS_FIRST"] = True
+    if gemv_kernel:
+        # [out, in / PER] (steps-first: [steps, out, BLOCK_W]) int32 words: 4 bytes, little-endian, as the
+        # cpu kernel reads them
+        words = qweight.view(torch.int32)
+        row_words = row_bytes // 4
         if cfg["KERNEL"] == "gemv":
             gemv.packed_gemv[grid](x, words, scales, zeros, y, *finish, n, k, cfg["SPLIT_K"],
                                    x.stride(0), row_words, row_scales, y.stride(0),
@@ -361,14 +373,6 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
             y.copy_(torch.mm(x, w.t()))
     else:
         bb = cfg["BLOCK_B"]
-        row_bytes, row_scales = qweight.stride(0), scales.stride(0)
-        if cfg.get("STEPS_FIRST"):   # the GEMV kernels' copy, read as bytes: [steps, out, BLOCK_B]
-            if bb % 4:
-                raise ValueError(f"config BLOCK_B={bb}: the steps-first layout holds whole int32 words, "
-                                 "so BLOCK_B must be a multiple of 4")
-            words, scales, zeros = steps_first_layout(layer, bb // 4, x.device)
-            qweight, row_bytes, row_scales = words.view(torch.uint8), bb, 1
-            shared["STEPS_FIRST"] = True
         tile.packed_matmul[grid](x, qweight, scales, zeros, y, *finish, m, n, k, cfg["SPLIT_K"],
                                  x.stride(0), row_bytes, row_scales, y.stride(0),
                                  BLOCK_M=cfg["BLOCK_M"], BLOCK_B=bb, ACC_B=1 if cfg["USE_DOT"] else bb,

@@ -114,6 +114,8 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
     decoded, then a dense matmul). Tensor-core tiles of 4-bit codes come with and without the
     inline-PTX nibbles (`magic_codes`)."""
     found = [_config(m, n, k, bits, group_size)]
+    if 4 <= m <= 16:  # the default tile reading the steps-first copy (untimed, as the GEMV's)
+        found.append({**found[0], "STEPS_FIRST": True})
     asm_choices = (False, True) if bits == 4 else (False,)   # the PTX nibbles: 4-bit codes
 
     def add(cfg):
@@ -133,8 +135,6 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
                         add(_tile(m, n, k, bits, group_size, bm, bn, target, use_dot=True, asm=asm))
         if m >= 64:  # or decode the whole weight, then cuBLAS
             add(_dequant(bits, group_size))
-        if m == 16:  # the default tile reading the steps-first copy (as below)
-            add({**_config(m, n, k, bits, group_size), "STEPS_FIRST": True})
         return found
     if m <= 8:
         for block_n, warps in ((32, 1), (64, 1), (64, 2), (128, 4)):
@@ -174,8 +174,6 @@ def candidates(m: int, n: int, k: int, bits: int, group_size: int) -> list[dict]
         for asm in asm_choices:
             for bn in (64, 128):
                 add(_tile(m, n, k, bits, group_size, 16, bn, 512, use_dot=True, asm=asm))
-    if 4 <= m <= 16:  # the default tile reading the steps-first copy (untimed, as the GEMV's)
-        add({**_config(m, n, k, bits, group_size), "STEPS_FIRST": True})
     return found
 
 

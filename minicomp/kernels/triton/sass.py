@@ -87,10 +87,10 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     # number of groups, need not be)
     aligned = [a for a in args if a.endswith("_ptr") or a in ("N", "K", "stride_xm", "stride_qw", "stride_qn",
                                                             "stride_ym", "stride_wn")]
-    if cfg.get("STEPS_FIRST") and cfg.get("BLOCK_W", 16) % 16:   # steps-first rows are BLOCK_W words apart
-        aligned.remove("stride_qw")
-    if cfg.get("STEPS_FIRST") and cfg.get("BLOCK_B", 16) % 16:   # (tile: BLOCK_B bytes)
-        aligned.remove("stride_qn")
+    if cfg.get("STEPS_FIRST"):   # steps-first rows are one step apart: BLOCK_W words (GEMV), BLOCK_B bytes (tile)
+        row, step = ("stride_qw", cfg["BLOCK_W"]) if "BLOCK_W" in cfg else ("stride_qn", cfg["BLOCK_B"])
+        if step % 16:
+            aligned.remove(row)
     src = ASTSource(fn=fn, signature={**args, **{c: "constexpr" for c in consts}},
                     constexprs={(names.index(c),): v for c, v in consts.items()},
                     attrs={(names.index(a),): [["tt.divisibility", 16]] for a in aligned})
