@@ -39,6 +39,7 @@ also feeds the residual, so only the value → attention-output pair folds.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import torch
@@ -51,6 +52,7 @@ from minicomp.quant import (
     QuantizedWeight,
     check_bits,
     check_finite,
+    check_input,
     dequantize_weight,
     group_len,
     qparams_from_range,
@@ -96,6 +98,11 @@ def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch
 
 
 @torch.no_grad()
+def _check_grid(n_grid) -> None:
+    if isinstance(n_grid, bool) or not isinstance(n_grid, numbers.Integral) or n_grid < 1:
+        raise ValueError(f"n_grid={n_grid!r} must be a positive int (the number of points searched)")
+
+
 def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch.Tensor, bits: int = 4,
                      group_size: int = 128, symmetric: bool = False, n_grid: int = 20):
     """The AWQ scale s [in] for one layer, and the search curve [(α, error), ...].
@@ -103,6 +110,9 @@ def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch
     s = x_scale^α normalised to sqrt(max·min) = 1, for α = 0, 1/n_grid, ..., (n_grid−1)/n_grid;
     the error of each α is ‖X Wᵀ − (X/s) Q(W s)ᵀ‖², measured through `hessian` (H = 2XᵀX/n).
     """
+    _check_grid(n_grid)
+    check_finite("x_scale", x_scale)
+    check_finite("hessian", hessian)
     W = weight.detach().float()  # [out, in]
     g = group_len(W, group_size)
     H = hessian.to(W)
@@ -126,6 +136,9 @@ def awq_search_clip(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, 
                     symmetric: bool = False, n_grid: int = 20, max_shrink: float = 0.5) -> torch.Tensor:
     """Per (row, group) range ratio r ∈ {1, 1 − 1/n_grid, ...} ≥ 1 − max_shrink with the least output
     error of that group, Δw_g H_gg Δw_gᵀ (auto_clip). Returns ratios [out, in / g]; r = 1 is min-max."""
+    _check_grid(n_grid)
+    if not 0 <= max_shrink < 1:
+        raise ValueError(f"max_shrink={max_shrink!r} must be in [0, 1): the largest fraction of a group's range cut")
     W = weight.detach().float()
     out, n_in = W.shape
     g = group_len(W, group_size)
@@ -183,6 +196,7 @@ class AWQLinear(QuantLinear):
         return w / self.input_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_features)
         return super().forward(x / self.input_scale.to(x.dtype))
 
     def packed(self, **kwargs) -> PackedAWQLinear:
@@ -216,6 +230,7 @@ class PackedAWQLinear(PackedLinear):
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_features)
         return super().forward(x / self.input_scale.to(x.dtype))
 
 

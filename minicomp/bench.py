@@ -185,7 +185,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
     cold: on a CPU, cycle through enough copies of each weight to overflow the cache; on a GPU,
     flush the L2 cache before each timed call (see above).
     """
-    dev = torch.device(device)
+    dev = hardware.check_device(device, "device")
     rows, skipped = [], []
     warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
     warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")

@@ -175,10 +175,24 @@ def _batches(calibration) -> list:
         return [calibration]
     if not isinstance(calibration, Iterable):
         raise TypeError(f"calibration must be a tensor or an iterable of batches, got {type(calibration).__name__}")
+    if (isinstance(calibration, tuple) and len(calibration) == 2
+            and all(isinstance(t, torch.Tensor) and t.dim() for t in calibration)
+            and calibration[0].is_floating_point() and not calibration[1].is_floating_point()
+            and len(calibration[0]) == len(calibration[1])):
+        raise ValueError("calibration=(inputs, labels) would be read as two batches, and the labels would go "
+                         "through the model; pass the inputs alone (calibration=x) or a list of pairs, [(x, y)]")
     batches = list(calibration)
     if not batches:
         raise ValueError("calibration is empty; expected at least one batch")
     return batches
+
+
+def _describe(batch) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"a {batch.dtype} tensor {list(batch.shape)}"
+    if isinstance(batch, (tuple, list)):
+        return f"a {type(batch).__name__} of {len(batch)}: " + ", ".join(_describe(b) for b in batch[:3])
+    return type(batch).__name__
 
 
 class _Stop(BaseException):
@@ -192,11 +206,19 @@ def run_batches(model: nn.Module, batches: list, forward: Callable | None = None
     was_training = model.training
     model.eval()
     try:
-        for batch in batches:
+        for i, batch in enumerate(batches):
             try:
                 forward(model, batch)
             except _Stop:
                 pass
+            except Exception as e:
+                if hasattr(e, "add_note"):  # Python 3.11+: shown under the error
+                    which = f" {i} of {len(batches)}" if len(batches) > 1 else ""
+                    e.add_note(f"(minicomp: raised by the model on calibration batch{which}, "
+                               f"{_describe(batch)}. Each item of `calibration` is one batch, fed as "
+                               "model(batch), model(**batch) or model(batch[0]); check its shape against the "
+                               "model's input, or pass forward=lambda model, batch: ...)")
+                raise
     finally:
         model.train(was_training)
 
@@ -358,7 +380,12 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
         if inputs is not None and not inputs:
             continue  # never called on the calibration data (e.g. an unused pooler): left in float
         opts = dict(bits=bits, group_size=group_size, symmetric=symmetric, **options)
-        qs = m.fn([layers[x] for x in group], inputs, **opts) if m.joint else [m.fn(layers[group[0]], inputs, **opts)]
+        try:
+            qs = m.fn([layers[x] for x in group], inputs, **opts) if m.joint else [m.fn(layers[group[0]], inputs, **opts)]
+        except Exception as e:
+            if hasattr(e, "add_note"):  # Python 3.11+: shown under the error
+                e.add_note(f"(minicomp: while quantizing {', '.join(group)} with method={method!r})")
+            raise
         for name, q in zip(group, qs, strict=True):
             layer = layers[name]
             if not isinstance(q, nn.Module) and pack:

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 
+from minicomp.hardware import check_device
+
 # ----------------------------------------------------------------------------------------------
 # Digits
 
@@ -88,6 +90,8 @@ def load_digits(
         val.append(idx[n_test : n_test + n_val])
         train.append(idx[n_test + n_val :])
     train, val, test = (torch.cat(parts).sort().values for parts in (train, val, test))
+
+    device = None if device is None else check_device(device, "device")
 
     def put(t: torch.Tensor) -> torch.Tensor:
         return t.to(device) if device is not None else t

@@ -19,6 +19,7 @@ the [B, T, C] logits of a language model have B·T rows.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from minicomp.hardware import check_device
 
 
 # ── input checks ─────────────────────────────────────────────────────────────────────────────
@@ -37,9 +40,20 @@ def _check_logits(x, name: str) -> None:
                          "expected a floating-point tensor of shape [..., C]")
 
 
+def _check_defined(x: torch.Tensor, name: str) -> None:
+    """Raise unless x is free of NaN and +inf: a softmax of either is NaN, and `_kl_rows` would
+    silently drop those rows' terms. −inf (a class ruled out, probability 0) is allowed."""
+    bad = torch.isnan(x) | (x == math.inf)
+    if bad.any():
+        raise ValueError(f"{name} contains NaN or +inf ({int(bad.sum())} of {x.numel()} values); expected "
+                         "finite logits (−inf, for a class ruled out, is allowed). Check the model that "
+                         "produced them, e.g. with torch.isfinite(...).all()")
+
+
 def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
     _check_logits(s, s_name)
     _check_logits(t, t_name)
+    _check_defined(t, t_name)
     if s.shape != t.shape:
         raise ValueError(f"{s_name} has shape {tuple(s.shape)} but {t_name} has shape "
                          f"{tuple(t.shape)}; they must match")
@@ -74,6 +88,19 @@ def _check_labels(labels, logits, name="labels") -> None:
                          f"expected class indices in [0, {C}) for C={C} classes")
 
 
+def _check_data(x, y, x_name: str, y_name: str) -> None:
+    """Raise unless x and y are tensors with the same number of rows, at least one."""
+    for name, v in ((x_name, x), (y_name, y)):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}; convert it with "
+                            f"torch.as_tensor({name})")
+    if x.dim() == 0 or y.dim() == 0 or len(x) == 0:
+        raise ValueError(f"{x_name} has shape {tuple(x.shape)} and {y_name} {tuple(y.shape)}; expected at least "
+                         "one row of inputs, and one label per row")
+    if len(x) != len(y):
+        raise ValueError(f"{x_name} has {len(x)} rows but {y_name} has {len(y)}; they must match (one label per row)")
+
+
 # ── soft targets and the KD loss ─────────────────────────────────────────────────────────────
 def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """p_i = exp(z_i / T) / Σ_j exp(z_j / T) over the last dimension: [..., C] -> [..., C].
@@ -83,6 +110,7 @@ def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     torch.softmax) keeps exp from overflowing, even for logits of ±1000.
     """
     _check_logits(logits, "logits")
+    _check_defined(logits, "logits")
     T = _check_temperature(temperature)
     return torch.softmax(logits / T, dim=-1)  # Hinton et al. 2015, eq. 1
 
@@ -408,9 +436,14 @@ class Distiller:
                 raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a number >= 0")
             if getattr(pair[1], "needs_teacher", False) and teacher is None:
                 raise ValueError(f"losses[{name!r}] needs a teacher, but teacher=None")
-        if not lr > 0:
-            raise ValueError(f"lr={lr!r} must be > 0")
-        self.device = torch.device(device) if device is not None else next(student.parameters()).device
+        for name, v, low in (("lr", lr, "> 0"), ("weight_decay", weight_decay, ">= 0")):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 if low == "> 0" else v >= 0):
+                raise ValueError(f"{name}={v!r} must be a number {low}")
+        for name, model in (("student", student), ("teacher", teacher)):
+            if not isinstance(model, nn.Module) and not (name == "teacher" and model is None):
+                raise TypeError(f"{name} must be a torch.nn.Module{' or None' if name == 'teacher' else ''}, "
+                                f"got {type(model).__name__}")
+        self.device = check_device(device, "device") if device is not None else next(student.parameters()).device
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device) if teacher is not None else None
         self.losses, self.lr, self.weight_decay, self.seed = losses, lr, weight_decay, seed
@@ -432,13 +465,14 @@ class Distiller:
     def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int = 500, batch_size: int = 64,
             x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, log_every: int = 50) -> list[dict]:
         """Train for `steps` optimizer steps on (x, y); y = −1 marks an unlabelled (transfer) row."""
-        if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
+        _check_data(x, y, "x", "y")
         for name, v in (("steps", steps), ("batch_size", batch_size), ("log_every", log_every)):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name}={v!r} must be a positive int")
         if (x_val is None) != (y_val is None):
             raise ValueError("pass both x_val and y_val, or neither")
+        if x_val is not None:
+            _check_data(x_val, y_val, "x_val", "y_val")
         s_taps = Taps(self.student, self._layers("student_layers"))
         t_taps = Taps(self.teacher, self._layers("teacher_layers")) if self.teacher is not None else None
         teacher_mode = self.teacher.training if self.teacher is not None else False
@@ -452,6 +486,10 @@ class Distiller:
                 with torch.no_grad():  # one probe batch builds the adapters (Hint) before AdamW
                     o = self._forward(x[:batch_size].to(self.device), y[:batch_size].to(self.device), s_taps, t_taps)
                 C = o.student_logits.shape[-1]
+                if tuple(o.student_logits.shape[:-1]) != tuple(y[:batch_size].shape):
+                    raise ValueError(f"y has shape {tuple(y.shape)}, but the student's logits for x[:{batch_size}] "
+                                     f"have shape {tuple(o.student_logits.shape)}: expected y of one class index "
+                                     f"per row, shape {(len(y), *o.student_logits.shape[1:-1])}")
                 if y.is_floating_point() or y.min() < -1 or y.max() >= C:
                     raise ValueError(f"y holds values from {y.min().item()} to {y.max().item()} ({y.dtype}); expected "
                                      f"integer class indices in [0, {C}), or -1 for an unlabelled row")

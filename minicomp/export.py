@@ -27,6 +27,7 @@ the conversion below re-packs. `save_gguf` accepts
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from torch import nn
 
 from minicomp.kernels import PackedLinear
 from minicomp.pack import unpack
+from minicomp.quant import check_finite
 
 __all__ = ["save_quantized", "load_quantized", "quantize_q4_0", "quantize_q8_0", "dequantize_q4_0",
            "dequantize_q8_0", "q4_0_from_codes", "q8_0_from_codes", "save_gguf", "load_gguf",
@@ -44,6 +46,7 @@ __all__ = ["save_quantized", "load_quantized", "quantize_q4_0", "quantize_q8_0",
 FORMAT = "minicomp.packed.v1"
 GGUF_BLOCK = 32
 GGUF_QTYPES = ("Q4_0", "Q8_0", "F16", "F32")
+FP16_MAX = 65504.0  # float16's largest finite value
 
 
 # ── safetensors ──────────────────────────────────────────────────────────────────────────────
@@ -126,6 +129,7 @@ def load_quantized(model: nn.Module, path, *, backend: str | None = None) -> nn.
                     backend=backend, **extra)
         if name == "":
             raise ValueError("the file holds a single packed layer; build it with PackedLinear(...)")
+        _check_fits(model, name, layer, path)
         set_module(model, name, layer)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if k.rpartition(".")[0] not in info and not _is_tied(model, k, tensors)]
@@ -133,6 +137,20 @@ def load_quantized(model: nn.Module, path, *, backend: str | None = None) -> nn.
         raise ValueError(f"path={str(path)!r} does not fit this model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return model
+
+
+def _check_fits(model: nn.Module, name: str, layer: PackedLinear, path) -> None:
+    """Raise unless `model` has a linear layer `name` of the packed layer's shape."""
+    try:
+        old = model.get_submodule(name)
+    except AttributeError:
+        old = None
+    shape = (getattr(old, "in_features", None), getattr(old, "out_features", None))
+    if shape != (layer.in_features, layer.out_features):
+        here = "no such layer" if old is None else f"{type(old).__name__} {shape[0]}→{shape[1]}"
+        raise ValueError(f"path={str(path)!r} holds layer {name!r} as {layer.in_features}→{layer.out_features} "
+                         f"features, but this model has {here}; load the file into the architecture it was "
+                         "saved from")
 
 
 def _is_tied(model: nn.Module, key: str, loaded: Mapping[str, torch.Tensor]) -> bool:
@@ -149,11 +167,15 @@ def _blocks(w: torch.Tensor, name: str = "w") -> torch.Tensor:
     if w.dim() == 0 or w.shape[-1] % GGUF_BLOCK:
         raise ValueError(f"{name}.shape[-1] must be a multiple of {GGUF_BLOCK} for GGUF blocks, got "
                          f"shape {tuple(w.shape)}")
+    check_finite(name, w)
     return w.detach().cpu().to(torch.float32).reshape(-1, GGUF_BLOCK)  # [n_blocks, 32]
 
 
 def _fp16_bytes(d: torch.Tensor) -> torch.Tensor:
     """[n_blocks, 1] float -> [n_blocks, 2] uint8: the float16 bit pattern, little-endian."""
+    if d.numel() and d.abs().max() > FP16_MAX:
+        raise ValueError(f"a block needs the scale {d.abs().max().item():.4g}, beyond float16's largest value "
+                         f"({FP16_MAX:g}), and GGUF blocks store float16 scales; scale the tensor down first")
     h = d.to(torch.float16).numpy().astype("<f2")
     return torch.from_numpy(h.view(np.uint8).reshape(-1, 2).copy())
 
@@ -281,6 +303,7 @@ def _to_gguf(name: str, value, qtype: str):
         return w.numpy(), T.F32          # biases and norms stay float, as in llama.cpp
     if qtype == "F16":
         return w.half().numpy(), T.F16
+    check_finite(f"tensors[{name!r}]", w)
     quantize = quantize_q4_0 if qtype == "Q4_0" else quantize_q8_0
     return quantize(w).numpy(), getattr(T, qtype)
 
@@ -304,6 +327,9 @@ def save_gguf(path, tensors: Mapping[str, object], qtype: str = "Q4_0", *, arch:
     writer.add_string("general.name", str(path.stem))
     writer.add_string("minicomp.qtype", qtype)
     for key, value in (metadata or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)) or \
+                (isinstance(value, numbers.Integral) and not 0 <= value < 2**32):
+            raise ValueError(f"metadata[{key!r}]={value!r} must be a str or an int in [0, 2**32)")
         (writer.add_uint32 if isinstance(value, int) else writer.add_string)(key, value)
     for name, value in tensors.items():
         data, kind = _to_gguf(name, value, qtype)

@@ -27,7 +27,9 @@ the whole model, layer by layer, each layer calibrated on what the quantized ear
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Iterable
 from contextlib import contextmanager
 
 import torch
@@ -53,6 +55,8 @@ def input_hessian(inputs) -> torch.Tensor:
     """
     if isinstance(inputs, torch.Tensor):
         inputs = [inputs]
+    if not isinstance(inputs, Iterable):
+        raise TypeError(f"inputs must be a [tokens, in] tensor or a list of them, got {type(inputs).__name__}")
     inputs = list(inputs)
     if not inputs:
         raise ValueError("inputs is empty; expected at least one [tokens, in] tensor of calibration inputs")
@@ -61,6 +65,7 @@ def input_hessian(inputs) -> torch.Tensor:
     H = torch.zeros(n_in, n_in, dtype=dtype, device=inputs[0].device)  # [in, in]
     n = 0
     for x in inputs:
+        check_finite("inputs (the calibration inputs of this layer)", x)
         if x.shape[-1] != n_in:
             raise ValueError(f"inputs have different feature sizes: {x.shape[-1]} and {n_in}")
         x = x.reshape(-1, n_in).to(dtype)  # [tokens, in]
@@ -70,6 +75,11 @@ def input_hessian(inputs) -> torch.Tensor:
         raise ValueError("inputs hold no rows (0 tokens); expected calibration data")
     H *= 2.0 / n  # H = 2 XᵀX / n                                                 (eq. 1)
     return H
+
+
+def _check_damp(damp) -> None:
+    if isinstance(damp, bool) or not isinstance(damp, numbers.Real) or not 0 < damp < math.inf:
+        raise ValueError(f"damp={damp!r} must be a positive number (a fraction of mean(diag(H)), e.g. 0.01)")
 
 
 def _check(weight, hessian, bits, group_size, damp, block_size):
@@ -88,8 +98,7 @@ def _check(weight, hessian, bits, group_size, damp, block_size):
         raise ValueError("hessian has negative diagonal entries; expected a positive multiple of XᵀX")
     bits = check_bits(bits)
     g = group_len(weight, group_size)  # raises ValueError naming group_size and in_features
-    if isinstance(damp, bool) or not isinstance(damp, numbers.Real) or not damp > 0:
-        raise ValueError(f"damp={damp!r} must be a positive number (a fraction of mean(diag(H)), e.g. 0.01)")
+    _check_damp(damp)
     if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size <= 0:
         raise ValueError(f"block_size={block_size!r} must be a positive int")
     return bits, g
@@ -103,6 +112,10 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
     factorisation fails (H singular or badly conditioned in floating point), λ is multiplied by 10
     and it tries again, as long as λ ≤ mean(diag(H)); then it raises ValueError.
     """
+    _check_damp(damp)
+    if not isinstance(H, torch.Tensor) or H.dim() != 2 or H.shape[0] != H.shape[1] or not H.is_floating_point():
+        raise ValueError(f"H must be a square floating-point tensor [in, in], got "
+                         f"{tuple(H.shape) if isinstance(H, torch.Tensor) else type(H).__name__}")
     mean_diag = torch.diagonal(H).mean()
     if not mean_diag > 0:
         raise ValueError("hessian is zero; the calibration inputs of this layer are all 0")

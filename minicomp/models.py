@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import re
 from collections import OrderedDict
@@ -24,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+from minicomp.hardware import check_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -54,6 +57,17 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 # Digits classifiers
 
 
+def _check_batch(x, features: int, expected: str) -> None:
+    """Raise a clear error unless x is a float batch [N, ...] of `features` values per example."""
+    expected = expected.format(features)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor {expected}, got {given}")
+    if x.dim() < 2 or math.prod(x.shape[1:]) != features:
+        hint = "; add a batch dimension: x[None]" if x.numel() == features else ""
+        raise ValueError(f"x has shape {tuple(x.shape)}; expected {expected}{hint}")
+
+
 class MLP(nn.Module):
     """x [N, in_features] (or [N, 1, 8, 8]) -> logits [N, num_classes].
 
@@ -63,6 +77,8 @@ class MLP(nn.Module):
 
     def __init__(self, in_features=64, hidden=(256, 256), num_classes=10, dropout=0.0, seed=None):
         super().__init__()
+        if isinstance(hidden, numbers.Integral):
+            raise TypeError(f"hidden={hidden!r} must be a sequence of layer widths, e.g. hidden=({hidden},)")
         if not hidden or any(int(h) <= 0 for h in hidden):
             raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints")
         if not 0.0 <= dropout < 1.0:
@@ -81,6 +97,7 @@ class MLP(nn.Module):
             self.head = nn.Linear(width, num_classes)  # weight [num_classes, hidden[-1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_batch(x, self.config["in_features"], "[N, {}] (or [N, 1, 8, 8])")
         x = x.flatten(1)  # [N, 1, 8, 8] -> [N, 64]; [N, 64] is unchanged
         return self.head(self.hidden(x))
 
@@ -96,6 +113,8 @@ class CNN(nn.Module):
 
     def __init__(self, channels=(32, 64), hidden=128, num_classes=10, dropout=0.0, seed=None):
         super().__init__()
+        if isinstance(channels, numbers.Integral):
+            raise TypeError(f"channels={channels!r} must be a sequence of channel counts, e.g. channels=({channels},)")
         if not channels or any(int(c) <= 0 for c in channels):
             raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints")
         self.config = dict(
@@ -114,6 +133,7 @@ class CNN(nn.Module):
             self.head = nn.Linear(hidden, num_classes)  # [num_classes, hidden]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_batch(x, 64, "[N, 1, 8, 8] (or [N, {}])")
         if x.dim() == 2:
             x = x.reshape(-1, 1, 8, 8)  # flat digits [N, 64] -> images
         h = self.features(x).flatten(1)  # [N, C*16]
@@ -217,6 +237,12 @@ class TinyGPT(nn.Module):
 
     def __init__(self, config: GPTConfig, seed: int | None = None):
         super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(config, field)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+                raise ValueError(f"config.{field}={v!r} must be a positive int")
         if config.n_embd % config.n_head != 0:
             raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head}")
         self.config = config
@@ -243,12 +269,32 @@ class TinyGPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def _check_idx(self, idx, name: str = "idx") -> None:
+        """Raise a clear error unless idx is an integer [B, T] tensor of ids in [0, vocab_size)."""
+        V = self.config.vocab_size
+        if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+            given = f"a {idx.dtype} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise TypeError(f"{name} must be an integer tensor [B, T] of token ids, got {given}; "
+                            "encode text with corpus.encode(...)")
+        if idx.dim() != 2:
+            hint = f"; add a batch dimension: {name}[None]" if idx.dim() == 1 else ""
+            raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected [B, T]{hint}")
+        if idx.numel() and (idx.min() < 0 or idx.max() >= V):
+            raise ValueError(f"{name} holds ids from {int(idx.min())} to {int(idx.max())}; expected ids in "
+                             f"[0, {V}) (vocab_size={V})")
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        self._check_idx(idx)
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(
                 f"idx has T={T} tokens; block_size={self.config.block_size} is the maximum"
             )
+        if T == 0:
+            raise ValueError("idx has no tokens (T=0); give at least one token per row")
+        if targets is not None and (not isinstance(targets, torch.Tensor) or targets.shape != idx.shape):
+            raise ValueError(f"targets has shape {tuple(getattr(targets, 'shape', ()))}; expected the same "
+                             f"shape as idx, {tuple(idx.shape)}")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # [T]
         tok_emb = self.transformer.wte(idx)  # [B, T, C]
         pos_emb = self.transformer.wpe(pos)  # [T, C]
@@ -270,10 +316,13 @@ class TinyGPT(nn.Module):
         temperature=0 means greedy decoding; otherwise sampling uses `generator` (a
         torch.Generator on idx's device) so that the text is reproducible.
         """
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
+        if not isinstance(temperature, numbers.Real) or not 0 <= temperature < math.inf:
+            raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k={top_k} must be a positive int or None")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 0")
+        self._check_idx(idx)
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -self.config.block_size :]  # crop to the context window
             logits = self(idx_cond)[0][:, -1, :]  # [B, V]
@@ -389,7 +438,7 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> nn.M
         raise ValueError(f"{name}.json has arch={arch!r}; expected MLP, CNN or TinyGPT")
     load_model(model, str(weights))  # handles TinyGPT's tied wte / lm_head
     if device is not None:
-        model.to(device)
+        model.to(check_device(device, "device"))
     return model.eval()
 
 

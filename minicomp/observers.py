@@ -18,6 +18,7 @@ Everything is per tensor. `calibrate.observe_inputs` puts one on each layer's in
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -41,6 +42,8 @@ class Observer:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         check_finite("x", x)
+        if x.numel() == 0:
+            raise ValueError(f"x has shape {tuple(x.shape)}, no values; an observer needs at least one value a batch")
         with torch.no_grad():
             self.observe(x.detach().float())
         self.batches += 1
@@ -98,7 +101,7 @@ class PercentileObserver(Observer):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, percentile: float = 99.99):
         super().__init__(bits, symmetric)
-        if not 50.0 < percentile <= 100.0:
+        if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 50.0 < percentile <= 100.0:
             raise ValueError(f"percentile={percentile!r} must be in (50, 100]")
         self.percentile = percentile
         self.lo = self.hi = torch.tensor(0.0)
@@ -123,6 +126,8 @@ class MSEObserver(Observer):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**16):
         super().__init__(bits, symmetric)
+        if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 16:
+            raise ValueError(f"max_samples={max_samples!r} must be an int >= 16 (values kept for the search)")
         self.max_samples, self.samples = int(max_samples), []
 
     def observe(self, x):

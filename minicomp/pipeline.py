@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.hardware import _check_positive_ints
+from minicomp.hardware import _check_positive_ints, check_device
 from minicomp.models import GPTConfig, TinyGPT, count_parameters
 
 STUDENT_NAME = "tinygpt_student"
@@ -178,6 +178,8 @@ def quantize_variants(model: nn.Module, calibration, *, methods=("rtn", "gptq", 
     """
     from minicomp.calibrate import quantize_model
 
+    methods = (methods,) if isinstance(methods, str) else methods   # one method, one bit width: fine too
+    bits = (bits,) if isinstance(bits, int) else bits
     if not methods or not bits:
         raise ValueError(f"methods={methods!r} and bits={bits!r} must both be non-empty")
     out = {}
@@ -206,6 +208,7 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
     if not isinstance(models, dict) or not models:
         raise ValueError(f"models={models!r} must be a non-empty dict of name -> model")
     _check_positive_ints(latency_tokens=latency_tokens, repeats=repeats)
+    device = check_device(device, "device")
     idx = torch.zeros(1, latency_tokens, dtype=torch.long, device=device)  # [1, T]
 
     def forward(m):
@@ -214,7 +217,7 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
                 return m(idx)
         return run
 
-    timed = list(models) if timed is None else list(timed)
+    timed = list(models) if timed is None else [timed] if isinstance(timed, str) else list(timed)
     unknown = [n for n in timed if n not in models]
     if unknown:
         raise ValueError(f"timed={unknown!r} names no model; models are {list(models)}")
@@ -360,6 +363,7 @@ def check_claims(rows: list[Result], *, teacher: str, student: str, four_bit: li
     combined: the row of the distilled and 4-bit (packed) student (compression against the teacher).
     """
     by = {r.name: r for r in rows}
+    four_bit = [four_bit] if isinstance(four_bit, str) else four_bit
     missing = [n for n in (teacher, student, *four_bit, combined) if n not in by]
     if missing or not four_bit:
         raise ValueError(f"rows have no {missing!r} (four_bit={four_bit!r} must be non-empty); rows: {list(by)}")

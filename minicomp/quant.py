@@ -46,6 +46,18 @@ def check_finite(name: str, x: torch.Tensor) -> None:
                          "expected finite values")
 
 
+def check_input(x, in_features: int, name: str = "x") -> None:
+    """Raise TypeError unless `x` is a floating-point tensor, ValueError unless it is [..., in_features]:
+    the check at the top of every quantized layer's forward."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point tensor [..., {in_features}], got {given}; "
+                        "convert it with .float()")
+    if x.dim() == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [..., {in_features}] "
+                         f"(the layer's in_features)")
+
+
 def check_qrange(qmin, qmax) -> tuple[int, int]:
     for name, v in (("qmin", qmin), ("qmax", qmax)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -228,6 +240,9 @@ def dequantize(q: torch.Tensor, scale, zero_point, *, group_size: int | None = N
     """x̂ = (q − zero_point) · scale, in scale's float dtype (at least float32)."""
     if not isinstance(q, torch.Tensor):
         raise TypeError(f"q must be a torch.Tensor of integer codes, got {type(q).__name__}")
+    if q.is_floating_point() and not torch.equal(q, q.round()):
+        raise ValueError(f"q holds non-integer codes such as {q[q != q.round()][0].item()!r}; dequantize takes the "
+                         "integer codes that quantize returns (for a float round trip, use fake_quantize)")
     qg, s, z = _prepare(q, scale, zero_point, group_size)
     dtype = torch.promote_types(s.dtype, torch.float32)
     return ((qg.to(torch.int32) - z).to(dtype) * s.to(dtype)).reshape(q.shape)
@@ -293,9 +308,13 @@ class QuantizedWeight:
 
     def __post_init__(self):
         self.bits = check_bits(self.bits)
-        if not isinstance(self.codes, torch.Tensor) or self.codes.dim() != 2 or self.codes.is_floating_point():
-            raise TypeError("codes must be a 2-D integer tensor [out, in], got "
-                            f"{getattr(self.codes, 'dtype', type(self.codes).__name__)}")
+        for name in ("codes", "scale", "zero", "perm"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor) and not (name == "perm" and value is None):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if self.codes.dim() != 2 or self.codes.is_floating_point():
+            raise TypeError(f"codes must be a 2-D integer tensor [out, in], got a {self.codes.dtype} tensor "
+                            f"of shape {tuple(self.codes.shape)}")
         out, n_in = self.codes.shape
         g = self.group_size = group_len(self.codes, self.group_size)
         if tuple(self.scale.shape) != (out, n_in // g) or tuple(self.zero.shape) != (out, n_in // g):
@@ -305,9 +324,14 @@ class QuantizedWeight:
         if self.codes.numel() and (self.codes.min() < 0 or self.codes.max() > self.qmax):
             raise ValueError(f"codes must lie in [0, {self.qmax}] for bits={self.bits}; got "
                              f"[{self.codes.min().item()}, {self.codes.max().item()}]")
-        if self.perm is not None and not torch.equal(self.perm.sort().values.cpu(), torch.arange(n_in)):
-            raise ValueError(f"perm must be a permutation of range(in_features={n_in})")
-        self.codes, self.zero = self.codes.to(torch.uint8), _check_zero(self.zero).to(torch.uint8)
+        if self.perm is not None and (self.perm.is_floating_point() or tuple(self.perm.shape) != (n_in,) or
+                                      not torch.equal(self.perm.sort().values.cpu().long(), torch.arange(n_in))):
+            raise ValueError(f"perm must be an integer permutation of range(in_features={n_in}), shape [{n_in}]")
+        zero = _check_zero(self.zero)
+        if zero.numel() and (zero.min() < 0 or zero.max() > self.qmax):
+            raise ValueError(f"zero must lie in [0, {self.qmax}] for bits={self.bits} (codes are stored unsigned); "
+                             f"got [{zero.min().item()}, {zero.max().item()}]")
+        self.codes, self.zero = self.codes.to(torch.uint8), zero.to(torch.uint8)
 
     qmin = 0
 

@@ -25,6 +25,7 @@ from minicomp.quant import (
     QuantizedWeight,
     check_bits,
     check_finite,
+    check_input,
     compute_qparams,
     dequantize_weight,
     fake_quantize,
@@ -135,6 +136,7 @@ class QuantLinear(nn.Module):
         return quantize_dequantize(rows, self.act_bits, self.act_symmetric, axis=0).reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_features)
         w = dequantize_weight(self.codes, self.scale, self.zero, self.group_size, self.perm, x.dtype)
         b = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(self.quantize_input(x), w, b)
@@ -172,6 +174,7 @@ class QATLinear(nn.Linear):
         return qat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_features)
         w_hat = quantize_dequantize(self.weight, self.bits, self.symmetric, group_size=self.group_size)
         return F.linear(x, w_hat, self.bias)
 

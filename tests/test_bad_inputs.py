@@ -116,7 +116,68 @@ CATALOGUE = [
     # ── models: unknown names and missing files ─────────────────────────────────────────────
     ("load_pretrained: unknown name", lambda: models.load_pretrained("gpt5"), "name"),
     ("load_minilm: missing model path", lambda: models.load_minilm("/no/such/dir/all-MiniLM-L6-v2"), "name_or_path"),
+    # ── found by probing every public function (2026-11-30): each raised from deep in torch,
+    #    hung, or returned a wrong answer without a word ─────────────────────────────────────────
+    ("TinyGPT: 1-D idx", lambda: _gpt()(torch.tensor([1, 2, 3])), "idx[None]"),
+    ("TinyGPT: id past the vocabulary", lambda: _gpt()(torch.tensor([[1, 200]])), "vocab_size"),
+    ("TinyGPT: float idx", lambda: _gpt()(torch.ones(1, 3)), "idx"),
+    ("TinyGPT: no tokens", lambda: _gpt()(torch.zeros(1, 0, dtype=torch.long)), "idx"),
+    ("TinyGPT: targets of another shape", lambda: _gpt()(torch.ones(2, 3, dtype=torch.long), torch.ones(6, dtype=torch.long)), "targets"),
+    ("TinyGPT.generate: negative max_new_tokens", lambda: _gpt().generate(torch.ones(1, 2, dtype=torch.long), -1), "max_new_tokens"),
+    ("TinyGPT.generate: temperature NaN", lambda: _gpt().generate(torch.ones(1, 2, dtype=torch.long), 2, temperature=math.nan), "temperature"),
+    ("TinyGPT: n_head 0", lambda: models.TinyGPT(models.GPTConfig(n_head=0)), "n_head"),
+    ("MLP: one example without a batch dimension", lambda: models.digits_mlp_student()(torch.randn(64)), "x[None]"),
+    ("MLP: wrong width", lambda: models.digits_mlp_student()(torch.randn(5, 63)), "x"),
+    ("MLP: hidden an int", lambda: models.MLP(hidden=256), "hidden"),
+    ("CNN: wrong width", lambda: models.digits_cnn_student()(torch.randn(5, 63)), "x"),
+    ("load_pretrained: device 'gpu'", lambda: models.load_pretrained("tinygpt", device="gpu"), "device"),
+    ("load_digits: device 'gpu'", lambda: data.load_digits(device="gpu"), "device"),
+    ("QuantLinear: wrong input width", lambda: rtn.QuantLinear.from_linear(nn.Linear(8, 4))(torch.randn(2, 7)), "x"),
+    ("QuantLinear: integer input", lambda: rtn.QuantLinear.from_linear(nn.Linear(8, 4))(torch.ones(2, 8, dtype=torch.long)), "x"),
+    ("QATLinear: wrong input width", lambda: rtn.QATLinear(8, 4)(torch.randn(2, 7)), "x"),
+    ("kd_loss: NaN teacher (was 0.0)", lambda: distill.kd_loss(LOGITS, torch.full((4, 10), math.nan)), "teacher_logits"),
+    ("kd_loss: +inf teacher (was 0.0)", lambda: distill.kd_loss(LOGITS, LOGITS.index_fill(1, torch.tensor([0]), math.inf)), "teacher_logits"),
+    ("soft_targets: +inf logit (was NaN)", lambda: distill.soft_targets(torch.tensor([[math.inf, 1.0]])), "logits"),
+    ("Distiller: student None", lambda: distill.Distiller(None, None, {"ce": (1.0, distill.CE())}), "student"),
+    ("Distiller: lr a string", lambda: distill.Distiller(_mlp(), None, {"ce": (1.0, distill.CE())}, lr="1e-3"), "lr"),
+    ("Distiller: device 'gpu'", lambda: distill.Distiller(_mlp(), None, {"ce": (1.0, distill.CE())}, device="gpu"), "device"),
+    ("Distiller.fit: numpy x", lambda: _distiller().fit(torch.randn(8, 64).numpy(), LABELS.repeat(2), steps=1), "x"),
+    ("Distiller.fit: y [N, 1]", lambda: _distiller().fit(torch.randn(8, 64), LABELS.repeat(2)[:, None], steps=1), "y"),
+    ("Distiller.fit: x_val and y_val differ", lambda: _distiller().fit(torch.randn(8, 64), LABELS.repeat(2), steps=1, x_val=torch.randn(3, 64), y_val=LABELS), "x_val"),
+    ("quantize_model: calibration=(x, y)", lambda: calibrate.quantize_model(_mlp(), "gptq", group_size=32, calibration=(torch.randn(8, 64), LABELS.repeat(2)), progress=False), "calibration"),
+    ("quantize_model: NaN calibration, awq", lambda: calibrate.quantize_model(_mlp(), "awq", group_size=32, calibration=torch.full((8, 64), math.nan), progress=False), "inputs"),
+    ("inverse_hessian_factor: damp -1 (hung)", lambda: __import__("minicomp.gptq").gptq.inverse_hessian_factor(torch.eye(4), damp=-1), "damp"),
+    ("inverse_hessian_factor: not square", lambda: __import__("minicomp.gptq").gptq.inverse_hessian_factor(torch.ones(4, 3)), "H"),
+    ("awq_search_scale: n_grid 0", lambda: __import__("minicomp.awq").awq.awq_search_scale(W, torch.ones(64), torch.eye(64), group_size=32, n_grid=0), "n_grid"),
+    ("dequantize: non-integer codes (were truncated)", lambda: quant.dequantize(torch.tensor([1.5]), 1.0, 0), "q"),
+    ("QuantizedWeight: zero -1 (became 255)", lambda: quant.QuantizedWeight(_qw().codes, _qw().scale, torch.full_like(_qw().zero, -1, dtype=torch.int32), 4, 32), "zero"),
+    ("QuantizedWeight: 1-D codes", lambda: quant.QuantizedWeight(torch.zeros(8, dtype=torch.uint8), torch.ones(1, 1), torch.zeros(1, 1), 4, 8), "codes"),
+    ("PackedLinear: zero point past 15", lambda: _packed(zeros=200), "zeros"),
+    ("PackedLinear: NaN scale", lambda: _packed(scales=math.nan), "scales"),
+    ("PackedLinear: perm not a permutation", lambda: _packed(perm=torch.zeros(64, dtype=torch.long)), "perm"),
+    ("pack_model: group_size 0", lambda: kernels.pack_model(_mlp(), linear_bits=4, group_size=0), "group_size"),
+    ("observer: empty batch", lambda: observers.MinMaxObserver()(torch.zeros(0)), "x"),
+    ("MSEObserver: max_samples 0", lambda: observers.MSEObserver(max_samples=0), "max_samples"),
+    ("quantize_q8_0: scale past float16", lambda: export.quantize_q8_0(torch.full((1, 32), 1e7)), "float16"),
+    ("quantize_q4_0: NaN", lambda: export.quantize_q4_0(torch.full((1, 32), math.nan)), "w"),
+    ("save_gguf: float metadata", lambda: export.save_gguf("/tmp/never-written.gguf", {"w": W}, metadata={"k": 1.5}), "metadata"),
 ]
+
+
+def _gpt():
+    return models.TinyGPT(models.GPTConfig(vocab_size=96, block_size=8, n_layer=1, n_head=2, n_embd=16), seed=0)
+
+
+def _distiller():
+    return distill.Distiller(models.digits_mlp_student(), models.digits_mlp_teacher(),
+                             {"kd": (1.0, distill.KD(4.0))}, progress=False)
+
+
+def _packed(zeros=None, scales=None, perm=None):
+    p = kernels.PackedLinear.from_linear(nn.Linear(64, 8), group_size=32)
+    z = p.zeros if zeros is None else torch.full_like(p.zeros, zeros)
+    s = p.scales if scales is None else torch.full_like(p.scales, scales)
+    return kernels.PackedLinear(p.qweight, s, z, in_features=64, bits=4, group_size=32, perm=perm)
 
 
 def test_the_catalogue_is_big_enough():
@@ -141,3 +202,31 @@ def test_missing_shipped_model_file(tmp_path, monkeypatch, missing):
     with pytest.raises(ValueError, match=rf"name='tinygpt': .*tinygpt\.{missing} is missing") as info:
         models.load_pretrained("tinygpt")
     assert isinstance(info.value, FileNotFoundError)  # what callers caught before still works
+
+
+def test_a_model_error_during_calibration_says_which_batch():
+    """The model's own error, with a note naming the calibration batch and how batches are fed."""
+    with pytest.raises(ValueError, match="x has shape") as info:
+        calibrate.quantize_model(models.digits_mlp_student(), "gptq", group_size=32,
+                                 calibration=[torch.randn(4, 64), torch.randn(4, 7)], progress=False)
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    if hasattr(info.value, "add_note"):  # Python 3.11+
+        assert "calibration batch" in notes and "tensor [4, 7]" in notes
+
+
+def test_load_quantized_into_another_architecture_names_the_layer(tmp_path):
+    """It used to swap in a packed layer of the file's shape without a word (or add a new child)."""
+    m = calibrate.quantize_model(models.digits_mlp_student(), "rtn", group_size=32, pack=True, progress=False)
+    path = export.save_quantized(m, tmp_path / "m.safetensors")
+    for other in (models.MLP(64, (64,), 10), nn.Sequential(nn.Linear(64, 32))):
+        with pytest.raises(ValueError, match="'hidden.fc1' as 64→32"):
+            export.load_quantized(other, path)
+    assert isinstance(export.load_quantized(models.digits_mlp_student(), path).hidden.fc1, kernels.PackedLinear)
+
+
+def test_one_method_or_bit_width_may_be_given_alone():
+    """methods='rtn' once ran methods 'r', 't', 'n'; a single value now means that one."""
+    from minicomp.pipeline import quantize_variants
+
+    variants = quantize_variants(_mlp(), None, methods="rtn", bits=4, group_size=32, progress=False)
+    assert list(variants) == ["RTN INT4"]

@@ -3,7 +3,7 @@ lesson reports).
 
 Four groups of helpers, one file each, read in this order:
 
-1. `machine.py`, which device, which machine: `pick_device`, `available_devices`,
+1. `machine.py`, which device, which machine: `pick_device`, `check_device`, `available_devices`,
    `describe_machine`, `format_machine` and `cache_bytes`.
 2. `timing.py`, timing done right: `num_threads`, `measure` (warm-up, many repeats, the median)
    and `compare`, which interleaves the repeats of several functions round-robin so that machine
@@ -21,6 +21,7 @@ Nothing here needs a GPU; CUDA and Apple MPS are used when present.
 from minicomp.hardware.machine import (
     available_devices,
     cache_bytes,
+    check_device,
     describe_machine,
     format_machine,
     pick_device,
@@ -54,7 +55,7 @@ from minicomp.hardware.timing import (
 )
 
 __all__ = [
-    "available_devices", "pick_device", "describe_machine", "format_machine", "cache_bytes",
+    "available_devices", "pick_device", "check_device", "describe_machine", "format_machine", "cache_bytes",
     "num_threads", "Timing", "measure", "compare", "ratios", "copies_beyond_cache", "round_robin",
     "cuda_graph", "flush_l2",
     "dtype_bytes", "tensor_bytes", "model_bytes", "weight_bytes", "human_bytes",

@@ -34,7 +34,7 @@ def available_devices() -> list[str]:
     return devices
 
 
-def _checked_device(value, name: str) -> torch.device:
+def check_device(value, name: str) -> torch.device:
     """Turn ``value`` (str or torch.device) into an available torch.device, or raise naming ``name``."""
     if not isinstance(value, (str, torch.device)):
         raise TypeError(f"{name} must be a str or torch.device such as 'cpu' or 'cuda:0', "
@@ -66,10 +66,10 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
     devices that are available.
     """
     if prefer is not None:
-        return _checked_device(prefer, "prefer")
+        return check_device(prefer, "prefer")
     env = os.environ.get(ENV_DEVICE, "").strip()
     if env:
-        return _checked_device(env, ENV_DEVICE)
+        return check_device(env, ENV_DEVICE)
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     if _mps_available():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minicomp.hardware.machine import _checked_device, cache_bytes
+from minicomp.hardware.machine import cache_bytes, check_device
 
 
 @contextmanager
@@ -77,7 +77,7 @@ def _check_callable(fn, name: str) -> None:
 
 
 def _timing_device(device) -> torch.device:
-    return torch.device("cpu") if device is None else _checked_device(device, "device")
+    return torch.device("cpu") if device is None else check_device(device, "device")
 
 
 HOLD_CYCLES = 200_000  # ~0.1 ms of a GPU's clock: time for the host to queue a call behind it

@@ -41,6 +41,7 @@ from torch import nn
 from minicomp.kernels import cpu, reference
 from minicomp.kernels import triton as triton_backend
 from minicomp.pack import pack
+from minicomp.quant import check_input
 
 __all__ = ["PackedLinear", "BACKENDS", "available_backends", "pack_model", "set_backend",
            "pack_bits_for", "packed_layers"]
@@ -104,10 +105,19 @@ class PackedLinear(nn.Module):
                                  f"{[out, n_groups]}, got {getattr(t, 'shape', type(t).__name__)}")
         if not scales.is_floating_point():
             raise TypeError(f"scales must hold floats, got {scales.dtype}")
+        if not (torch.isfinite(scales).all() and (scales > 0).all()):
+            raise ValueError("scales must be positive and finite; found values such as "
+                             f"{scales[~(torch.isfinite(scales) & (scales > 0))][0].item()!r}")
         if zeros.dtype != torch.uint8:
             raise TypeError(f"zeros must be torch.uint8 integer zero points, got {zeros.dtype}")
-        if perm is not None and (not isinstance(perm, torch.Tensor) or tuple(perm.shape) != (in_features,)):
-            raise ValueError(f"perm must be None or a tensor of shape [{in_features}]")
+        if zeros.numel() and zeros.max() > 2**self.bits - 1:
+            raise ValueError(f"zeros must lie in [0, {2**self.bits - 1}] for bits={self.bits}; got up to "
+                             f"{zeros.max().item()}")
+        if perm is not None and (not isinstance(perm, torch.Tensor) or tuple(perm.shape) != (in_features,)
+                                 or perm.is_floating_point()
+                                 or not torch.equal(perm.sort().values.cpu().long(), torch.arange(in_features))):
+            raise ValueError(f"perm must be None or an integer permutation of range({in_features}), "
+                             f"shape [{in_features}]")
         if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out,)):
             raise ValueError(f"bias must be None or a tensor of shape [{out}], got "
                              f"{getattr(bias, 'shape', type(bias).__name__)}")
@@ -181,11 +191,7 @@ class PackedLinear(nn.Module):
         return fast if BACKENDS[fast].unsupported(self, x) is None else "reference"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected [..., {self.in_features}]")
+        check_input(x, self.in_features)
         name = self.choose_backend(x)
         backend = BACKENDS[_check_backend(name)]
         why = backend.unsupported(self, x) if self.backend is not None else None  # (auto: checked)
@@ -255,7 +261,11 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     from minicomp.calibrate import set_module, tied_parameters
     from minicomp.rtn import QuantLinear
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_backend(backend)
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (group_size > 0 or group_size == -1):
+        raise ValueError(f"group_size={group_size!r} must be a positive int (e.g. 128) or -1 (one group per row)")
     tied = tied_parameters(model)
     swaps = {}
     for name, m in model.named_modules():
@@ -276,6 +286,8 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
 
 def set_backend(model: nn.Module, backend: str | None) -> nn.Module:
     """Set `backend` on every PackedLinear in `model` (None: automatic). Returns `model`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_backend(backend)
     for m in model.modules():
         if isinstance(m, PackedLinear):
