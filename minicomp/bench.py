@@ -333,7 +333,11 @@ def _parse_ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="minicomp bench", description=__doc__,
+    paragraphs = __doc__.split("\n\n")   # what it times and the examples; how it times is in the file
+    usage = [p for p in paragraphs if p.lstrip().startswith("minicomp bench ")]
+    parser = argparse.ArgumentParser(prog="minicomp bench", description="\n\n".join(paragraphs[:4] + usage),
+                                     epilog="How it times (caches evicted, CUDA graphs, the L2 flush): the "
+                                            "docstring of minicomp/bench.py.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                         help="where to run (default: the CPU, and CUDA when present)")

@@ -6,7 +6,7 @@
     minicomp course sync         rewrite each .ipynb that differs from its .py source
     minicomp course check        fail if a notebook pair is out of sync or exercises/ is stale
     minicomp bench [--quick]     time the packed int4 kernels against dense float (ratios)
-    minicomp check NAME MODULE:FUNCTION
+    minicomp check NAME FILE.py:FUNCTION
                                  check a function of yours against an exercise, in the terminal
     minicomp grade PATH... [--timeout S] [--out grades.csv]
                                  run submitted exercise notebooks; one CSV/JSON row per exercise
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -83,17 +84,86 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.args)
 
 
-def _check(args: argparse.Namespace) -> int:
-    from minicomp.grading import check
+class _TargetError(Exception):
+    """A `minicomp check` target that cannot be loaded; the message says why and what to do."""
 
-    module_name, _, attr = args.target.partition(":")
-    if not attr:
-        print(f"error: target={args.target!r} should look like MODULE:FUNCTION, e.g. my_answers:soft_targets",
+
+class _TookTooLong(BaseException):
+    """Raised by the alarm inside the learner's function (BaseException: no `except Exception` eats it)."""
+
+
+def _load_target(target: str):
+    """The function named by FILE.py:FUNCTION, PATH/TO/FILE:FUNCTION or MODULE:FUNCTION."""
+    where, _, attr = target.rpartition(":")
+    if not where or not attr:
+        raise _TargetError(f"target={target!r} should look like FILE.py:FUNCTION or MODULE:FUNCTION, "
+                           "e.g. my_answers.py:soft_targets")
+    as_path = where.endswith(".py") or "/" in where or os.sep in where
+    try:
+        if as_path:
+            path = Path(where if where.endswith(".py") else where + ".py").expanduser().resolve()
+            if not path.is_file():
+                raise _TargetError(f"no file {str(path)!r}; give the path of your .py file, e.g. my_answers.py:{attr}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.path.insert(0, str(path.parent))   # so that it can import its neighbours
+            spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(where)
+    except _TargetError:
+        raise
+    except SyntaxError as e:
+        raise _TargetError(f"{e.filename}, line {e.lineno}: SyntaxError: {e.msg}; fix it and run the check again") from None
+    except ModuleNotFoundError as e:
+        if e.name != where:
+            raise _TargetError(f"importing {where!r} failed: {e}") from None
+        raise _TargetError(f"no module {where!r} in the current folder ({os.getcwd()}); run the check from the "
+                           f"folder that holds {where}.py, or give its path: path/to/{where}.py:{attr}") from None
+    except Exception as e:  # the learner's file ran and raised at import time
+        raise _TargetError(f"importing {where!r} raised {type(e).__name__}: {e}") from None
+    if not hasattr(module, attr):
+        functions = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                           and getattr(v, "__module__", None) == module.__name__)
+        raise _TargetError(f"{where!r} has no {attr!r}; the functions defined there: {', '.join(functions) or 'none'}")
+    return getattr(module, attr)
+
+
+def _check(args: argparse.Namespace) -> int:
+    import signal
+
+    from minicomp.grading import available, check
+
+    if args.name not in available():
+        print(f"error: name={args.name!r} is not a known exercise; known exercises: {', '.join(available())}",
               file=sys.stderr)
         return 2
-    sys.path.insert(0, os.getcwd())
-    fn = getattr(importlib.import_module(module_name), attr)
-    report = check(args.name, fn)
+    if not args.timeout > 0:
+        print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        fn = _load_target(args.target)
+    except _TargetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    def too_long(signum, frame):
+        raise _TookTooLong
+
+    alarm = hasattr(signal, "SIGALRM")   # not on Windows: there the check runs without a limit
+    if alarm:
+        previous = signal.signal(signal.SIGALRM, too_long)
+        signal.setitimer(signal.ITIMER_REAL, args.timeout)
+    try:
+        report = check(args.name, fn)
+    except _TookTooLong:
+        print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your function loop "
+              "forever? (--timeout sets the limit)", file=sys.stderr)
+        return 1
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
     print(report)
     return 0 if report.passed else 1
 
@@ -116,11 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("course", help="build, sync and check the course notebooks")
-    p.add_argument("action", choices=["build", "sync", "check"])
+    p.add_argument("action", choices=["build", "sync", "check"],
+                   help="build: write exercises/ from solutions/; sync: rewrite each .ipynb that differs from "
+                        "its .py source; check: fail if a pair is out of sync or exercises/ is stale")
     p.set_defaults(func=_course)
 
     p = sub.add_parser("lab", help="open the course in JupyterLab")
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", type=int, default=None, help="the port to serve on (default: JupyterLab's choice)")
     p.add_argument("--no-browser", action="store_true", help="serve without opening a browser")
     p.set_defaults(func=_lab)
 
@@ -134,9 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("check", help="check one of your functions against an exercise")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:   # (listing the exercises loads torch: only for `check`)
+        from minicomp.grading import available
+
+        epilog = f"exercises: {', '.join(available())}"
+    else:
+        epilog = None
+    p = sub.add_parser("check", help="check one of your functions against an exercise", epilog=epilog)
     p.add_argument("name", help="the exercise, e.g. weight_bytes")
-    p.add_argument("target", help="MODULE:FUNCTION, e.g. my_answers:weight_bytes")
+    p.add_argument("target", help="where your function is: FILE.py:FUNCTION (a path), or MODULE:FUNCTION for a "
+                                   "module importable from the current folder; e.g. my_answers.py:weight_bytes")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="stop the check after this many seconds (default: 60), e.g. for an endless loop")
     p.set_defaults(func=_check)
 
     p = sub.add_parser("grade", help="grade submitted exercise notebooks (not a security sandbox)")
@@ -148,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="check Python, torch, GPU, kernels, JupyterLab, offline data")
     p.set_defaults(func=_doctor)
 
-    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # bench has its own options (see minicomp/bench.py)
         return _bench(argparse.Namespace(args=argv[1:]))
     args = parser.parse_args(argv)

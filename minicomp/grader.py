@@ -134,9 +134,11 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
                 summary = (content.get("data") or {}).get(REPORT_MIME)
                 if isinstance(summary, dict) and len(state["reports"]) < 1000:
                     state["reports"].append({k: summary.get(k) for k in
-                                             ("name", "status", "n_passed", "n_total", "message")})
+                                             ("name", "status", "n_passed", "n_total", "message", "problem", "hint")})
             elif kind == "error" and not state["error"]:
-                state["error"] = _short(f"cell {cell_index + 1}: {content.get('ename')}: {content.get('evalue')}")
+                # IPython names a cell's code like "3198007283.py": that says nothing to a teacher
+                evalue = re.sub(r"\(\d+\.py, line (\d+)\)", r"(line \1 of the cell)", str(content.get("evalue")))
+                state["error"] = _short(f"cell {cell_index + 1}: {content.get('ename')}: {evalue}")
             return None
 
     nb = nbformat.read(notebook, as_version=4)
@@ -195,14 +197,15 @@ def _kill(pid: int | None, group: bool = False) -> None:
         pass
 
 
-def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[Row]:
-    """Grade one submitted notebook; one :class:`Row` per expected (or reported) exercise."""
+def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str | None = None) -> list[Row]:
+    """Grade one submitted notebook; one :class:`Row` per expected (or reported) exercise.
+    student: the name its rows carry (default: the file name without .ipynb)."""
     import nbformat
 
     path = Path(path)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
         raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
-    student, shown = path.stem, str(path)
+    student, shown = student or path.stem, str(path)
     raw = path.read_bytes()
     before = hashlib.sha256(raw).hexdigest()
     text = raw.decode("utf-8", errors="replace")
@@ -299,8 +302,9 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
                 reason = "passed"
             elif r.get("status") == "not done":
                 reason = "not done (still raises NotImplementedError)"
-            else:
-                reason = _short(f"{r.get('status')}: {r.get('message') or ''}").rstrip(": ")
+            else:   # what the learner saw: the first failure, then the hint
+                said = [r.get("message"), r.get("problem"), r.get("hint") and f"Hint: {r['hint']}"]
+                reason = _short(f"{r.get('status')}: " + " ".join(s for s in said if s)).rstrip(": ")
             rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", reason, shown))
             continue
         if run_status == "done":
@@ -323,12 +327,33 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
     notebooks = find_notebooks(paths)
     if not notebooks:
         raise ValueError(f"paths={[str(p) for p in paths]!r} hold no .ipynb notebooks")
+    names = student_names(notebooks)
     rows: list[Row] = []
     for nb in notebooks:
         if progress:
             progress(nb)
-        rows += grade_notebook(nb, timeout=timeout)
+        rows += grade_notebook(nb, timeout=timeout, student=names[nb])
     return rows
+
+
+def student_names(notebooks: Sequence[Path]) -> dict[Path, str]:
+    """A name for each notebook: its file name without .ipynb, with as many of its folders in
+    front as it takes to tell it from the others (alice/04_affine_map, bob/04_affine_map)."""
+    paths = [Path(nb).resolve() for nb in notebooks]
+    depth = {p: 0 for p in paths}
+
+    def name(p: Path) -> str:
+        return "/".join([*p.parent.parts[len(p.parent.parts) - depth[p]:], p.stem]) if depth[p] else p.stem
+
+    while True:
+        seen: dict[str, list[Path]] = {}
+        for p in paths:
+            seen.setdefault(name(p), []).append(p)
+        clashes = [p for group in seen.values() if len(group) > 1 for p in group if depth[p] < len(p.parent.parts)]
+        if not clashes:
+            return {nb: name(p) for nb, p in zip(notebooks, paths, strict=True)}
+        for p in clashes:
+            depth[p] += 1
 
 
 def write_reports(rows: Sequence[Row], out: str | os.PathLike) -> tuple[Path, Path]:
@@ -395,14 +420,15 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    names = student_names(notebooks)
     rows: list[Row] = []
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] grading {nb} ...", flush=True)
-        rows += grade_notebook(nb, timeout=args.timeout)
+        rows += grade_notebook(nb, timeout=args.timeout, student=names[nb])
     csv_path, json_path = write_reports(rows, args.out)
     print()
     print(format_table(rows))
-    print(f"\ngraded {len(notebooks)} notebook(s); wrote {csv_path} and {json_path}")
+    print(f"\ngraded {len(notebooks)} notebook(s); wrote {csv_path} and {json_path} (with each reason in full)")
     return 0
 
 

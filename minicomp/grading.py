@@ -265,9 +265,11 @@ class Report:
         return self.passed
 
     def to_dict(self) -> dict:
+        bad = self._failure()
         return {"name": self.name, "status": self.status, "passed": self.passed,
                 "n_passed": self.n_passed, "n_total": self.n_total,
-                "message": self.message, "hint": self.hint}
+                "message": self.message, "hint": self.hint,
+                "problem": "" if bad is None else f"{bad.label}: {bad.problem}"}
 
     def _failure(self) -> CaseResult | None:
         return next((r for r in self.results if not r.ok), None)

@@ -236,7 +236,7 @@ def stage_minilm(ctx: TourContext) -> list[Row]:
         options = dict(act_order=True, static_groups=True) if method == "gptq" else {}
         models[method] = quantize_model(copy.deepcopy(teacher), method, bits=4, group_size=128, pack=True,
                                         calibration=None if method == "rtn" else batches, forward=forward,
-                                        progress=False, **options)
+                                        progress=not ctx.quick, **options)   # the longest step: show it
         seconds = time.perf_counter() - t0  # calibration included, scoring not
         emb = embed(models[method], held)
         scores[method] = (mean_cosine(ref, emb), nn_agreement(ref, emb), seconds)

@@ -1,6 +1,7 @@
 """The notebook pipeline: solution stripping, pair syncing, and `minicomp course check`."""
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,42 @@ def test_built_exercise_has_stub_not_solution():
 def test_check_catches_missing_pair(course_copy):
     _first(course_copy, "lessons", ".ipynb").unlink()
     assert any("no paired" in p.what for p in course.check(course_copy))
+
+
+# ── `minicomp check`: what a learner types in a terminal ─────────────────────────────────────
+def _answers(folder):
+    (folder / "good.py").write_text("import math\n\ndef weight_bytes(num_params, bits):\n"
+                                    "    return math.ceil(num_params * bits / 8)\n\n"
+                                    "def loops(num_params, bits):\n    while True:\n        pass\n")
+    (folder / "broken.py").write_text("def weight_bytes(n, bits)\n    return 1\n")
+
+
+@pytest.mark.parametrize("target, said", [
+    ("good.py:weight_bytes", None),                               # a path: passes
+    ("good:weight_bytes", None),                                  # a module in the current folder: passes
+    ("broken.py:weight_bytes", "broken.py, line 1: SyntaxError"),
+    ("nosuch:weight_bytes", "no module 'nosuch' in the current folder"),
+    ("nosuch.py:weight_bytes", "no file"),
+    ("good.py:nosuchfn", "the functions defined there: loops, weight_bytes"),
+    ("good", "should look like FILE.py:FUNCTION"),
+])
+def test_check_loads_answers_or_says_why_in_one_line(tmp_path, monkeypatch, capsys, target, said):
+    _answers(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code = main(["check", "weight_bytes", target])
+    err = capsys.readouterr().err
+    if said is None:
+        assert code == 0 and err == ""
+    else:
+        assert code == 2 and said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_names_the_known_exercises_and_stops_an_endless_loop(tmp_path, monkeypatch, capsys):
+    _answers(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["check", "weight_byte", "good.py:weight_bytes"]) == 2
+    assert "known exercises: " in capsys.readouterr().err
+    assert main(["check", "weight_bytes", "good.py:loops", "--timeout", "1"]) == 1
+    assert "took longer than 1 s" in capsys.readouterr().err

@@ -113,3 +113,21 @@ def test_bad_paths_and_options(tmp_path):
     with pytest.raises(ValueError, match="out="):
         grader.write_reports([], tmp_path / "grades.txt")
     assert grader.main([str(tmp_path)]) == 2  # a folder without notebooks: a usage error
+
+
+def test_same_file_name_in_student_folders_and_the_reason_a_check_failed(tmp_path):
+    """A folder per student, each with the same file name: the rows tell them apart. A failed
+    check's row says what the learner saw: the first failure and the hint, not just 'failed'."""
+    for student in ("alice", "bob"):
+        (tmp_path / student).mkdir()
+    (tmp_path / "alice" / "00.ipynb").write_bytes(SOLUTION.read_bytes())
+    wrong = SOLUTION.read_text().replace("(num_params * bits + 7) // 8", "num_params * bits // 8")  # rounds down
+    assert wrong != SOLUTION.read_text()
+    (tmp_path / "bob" / "00.ipynb").write_text(wrong)
+    rows = {r.student: r for r in grader.grade([tmp_path], timeout=TIMEOUT)}
+    assert set(rows) == {"alice/00", "bob/00"}
+    assert rows["alice/00"].reason == "passed"
+    bob = rows["bob/00"].reason
+    assert bob.startswith("failed: ") and "Hint: " in bob and len(bob) > len("failed: Hint: "), bob
+    assert grader.student_names([Path("/a/x.ipynb"), Path("/b/y.ipynb")]) == {Path("/a/x.ipynb"): "x",
+                                                                              Path("/b/y.ipynb"): "y"}
