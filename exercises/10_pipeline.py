@@ -78,7 +78,7 @@ plt.show()
 # by a model on it.
 
 # %%
-assert 1 < len(front) < len(sizes) / 3
+assert len(sizes) / 5 < len(front) < len(sizes) / 3  # "about a quarter"
 assert all(sizes[a] <= sizes[b] and errors[a] > errors[b] for a, b in zip(front, front[1:]))
 off = set(range(len(sizes))) - set(front)
 assert all(any(sizes[j] <= sizes[i] and errors[j] <= errors[i] for j in front) for i in off)

@@ -134,11 +134,11 @@ print(f"with T²: the norm changes by x{with_T2[-1] / with_T2[10]:.2f} over the 
 print(f"with T², at T = 4: {grad_norm(lambda z: kd_loss(z, z_t_all, 4.0)):.4f}; hard-label CE: {hard:.4f}")
 
 # %%
-# Claims: without T² the gradient falls like 1/T² (slope -2 on the log-log plot, a 100-fold
-# drop from T = 10 to 100); with T² it changes by less than 25% over the same range, and stays
+# Claims: without T² the gradient falls like 1/T² (slope -2 on the log-log plot, a drop of about
+# 100-fold from T = 10 to 100); with T² it changes by less than 25% over the same range, and stays
 # on the scale of the hard-label gradient.
-assert -2.2 < slope < -1.8 and without[-1] / without[10] < 0.02
-assert 0.75 < with_T2[-1] / with_T2[10] < 1.33
+assert -2.2 < slope < -1.8 and 1 / 150 < without[-1] / without[10] < 1 / 70
+assert 0.75 < with_T2[-1] / with_T2[10] < 1.25
 assert 0.1 < with_T2[10] / hard < 10
 
 # %% [markdown]
@@ -220,10 +220,11 @@ for seed, a, b in zip(SEEDS, alone, distilled, strict=True):
 print(f"mean {mean(alone):>8.1%} {mean(distilled):>10.1%}   gain {100 * (mean(distilled) - mean(alone)):+.1f} points")
 
 # %%
-# Claim: distillation helps here, on every seed, and by a wide margin on average (we measured
-# about +13 points; the assert leaves room for other machines' rounding).
+# Claim: distillation helps here, on every seed, and by a wide margin on average: about +13
+# points (the assert leaves room for other machines' rounding: between +9 and +17).
 assert all(b - a > 0.03 for a, b in zip(alone, distilled, strict=True))
-assert mean(distilled) - mean(alone) > 0.06
+assert 0.09 < mean(distilled) - mean(alone) < 0.17
+assert mean(distilled) > 0.97  # "to about 98%" (the summary)
 
 # %% [markdown]
 # ## 5. Where does the gain come from? And when is there none?
@@ -263,7 +264,7 @@ for name, v in rows:
 # * With the **whole transfer set**, the teacher's hard labels do as well as its soft targets:
 #   most of the gain is the teacher labelling 1199 extra images.
 # * The soft part matters when examples are **scarce**: on the same 60 images, soft targets
-#   lift the student by about 10 points over their hard labels. A soft target says "a 3,
+#   lift the student by several points over their hard labels (more than 5). A soft target says "a 3,
 #   somewhat like a 5 and an 8"; that is more information per image than "a 3".
 # * With **all labels** there is nothing left to gain: the small student is already as good as
 #   it gets on this data, with or without the teacher.
@@ -354,7 +355,8 @@ assert all(r[1][0] > r[0][0] - 0.01 for r in results)
 # ## On a GPU
 #
 # The `Distiller` runs wherever the student is: pass `device="cuda"`. These models are far too
-# small to profit from a GPU, but the numbers should match the CPU run up to rounding.
+# small to profit from a GPU, but the accuracy should land within a point or two of the CPU run:
+# the same seeds, but different floating-point rounding along the way.
 
 # %%
 if torch.cuda.is_available():
@@ -362,8 +364,9 @@ if torch.cuda.is_available():
     s = digits_mlp_student(seed=0)
     d = Distiller(s, teacher, kd(), lr=1e-2, seed=0, device="cuda", progress=False)
     d.fit(digits.x_train, y_few, steps=STEPS, batch_size=BATCH)
-    print(f"on {torch.cuda.get_device_name()}: distilled {d.accuracy(digits.x_test, digits.y_test):.1%} "
-          f"(CPU, seed 0: {distilled[0]:.1%}) in {d.seconds:.1f} s")
+    gpu_acc = d.accuracy(digits.x_test, digits.y_test)
+    print(f"on {torch.cuda.get_device_name()}: distilled {gpu_acc:.1%} (CPU, seed 0: {distilled[0]:.1%}) in {d.seconds:.1f} s")
+    assert abs(gpu_acc - distilled[0]) < 0.03
     teacher.cpu()
 else:
     print("No CUDA GPU here: this cell would rerun the seed-0 distillation on the GPU and compare accuracies.")
@@ -375,7 +378,7 @@ else:
 #   gradient; KL is 0 at a perfect match. Watch F.kl_div's argument order and `batchmean`.
 # * Without T² the soft term's gradient falls like 1/T²; with it, it stays level.
 # * alpha weights the teacher's term; the cross-entropy uses T = 1.
-# * With 60 labels, distillation lifts the student from about 86% to about 98-99%. Most of
+# * With 60 labels, distillation lifts the student by about 13 points, to about 98%. Most of
 #   that is the teacher labelling the transfer set; the softness matters when images are few,
 #   and for classes the transfer set lacks. With all labels, the teacher adds nothing here.
 #

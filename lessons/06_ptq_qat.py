@@ -194,7 +194,7 @@ print("checked: W8A8 costs < 1%; at A4 dynamic beats every static range, MSE is 
 # and drift to places where their rounded versions work well together. At the end,
 # `convert_qat` swaps in ordinary `QuantLinear`s.
 #
-# 60 steps of AdamW on batches of 16 training windows, a few seconds on a laptop.
+# 60 steps of AdamW on batches of 16 training windows (the cell prints how long they took).
 
 # %%
 QAT_BITS, QAT_STEPS = 2, 60
@@ -251,8 +251,8 @@ print(f"fine-tuned in float: perplexity {control_float:.3f}; then INT{QAT_BITS} 
 
 # %% [markdown]
 # Claims: QAT recovers most of what INT2 RTN lost: the perplexity falls by more than half, to
-# within 30 % of float. The same amount of ordinary fine-tuning does not help the INT2 model
-# (still more than twice QAT's perplexity): what matters is training *through* the rounding.
+# within 30 % of float. The same amount of ordinary fine-tuning helps the INT2 model far less
+# (it stays above twice QAT's perplexity): what matters is training *through* the rounding.
 # After conversion the model is a plain INT2 `QuantLinear` model with the perplexity QAT reached.
 
 # %%
@@ -286,11 +286,11 @@ else:
 #   it is not 8×.
 # * W8A8 costs little either way; at lower activation precision the range matters: dynamic
 #   per-token ranges beat static ones, and a clipped static range (MSE, percentile) beats min-max.
-# * QAT trains through the rounding with the straight-through estimator and rescues INT2 in a
-#   few seconds of training.
+# * QAT trains through the rounding with the straight-through estimator and rescues INT2 in
+#   60 steps of training.
 #
 # Exercise 06 asks you to write fake quantization with its straight-through estimator yourself,
 # and watches it learn on a 4-bit grid where rounding alone cannot.
 #
-# Next: GPTQ (lesson 07) gets much of QAT's benefit with no training at all, by choosing the
-# rounding of each weight to compensate for the errors of the others.
+# Next: GPTQ (lesson 07) improves on RTN with no training at all, by choosing the rounding of
+# each weight to compensate for the errors of the others.

@@ -133,7 +133,8 @@ assert torch.equal(U, torch.triu(U))
 # Groups of 128 inputs get their own grid (lesson 05). **Act-order** quantizes the columns with
 # the largest H_qq (the loudest inputs) first, while many columns are still free to absorb their
 # error; `static_groups=True` fixes each group's grid from the original weight, so the grids do
-# not depend on that order. Measured on TinyGPT's second MLP layer (512 inputs):
+# not depend on that order. Measured on TinyGPT's second MLP layer (512 inputs): GPTQ beats RTN
+# at either granularity, groups help it, and act-order lowers its error further still.
 
 # %%
 layer2 = gpt.transformer.h[0].mlp.c_proj  # [128, 512]
@@ -151,6 +152,7 @@ for name, e in rows.items():
     print(f"{name:>22}  {e:10.2f}")
 assert rows["GPTQ g128"] < rows["RTN g128"] and rows["GPTQ per-channel"] < rows["RTN per-channel"]
 assert rows["GPTQ g128"] <= rows["GPTQ per-channel"]
+assert rows["GPTQ g128 act-order"] < rows["GPTQ g128"]
 
 # %% [markdown]
 # ## 5. The whole model, layer by layer
@@ -195,8 +197,8 @@ assert sum(errs["gptq"].values()) < sum(errs["rtn"].values())
 #
 # The same call on a sentence-embedding model: `forward=lambda m, b: m(b)` feeds it tokenized
 # sentences. We compare embeddings of held-out sentences by cosine similarity (1 = unchanged).
-# `benchmarks/minilm_ptq.py` records the full table (INT4 g128 on 2 CPU cores: RTN 0.956,
-# GPTQ 0.989 in about 20 s).
+# (`benchmarks/minilm_ptq.py` records the full table, AWQ included, with more calibration data.)
+# Claim: GPTQ keeps the embeddings closer than RTN, above 0.98 cosine.
 
 # %%
 minilm = load_minilm(device="cpu")

@@ -3,7 +3,7 @@
 #
 # AWQ (Lin et al., MLSys 2024) starts from an observation: a few input channels carry much larger
 # activations than the others, and the weights they meet matter most. Keeping those weights in
-# higher precision helps a lot, but mixed precision is awkward for kernels. AWQ gets the same
+# higher precision helps (section 1 measures how much), but mixed precision is awkward for kernels. AWQ gets the same
 # effect with one trick: multiply those weight columns by s > 1 before rounding, and divide the
 # input by s, which changes nothing in float. The code is `minicomp/awq.py`.
 #
@@ -96,6 +96,7 @@ plt.xlabel("α"), plt.ylabel("output error"), plt.title(f"AWQ scale search, {BIT
 plt.legend(), plt.tight_layout(), plt.show()
 print(f"best α = {best_alpha:.2f}: error {min(errors):.4f} (RTN {e_rtn:.4f})")
 assert abs(errors[0] - e_rtn) < 1e-6 * max(1.0, e_rtn) and min(errors) < e_rtn
+assert len(curve) == 20 and alphas[0] == 0 and max(alphas) < 1   # a grid of 20 points in [0, 1)
 
 # %% [markdown]
 # ## 3. Clipping
@@ -209,6 +210,8 @@ print(f"MiniLM: {sum(map(bool, mreport.values()))}/{len(mreport)} scales folded;
 assert (e_explicit - e_folded).abs().max() < 1e-4
 assert mreport[f"{L}.1.attention.output.dense"] == f"{L}.1.attention.self.value[0:384]"
 assert mreport[f"{L}.1.attention.self.query"] is None  # post-LN: refused
+folded = [name for name, into in mreport.items() if into]
+assert folded and all(name.endswith("attention.output.dense") for name in folded), folded  # only value → output
 
 forced = copy.deepcopy(minilm_q)  # fold layer 1's q/k/v scale into layer 0's output LayerNorm anyway
 ln, att = forced.get_submodule(f"{L}.0.output.LayerNorm"), forced.get_submodule(f"{L}.1.attention.self")

@@ -157,8 +157,8 @@ print("front, latency vs perplexity:", front_latency)
 # %% [markdown]
 # Claims. The float teacher is on neither front: the student is half its size, faster at batch 1
 # (section 6 times it), and *no worse*. That is not a law of distillation. Our teacher overfits
-# its small corpus (its perplexity on training text is far below its validation perplexity, a
-# gap the student does not have), and matching the teacher's whole
+# its small corpus (its validation perplexity is more than 1.5× its perplexity on training text;
+# the student's gap is clearly smaller), and matching the teacher's whole
 # distribution at every position is a strong regulariser, so the student generalises as well on
 # half the layers. Every point on the bytes front is a student; the smallest is 4-bit. And
 # "distill, then quantize" beats "quantize only": the INT8 student is smaller than the INT4
@@ -224,7 +224,8 @@ for c in claims:
 
 # %%
 fewer = claims[0]["value"]
-assert not claims[0]["holds"] and 1.5 < fewer < 10
+assert not claims[0]["holds"] and 1.7 < fewer < 2.3                    # "about 2x"
+assert 0.7e6 < count_parameters(teacher) < 0.9e6                         # "0.8 M parameters"
 tenth = count_parameters(teacher) / 10  # the widest one-layer TinyGPT with 10× fewer parameters:
 width = max(w for w in range(8, 129, 8) if count_parameters(TinyGPT(GPTConfig(n_layer=1, n_embd=w))) <= tenth)
 assert 56 <= width <= 88, width
@@ -253,7 +254,8 @@ print(f"checked: 4-bit keeps >= {claims[1]['value']:.1%} of the accuracy; 8-bit 
 # %%
 together = claims[2]["value"]
 upper = (by["teacher"].params / by["student"].params) * 32 / 4
-assert not claims[2]["holds"] and 5 < together < upper < 50
+assert not claims[2]["holds"] and 8 < together < 12 and together < upper < 50   # "about 10x"
+assert by["GPTQ INT4"].perplexity < 1.05 * by["teacher"].perplexity   # "about as good" (the summary)
 print(f"checked: distill + INT4 = {together:.1f}x fewer bytes (bound if every weight were 4-bit: {upper:.1f}x)")
 
 # %% [markdown]
@@ -332,7 +334,9 @@ print(f"checked: INT{QAD_BITS} QAD perplexity {low_by['QAD'].perplexity:.2f} vs 
 # ## 8. On a GPU
 #
 # On a CUDA machine, this cell times the float16 student against the packed INT4 student on the
-# Triton kernel, one token at batch 1. At this size, expect launch overhead to dominate both.
+# Triton kernel, one token at batch 1. The layers are so small that the time is mostly the cost
+# of launching each kernel, not of reading the weights: the packed model has no bytes to save
+# that would matter here.
 
 # %%
 from minicomp.kernels import available_backends, set_backend

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.observers import Observer, make_observer
+from minicomp.observers import OBSERVERS, Observer, make_observer
 from minicomp.quant import check_bits
 from minicomp.rtn import QuantLinear, rtn_quantize
 
@@ -123,6 +123,11 @@ def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Line
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for label, rule in (("include", include), ("skip", skip)):
+        if rule is not None and not (callable(rule) or isinstance(rule, str) or (
+                isinstance(rule, (list, tuple, set)) and all(isinstance(p, str) for p in rule))):
+            raise TypeError(f"{label}={rule!r} must be a glob pattern such as '*.attn.*', a list of them, "
+                            "or a function (name, module) -> bool")
     tied = tied_parameters(model)
     found = {}
     for name, m in model.named_modules():
@@ -335,6 +340,13 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
         raise ValueError(f"act_mode={act_mode!r} must be 'dynamic' or 'static'")
     if act_bits is not None:
         act_bits = check_bits(act_bits)
+    elif act_mode == "static":
+        raise ValueError("act_mode='static' quantizes activations; give act_bits too (e.g. act_bits=8)")
+    if observer not in OBSERVERS:
+        raise ValueError(f"observer={observer!r} is not one of {', '.join(map(repr, OBSERVERS))}")
+    for name, flag in (("symmetric", symmetric), ("act_symmetric", act_symmetric), ("pack", pack)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}={flag!r} must be True or False")
     if m.weight_only and act_bits is not None:
         raise ValueError(f"method={method!r} is weight-only; it needs act_bits=None, got act_bits={act_bits}. "
                          "For W8A8 use method='rtn' or 'gptq'")

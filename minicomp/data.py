@@ -237,9 +237,12 @@ class CharCorpus:
     def decode(self, ids: torch.Tensor | list[int]) -> str:
         """Token ids ([T] tensor or list of ints) -> string."""
         if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"ids has shape {tuple(ids.shape)}; expected a 1-D tensor [T]")
+            if ids.dim() != 1 or ids.is_floating_point():
+                raise ValueError(f"ids is a {ids.dtype} tensor of shape {tuple(ids.shape)}; expected a 1-D integer "
+                                 "tensor [T] (for a batch, decode each row: idx[0])")
             ids = ids.tolist()
+        if isinstance(ids, str) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise TypeError(f"ids must be a 1-D tensor or a list of int token ids, got {str(ids)[:40]!r}")
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"ids contains {bad[0]}; expected token ids in [0, {self.vocab_size})")

@@ -62,7 +62,7 @@ def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
 def _check_temperature(temperature) -> float:
     if isinstance(temperature, torch.Tensor) and temperature.numel() == 1:
         temperature = temperature.item()
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature={temperature} must be > 0 and finite")
@@ -70,9 +70,16 @@ def _check_temperature(temperature) -> float:
 
 
 def _check_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
     return float(value)
+
+
+def _check_weights(**weights) -> None:
+    """Each loss weight must be a finite number >= 0."""
+    for name, v in weights.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < math.inf:
+            raise ValueError(f"{name}={v!r} must be a finite number >= 0")
 
 
 def _check_labels(labels, logits, name="labels") -> None:
@@ -174,8 +181,12 @@ class Taps:
     """
 
     def __init__(self, model: nn.Module, names):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(names, str):
             names = [names]
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"names must be a layer name or a list of them, e.g. ['hidden'], got {names!r}")
         modules = dict(model.named_modules())
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles = []
@@ -231,7 +242,11 @@ def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adap
     """
     _check_logits(student_feature, "student_feature")
     _check_logits(teacher_feature, "teacher_feature")
-    r = adapter(student_feature) if adapter is not None else student_feature
+    try:
+        r = adapter(student_feature) if adapter is not None else student_feature
+    except RuntimeError as e:   # e.g. mat1 and mat2 shapes cannot be multiplied
+        raise ValueError(f"the adapter cannot take student_feature of shape {tuple(student_feature.shape)} ({e}); "
+                         "is it the student's feature, and the adapter made for it (make_adapter(s, t))?") from None
     if r.shape != teacher_feature.shape:
         extra = "after the adapter " if adapter is not None else ""
         raise ValueError(f"student_feature {extra}has shape {tuple(r.shape)} but teacher_feature has shape "
@@ -243,6 +258,9 @@ def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adap
 def _check_embeddings(s, t) -> tuple[torch.Tensor, torch.Tensor]:
     _check_logits(s, "student_embedding")
     _check_logits(t, "teacher_embedding")
+    if s.dim() < 2 or t.dim() < 2:
+        raise ValueError(f"student_embedding has shape {tuple(s.shape)} and teacher_embedding {tuple(t.shape)}; "
+                         "expected [N, ...] each, one embedding per row")
     s, t = s.flatten(1), t.flatten(1)  # [N, Ds], [N, Dt]: the widths may differ
     if len(s) != len(t) or len(s) < 3:
         raise ValueError(f"student_embedding has {len(s)} rows and teacher_embedding {len(t)}; "
@@ -319,9 +337,7 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 def dkd_loss(student_logits, teacher_logits, labels, temperature: float = 4.0,
              alpha: float = 1.0, beta: float = 8.0) -> torch.Tensor:
     """alpha · TCKD + beta · NCKD (Zhao et al. 2022, eq. 6); the paper's defaults alpha=1, beta=8."""
-    for name, v in (("alpha", alpha), ("beta", beta)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"{name}={v!r} must be a number >= 0")
+    _check_weights(alpha=alpha, beta=beta)
     tckd, nckd = dkd_terms(student_logits, teacher_logits, labels, temperature)
     return alpha * tckd + beta * nckd
 
@@ -367,6 +383,7 @@ class DKD(KD):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0):
         super().__init__(temperature)
+        _check_weights(alpha=alpha, beta=beta)
         self.alpha, self.beta = alpha, beta
 
     def __call__(self, o: Outputs) -> torch.Tensor:
@@ -401,6 +418,7 @@ class RKD:
 
     def __init__(self, student_layer: str, teacher_layer: str, distance_weight: float = 25.0,
                  angle_weight: float = 50.0):
+        _check_weights(distance_weight=distance_weight, angle_weight=angle_weight)
         self.student_layers, self.teacher_layers = (student_layer,), (teacher_layer,)
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 

@@ -164,6 +164,11 @@ def digits_cnn_student(seed: int = 0) -> CNN:
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"x and y must be tensors with the same number of rows, at least one; got "
+                         f"{tuple(getattr(x, 'shape', ()))} and {tuple(getattr(y, 'shape', ()))}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     was_training = model.training
     model.eval()
     correct = 0

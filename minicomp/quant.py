@@ -142,6 +142,9 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric:
     The zero point is an int32 tensor. A zero-width range (all zeros) gets scale 1, never 0.
     """
     qmin, qmax = qrange(bits, symmetric)
+    lo, hi = (torch.as_tensor(v, dtype=torch.float32 if isinstance(v, numbers.Number) else None) for v in (lo, hi))
+    check_finite("lo", lo.float())
+    check_finite("hi", hi.float())
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)  # the range always contains 0
     if symmetric:
         scale = torch.maximum(-lo, hi) / qmax  # max|x| maps to qmax
@@ -187,6 +190,13 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
     Tries p = 1, 1 − 1/grid, ... down to 1 − maxshrink (the grid search of GPTQ's quantizer). p = 1
     is min-max, so the result is never worse than min-max on these values. Returns lo, hi [R].
     """
+    check_finite("rows", rows)
+    if rows.dim() != 2 or rows.shape[1] == 0:
+        raise ValueError(f"rows has shape {tuple(rows.shape)}; expected [R, n] with n >= 1 (one range per row)")
+    if isinstance(grid, bool) or not isinstance(grid, numbers.Integral) or grid < 1:
+        raise ValueError(f"grid={grid!r} must be a positive int")
+    if not 0 <= maxshrink < 1:
+        raise ValueError(f"maxshrink={maxshrink!r} must be in [0, 1)")
     rows = rows.float()
     lo, hi = rows.amin(dim=1).clamp(max=0), rows.amax(dim=1).clamp(min=0)  # [R]
     qmin, qmax = qrange(bits, symmetric)

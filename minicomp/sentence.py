@@ -118,6 +118,9 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(tokens.shape[:2]):
         raise ValueError(f"attention_mask must be a [B, T] = {tuple(tokens.shape[:2])} tensor of 0s and 1s, "
                          f"got {_shape(attention_mask)}")
+    if not ((attention_mask == 0) | (attention_mask == 1)).all():
+        raise ValueError("attention_mask must hold only 0 (padding) and 1 (a real token); got values such as "
+                         f"{attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()!r}")
     mask = attention_mask.to(tokens.dtype).unsqueeze(-1)  # [B, T, 1]
     counts = mask.sum(1)  # [B, 1] real tokens per sentence
     if (counts == 0).any():
@@ -149,6 +152,8 @@ def nearest_neighbours(emb: torch.Tensor) -> torch.Tensor:
     """
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or len(emb) < 2:
         raise ValueError(f"emb must be a [N, dim] tensor of embeddings with N ≥ 2, got {_shape(emb)}")
+    if not torch.isfinite(emb).all():
+        raise ValueError("emb contains NaN or Inf; expected finite embeddings")
     e = F.normalize(emb.float(), dim=1)
     sim = e @ e.T  # [N, N] cosines
     sim.fill_diagonal_(float("-inf"))  # a sentence is not its own neighbour, however far the others are

@@ -56,7 +56,11 @@ for name, n in models.items():
 # The arithmetic from the lesson: 7B parameters × 4 bytes = 28 GB, and int4 is 8× smaller.
 assert library_weight_bytes(7_000_000_000, 32) == 28_000_000_000
 assert library_weight_bytes(7_000_000_000, 32) == 8 * library_weight_bytes(7_000_000_000, 4)
+# and for 70B: 140 GB in 16-bit, 35 GB in 4-bit
+assert library_weight_bytes(70_000_000_000, 16) == 140_000_000_000
+assert library_weight_bytes(70_000_000_000, 4) == 35_000_000_000
 
 # %% [markdown]
-# A 70B model needs 140 GB in 16-bit, more than any single GPU's memory, but 35 GB in 4-bit.
-# That gap is why the rest of this course exists.
+# A 70B model needs 140 GB in 16-bit, more than an 80 GB H100 or A100 holds, but 35 GB in 4-bit,
+# which fits on one of them (or on a 48 GB workstation card). That gap is why the rest of this
+# course exists.
