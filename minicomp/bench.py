@@ -186,6 +186,11 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
     flush the L2 cache before each timed call (see above).
     """
     dev = hardware.check_device(device, "device")
+    if not all(isinstance(s, (tuple, list)) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s)
+               for s in sizes):
+        raise ValueError(f"sizes={sizes!r} must be a list of (out, in) pairs of positive ints, e.g. [(4096, 4096)]")
+    if not all(isinstance(b, int) and b > 0 for b in batches):
+        raise ValueError(f"batches={batches!r} must be positive ints, e.g. (1, 4, 16)")
     rows, skipped = [], []
     warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
     warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")

@@ -371,6 +371,9 @@ def next_char_scores(
     accuracy is top-1 next-character accuracy: the fraction of positions where the argmax of
     the logits [B, T, V] is the true next character.
     """
+    if not hasattr(corpus, "split") or not hasattr(corpus, "vocab_size"):
+        raise TypeError(f"corpus must be a minicomp.data.CharCorpus (e.g. CharCorpus()), got {type(corpus).__name__}; "
+                        "to score your own text, build one: CharCorpus(text)")
     data = corpus.split(split)  # [N]
     T = block_size or getattr(getattr(model, "config", None), "block_size", None)
     if T is None:

@@ -282,13 +282,14 @@ def comparison_table(rows: list[Result], baseline: str) -> list[dict]:
     base = {r.name: r for r in rows}.get(baseline)
     if base is None:
         raise ValueError(f"baseline={baseline!r} is not one of the rows: {[r.name for r in rows]}")
+    ratio = lambda a, b: a / b if b else math.nan   # noqa: E731  (a row with 0 in it has no ratio)
     table = []
     for r in rows:
         what, training = WHAT_CHANGES.get(r.step, ("", ""))
         table.append({"model": r.name, "what changes": what, "params": r.params, "training": training,
-                      "compression": base.bytes / r.bytes, "accuracy retained": r.accuracy / base.accuracy,
-                      "perplexity retained": base.perplexity / r.perplexity,
-                      "speed-up": base.latency_ms / r.latency_ms})
+                      "compression": ratio(base.bytes, r.bytes), "accuracy retained": ratio(r.accuracy, base.accuracy),
+                      "perplexity retained": ratio(base.perplexity, r.perplexity),
+                      "speed-up": ratio(base.latency_ms, r.latency_ms)})
     return table
 
 

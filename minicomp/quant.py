@@ -128,6 +128,8 @@ def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[to
         g = group_len(x, group_size)
         return x.reshape(-1, g), (*x.shape[:-1], x.shape[-1] // g)
     if axis is not None:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis={axis!r} must be an int (0: one range per row of a weight [out, in]) or None")
         if not -x.dim() <= axis < x.dim():
             raise ValueError(f"axis={axis} is out of range for a tensor with {x.dim()} dimensions")
         axis %= x.dim()

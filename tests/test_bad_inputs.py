@@ -180,6 +180,11 @@ CATALOGUE = [
     ("RKD: negative weight", lambda: distill.RKD("hidden", "hidden", distance_weight=-1), "distance_weight"),
     ("Taps: names None", lambda: distill.Taps(_mlp(), None), "names"),
     ("quantize_model: include an int", lambda: calibrate.quantize_model(_mlp(), group_size=32, include=5, progress=False), "include"),
+    ("bench.run: sizes one pair, not a list of them", lambda: __import__("minicomp.bench").bench.run(sizes=(64, 64), log=None), "sizes"),
+    ("perplexity: a string for the corpus", lambda: models.perplexity(_gpt(), "some text"), "corpus"),
+    ("QuantLinear: negative act_scale", lambda: rtn.QuantLinear(_qw(), act_bits=8, act_scale=-0.1, act_zero=0), "act_scale"),
+    ("QuantLinear: act_zero 0.5", lambda: rtn.QuantLinear(_qw(), act_bits=8, act_scale=0.1, act_zero=0.5), "act_zero"),
+    ("compute_qparams: axis a string", lambda: quant.compute_qparams(W, 8, axis="0"), "axis"),
     ("save_gguf: float metadata", lambda: export.save_gguf("/tmp/never-written.gguf", {"w": W}, metadata={"k": 1.5}), "metadata"),
 ]
 
