@@ -16,10 +16,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from pathlib import Path
 
 START_PAGE = "lessons/00_bits_and_bytes.ipynb"
@@ -99,9 +101,11 @@ def _load_target(target: str):
         raise _TargetError(f"target={target!r} should look like FILE.py:FUNCTION or MODULE:FUNCTION, "
                            "e.g. my_answers.py:soft_targets")
     as_path = where.endswith(".py") or "/" in where or os.sep in where
+    source = os.path.join(os.getcwd(), where.replace(".", os.sep) + ".py")   # where a module's code would be
     try:
         if as_path:
             path = Path(where if where.endswith(".py") else where + ".py").expanduser().resolve()
+            source = str(path)
             if not path.is_file():
                 raise _TargetError(f"no file {str(path)!r}; give the path of your .py file, e.g. my_answers.py:{attr}")
             spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -117,16 +121,31 @@ def _load_target(target: str):
         raise _TargetError(f"{e.filename}, line {e.lineno}: SyntaxError: {e.msg}; fix it and run the check again") from None
     except ModuleNotFoundError as e:
         if e.name != where:
-            raise _TargetError(f"importing {where!r} failed: {e}") from None
+            raise _TargetError(f"{where!r} imports {e.name!r}, which is not installed; install it (pip install "
+                               f"{e.name}) or remove that import") from None
         raise _TargetError(f"no module {where!r} in the current folder ({os.getcwd()}); run the check from the "
                            f"folder that holds {where}.py, or give its path: path/to/{where}.py:{attr}") from None
     except Exception as e:  # the learner's file ran and raised at import time
-        raise _TargetError(f"importing {where!r} raised {type(e).__name__}: {e}") from None
+        mine = [f for f in traceback.extract_tb(e.__traceback__) if os.path.realpath(f.filename) == os.path.realpath(source)]
+        where_in = f" at line {mine[-1].lineno} ({mine[-1].line.strip()})" if mine and mine[-1].line else ""
+        raise _TargetError(f"loading {where!r} raised {type(e).__name__}: {e}{where_in}; code at the top level of "
+                           "the file runs when it is loaded: fix it, or move it into a function") from None
+    functions = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                       and getattr(v, "__module__", None) == module.__name__)
     if not hasattr(module, attr):
-        functions = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                           and getattr(v, "__module__", None) == module.__name__)
-        raise _TargetError(f"{where!r} has no {attr!r}; the functions defined there: {', '.join(functions) or 'none'}")
-    return getattr(module, attr)
+        raise _TargetError(f"{where!r} has no {attr!r}; {_did_you_mean(attr, functions)}"
+                           f"the functions defined there: {', '.join(functions) or 'none'}")
+    fn = getattr(module, attr)
+    if not callable(fn):
+        raise _TargetError(f"{attr!r} in {where!r} is not a function (its type: {type(fn).__name__}); "
+                           f"{_did_you_mean(attr, functions)}the functions defined there: {', '.join(functions) or 'none'}")
+    return fn
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6) or \
+        [c for c in choices if c.lower() == word.lower()]
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -135,30 +154,29 @@ def _check(args: argparse.Namespace) -> int:
     from minicomp.grading import available, check
 
     if args.name not in available():
-        print(f"error: name={args.name!r} is not a known exercise; known exercises: {', '.join(available())}",
-              file=sys.stderr)
+        print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
+              f"the exercises: {', '.join(available())}", file=sys.stderr)
         return 2
     if not args.timeout > 0:
         print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
-        return 2
-    try:
-        fn = _load_target(args.target)
-    except _TargetError as e:
-        print(f"error: {e}", file=sys.stderr)
         return 2
 
     def too_long(signum, frame):
         raise _TookTooLong
 
     alarm = hasattr(signal, "SIGALRM")   # not on Windows: there the check runs without a limit
-    if alarm:
+    if alarm:   # the limit covers loading the file too: code at its top level runs then
         previous = signal.signal(signal.SIGALRM, too_long)
         signal.setitimer(signal.ITIMER_REAL, args.timeout)
     try:
+        fn = _load_target(args.target)
         report = check(args.name, fn)
+    except _TargetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except _TookTooLong:
-        print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your function loop "
-              "forever? (--timeout sets the limit)", file=sys.stderr)
+        print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your code loop forever, "
+              "in the function or at the top level of its file? (--timeout sets the limit)", file=sys.stderr)
         return 1
     finally:
         if alarm:
@@ -181,27 +199,31 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="minicomp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="minicomp", description="The course's command: open the lessons, check "
+                                     "your exercises, grade a class, time the kernels. `minicomp COMMAND --help` "
+                                     "says more about each.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("course", help="build, sync and check the course notebooks")
+    def command(name: str, text: str, **kwargs):   # one line in `minicomp --help`, the same atop its own
+        return sub.add_parser(name, help=text, description=kwargs.pop("description", text), **kwargs)
+
+    p = command("course", "build, sync and check the course notebooks")
     p.add_argument("action", choices=["build", "sync", "check"],
                    help="build: write exercises/ from solutions/; sync: rewrite each .ipynb that differs from "
                         "its .py source; check: fail if a pair is out of sync or exercises/ is stale")
     p.set_defaults(func=_course)
 
-    p = sub.add_parser("lab", help="open the course in JupyterLab")
+    p = command("lab", "open the course in JupyterLab")
     p.add_argument("--port", type=int, default=None, help="the port to serve on (default: JupyterLab's choice)")
     p.add_argument("--no-browser", action="store_true", help="serve without opening a browser")
     p.set_defaults(func=_lab)
 
-    p = sub.add_parser("tour", help="run the end-to-end demonstration and print a results table")
+    p = command("tour", "run the end-to-end demonstration and print a results table")
     p.add_argument("--out", default="tour-output", help="folder for the plots (default: tour-output)")
     p.add_argument("--quick", action="store_true", help="smaller measurements, for tests")
     p.set_defaults(func=_tour)
 
-    p = sub.add_parser("bench", help="time packed kernels against float; writes benchmarks/results/*.json",
+    p = command("bench", "time packed kernels against float; writes benchmarks/results/*.json",
                        add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
@@ -213,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog = f"exercises: {', '.join(available())}"
     else:
         epilog = None
-    p = sub.add_parser("check", help="check one of your functions against an exercise", epilog=epilog)
+    p = command("check", "check one of your functions against an exercise", epilog=epilog)
     p.add_argument("name", help="the exercise, e.g. weight_bytes")
     p.add_argument("target", help="where your function is: FILE.py:FUNCTION (a path), or MODULE:FUNCTION for a "
                                    "module importable from the current folder; e.g. my_answers.py:weight_bytes")
@@ -221,13 +243,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop the check after this many seconds (default: 60), e.g. for an endless loop")
     p.set_defaults(func=_check)
 
-    p = sub.add_parser("grade", help="grade submitted exercise notebooks (not a security sandbox)")
+    p = command("grade", "grade submitted exercise notebooks (not a security sandbox)",
+                description="Grade submitted exercise notebooks: each runs in its own kernel on a copy of "
+                            "its folder, under a timeout, and every check report becomes a row of a CSV. "
+                            "This is not a security sandbox: a submission runs as you, with your files "
+                            "and network; grade untrusted work in a container or a throwaway VM.")
     from minicomp.grader import add_arguments as grade_arguments
 
     grade_arguments(p)
     p.set_defaults(func=_grade)
 
-    p = sub.add_parser("doctor", help="check Python, torch, GPU, kernels, JupyterLab, offline data")
+    p = command("doctor", "check Python, torch, GPU, kernels, JupyterLab, offline data")
     p.set_defaults(func=_doctor)
 
     if argv[:1] == ["bench"]:  # bench has its own options (see minicomp/bench.py)

@@ -138,7 +138,8 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
             elif kind == "error" and not state["error"]:
                 # IPython names a cell's code like "3198007283.py": that says nothing to a teacher
                 evalue = re.sub(r"\(\d+\.py, line (\d+)\)", r"(line \1 of the cell)", str(content.get("evalue")))
-                state["error"] = _short(f"cell {cell_index + 1}: {content.get('ename')}: {evalue}")
+                first = next((line.strip() for line in nb.cells[cell_index].source.splitlines() if line.strip()), "")
+                state["error"] = _short(f"cell {cell_index + 1} ({first[:40]!r}): {content.get('ename')}: {evalue}")
             return None
 
     nb = nbformat.read(notebook, as_version=4)
@@ -304,7 +305,7 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
                 reason = "not done (still raises NotImplementedError)"
             else:   # what the learner saw: the first failure, then the hint
                 said = [r.get("message"), r.get("problem"), r.get("hint") and f"Hint: {r['hint']}"]
-                reason = _short(f"{r.get('status')}: " + " ".join(s for s in said if s)).rstrip(": ")
+                reason = _short(f"{r.get('status')}: " + " | ".join(s.strip() for s in said if s)).rstrip(": ")
             rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", reason, shown))
             continue
         if run_status == "done":

@@ -139,6 +139,9 @@ def _answers(folder):
                                     "    return math.ceil(num_params * bits / 8)\n\n"
                                     "def loops(num_params, bits):\n    while True:\n        pass\n")
     (folder / "broken.py").write_text("def weight_bytes(n, bits)\n    return 1\n")
+    (folder / "raises.py").write_text("def weight_bytes(n, bits):\n    return 1\n\nprint(1 / 0)\n")
+    (folder / "value.py").write_text("weight_bytes = 3\n")
+    (folder / "loops_on_load.py").write_text("while True:\n    pass\n")
 
 
 @pytest.mark.parametrize("target, said", [
@@ -148,6 +151,9 @@ def _answers(folder):
     ("nosuch:weight_bytes", "no module 'nosuch' in the current folder"),
     ("nosuch.py:weight_bytes", "no file"),
     ("good.py:nosuchfn", "the functions defined there: loops, weight_bytes"),
+    ("good.py:weight_byte", "did you mean 'weight_bytes'?"),
+    ("raises.py:weight_bytes", "ZeroDivisionError: division by zero at line 4 (print(1 / 0))"),
+    ("value.py:weight_bytes", "is not a function (its type: int)"),
     ("good", "should look like FILE.py:FUNCTION"),
 ])
 def test_check_loads_answers_or_says_why_in_one_line(tmp_path, monkeypatch, capsys, target, said):
@@ -167,6 +173,8 @@ def test_check_names_the_known_exercises_and_stops_an_endless_loop(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert main(["check", "weight_byte", "good.py:weight_bytes"]) == 2
-    assert "known exercises: " in capsys.readouterr().err
+    assert "did you mean 'weight_bytes'? the exercises: " in capsys.readouterr().err
     assert main(["check", "weight_bytes", "good.py:loops", "--timeout", "1"]) == 1
+    assert "took longer than 1 s" in capsys.readouterr().err
+    assert main(["check", "weight_bytes", "loops_on_load.py:weight_bytes", "--timeout", "1"]) == 1   # the file's top level
     assert "took longer than 1 s" in capsys.readouterr().err
