@@ -57,6 +57,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 # Digits classifiers
 
 
+def _capturing() -> bool:
+    """True while a CUDA graph is being captured or torch.compile traces: no reading values back."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+    return compiling or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
 def _check_batch(x, features: int, expected: str) -> None:
     """Raise a clear error unless x is a float batch [N, ...] of `features` values per example."""
     expected = expected.format(features)
@@ -284,6 +290,8 @@ class TinyGPT(nn.Module):
         if idx.dim() != 2:
             hint = f"; add a batch dimension: {name}[None]" if idx.dim() == 1 else ""
             raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected [B, T]{hint}")
+        if _capturing():   # reading the ids' range back would break a CUDA graph or torch.compile
+            return
         if idx.numel() and (idx.min() < 0 or idx.max() >= V):
             raise ValueError(f"{name} holds ids from {int(idx.min())} to {int(idx.max())}; expected ids in "
                              f"[0, {V}) (vocab_size={V})")
