@@ -97,12 +97,12 @@ def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch
     return ((D @ H) * D).sum() / 2
 
 
-@torch.no_grad()
 def _check_grid(n_grid) -> None:
     if isinstance(n_grid, bool) or not isinstance(n_grid, numbers.Integral) or n_grid < 1:
         raise ValueError(f"n_grid={n_grid!r} must be a positive int (the number of points searched)")
 
 
+@torch.no_grad()
 def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch.Tensor, bits: int = 4,
                      group_size: int = 128, symmetric: bool = False, n_grid: int = 20):
     """The AWQ scale s [in] for one layer, and the search curve [(α, error), ...].

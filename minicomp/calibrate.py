@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -33,8 +32,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.observers import OBSERVERS, Observer, make_observer
-from minicomp.quant import check_bits
+from minicomp.observers import Observer, check_observer, make_observer
+from minicomp.quant import check_bits, check_group_size
 from minicomp.rtn import QuantLinear, rtn_quantize
 
 # ── the method registry ─────────────────────────────────────────────────────────────────────
@@ -192,6 +191,12 @@ def _batches(calibration) -> list:
     return batches
 
 
+def _note(e: BaseException, text: str) -> None:
+    """Add where an error happened under its message (Python 3.11+; before that, nothing)."""
+    if hasattr(e, "add_note"):
+        e.add_note(f"(minicomp: {text})")
+
+
 def _describe(batch) -> str:
     if isinstance(batch, torch.Tensor):
         return f"a {batch.dtype} tensor {list(batch.shape)}"
@@ -217,12 +222,10 @@ def run_batches(model: nn.Module, batches: list, forward: Callable | None = None
             except _Stop:
                 pass
             except Exception as e:
-                if hasattr(e, "add_note"):  # Python 3.11+: shown under the error
-                    which = f" {i} of {len(batches)}" if len(batches) > 1 else ""
-                    e.add_note(f"(minicomp: raised by the model on calibration batch{which}, "
-                               f"{_describe(batch)}. Each item of `calibration` is one batch, fed as "
-                               "model(batch), model(**batch) or model(batch[0]); check its shape against the "
-                               "model's input, or pass forward=lambda model, batch: ...)")
+                which = f" {i} of {len(batches)}" if len(batches) > 1 else ""
+                _note(e, f"raised by the model on calibration batch{which}, {_describe(batch)}. Each item of "
+                         "`calibration` is one batch, fed as model(batch), model(**batch) or model(batch[0]); "
+                         "check its shape against the model's input, or pass forward=lambda model, batch: ...")
                 raise
     finally:
         model.train(was_training)
@@ -333,17 +336,14 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     """
     m = get_method(method)
     bits = check_bits(bits)
-    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (
-            group_size == -1 or group_size > 0):
-        raise ValueError(f"group_size={group_size!r} must be a positive int or -1 (one group per row)")
+    check_group_size(group_size)
     if act_mode not in ("dynamic", "static"):
         raise ValueError(f"act_mode={act_mode!r} must be 'dynamic' or 'static'")
     if act_bits is not None:
         act_bits = check_bits(act_bits)
     elif act_mode == "static":
         raise ValueError("act_mode='static' quantizes activations; give act_bits too (e.g. act_bits=8)")
-    if observer not in OBSERVERS:
-        raise ValueError(f"observer={observer!r} is not one of {', '.join(map(repr, OBSERVERS))}")
+    check_observer(observer)
     for name, flag in (("symmetric", symmetric), ("act_symmetric", act_symmetric), ("pack", pack)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}={flag!r} must be True or False")
@@ -395,8 +395,7 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
         try:
             qs = m.fn([layers[x] for x in group], inputs, **opts) if m.joint else [m.fn(layers[group[0]], inputs, **opts)]
         except Exception as e:
-            if hasattr(e, "add_note"):  # Python 3.11+: shown under the error
-                e.add_note(f"(minicomp: while quantizing {', '.join(group)} with method={method!r})")
+            _note(e, f"while quantizing {', '.join(group)} with method={method!r}")
             raise
         for name, q in zip(group, qs, strict=True):
             layer = layers[name]

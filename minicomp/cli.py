@@ -101,22 +101,21 @@ def _load_target(target: str):
         raise _TargetError(f"target={target!r} should look like FILE.py:FUNCTION or MODULE:FUNCTION, "
                            "e.g. my_answers.py:soft_targets")
     as_path = where.endswith(".py") or "/" in where or os.sep in where
-    source = os.path.join(os.getcwd(), where.replace(".", os.sep) + ".py")   # where a module's code would be
+    if as_path:
+        path = Path(where if where.endswith(".py") else where + ".py").expanduser().resolve()
+        if not path.is_file():
+            raise _TargetError(f"no file {str(path)!r}; give the path of your .py file, e.g. my_answers.py:{attr}")
+        sys.path.insert(0, str(path.parent))   # so that it can import its neighbours
+    else:
+        path = Path.cwd() / (where.replace(".", os.sep) + ".py")   # where the module's code would be
+        sys.path.insert(0, os.getcwd())
     try:
         if as_path:
-            path = Path(where if where.endswith(".py") else where + ".py").expanduser().resolve()
-            source = str(path)
-            if not path.is_file():
-                raise _TargetError(f"no file {str(path)!r}; give the path of your .py file, e.g. my_answers.py:{attr}")
             spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(spec)
-            sys.path.insert(0, str(path.parent))   # so that it can import its neighbours
             spec.loader.exec_module(module)
         else:
-            sys.path.insert(0, os.getcwd())
             module = importlib.import_module(where)
-    except _TargetError:
-        raise
     except SyntaxError as e:
         raise _TargetError(f"{e.filename}, line {e.lineno}: SyntaxError: {e.msg}; fix it and run the check again") from None
     except ModuleNotFoundError as e:
@@ -126,20 +125,19 @@ def _load_target(target: str):
         raise _TargetError(f"no module {where!r} in the current folder ({os.getcwd()}); run the check from the "
                            f"folder that holds {where}.py, or give its path: path/to/{where}.py:{attr}") from None
     except Exception as e:  # the learner's file ran and raised at import time
-        mine = [f for f in traceback.extract_tb(e.__traceback__) if os.path.realpath(f.filename) == os.path.realpath(source)]
+        mine = [f for f in traceback.extract_tb(e.__traceback__) if os.path.realpath(f.filename) == os.path.realpath(path)]
         where_in = f" at line {mine[-1].lineno} ({mine[-1].line.strip()})" if mine and mine[-1].line else ""
         raise _TargetError(f"loading {where!r} raised {type(e).__name__}: {e}{where_in}; code at the top level of "
                            "the file runs when it is loaded: fix it, or move it into a function") from None
+    fn = getattr(module, attr, None)
+    if callable(fn):
+        return fn
     functions = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
                        and getattr(v, "__module__", None) == module.__name__)
-    if not hasattr(module, attr):
-        raise _TargetError(f"{where!r} has no {attr!r}; {_did_you_mean(attr, functions)}"
-                           f"the functions defined there: {', '.join(functions) or 'none'}")
-    fn = getattr(module, attr)
-    if not callable(fn):
-        raise _TargetError(f"{attr!r} in {where!r} is not a function (its type: {type(fn).__name__}); "
-                           f"{_did_you_mean(attr, functions)}the functions defined there: {', '.join(functions) or 'none'}")
-    return fn
+    what = f"has no {attr!r}" if not hasattr(module, attr) else \
+        f"holds {attr!r}, but it is not a function (its type: {type(fn).__name__})"
+    raise _TargetError(f"{where!r} {what}; {_did_you_mean(attr, functions)}"
+                       f"the functions defined there: {', '.join(functions) or 'none'}")
 
 
 def _did_you_mean(word: str, choices) -> str:

@@ -136,6 +136,20 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
     return torch.cat(picked).sort().values
 
 
+def check_rows(x, y, x_name: str = "x", y_name: str = "y") -> None:
+    """Raise unless x and y are tensors with the same number of rows (examples and their labels), at
+    least one."""
+    for name, v in ((x_name, x), (y_name, y)):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}; convert it with "
+                            f"torch.as_tensor({name})")
+    if x.dim() == 0 or y.dim() == 0 or len(x) == 0:
+        raise ValueError(f"{x_name} has shape {tuple(x.shape)} and {y_name} {tuple(y.shape)}; expected at least "
+                         "one row of inputs, and one label per row")
+    if len(x) != len(y):
+        raise ValueError(f"{x_name} has {len(x)} rows but {y_name} has {len(y)}; they must match (one label per row)")
+
+
 def batches(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -151,8 +165,7 @@ def batches(
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
+    check_rows(x, y)
     if shuffle and generator is None:
         raise ValueError(
             "shuffle=True needs generator=torch.Generator().manual_seed(<seed>) "

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from minicomp.data import check_rows
 from minicomp.hardware import check_device
 
 
@@ -93,19 +94,6 @@ def _check_labels(labels, logits, name="labels") -> None:
     if labels.numel() and (labels.min() < 0 or labels.max() >= C):
         raise ValueError(f"{name} holds values from {labels.min().item()} to {labels.max().item()}; "
                          f"expected class indices in [0, {C}) for C={C} classes")
-
-
-def _check_data(x, y, x_name: str, y_name: str) -> None:
-    """Raise unless x and y are tensors with the same number of rows, at least one."""
-    for name, v in ((x_name, x), (y_name, y)):
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}; convert it with "
-                            f"torch.as_tensor({name})")
-    if x.dim() == 0 or y.dim() == 0 or len(x) == 0:
-        raise ValueError(f"{x_name} has shape {tuple(x.shape)} and {y_name} {tuple(y.shape)}; expected at least "
-                         "one row of inputs, and one label per row")
-    if len(x) != len(y):
-        raise ValueError(f"{x_name} has {len(x)} rows but {y_name} has {len(y)}; they must match (one label per row)")
 
 
 # ── soft targets and the KD loss ─────────────────────────────────────────────────────────────
@@ -454,13 +442,13 @@ class Distiller:
                 raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a number >= 0")
             if getattr(pair[1], "needs_teacher", False) and teacher is None:
                 raise ValueError(f"losses[{name!r}] needs a teacher, but teacher=None")
-        for name, v, low in (("lr", lr, "> 0"), ("weight_decay", weight_decay, ">= 0")):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 if low == "> 0" else v >= 0):
-                raise ValueError(f"{name}={v!r} must be a number {low}")
-        for name, model in (("student", student), ("teacher", teacher)):
-            if not isinstance(model, nn.Module) and not (name == "teacher" and model is None):
-                raise TypeError(f"{name} must be a torch.nn.Module{' or None' if name == 'teacher' else ''}, "
-                                f"got {type(model).__name__}")
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+            raise ValueError(f"lr={lr!r} must be a number > 0")
+        _check_weights(weight_decay=weight_decay)
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}")
+        if teacher is not None and not isinstance(teacher, nn.Module):
+            raise TypeError(f"teacher must be a torch.nn.Module or None, got {type(teacher).__name__}")
         self.device = check_device(device, "device") if device is not None else next(student.parameters()).device
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device) if teacher is not None else None
@@ -483,14 +471,14 @@ class Distiller:
     def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int = 500, batch_size: int = 64,
             x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, log_every: int = 50) -> list[dict]:
         """Train for `steps` optimizer steps on (x, y); y = −1 marks an unlabelled (transfer) row."""
-        _check_data(x, y, "x", "y")
+        check_rows(x, y)
         for name, v in (("steps", steps), ("batch_size", batch_size), ("log_every", log_every)):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name}={v!r} must be a positive int")
         if (x_val is None) != (y_val is None):
             raise ValueError("pass both x_val and y_val, or neither")
         if x_val is not None:
-            _check_data(x_val, y_val, "x_val", "y_val")
+            check_rows(x_val, y_val, "x_val", "y_val")
         s_taps = Taps(self.student, self._layers("student_layers"))
         t_taps = Taps(self.teacher, self._layers("teacher_layers")) if self.teacher is not None else None
         teacher_mode = self.teacher.training if self.teacher is not None else False

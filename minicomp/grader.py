@@ -421,11 +421,9 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = student_names(notebooks)
-    rows: list[Row] = []
-    for i, nb in enumerate(notebooks, 1):
-        print(f"[{i}/{len(notebooks)}] grading {nb} ...", flush=True)
-        rows += grade_notebook(nb, timeout=args.timeout, student=names[nb])
+    done = iter(range(1, len(notebooks) + 1))
+    rows = grade(notebooks, timeout=args.timeout,
+                 progress=lambda nb: print(f"[{next(done)}/{len(notebooks)}] grading {nb} ...", flush=True))
     csv_path, json_path = write_reports(rows, args.out)
     print()
     print(format_table(rows))

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from minicomp.data import check_rows
 from minicomp.hardware import check_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -47,6 +48,12 @@ def _seeded(seed: int | None):
         yield
 
 
+def _capturing() -> bool:
+    """True while a CUDA graph is being captured or torch.compile traces: no reading values back."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+    return compiling or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; tied (shared) tensors are counted once."""
     params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
@@ -57,15 +64,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 # Digits classifiers
 
 
-def _capturing() -> bool:
-    """True while a CUDA graph is being captured or torch.compile traces: no reading values back."""
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
-    return compiling or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
-
-
-def _check_batch(x, features: int, expected: str) -> None:
+def _check_batch(x, features: int) -> None:
     """Raise a clear error unless x is a float batch [N, ...] of `features` values per example."""
-    expected = expected.format(features)
+    expected = f"[N, {features}]" + (" (or [N, 1, 8, 8] digit images)" if features == 64 else "")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
         raise TypeError(f"x must be a floating-point tensor {expected}, got {given}")
@@ -103,7 +104,7 @@ class MLP(nn.Module):
             self.head = nn.Linear(width, num_classes)  # weight [num_classes, hidden[-1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_batch(x, self.config["in_features"], "[N, {}] (or [N, 1, 8, 8])")
+        _check_batch(x, self.config["in_features"])
         x = x.flatten(1)  # [N, 1, 8, 8] -> [N, 64]; [N, 64] is unchanged
         return self.head(self.hidden(x))
 
@@ -139,7 +140,7 @@ class CNN(nn.Module):
             self.head = nn.Linear(hidden, num_classes)  # [num_classes, hidden]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_batch(x, 64, "[N, 1, 8, 8] (or [N, {}])")
+        _check_batch(x, 64)
         if x.dim() == 2:
             x = x.reshape(-1, 1, 8, 8)  # flat digits [N, 64] -> images
         h = self.features(x).flatten(1)  # [N, C*16]
@@ -170,9 +171,7 @@ def digits_cnn_student(seed: int = 0) -> CNN:
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored)."""
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"x and y must be tensors with the same number of rows, at least one; got "
-                         f"{tuple(getattr(x, 'shape', ()))} and {tuple(getattr(y, 'shape', ()))}")
+    check_rows(x, y)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     was_training = model.training

@@ -25,7 +25,7 @@ import torch
 from minicomp.quant import check_bits, check_finite, mse_range, qparams_from_range
 
 __all__ = ["Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
-           "OBSERVERS", "make_observer"]
+           "OBSERVERS", "check_observer", "make_observer"]
 
 
 class Observer:
@@ -147,8 +147,12 @@ OBSERVERS = {"minmax": MinMaxObserver, "moving_average": MovingAverageMinMaxObse
              "percentile": PercentileObserver, "mse": MSEObserver}
 
 
-def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, **options) -> Observer:
-    """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'."""
+def check_observer(kind) -> None:
     if kind not in OBSERVERS:
         raise ValueError(f"observer={kind!r} is not one of {', '.join(map(repr, OBSERVERS))}")
+
+
+def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, **options) -> Observer:
+    """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'."""
+    check_observer(kind)
     return OBSERVERS[kind](bits, symmetric, **options)

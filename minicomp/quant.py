@@ -80,19 +80,34 @@ def _as_tensor(name: str, v, like: torch.Tensor) -> torch.Tensor:
     return t.to(like.device)
 
 
-def _check_scale(scale: torch.Tensor) -> None:
+def _check_scale(scale: torch.Tensor, name: str = "scale") -> None:
     if not scale.is_floating_point():
-        raise TypeError(f"scale must hold floats, got dtype {scale.dtype}")
+        raise TypeError(f"{name} must hold floats, got dtype {scale.dtype}")
     if not (torch.isfinite(scale).all() and (scale > 0).all()):
-        raise ValueError(f"scale must be positive and finite; its smallest value is {scale.min().item()!r}")
+        raise ValueError(f"{name} must be positive and finite; its smallest value is {scale.min().item()!r}")
 
 
-def _check_zero(zero: torch.Tensor) -> torch.Tensor:
+def _check_zero(zero: torch.Tensor, name: str = "zero_point") -> torch.Tensor:
     if zero.is_floating_point():
         if not torch.equal(zero, zero.round()):
-            raise ValueError("zero_point must hold integers (an integer zero point represents 0.0 "
+            raise ValueError(f"{name} must hold integers (an integer zero point represents 0.0 "
                              f"exactly); got values such as {zero.flatten()[0].item()!r}")
     return zero.to(torch.int32)
+
+
+def check_perm(perm, n_in: int) -> None:
+    """Raise unless `perm` is None or an integer permutation of range(n_in) (GPTQ's act-order)."""
+    if perm is not None and (not isinstance(perm, torch.Tensor) or perm.is_floating_point()
+                             or tuple(perm.shape) != (n_in,)
+                             or not torch.equal(perm.sort().values.cpu().long(), torch.arange(n_in))):
+        raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape [{n_in}]")
+
+
+def check_group_size(group_size) -> None:
+    """Raise unless group_size is a positive int or -1 (one group per row)."""
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (
+            group_size > 0 or group_size == -1):
+        raise ValueError(f"group_size={group_size!r} must be a positive int (e.g. 128) or -1 (one group per row)")
 
 
 def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
@@ -139,14 +154,20 @@ def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[to
 
 
 def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool = False):
-    """(scale, zero_point) for values in [lo, hi] (tensors of any shape; they are widened to hold 0).
+    """(scale, zero_point) for values in [lo, hi] (tensors of any shape, or numbers; they are
+    widened to hold 0).
 
     The zero point is an int32 tensor. A zero-width range (all zeros) gets scale 1, never 0.
     """
-    qmin, qmax = qrange(bits, symmetric)
     lo, hi = (torch.as_tensor(v, dtype=torch.float32 if isinstance(v, numbers.Number) else None) for v in (lo, hi))
     check_finite("lo", lo.float())
     check_finite("hi", hi.float())
+    return _qparams(lo, hi, bits, symmetric)
+
+
+def _qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool):
+    """`qparams_from_range` on ranges already known to be finite (the library's own callers)."""
+    qmin, qmax = qrange(bits, symmetric)
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)  # the range always contains 0
     if symmetric:
         scale = torch.maximum(-lo, hi) / qmax  # max|x| maps to qmax
@@ -181,7 +202,7 @@ def compute_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False, *,
         check_finite("x", x)  # raises, naming how many values are bad
     if clip == "mse":
         lo, hi = mse_range(rows, bits, symmetric)
-    scale, zero = qparams_from_range(lo, hi, bits, symmetric)
+    scale, zero = _qparams(lo, hi, bits, symmetric)
     return scale.reshape(shape), zero.reshape(shape)
 
 
@@ -206,7 +227,7 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
     best_p = torch.ones_like(lo)
     for i in range(int(maxshrink * grid) + 1):
         p = 1.0 - i / grid
-        scale, zero = qparams_from_range(p * lo, p * hi, bits, symmetric)  # [R]
+        scale, zero = _qparams(p * lo, p * hi, bits, symmetric)  # [R]
         s, z = scale[:, None], zero[:, None]
         err = ((torch.clamp(torch.round(rows / s) + z, qmin, qmax) - z) * s - rows).pow(2).sum(dim=1)  # [R]
         better = err < best_err
@@ -320,10 +341,9 @@ class QuantizedWeight:
 
     def __post_init__(self):
         self.bits = check_bits(self.bits)
-        for name in ("codes", "scale", "zero", "perm"):
-            value = getattr(self, name)
-            if not isinstance(value, torch.Tensor) and not (name == "perm" and value is None):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        for name in ("codes", "scale", "zero"):
+            if not isinstance(getattr(self, name), torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(getattr(self, name)).__name__}")
         if self.codes.dim() != 2 or self.codes.is_floating_point():
             raise TypeError(f"codes must be a 2-D integer tensor [out, in], got a {self.codes.dtype} tensor "
                             f"of shape {tuple(self.codes.shape)}")
@@ -336,10 +356,8 @@ class QuantizedWeight:
         if self.codes.numel() and (self.codes.min() < 0 or self.codes.max() > self.qmax):
             raise ValueError(f"codes must lie in [0, {self.qmax}] for bits={self.bits}; got "
                              f"[{self.codes.min().item()}, {self.codes.max().item()}]")
-        if self.perm is not None and (self.perm.is_floating_point() or tuple(self.perm.shape) != (n_in,) or
-                                      not torch.equal(self.perm.sort().values.cpu().long(), torch.arange(n_in))):
-            raise ValueError(f"perm must be an integer permutation of range(in_features={n_in}), shape [{n_in}]")
-        zero = _check_zero(self.zero)
+        check_perm(self.perm, n_in)
+        zero = _check_zero(self.zero, "zero")
         if zero.numel() and (zero.min() < 0 or zero.max() > self.qmax):
             raise ValueError(f"zero must lie in [0, {self.qmax}] for bits={self.bits} (codes are stored unsigned); "
                              f"got [{zero.min().item()}, {zero.max().item()}]")

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 from minicomp.quant import (
     QuantizedWeight,
+    _check_scale,
+    _check_zero,
     check_bits,
     check_finite,
     check_input,
@@ -90,14 +92,12 @@ class QuantLinear(nn.Module):
             raise ValueError("give both act_scale and act_zero (static) or neither (dynamic)")
         if act_scale is not None and act_bits is None:
             raise ValueError("act_scale needs act_bits (e.g. act_bits=8)")
-        if act_scale is not None:
+        if act_scale is not None:   # as a weight's (scale, zero point) are checked
             act_scale, act_zero = torch.as_tensor(act_scale, dtype=torch.float32), torch.as_tensor(act_zero)
-            if not (torch.isfinite(act_scale).all() and (act_scale > 0).all()):
-                raise ValueError(f"act_scale={act_scale.tolist()!r} must be positive and finite")
-            if act_zero.is_floating_point() and not torch.equal(act_zero, act_zero.round()):
-                raise ValueError(f"act_zero={act_zero.tolist()!r} must be an integer zero point")
-        self.register_buffer("act_scale", None if act_scale is None else torch.as_tensor(act_scale).float())
-        self.register_buffer("act_zero", None if act_zero is None else torch.as_tensor(act_zero).to(torch.int32))
+            _check_scale(act_scale, "act_scale")
+            act_zero = _check_zero(act_zero, "act_zero")
+        self.register_buffer("act_scale", act_scale)
+        self.register_buffer("act_zero", act_zero)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int = 4, group_size: int = -1, symmetric: bool = False,

@@ -41,7 +41,7 @@ from torch import nn
 from minicomp.kernels import cpu, reference
 from minicomp.kernels import triton as triton_backend
 from minicomp.pack import pack
-from minicomp.quant import check_input
+from minicomp.quant import _check_scale, check_group_size, check_input, check_perm
 
 __all__ = ["PackedLinear", "BACKENDS", "available_backends", "pack_model", "set_backend",
            "pack_bits_for", "packed_layers"]
@@ -103,21 +103,13 @@ class PackedLinear(nn.Module):
             if not isinstance(t, torch.Tensor) or tuple(t.shape) != (out, n_groups):
                 raise ValueError(f"{name} must be a tensor of shape [out, in / group_size] = "
                                  f"{[out, n_groups]}, got {getattr(t, 'shape', type(t).__name__)}")
-        if not scales.is_floating_point():
-            raise TypeError(f"scales must hold floats, got {scales.dtype}")
-        if not (torch.isfinite(scales).all() and (scales > 0).all()):
-            raise ValueError("scales must be positive and finite; found values such as "
-                             f"{scales[~(torch.isfinite(scales) & (scales > 0))][0].item()!r}")
+        _check_scale(scales, "scales")
         if zeros.dtype != torch.uint8:
             raise TypeError(f"zeros must be torch.uint8 integer zero points, got {zeros.dtype}")
         if zeros.numel() and zeros.max() > 2**self.bits - 1:
             raise ValueError(f"zeros must lie in [0, {2**self.bits - 1}] for bits={self.bits}; got up to "
                              f"{zeros.max().item()}")
-        if perm is not None and (not isinstance(perm, torch.Tensor) or tuple(perm.shape) != (in_features,)
-                                 or perm.is_floating_point()
-                                 or not torch.equal(perm.sort().values.cpu().long(), torch.arange(in_features))):
-            raise ValueError(f"perm must be None or an integer permutation of range({in_features}), "
-                             f"shape [{in_features}]")
+        check_perm(perm, in_features)
         if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out,)):
             raise ValueError(f"bias must be None or a tensor of shape [{out}], got "
                              f"{getattr(bias, 'shape', type(bias).__name__)}")
@@ -233,6 +225,16 @@ class PackedLinear(nn.Module):
                 f"group_size={self.group_size}, scales={str(self.scales.dtype).replace('torch.', '')}, "
                 f"perm={self.perm is not None}, bias={self.bias is not None}, backend={self.backend}")
 
+    def kept_layout(self, key, make):
+        """make(), a backend's own arrangement of this layer's buffers, kept under `key` and made
+        again when the buffers have changed since (e.g. load_state_dict writes into them)."""
+        stamp = tuple((t.data_ptr(), t._version) for t in (self.qweight, self.scales, self.zeros)) + (
+            None if self.perm is None else self.perm.data_ptr(),)
+        cached = self._kernel_cache.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = self._kernel_cache[key] = (stamp, make())
+        return cached[1]
+
     def _apply(self, fn, *args, **kwargs):
         self._kernel_cache.clear()  # .to(), .cuda(), .half(): layouts are rebuilt on next use
         return super()._apply(fn, *args, **kwargs)
@@ -264,8 +266,7 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_backend(backend)
-    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (group_size > 0 or group_size == -1):
-        raise ValueError(f"group_size={group_size!r} must be a positive int (e.g. 128) or -1 (one group per row)")
+    check_group_size(group_size)
     tied = tied_parameters(model)
     swaps = {}
     for name, m in model.named_modules():

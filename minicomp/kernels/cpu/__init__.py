@@ -129,14 +129,7 @@ def make_layout(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor
 
 def layout(layer) -> Layout:
     """The layer's kernel layout, rebuilt when its buffers have changed (e.g. load_state_dict)."""
-    bufs = (layer.qweight, layer.scales, layer.zeros)
-    stamp = tuple((t.data_ptr(), t._version) for t in bufs) + (
-        None if layer.perm is None else layer.perm.data_ptr(),)
-    cached = layer._kernel_cache.get(NAME)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, make_layout(layer.qweight, layer.scales, layer.zeros, layer.perm))
-        layer._kernel_cache[NAME] = cached
-    return cached[1]
+    return layer.kept_layout(NAME, lambda: make_layout(layer.qweight, layer.scales, layer.zeros, layer.perm))
 
 # ── running it ───────────────────────────────────────────────────────────────────────────────
 _POOL: ThreadPoolExecutor | None = None

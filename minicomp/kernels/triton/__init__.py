@@ -139,19 +139,15 @@ def steps_first_layout(layer, block_w: int, device) -> tuple[torch.Tensor, torch
     per layer and block_w and kept on the layer beside its own buffers (the packed bytes once
     more); remade when those change (e.g. load_state_dict), as the cpu backend's `layout` is, and
     dropped by `.to()` and friends."""
-    bufs = (layer.qweight, layer.scales, layer.zeros)
-    stamp = tuple((t.data_ptr(), t._version) for t in bufs)
-    key = _steps_first_key(block_w, device)
-    cached = layer._kernel_cache.get(key)
-    if cached is None or cached[0] != stamp:
+    def make():
         words = layer.qweight.contiguous().view(torch.int32)   # [N, K/PER]
         n, k_words = words.shape
         if k_words % block_w:
             raise ValueError(f"block_w={block_w} words must divide a row's {k_words} words")
-        cached = (stamp, (words.reshape(n, k_words // block_w, block_w).transpose(0, 1).contiguous(),
-                          layer.scales.t().contiguous(), layer.zeros.t().contiguous()))
-        layer._kernel_cache[key] = cached
-    return cached[1]
+        return (words.reshape(n, k_words // block_w, block_w).transpose(0, 1).contiguous(),
+                layer.scales.t().contiguous(), layer.zeros.t().contiguous())
+
+    return layer.kept_layout(_steps_first_key(block_w, device), make)
 
 
 def _steps_first_key(block_w: int, device) -> tuple:
