@@ -20,8 +20,11 @@ import difflib
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 START_PAGE = "lessons/00_bits_and_bytes.ipynb"
@@ -94,6 +97,53 @@ class _TookTooLong(BaseException):
     """Raised by the alarm inside the learner's function (BaseException: no `except Exception` eats it)."""
 
 
+@contextmanager
+def _time_limit(seconds: float, alarm: bool | None = None):
+    """Raise _TookTooLong in this thread once the block has run `seconds`.
+
+    With SIGALRM (Linux, macOS; main thread only) the alarm's handler raises it, which also cuts
+    short a sleep. Elsewhere (Windows) a watchdog thread raises it here through
+    PyThreadState_SetAsyncExc: Python code is stopped at its next bytecode, a long call into C
+    (one big matmul, a sleep) only when it returns.
+    """
+    if alarm is None:
+        alarm = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if alarm:
+        def too_long(signum, frame):
+            raise _TookTooLong
+
+        previous = signal.signal(signal.SIGALRM, too_long)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+
+    import ctypes
+
+    target, lock, state = threading.get_ident(), threading.Lock(), {"done": False, "fired": False}
+
+    def fire():
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_TookTooLong))
+
+    watchdog = threading.Timer(seconds, fire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+            watchdog.cancel()
+            if state["fired"]:   # raised but perhaps not yet delivered: take it back, it is late
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+
+
 def _load_target(target: str):
     """The function named by FILE.py:FUNCTION, PATH/TO/FILE:FUNCTION or MODULE:FUNCTION."""
     where, _, attr = target.rpartition(":")
@@ -147,8 +197,6 @@ def _did_you_mean(word: str, choices) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    import signal
-
     from minicomp.grading import available, check
 
     if args.name not in available():
@@ -159,16 +207,10 @@ def _check(args: argparse.Namespace) -> int:
         print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
         return 2
 
-    def too_long(signum, frame):
-        raise _TookTooLong
-
-    alarm = hasattr(signal, "SIGALRM")   # not on Windows: there the check runs without a limit
-    if alarm:   # the limit covers loading the file too: code at its top level runs then
-        previous = signal.signal(signal.SIGALRM, too_long)
-        signal.setitimer(signal.ITIMER_REAL, args.timeout)
     try:
-        fn = _load_target(args.target)
-        report = check(args.name, fn)
+        with _time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
+            fn = _load_target(args.target)
+            report = check(args.name, fn)
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -176,10 +218,6 @@ def _check(args: argparse.Namespace) -> int:
         print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your code loop forever, "
               "in the function or at the top level of its file? (--timeout sets the limit)", file=sys.stderr)
         return 1
-    finally:
-        if alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
     print(report)
     return 0 if report.passed else 1
 

@@ -187,14 +187,20 @@ def _sha256(path: Path) -> str:
 
 
 def _kill(pid: int | None, group: bool = False) -> None:
+    """Kill process `pid`; with group=True also every process it started (its process group on
+    POSIX, where the child and the kernel each lead one; its process tree on Windows, which has
+    neither process groups nor SIGKILL). Gone already is fine."""
     if not pid:
         return
     try:
-        if group:
+        if os.name == "nt":
+            subprocess.run(["taskkill", "/F", *(["/T"] if group else []), "/PID", str(pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        elif group:
             os.killpg(pid, signal.SIGKILL)
         else:
             os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
+    except OSError:  # ProcessLookupError, PermissionError (a reused pid), no taskkill
         pass
 
 

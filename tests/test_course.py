@@ -178,3 +178,37 @@ def test_check_names_the_known_exercises_and_stops_an_endless_loop(tmp_path, mon
     assert "took longer than 1 s" in capsys.readouterr().err
     assert main(["check", "weight_bytes", "loops_on_load.py:weight_bytes", "--timeout", "1"]) == 1   # the file's top level
     assert "took longer than 1 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("alarm", [True, False], ids=["SIGALRM", "watchdog thread (Windows)"])
+def test_time_limit_stops_a_python_loop_and_leaves_nothing_behind(alarm):
+    import time
+
+    from minicomp.cli import _time_limit, _TookTooLong
+
+    if alarm and not hasattr(__import__("signal"), "SIGALRM"):
+        pytest.skip("no SIGALRM here")
+    start = time.monotonic()
+    with pytest.raises(_TookTooLong):
+        with _time_limit(0.3, alarm=alarm):
+            while True:
+                pass
+    assert 0.25 < time.monotonic() - start < 5
+    with _time_limit(0.2, alarm=alarm):   # a block that ends in time: no late exception afterwards
+        total = sum(range(1000))
+    time.sleep(0.4)
+    for _ in range(100_000):
+        total += 1
+    assert total == 499_500 + 100_000
+
+
+def test_check_stops_an_endless_loop_without_sigalrm_as_on_windows(tmp_path, monkeypatch, capsys):
+    import signal
+
+    _answers(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delattr(signal, "SIGALRM")
+    assert main(["check", "weight_bytes", "good.py:loops", "--timeout", "1"]) == 1
+    assert "took longer than 1 s" in capsys.readouterr().err
+    assert main(["check", "weight_bytes", "good.py:weight_bytes"]) == 0

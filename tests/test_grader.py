@@ -131,3 +131,20 @@ def test_same_file_name_in_student_folders_and_the_reason_a_check_failed(tmp_pat
     assert bob.startswith("failed: ") and "Hint: " in bob and len(bob) > len("failed: Hint: "), bob
     assert grader.student_names([Path("/a/x.ipynb"), Path("/b/y.ipynb")]) == {Path("/a/x.ipynb"): "x",
                                                                               Path("/b/y.ipynb"): "y"}
+
+
+def test_kill_uses_taskkill_on_windows_and_ignores_a_gone_process(monkeypatch):
+    calls = []
+    monkeypatch.setattr(grader.os, "name", "nt")
+    monkeypatch.setattr(grader.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    grader._kill(1234, group=True)
+    grader._kill(1234)
+    grader._kill(None, group=True)
+    assert calls == [["taskkill", "/F", "/T", "/PID", "1234"], ["taskkill", "/F", "/PID", "1234"]]
+
+    def no_taskkill(cmd, **kw):
+        raise FileNotFoundError(cmd[0])
+
+    monkeypatch.setattr(grader.subprocess, "run", no_taskkill)
+    grader._kill(1234, group=True)  # says nothing: there is nothing more it could do
+
