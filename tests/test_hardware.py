@@ -86,8 +86,11 @@ def test_describe_machine_keys_and_format(monkeypatch):
     assert desc["torch"] == torch.__version__
     assert desc["torch_threads"] == torch.get_num_threads()
     assert "invalid override" in desc["device"]
+    assert set(desc["compilers"]) == {"numba", "llvmlite", "triton"}
+    assert desc["compilers"]["numba"] == __import__("numba").__version__
     text = format_machine(desc)
     assert isinstance(text, str) and "PyTorch" in text and "\n" not in text
+    assert f"numba {desc['compilers']['numba']}" in text
     assert format_machine({})  # missing keys are tolerated
     with pytest.raises(TypeError, match="desc must be the dict"):
         format_machine("AMD")

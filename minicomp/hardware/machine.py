@@ -152,7 +152,7 @@ def describe_machine() -> dict:
 
     Keys: cpu, cpu_capability (the SIMD level PyTorch dispatches to, e.g. 'AVX2'), cpu_features,
     physical_cores, logical_cores, torch_threads, cache_bytes (last level), ram_bytes, os, machine, python, torch,
-    cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability),
+    compilers (the versions of numba, llvmlite and triton, which compile the packed kernels), cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability),
     mps_available, device (what `pick_device()` chooses). A value this OS cannot tell is None.
     """
     cpu, flags, physical = _cpu_info()
@@ -177,10 +177,23 @@ def describe_machine() -> dict:
         "physical_cores": physical, "logical_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "cache_bytes": cache_bytes(), "ram_bytes": _ram_bytes(),
         "os": platform.platform(), "machine": platform.machine(),
-        "python": platform.python_version(), "torch": torch.__version__,
+        "python": platform.python_version(), "torch": torch.__version__, "compilers": _compiler_versions(),
         "cuda_available": torch.cuda.is_available(), "cuda_version": torch.version.cuda,
         "gpus": gpus, "mps_available": _mps_available(), "device": device,
     }
+
+
+def _compiler_versions() -> dict[str, str | None]:
+    """{package: version, or None where it is not installed} for the kernels' compilers (not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("numba", "llvmlite", "triton"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def format_machine(desc: Mapping) -> str:
@@ -206,8 +219,9 @@ def format_machine(desc: Mapping) -> str:
     else:
         gpu = "no CUDA GPU"
     gpu += ", Apple MPS available" if g("mps_available") else ", no Apple MPS"
+    compilers = "".join(f", {name} {v}" for name, v in (g("compilers") or {}).items() if v)
     return (f"{cpu}. RAM: {ram}. OS: {g('os', unknown)}. Python {g('python', unknown)}, "
-            f"PyTorch {g('torch', unknown)}. {gpu}. minicomp will run on: {g('device', unknown)}.")
+            f"PyTorch {g('torch', unknown)}{compilers}. {gpu}. minicomp will run on: {g('device', unknown)}.")
 
 
 def cache_bytes() -> int | None:
