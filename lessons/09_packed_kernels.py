@@ -368,8 +368,14 @@ else:
 # after each PyTorch op, spinning while it waits for more work, and
 # in a model a PyTorch op has always just run. So the kernel borrows PyTorch's threads
 # (`minicomp.kernels.cpu.THREADING = "auto"`) rather than waking a pool of its own (`"pool"`),
-# which would also have to share the cores with PyTorch's still-spinning threads. Time both,
-# each call after float32 as in a model:
+# which would also have to share the cores with PyTorch's still-spinning threads.
+#
+# What that is worth depends on the machine: on how long its operating system takes to wake a
+# sleeping thread (tens of µs on some virtual machines, a few on others) and on how long
+# PyTorch's threads spin. On the Xeon VM this kernel was tuned on, it was a large part of the
+# kernel's lead; on an AMD EPYC VM the two came out even. So the claim checked here is only that
+# borrowing is never slower (within 5%), and the cell prints what it saved on *this* machine, per
+# call. Time both, each call after float32 as in a model:
 
 # %%
 from minicomp.kernels import cpu as cpu_kernels
@@ -399,11 +405,13 @@ if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openm
         for name, timing in t_thr.items():
             print(f"{name:<24} {timing.median * 1e3:6.3f} ms")
         borrow = t_thr["int4, own thread pool"].median / t_thr["int4, PyTorch's threads"].median
-        if borrow > 1.05:
+        if borrow > 0.95:
             break
         print(f"attempt {attempt}: {borrow:.2f}x; the machine may be busy, timing again")
-    assert borrow > 1.05, borrow
-    print(f"checked: on PyTorch's threads the int4 GEMV is {borrow:.2f}x faster than on threads of its own")
+    assert borrow > 0.95, borrow
+    saved_us = (t_thr["int4, own thread pool"].median - t_thr["int4, PyTorch's threads"].median) * 1e6
+    print(f"checked: borrowing PyTorch's threads is not slower: {borrow:.2f}x the speed of a pool of its own, "
+          f"{saved_us:+.0f} µs a call on this machine")
 else:
     print("skipped: needs the cpu kernel, more than one thread, and PyTorch on OpenMP (Linux) "
           "with its threads spinning between ops (OpenMP's default)")
@@ -428,6 +436,7 @@ else:
 batches = [1, 4, 16, 64, 256]
 strategies = {"fused": cpu_kernels.fused_linear, "slab + BLAS": cpu_kernels.slab_linear}
 advantage = {name: {} for name in strategies}   # speed over float32, per strategy and batch
+fp32_s = {}                                      # float32's time per call, per batch
 if layer.backend == "cpu":
     for b in batches:
         xb = torch.randn(b, N)
@@ -437,6 +446,7 @@ if layer.backend == "cpu":
                  **{name: hardware.round_robin([lambda m=m, f=f, xb=xb: f(m, xb) for m in layers])
                     for name, f in strategies.items()}},
                 warmup=1, repeats=5)
+        fp32_s[b] = t_b["fp32"].median
         for name, r in hardware.ratios(t_b, "fp32").items():
             if name in strategies:
                 advantage[name][b] = r
@@ -456,8 +466,11 @@ else:
     print("numba is not installed: the two strategies of the cpu backend were not timed")
 
 # %% [markdown]
-# Claims: the fused kernel's lead over float32 shrinks as the batch grows, and at batch 256
-# float32 is faster than it. Decoding a slab first loses badly at batch 1 (it writes 4 bytes a
+# Claims: from 16 rows of x on, the fused kernel's lead over float32 shrinks as the batch grows,
+# and at batch 256 float32 is faster than it. (Below 16 rows the lead is largest, at 1 or 4 rows
+# depending on the CPU: on some, torch's float32 matmul for a handful of rows reads the whole
+# weight once per row, so that 4 rows take 4× or more the time of one; see the fp32 times
+# printed above.) Decoding a slab first loses badly at batch 1 (it writes 4 bytes a
 # weight and reads them back, which is all that packing saved), but wins at batch 256, where it
 # comes within reach of float32 itself: it is float32's matmul plus the decoding, so expect
 # about float32's speed, a little under or (with the matmul done a cache-sized slab at a time,
@@ -467,7 +480,9 @@ else:
 # %%
 if layer.backend == "cpu":
     fused, slab = advantage["fused"], advantage["slab + BLAS"]
-    assert fused[1] > fused[16] > fused[256] and fused[256] < 1, fused
+    assert max(fused[1], fused[4]) > fused[16] > fused[64] > fused[256] and fused[256] < 1, fused
+    print(f"float32 took {fp32_s[4] / fp32_s[1]:.1f}x as long for 4 rows as for 1; the fused kernel's lead "
+          f"is largest at {max((1, 4), key=fused.get)} row(s)")
     assert fused[1] > 2 * slab[1], (fused, slab)
     assert slab[256] > 1.2 * fused[256] and 0.4 < slab[256] < 1.5, (fused, slab)
     print(f"checked: at batch 1 fused {fused[1]:.2f}x against slabs {slab[1]:.2f}x; at batch 256 "
