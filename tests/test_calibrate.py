@@ -227,3 +227,56 @@ def test_quantize_model_pack_runs_on_packed_kernels():
     assert storage_bytes(packed)["total"] * 5 < fp32
     with pytest.raises(ValueError, match="act_bits"):
         quantize_model(copy.deepcopy(model), bits=4, pack=True, act_bits=8, progress=False)
+
+
+# ── block by block (minicomp.blockwise) ─────────────────────────────────────────────────────
+
+
+def _gpt_batches(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 96, (2, 16), generator=g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_block_by_block_gives_the_same_model_as_running_the_whole_model(method):
+    from minicomp.blockwise import block_inputs, find_blocks
+    from minicomp.calibrate import run_batches
+
+    model, batches = _gpt(), _gpt_batches()
+    blocks, per_block = find_blocks(model, list(find_linears(model)))
+    assert blocks == list(model.transformer.h) and all(len(names) == 4 for names in per_block)
+    assert block_inputs(model, blocks, batches, run_batches) is not None  # chained: the fast path runs
+    fast = quantize_model(_gpt(), method, bits=3, group_size=16, calibration=batches, progress=False)
+    slow = quantize_model(_gpt(), method, bits=3, group_size=16, calibration=batches, progress=False, by_block=False)
+    a, b = fast.state_dict(), slow.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Scaled(nn.Module):
+    """Blocks that are not chained: the model doubles the hidden states between them."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8)) for _ in range(3))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = 2 * block(x)
+        return x
+
+
+def test_unchained_blocks_fall_back_to_the_whole_model():
+    from minicomp.blockwise import Blockwise
+    from minicomp.calibrate import run_batches
+
+    batches = [torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = _Scaled()
+    flow = Blockwise(model, list(find_linears(model)), batches, None, run_batches)
+    assert flow.source("blocks.1.0")[0] is model and not flow.chained
+    fast = quantize_model(_Scaled(), "gptq", bits=3, group_size=-1, calibration=batches, progress=False)
+    slow = quantize_model(_Scaled(), "gptq", bits=3, group_size=-1, calibration=batches, progress=False,
+                          by_block=False)
+    assert all(torch.equal(fast.state_dict()[k], v) for k, v in slow.state_dict().items())
+    with pytest.raises(TypeError, match="by_block="):
+        quantize_model(_Scaled(), "gptq", calibration=batches, by_block="yes")
