@@ -189,7 +189,7 @@ if MODEL is None:
 # On the bundled model the winner keeps the **last** layer: the pooled embedding is read from
 # the last layer's output, so a student that keeps it starts closer. None of them is close,
 # though: training has work to do. We train on the ~900 "calib" sentences (disjoint from the
-# held-out ones) for `EPOCHS` epochs, 16 sentences a batch (about half a minute on two cores); the targets
+# held-out ones) for `EPOCHS` epochs, 16 sentences a batch (half a minute to a minute on two cores, depending on the CPU); the targets
 # are the teacher's embeddings, computed once.
 
 # %%
@@ -217,7 +217,7 @@ s_cos = mean_cosine(ref, rows["student fp32"]["emb"])
 assert s_cos > mean_cosine(ref, e0) + 0.1, (mean_cosine(ref, e0), s_cos)
 assert sum(losses[-5:]) < sum(losses[:5])
 assert 800 < len(train) < 1000, len(train)  # "about 900" sentences
-assert train_s < 90, train_s  # "about half a minute", loosely: a busy machine is slower
+assert train_s < 120, train_s  # "half a minute to a minute", loosely: a busy machine is slower
 print(f"checked: held-out cosine {mean_cosine(ref, e0):.3f} → {s_cos:.3f}")
 
 # %% [markdown]
