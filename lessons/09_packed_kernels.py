@@ -371,10 +371,9 @@ else:
 # which would also have to share the cores with PyTorch's still-spinning threads.
 #
 # What that is worth depends on the machine: on how long its operating system takes to wake a
-# sleeping thread (tens of µs on some virtual machines, a few on others) and on how long
-# PyTorch's threads spin. On the Xeon VM this kernel was tuned on, it was a large part of the
-# kernel's lead; on an AMD EPYC VM the two came out even. So the claim checked here is only that
-# borrowing is never slower (within 5%), and the cell prints what it saved on *this* machine, per
+# sleeping thread and on how long PyTorch's threads spin, so on some machines it is a good part
+# of the kernel's lead and on others the two come out even. The claim checked here is only that
+# borrowing is never slower (within 5%); the cell prints what it saved on *this* machine, per
 # call. Time both, each call after float32 as in a model:
 
 # %%

@@ -56,10 +56,6 @@ def find_blocks(model: nn.Module, names: Sequence[str]) -> tuple[list[nn.Module]
     return blocks, per_block
 
 
-class _Stop(BaseException):
-    """Ends a forward pass once the first block has its inputs."""
-
-
 def _reusable(value) -> bool:
     if value is None or isinstance(value, (torch.Tensor, bool, numbers.Number, str)):
         return True
@@ -78,13 +74,16 @@ def _hidden(output):
 
 
 @torch.no_grad()
-def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, run) -> list | None:
+def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, forward: Callable | None = None
+                 ) -> list | None:
     """What blocks[0] receives for each batch, [(args, kwargs)], or None if the blocks are not chained.
 
-    `run(model, batches)` runs the model on batches (the driver's `run_batches`). On the first
-    batch every block is watched: block i + 1 must get block i's output as its first argument and
-    the very same other arguments, all of kinds that can be passed again (tensors, numbers, ...).
+    The batches run as in `calibrate.run_batches(model, batches, forward)`. On the first batch
+    every block is watched: block i + 1 must get block i's output as its first argument and the
+    very same other arguments, all of kinds that can be passed again (tensors, numbers, ...).
     """
+    from minicomp.calibrate import _Stop, run_batches  # (calibrate imports this module)
+
     seen_in, seen_out = [], []
 
     def pre_hook(module, args, kwargs):
@@ -96,7 +95,7 @@ def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, run) 
     handles = [b.register_forward_pre_hook(pre_hook, with_kwargs=True) for b in blocks]
     handles += [b.register_forward_hook(post_hook, with_kwargs=True) for b in blocks]
     try:
-        run(model, batches[:1])
+        run_batches(model, batches[:1], forward)
     finally:
         for h in handles:
             h.remove()
@@ -118,11 +117,7 @@ def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, run) 
 
     handle = blocks[0].register_forward_pre_hook(first_only, with_kwargs=True)
     try:
-        for batch in batches[1:]:
-            try:
-                run(model, [batch])
-            except _Stop:
-                pass
+        run_batches(model, batches[1:], forward)  # each pass ends at block 0 (_Stop)
     finally:
         handle.remove()
     return inputs if len(inputs) == len(batches) else None
@@ -140,13 +135,8 @@ def next_inputs(block: nn.Module, inputs: list) -> list:
     was_training = block.training
     block.eval()
     try:
-        out = []
-        for args, kwargs in inputs:
-            hidden = _hidden(call_block(block, (args, kwargs)))
-            if hidden is None:
-                raise TypeError(f"{type(block).__name__} returned no tensor; cannot chain its blocks")
-            out.append(((hidden, *args[1:]), kwargs))
-        return out
+        # block_inputs checked that every block but the last hands on its hidden states
+        return [((_hidden(call_block(block, (args, kwargs))), *args[1:]), kwargs) for args, kwargs in inputs]
     finally:
         block.train(was_training)
 
@@ -154,16 +144,15 @@ def next_inputs(block: nn.Module, inputs: list) -> list:
 class Blockwise:
     """Where to capture each layer's inputs from: its block alone, on cached inputs, or the model.
 
-        flow = Blockwise(model, names, batches, forward, run_batches)
+        flow = Blockwise(model, names, batches, forward)
         module, data, how = flow.source(name)   # run `how(module, item)` for each item of `data`
 
     Ask for the layers in model order, swapping each quantized layer in before asking for the
     next: a block's outputs are computed, for the next block, once every layer before is done.
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str], batches: list, forward: Callable | None,
-                 run: Callable):
-        self.model, self.batches, self.forward, self.run = model, batches, forward, run
+    def __init__(self, model: nn.Module, names: Sequence[str], batches: list, forward: Callable | None = None):
+        self.model, self.batches, self.forward = model, batches, forward
         found = find_blocks(model, names)
         self.blocks, per_block = found if found else ([], [])
         self.block_of = {n: i for i, block in enumerate(per_block) for n in block}
@@ -174,8 +163,7 @@ class Blockwise:
         if i is None or not self.chained:
             return self.model, self.batches, self.forward
         if self.inputs is None:  # the first layer in a block: what block 0 receives, once
-            self.inputs = block_inputs(self.model, self.blocks, self.batches,
-                                       lambda model, batches: self.run(model, batches, self.forward))
+            self.inputs = block_inputs(self.model, self.blocks, self.batches, self.forward)
             if self.inputs is None:
                 self.chained = False
                 return self.model, self.batches, self.forward

@@ -384,7 +384,7 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
                 act[name] = dict(act_scale=scale, act_zero=zero)
 
     names, shared = list(layers), 0  # layers[names[k]] for k < shared use the inputs last captured
-    flow = Blockwise(model, names, batches, forward, run_batches) if m.needs_calibration and by_block else None
+    flow = Blockwise(model, names, batches, forward) if m.needs_calibration and by_block else None
     bar = tqdm(total=len(names), desc=f"{method} {bits}-bit", disable=not progress)
     k, inputs = 0, None
     while k < len(names):

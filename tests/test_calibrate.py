@@ -240,12 +240,11 @@ def _gpt_batches(n=3, seed=0):
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_block_by_block_gives_the_same_model_as_running_the_whole_model(method):
     from minicomp.blockwise import block_inputs, find_blocks
-    from minicomp.calibrate import run_batches
 
     model, batches = _gpt(), _gpt_batches()
     blocks, per_block = find_blocks(model, list(find_linears(model)))
     assert blocks == list(model.transformer.h) and all(len(names) == 4 for names in per_block)
-    assert block_inputs(model, blocks, batches, run_batches) is not None  # chained: the fast path runs
+    assert block_inputs(model, blocks, batches) is not None  # chained: the fast path runs
     fast = quantize_model(_gpt(), method, bits=3, group_size=16, calibration=batches, progress=False)
     slow = quantize_model(_gpt(), method, bits=3, group_size=16, calibration=batches, progress=False, by_block=False)
     a, b = fast.state_dict(), slow.state_dict()
@@ -268,11 +267,10 @@ class _Scaled(nn.Module):
 
 def test_unchained_blocks_fall_back_to_the_whole_model():
     from minicomp.blockwise import Blockwise
-    from minicomp.calibrate import run_batches
 
     batches = [torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     model = _Scaled()
-    flow = Blockwise(model, list(find_linears(model)), batches, None, run_batches)
+    flow = Blockwise(model, list(find_linears(model)), batches)
     assert flow.source("blocks.1.0")[0] is model and not flow.chained
     fast = quantize_model(_Scaled(), "gptq", bits=3, group_size=-1, calibration=batches, progress=False)
     slow = quantize_model(_Scaled(), "gptq", bits=3, group_size=-1, calibration=batches, progress=False,

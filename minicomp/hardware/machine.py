@@ -152,8 +152,8 @@ def describe_machine() -> dict:
 
     Keys: cpu, cpu_capability (the SIMD level PyTorch dispatches to, e.g. 'AVX2'), cpu_features,
     physical_cores, logical_cores, torch_threads, cache_bytes (last level), ram_bytes, os, machine, python, torch,
-    compilers (the versions of numba, llvmlite and triton, which compile the packed kernels), cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability),
-    mps_available, device (what `pick_device()` chooses). A value this OS cannot tell is None.
+    compilers (versions of numba, llvmlite and triton, which compile the packed kernels; None if absent),
+    cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability), mps_available, device (what `pick_device()` chooses). A value this OS cannot tell is None.
     """
     cpu, flags, physical = _cpu_info()
     try:
