@@ -29,7 +29,7 @@ input tensor, or, where no module made it, the previous linear, whose rows the i
 linear mix of (attention mixes value rows per channel: o_proj's s goes into v_proj's rows; a fused
 q|k|v projection holds them in its last third; a ReLU in between also commutes with s > 0).
 A hook cannot see whether the same tensor also feeds a residual connection, so each fold is
-checked: the model's output on a calibration batch must not change (to `tol`), else it is undone
+checked: the model's output on a few calibration examples must not change (to `tol`), else it is undone
 and the layer keeps `AWQLinear`, which divides its input by s explicitly (one elementwise op).
 
 In a pre-LN GPT, ln_1 takes c_attn's s, ln_2 takes c_fc's, c_attn's value rows take attn.c_proj's;
@@ -257,6 +257,25 @@ def _run(model: nn.Module, batch, forward) -> list[torch.Tensor]:
         model.train(was_training)
 
 
+def _head(batch, n: int):
+    """The first n examples of `batch`: a tensor, or a dict / tuple / list whose tensors share
+    their first dimension, each cut to [:n] (other entries kept). Anything else is returned as is."""
+    parts = list(batch.values()) if isinstance(batch, Mapping) else batch
+    parts = list(parts) if isinstance(parts, (tuple, list)) else [parts]
+    tensors = [t for t in parts if isinstance(t, torch.Tensor)]
+    if not tensors or any(t.dim() == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
+        return batch
+
+    def cut(t):
+        return t[:n] if isinstance(t, torch.Tensor) else t
+
+    if isinstance(batch, torch.Tensor):
+        return cut(batch)
+    if isinstance(batch, Mapping):
+        return {k: cut(v) for k, v in batch.items()}
+    return type(batch)(map(cut, batch)) if type(batch) in (tuple, list) else batch
+
+
 def _close(a: list[torch.Tensor], b: list[torch.Tensor], tol: float) -> bool:
     """Every output tensor agrees to tol relative to its largest entry."""
     return len(a) == len(b) and all(
@@ -336,14 +355,19 @@ def _fold_into(m: nn.Module, rows: slice | None, s: torch.Tensor) -> list[tuple[
 
 @torch.no_grad()
 def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float = 1e-4,
-                    pack: bool = False) -> dict[str, str | None]:
+                    pack: bool = False, check_examples: int = 4) -> dict[str, str | None]:
     """Move each AWQLinear's x / s into the op that computes x, where that is exact; in place.
 
     Returns {AWQ layer name: where its s went ("h.0.ln_1", or "h.0.attn.c_attn[256:384]" for output
     rows of a linear), or None where the layer keeps dividing its input explicitly}. Folded layers
     become QuantLinear; pack=True then runs `kernels.pack_model`, so every weight-only QuantLinear
-    becomes a PackedLinear (an AWQ layer whose s stayed explicit, a PackedAWQLinear). Each fold is tried on the first calibration batch and kept only if the
-    model's outputs agree with the unfolded model's to `tol` (relative to their largest entry).
+    becomes a PackedLinear (an AWQ layer whose s stayed explicit, a PackedAWQLinear).
+
+    Each fold is tried and kept only if the model's outputs agree with the unfolded model's to
+    `tol` (relative to their largest entry), on the first `check_examples` examples of the first
+    calibration batch (all of it if the batch cannot be cut: see `_head`). A wrong fold changes
+    the outputs of almost any input, so a few examples show it, at a fraction of the cost of a
+    whole batch: the check runs the model once per candidate.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -353,16 +377,23 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
     if not names:
         raise ValueError("model has no AWQLinear layers; quantize it with quantize_model(model, 'awq', "
                          "calibration=..., fold=False) first")
+    if isinstance(check_examples, bool) or not isinstance(check_examples, numbers.Integral) or check_examples < 1:
+        raise ValueError(f"check_examples={check_examples!r} must be a positive int")
     batches = _batches(calibration)
     if not batches:
         raise ValueError("calibration=None; fold_awq_scales needs a calibration batch to check each fold")
-    inputs, made_by = _trace(model, batches[0], forward, names)
+    try:
+        batch = _head(batches[0], check_examples)
+        ref = _run(model, batch, forward)
+    except Exception:  # a forward that needs the whole batch: check on all of it
+        batch = batches[0]
+        ref = _run(model, batch, forward)
+    inputs, made_by = _trace(model, batch, forward, names)
     groups: dict[int, list[str]] = {}  # layers fed the very same tensor
     for n in names:
         if n in inputs:
             groups.setdefault(id(inputs[n]), []).append(n)
     report: dict[str, str | None] = dict.fromkeys(names)
-    ref = _run(model, batches[0], forward)
     for group in groups.values():
         layers = [model.get_submodule(n) for n in group]
         s = layers[0].input_scale.clone()  # [in]
@@ -372,7 +403,7 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
             undo = _fold_into(model.get_submodule(target), rows, s)
             for layer in layers:
                 layer.input_scale.fill_(1.0)
-            out = _run(model, batches[0], forward)
+            out = _run(model, batch, forward)
             if _close(out, ref, tol):
                 ref = out
                 for n, layer in zip(group, layers):

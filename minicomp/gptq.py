@@ -161,12 +161,6 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, gr
 
     Dead inputs (H_qq = 0: the input is always 0) get weight 0, which changes no output.
     """
-    with _one_cpu_thread(weight):  # thousands of tiny ops: one CPU thread never waits on a busy core
-        return _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_size, act_order,
-                              static_groups)
-
-
-def _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_size, act_order, static_groups):
     bits, g = _check(weight, hessian, bits, group_size, damp, block_size)
     qmin, qmax = qrange(bits, symmetric)
     offset = -qmin  # codes are stored unsigned (symmetric [-8, 7] -> [0, 15])
@@ -179,8 +173,9 @@ def _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_siz
     H[dead, dead] = 1
     W[:, dead] = 0
 
-    def params(cols: torch.Tensor):  # (scale, zero) [out, 1] for a block of columns, min-max per row
-        return compute_qparams(cols, bits, symmetric, axis=0)
+    def params(cols: torch.Tensor):  # (scale, zero) [out] for a block of columns, min-max per row
+        scale, zero = compute_qparams(cols, bits, symmetric, axis=0)  # [out, 1] each
+        return scale[:, 0], zero[:, 0].to(W.dtype)  # zero: a whole number, kept as a float
 
     if static_groups:  # from the original weight, in the original column order
         groups = [params(W[:, j:j + g]) for j in range(0, columns, g)]
@@ -189,6 +184,7 @@ def _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_siz
     if act_order:
         perm = torch.argsort(torch.diagonal(H), descending=True)  # [in]: biggest H_qq first
         W, H = W[:, perm], H[perm][:, perm]
+    column = perm.tolist() if perm is not None else range(columns)  # position -> original column
 
     Hinv = inverse_hessian_factor(H, damp)  # [in, in], upper triangular
     Q = torch.zeros(rows, columns, dtype=torch.int32, device=W.device)  # integer codes [out, in]
@@ -196,37 +192,36 @@ def _gptq_quantize(weight, hessian, bits, group_size, symmetric, damp, block_siz
     zeros = torch.zeros(rows, columns // g, dtype=torch.int32, device=W.device)
     scale, zero = params(W) if g == columns and not static_groups else (None, None)
 
-    for i1 in range(0, columns, block_size):
-        i2 = min(i1 + block_size, columns)
-        W1 = W[:, i1:i2].clone()  # [out, B]: this block, updated as we go
-        Q1 = torch.zeros_like(W1, dtype=torch.int32)
-        Err1 = torch.zeros_like(W1)  # scaled errors (w − q) / Hinv_qq
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = i1 + i  # position in the quantization order
-            if static_groups:
-                k = int(perm[col]) if perm is not None else col  # original column -> its group
-                scale, zero = groups[k // g]
-            elif g != columns and col % g == 0:  # a new group starts: its min-max range from W as
-                scale, zero = params(W[:, col:col + g])  # of this block's start (as the reference does)
-            if col % g == 0 and not (static_groups and perm is not None):
-                scales[:, col // g], zeros[:, col // g] = scale[:, 0].float(), zero[:, 0]
-            w = W1[:, i]  # [out]
-            d = Hinv1[i, i]
-            q = torch.clamp(torch.round(w / scale[:, 0]) + zero[:, 0], qmin, qmax)  # codes   [out]
-            Q1[:, i] = q.to(torch.int32)
-            err1 = (w - (q - zero[:, 0]) * scale[:, 0]) / d  # (w_q − quant(w_q)) / [H_F⁻¹]_qq
-            W1[:, i:] -= err1[:, None] @ Hinv1[i, i:][None, :]  # OBS update of the block (eq. 2)
-            Err1[:, i] = err1
-        Q[:, i1:i2] = Q1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of the later columns
+    with _one_cpu_thread(W):  # thousands of tiny ops: one CPU thread never waits on a busy core
+        for i1 in range(0, columns, block_size):
+            i2 = min(i1 + block_size, columns)
+            W1 = W[:, i1:i2].clone()  # [out, B]: this block, updated as we go
+            Q1 = torch.zeros_like(W1)  # its codes (whole numbers, stored as int32 below)
+            Err1 = torch.zeros_like(W1)  # scaled errors (w − q) / Hinv_qq
+            Hinv1 = Hinv[i1:i2, i1:i2]
+            for i in range(i2 - i1):
+                col = i1 + i  # position in the quantization order
+                if static_groups:
+                    scale, zero = groups[column[col] // g]  # the group of the original column
+                elif g != columns and col % g == 0:  # a new group starts: its min-max range from W as
+                    scale, zero = params(W[:, col:col + g])  # of this block's start (as the reference does)
+                if col % g == 0 and not (static_groups and perm is not None):
+                    scales[:, col // g], zeros[:, col // g] = scale.float(), zero
+                w, d = W1[:, i], Hinv1[i, i]  # column q [out], and the pivot [H_F⁻¹]_qq
+                q = torch.clamp(torch.round(w / scale) + zero, qmin, qmax)  # codes   [out]
+                Q1[:, i] = q
+                err1 = (w - (q - zero) * scale) / d  # (w_q − quant(w_q)) / [H_F⁻¹]_qq
+                W1[:, i:] -= torch.outer(err1, Hinv1[i, i:])  # OBS update of the block (eq. 2)
+                Err1[:, i] = err1
+            Q[:, i1:i2] = Q1.to(torch.int32)
+            W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of the later columns
 
     if static_groups:
         if perm is not None:
             Q = Q[:, torch.argsort(perm)]  # back to the original order, where the groups are
             perm = None
         for k, (s, z) in enumerate(groups):
-            scales[:, k], zeros[:, k] = s[:, 0].float(), z[:, 0]
+            scales[:, k], zeros[:, k] = s.float(), z
     elif perm is not None and g == columns:
         Q, perm = Q[:, torch.argsort(perm)], None  # one group per row: the order does not matter
     return QuantizedWeight(Q + offset, scales, zeros + offset, bits, g,

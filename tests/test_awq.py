@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from minicomp.awq import (
     AWQLinear,
     PackedAWQLinear,
+    _head,
     activation_scales,
     awq_quantize,
     awq_search_clip,
@@ -234,6 +235,45 @@ def test_fold_refuses_post_ln_residual_and_shares_qkv_scale(post_ln):
     assert report["fc"] is None  # its input is a residual sum
     assert report["fc2"] == "fc[0:128]"  # ReLU commutes with a positive scale
     assert isinstance(m.q, AWQLinear) == post_ln
+
+
+def test_head_cuts_the_examples_and_keeps_the_rest():
+    from collections import namedtuple
+
+    x, y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
+    assert torch.equal(_head(x, 4), x[:4])
+    cut = _head({"ids": x, "mask": y, "modality": "text"}, 2)
+    assert torch.equal(cut["ids"], x[:2]) and torch.equal(cut["mask"], y[:2]) and cut["modality"] == "text"
+    a, b = _head((x, y), 3)
+    assert torch.equal(a, x[:3]) and torch.equal(b, y[:3])
+    assert isinstance(_head([x, y], 3), list)
+    pair = namedtuple("Pair", "x y")(x, y)
+    for kept in (pair, (x, y[:5]), {"a": torch.tensor(1.0)}, "text", []):  # not cut: returned as they are
+        assert _head(kept, 2) is kept
+
+
+def test_fold_checks_on_a_few_examples_or_the_whole_batch():
+    calib = [torch.cat(_block_calib())]  # one batch of 4 examples
+    m = quantize_model(_Block(), "awq", bits=4, group_size=32, calibration=calib, progress=False, fold=False)
+    seen = []
+
+    def whole_batches_only(model, batch):
+        seen.append(len(batch))
+        if len(batch) != 4:
+            raise RuntimeError("this forward needs the whole batch")
+        return model(batch)
+
+    reports = []
+    for forward, n in ((None, 1), (whole_batches_only, 1), (None, 4)):
+        q = copy.deepcopy(m)
+        with torch.no_grad():
+            before = q(calib[0])
+            reports.append(fold_awq_scales(q, calib, forward, check_examples=n))
+            assert _rel(q(calib[0]), before) < 1e-5
+    assert reports[0] == reports[1] == reports[2] and reports[0]["o"] == "v[0:64]"
+    assert seen[0] == 1 and set(seen[1:]) == {4}  # cut to one example, then the fallback
+    with pytest.raises(ValueError, match="check_examples=0"):
+        fold_awq_scales(copy.deepcopy(m), calib, check_examples=0)
 
 
 def test_fold_bad_input():
