@@ -193,7 +193,7 @@ if MODEL is None:
 # **What to train.** The student keeps the teacher's tokenizer and its vocabulary table, and that
 # table is most of a 2-layer student. Our training text uses only a small part of its rows, yet
 # AdamW would update every row at every step (weight decay reaches them all). So we freeze the
-# table and train the rest: the layers, the position embeddings and the LayerNorms.
+# table and train everything else: the two layers, the other embeddings, the LayerNorms.
 
 # %%
 student = layer_reduced_student(teacher, KEEP)

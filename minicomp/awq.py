@@ -29,8 +29,8 @@ input tensor, or, where no module made it, the previous linear, whose rows the i
 linear mix of (attention mixes value rows per channel: o_proj's s goes into v_proj's rows; a fused
 q|k|v projection holds them in its last third; a ReLU in between also commutes with s > 0).
 A hook cannot see whether the same tensor also feeds a residual connection, so each fold is
-checked: the model's output on a few calibration examples must not change (to `tol`), else it is undone
-and the layer keeps `AWQLinear`, which divides its input by s explicitly (one elementwise op).
+checked: the model's output on a few calibration examples must not change (to `tol`), else it is
+undone and the layer keeps `AWQLinear`, which divides its input by s explicitly (one elementwise op).
 
 In a pre-LN GPT, ln_1 takes c_attn's s, ln_2 takes c_fc's, c_attn's value rows take attn.c_proj's;
 mlp.c_proj (after a GELU) stays explicit. In a post-LN BERT block (MiniLM) each LayerNorm's output
@@ -45,7 +45,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from minicomp.calibrate import _batches, default_forward, register_method, set_module
+from minicomp.calibrate import _batches, _head, default_forward, register_method, set_module
 from minicomp.gptq import input_hessian
 from minicomp.kernels import PackedLinear, pack_model
 from minicomp.quant import (
@@ -255,25 +255,6 @@ def _run(model: nn.Module, batch, forward) -> list[torch.Tensor]:
         return _tensors((forward or default_forward)(model, batch))
     finally:
         model.train(was_training)
-
-
-def _head(batch, n: int):
-    """The first n examples of `batch`: a tensor, or a dict / tuple / list whose tensors share
-    their first dimension, each cut to [:n] (other entries kept). Anything else is returned as is."""
-    parts = list(batch.values()) if isinstance(batch, Mapping) else batch
-    parts = list(parts) if isinstance(parts, (tuple, list)) else [parts]
-    tensors = [t for t in parts if isinstance(t, torch.Tensor)]
-    if not tensors or any(t.dim() == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
-        return batch
-
-    def cut(t):
-        return t[:n] if isinstance(t, torch.Tensor) else t
-
-    if isinstance(batch, torch.Tensor):
-        return cut(batch)
-    if isinstance(batch, Mapping):
-        return {k: cut(v) for k, v in batch.items()}
-    return type(batch)(map(cut, batch)) if type(batch) in (tuple, list) else batch
 
 
 def _close(a: list[torch.Tensor], b: list[torch.Tensor], tol: float) -> bool:

@@ -207,6 +207,26 @@ def _describe(batch) -> str:
     return type(batch).__name__
 
 
+def _head(batch, n: int):
+    """The first n examples of a calibration batch: a tensor, or a dict, tuple or list whose tensors
+    share their first dimension, each cut to [:n] (other entries kept). Anything else is returned
+    as it is (a namedtuple, say, or tensors of different lengths)."""
+    if isinstance(batch, Mapping):
+        parts = list(batch.values())
+    else:
+        parts = list(batch) if type(batch) in (tuple, list) else [batch]
+    tensors = [t for t in parts if isinstance(t, torch.Tensor)]
+    if not tensors or any(t.dim() == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
+        return batch
+
+    def cut(t):
+        return t[:n] if isinstance(t, torch.Tensor) else t
+
+    if isinstance(batch, Mapping):
+        return {k: cut(v) for k, v in batch.items()}
+    return type(batch)(map(cut, batch)) if isinstance(batch, (tuple, list)) else cut(batch)
+
+
 class _Stop(BaseException):
     """Raised by a hook to end a forward pass early (BaseException, so no `except Exception` eats it)."""
 

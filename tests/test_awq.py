@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from minicomp.awq import (
     AWQLinear,
     PackedAWQLinear,
-    _head,
     activation_scales,
     awq_quantize,
     awq_search_clip,
@@ -19,7 +18,7 @@ from minicomp.awq import (
     fold_awq_scales,
     output_error,
 )
-from minicomp.calibrate import quantize_model
+from minicomp.calibrate import _head, quantize_model
 from minicomp.gptq import input_hessian
 from minicomp.kernels import PackedLinear
 from minicomp.models import GPTConfig, TinyGPT, load_pretrained
