@@ -20,12 +20,11 @@ import difflib
 import importlib
 import importlib.util
 import os
-import signal
 import sys
-import threading
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
+
+from minicomp.timelimit import TookTooLong, time_limit
 
 START_PAGE = "lessons/00_bits_and_bytes.ipynb"
 
@@ -93,57 +92,6 @@ class _TargetError(Exception):
     """A `minicomp check` target that cannot be loaded; the message says why and what to do."""
 
 
-class _TookTooLong(BaseException):
-    """Raised by the alarm inside the learner's function (BaseException: no `except Exception` eats it)."""
-
-
-@contextmanager
-def _time_limit(seconds: float, alarm: bool | None = None):
-    """Raise _TookTooLong in this thread once the block has run `seconds`.
-
-    With SIGALRM (Linux, macOS; main thread only) the alarm's handler raises it, which also cuts
-    short a sleep. Elsewhere (Windows) a watchdog thread raises it here through
-    PyThreadState_SetAsyncExc: Python code is stopped at its next bytecode, a long call into C
-    (one big matmul, a sleep) only when it returns.
-    """
-    if alarm is None:
-        alarm = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
-    if alarm:
-        def too_long(signum, frame):
-            raise _TookTooLong
-
-        previous = signal.signal(signal.SIGALRM, too_long)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        return
-
-    import ctypes
-
-    target, lock, state = threading.get_ident(), threading.Lock(), {"done": False, "fired": False}
-
-    def fire():
-        with lock:
-            if not state["done"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_TookTooLong))
-
-    watchdog = threading.Timer(seconds, fire)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        yield
-    finally:
-        with lock:
-            state["done"] = True
-            watchdog.cancel()
-            if state["fired"]:   # raised but perhaps not yet delivered: take it back, it is late
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
-
-
 def _load_target(target: str):
     """The function named by FILE.py:FUNCTION, PATH/TO/FILE:FUNCTION or MODULE:FUNCTION."""
     where, _, attr = target.rpartition(":")
@@ -208,13 +156,13 @@ def _check(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        with _time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
+        with time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
             fn = _load_target(args.target)
             report = check(args.name, fn)
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except _TookTooLong:
+    except TookTooLong:
         print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your code loop forever, "
               "in the function or at the top level of its file? (--timeout sets the limit)", file=sys.stderr)
         return 1

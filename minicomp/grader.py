@@ -38,6 +38,11 @@ from pathlib import Path
 #: Same as :data:`minicomp.grading.REPORT_MIME`, repeated so that ``minicomp --help`` need not
 #: import torch (a test checks that the two agree).
 REPORT_MIME = "application/vnd.minicomp.check+json"
+#: Same as :data:`minicomp.grading.REPORTS_ENV`: the file in which every ``check`` in the kernel
+#: appends its report, displayed or not (``r = check(...)``, ``print(check(...))``).
+REPORTS_ENV = "MINICOMP_CHECK_REPORTS"
+#: At most this many reports (and bytes of them) are read back from a notebook.
+_MAX_REPORTS, _MAX_REPORT_BYTES = 1000, 4_000_000
 
 #: The values of :attr:`Row.status`.
 STATUSES = ("ok", "timeout", "kernel died", "invalid notebook", "error")
@@ -76,7 +81,10 @@ def find_notebooks(paths: Iterable[str | os.PathLike]) -> list[Path]:
             found.append(path)
         else:
             raise ValueError(f"path={str(p)!r} does not exist; expected a .ipynb file or a folder")
-    return found
+    unique: dict[Path, Path] = {}   # a notebook named twice (a folder and a file in it) is graded once
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def expected_exercises(source: str) -> list[str]:
@@ -89,6 +97,18 @@ def expected_exercises(source: str) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def course_exercises(stem: str) -> list[str]:
+    """The exercises that the course's own ``exercises/<stem>.py`` checks ([] if there is none,
+    or no course folder), so that a submission whose check cell was deleted still gets its row."""
+    from minicomp.course import repo_root
+
+    try:
+        source = repo_root() / "exercises" / f"{stem}.py"
+        return expected_exercises(source.read_text(encoding="utf-8")) if source.is_file() else []
+    except (OSError, ValueError):   # FileNotFoundError (no course folder) is an OSError
+        return []
 
 
 def _code_source(nb) -> str:
@@ -107,6 +127,24 @@ def _n_cases(name: str) -> int | None:
 def _short(text: str, limit: int = _MAX_REASON) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _read_leniently(nbformat, text: str):
+    """The notebook in `text`, read as Jupyter opens it: ``nbformat.reads`` only logs a schema
+    problem (a code cell without ``execution_count``, say). What running it needs is required: a
+    list of cells, each a cell_type and a source; a code cell's missing fields are filled in."""
+    nb = nbformat.reads(text, as_version=4)
+    if not isinstance(nb.get("cells"), list):
+        raise ValueError("the notebook has no list of cells")
+    for i, cell in enumerate(nb.cells, 1):
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str) \
+                or not isinstance(cell.get("source"), str):
+            raise ValueError(f"cell {i} has no cell_type or source")
+        cell.setdefault("metadata", nbformat.NotebookNode())
+        if cell.cell_type == "code":
+            cell.setdefault("outputs", [])
+            cell.setdefault("execution_count", None)
+    return nb
 
 
 # ── the child: execute one notebook ────────────────────────────────────────────────────────
@@ -142,7 +180,7 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
                 state["error"] = _short(f"cell {cell_index + 1} ({first[:40]!r}): {content.get('ename')}: {evalue}")
             return None
 
-    nb = nbformat.read(notebook, as_version=4)
+    nb = _read_leniently(nbformat, notebook.read_text(encoding="utf-8", errors="replace"))
     deadline = time.monotonic() + timeout
     client = Collector(nb, timeout=max(1, int(timeout)), allow_errors=True, kernel_name="python3",
                        resources={"metadata": {"path": str(notebook.parent)}},
@@ -217,23 +255,27 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
     before = hashlib.sha256(raw).hexdigest()
     text = raw.decode("utf-8", errors="replace")
 
-    try:
-        nb = nbformat.reads(text, as_version=4)
-        nbformat.validate(nb)
+    try:   # as leniently as Jupyter opens it: a missing execution_count is fine, cells without source are not
+        nb = _read_leniently(nbformat, text)
     except Exception as exc:  # broken JSON, or JSON that is not a notebook
         names = expected_exercises(text) or [""]
         reason = _short(f"cannot read the notebook: {type(exc).__name__}: {exc}", 200)
         return [Row(student, n, 0, _n_cases(n) if n else None, "invalid notebook", reason, shown)
                 for n in names]
 
-    expected = expected_exercises(_code_source(nb))
+    own = expected_exercises(_code_source(nb))
+    course = course_exercises(path.stem)
+    expected = course + [n for n in own if n not in course]
+    missing = {n for n in course if n not in own}   # check cells deleted from the submission
     run_root = Path(tempfile.mkdtemp(prefix="minicomp-grade-"))
     result_dir = Path(tempfile.mkdtemp(prefix="minicomp-grade-result-"))
     result_path = result_dir / "result.json"
     try:
         work = run_root / "submission"
+        # the folder, for the data files a notebook may read beside it; not the other notebooks in
+        # it (a class's flat folder of submissions would be copied once per submission)
         shutil.copytree(path.parent, work, symlinks=True,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.ipynb"))
         copy = work / path.name
         copy.write_bytes(raw)  # exactly the bytes we hashed, whatever happened to the folder since
         state = _run_child(copy, result_path, timeout)
@@ -241,7 +283,7 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
         shutil.rmtree(run_root, ignore_errors=True)
         shutil.rmtree(result_dir, ignore_errors=True)
 
-    rows = _rows(student, shown, expected, state, timeout)
+    rows = _rows(student, shown, expected, state, timeout, missing)
     if path.exists() and _sha256(path) != before:  # should never happen; say so loudly if it does
         for row in rows:
             row.reason = _short("WARNING: the submission file changed during grading. " + row.reason)
@@ -249,8 +291,9 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
 
 
 def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
+    recorded_path = result_path.parent / "reports.jsonl"
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
-               JUPYTER_RUNTIME_DIR=str(result_path.parent / "runtime"))
+               JUPYTER_RUNTIME_DIR=str(result_path.parent / "runtime"), **{REPORTS_ENV: str(recorded_path)})
     # -c, then drop sys.path[0] (the working directory), so a student's file named like a module
     # (nbformat.py, minicomp.py) cannot replace the grader's own imports.
     code = "import sys; del sys.path[0]; from minicomp.grader import _main; _main()"
@@ -270,6 +313,7 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
         log.seek(max(0, log_path.stat().st_size - 4000))
         err = log.read()
     state = _read_state(result_path)
+    state["recorded"] = _read_recorded(recorded_path)
     # The kernel leads its own process group; kill the group, so that a kernel that is still
     # looping and anything it started in the background are gone too (normally already gone).
     _kill(state.get("kernel_pid"), group=True)
@@ -290,9 +334,30 @@ def _read_state(result_path: Path) -> dict:
         return {"status": None, "reports": [], "error": ""}
 
 
-def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: float) -> list[Row]:
+def _read_recorded(path: Path) -> list[dict]:
+    """The reports the kernel's ``check`` calls appended to `path`, in order (a bounded read)."""
+    try:
+        with path.open("rb") as f:
+            lines = f.read(_MAX_REPORT_BYTES).decode("utf-8", "replace").splitlines()[:_MAX_REPORTS]
+    except OSError:
+        return []
+    reports = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:   # a line cut short by the bound, or a kernel killed while writing
+            continue
+        if isinstance(r, dict):
+            reports.append({k: r.get(k) for k in ("name", "status", "n_passed", "n_total", "message", "problem", "hint")})
+    return reports
+
+
+def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: float,
+          missing: set[str] = frozenset()) -> list[Row]:
+    """missing: expected exercises (the course's) whose check call is not in the submission."""
     reports: dict[str, dict] = {}
-    for r in state.get("reports", []):
+    # every check the kernel ran, displayed or not; else (an older kernel's minicomp) what it displayed
+    for r in state.get("recorded") or state.get("reports", []):
         if isinstance(r.get("name"), str):
             reports[r["name"]] = r  # the last report of an exercise counts
     names = expected + [n for n in reports if n not in expected]
@@ -314,7 +379,10 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
                 reason = _short(f"{r.get('status')}: " + " | ".join(s.strip() for s in said if s)).rstrip(": ")
             rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", reason, shown))
             continue
-        if run_status == "done":
+        if name in missing:
+            status, reason = "error", (f"no check(\"{name}\", ...) call in the notebook (the course's exercise has "
+                                       "one): was its cell deleted?")
+        elif run_status == "done":
             status = "error"
             reason = problem or "the check cell did not display a report"
             if not name:

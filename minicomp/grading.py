@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import math
+import os
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,9 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from minicomp import timelimit
+
 #: The MIME type under which a report's machine-readable summary is displayed in a notebook.
 #: ``minicomp grade`` reads it back from executed notebooks.
 REPORT_MIME = "application/vnd.minicomp.check+json"
+#: The environment variable in which ``minicomp grade`` names a file for every report's summary.
+REPORTS_ENV = "MINICOMP_CHECK_REPORTS"
 
 
 # ── cases, mistakes, checkers ────────────────────────────────────────────────────────────────
@@ -147,10 +154,11 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
     Tensors must match in shape, dtype kind (floating/integer/bool) and value (``allclose``, NaN in
     the same places). Tuples and lists are compared element by element; numbers with tolerance.
     """
+    got_type = "numpy array" if isinstance(got, np.ndarray) else type(got).__name__   # as the learner wrote it
     got, expected = _as_tensor(got), _as_tensor(expected)
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
-            return f"expected a torch.Tensor but got {type(got).__name__}"
+            return f"expected a torch.Tensor but got {got_type}"
         if tuple(got.shape) != tuple(expected.shape):
             return f"expected shape {tuple(expected.shape)} but got shape {tuple(got.shape)}"
         if _kind(got.dtype) != _kind(expected.dtype):
@@ -167,7 +175,7 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
         return None
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)):
-            return f"expected a {type(expected).__name__} of {len(expected)} values but got {type(got).__name__}"
+            return f"expected a {type(expected).__name__} of {len(expected)} values but got {got_type}"
         if len(got) != len(expected):
             return f"expected {len(expected)} values but got {len(got)}"
         for i, (g, e) in enumerate(zip(got, expected)):
@@ -181,7 +189,7 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
-            return f"expected a number but got {type(got).__name__}"
+            return f"expected a number but got {got_type}"
         if isinstance(expected, (int, np.integer)) and not float(got).is_integer():
             return f"expected a whole number {expected} but got {got!r}"
         if not math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol):
@@ -362,67 +370,131 @@ def _same(checker: Checker, got: Any, wrong: Any) -> bool:
         return False
 
 
-def _matches(checker: Checker, mistake: Mistake, case: Case, got: Any) -> bool:
-    """Whether `mistake` gives the learner's answer `got` on `case`."""
+def _gives(checker: Checker, mistake: Mistake, case: Case) -> Any:
+    """What `mistake` answers on `case` (None if it raises)."""
     try:
-        wrong = _run(mistake.fn, case, checker.call)
+        return _run(mistake.fn, case, checker.call)
+    except Exception:
+        return None
+
+
+def _explains(checker: Checker, mistake: Mistake, case: Case, got: Any, expected: Any, problem: str) -> bool:
+    """Whether `mistake` makes the learner's error on `case`: it gives the same answer, and that
+    answer is wrong in the same way (wrong values; or, where the values are right, the same
+    problem, such as a gradient reaching the teacher)."""
+    wrong = _gives(checker, mistake, case)
+    if wrong is None or not _same(checker, got, wrong):
+        return False
+    if compare_values(got, expected, checker.atol, checker.rtol) is not None:
+        return compare_values(wrong, expected, checker.atol, checker.rtol) is not None
+    try:
+        return _compare(checker, wrong, expected) == problem
     except Exception:
         return False
-    return _same(checker, got, wrong)
 
 
-def _diagnose(checker: Checker, failed: tuple[Case, Any], answers: list[tuple[Case, Any]]) -> str:
+def _diagnose(checker: Checker, failed: tuple[Case, Any, Any, str], answers: list[tuple[Case, Any]]) -> str:
     """The hint for the known mistake that explains the learner's answers, else the general hint.
 
-    failed: the first failing case and the learner's answer to it; the mistakes that give that
-    answer are the suspects. Two mistakes can agree on one case (a zero on the diagonal and no
-    exclusion at all, where every other row points away), so when several do, the one that also
-    gives the learner's answers on the most of the other cases (`answers`) is named; on a tie, the
-    first listed."""
-    suspects = [m for m in checker.mistakes if _matches(checker, m, *failed)]
+    failed: the first failing case, the learner's answer, the right one and the problem found.
+    The suspects are the mistakes that make the same error there (`_explains`). Two mistakes can
+    agree on one case (a zero on the diagonal and no exclusion at all, where every other row
+    points away), so when several do, the one that also gives the learner's answers, right or
+    wrong, on the most of the other cases (`answers`) is named; on a tie, the first listed."""
+    suspects = [m for m in checker.mistakes if _explains(checker, m, *failed)]
     if not suspects:
         return checker.hint
     if len(suspects) > 1:
-        others = [(case, got) for case, got in answers if case is not failed[0]]
-        score = {id(m): sum(_matches(checker, m, case, got) for case, got in others) for m in suspects}
+        others = [(c, g) for c, g in answers if c is not failed[0]]
+        score = {id(m): sum(_same(checker, g, _gives(checker, m, c)) for c, g in others) for m in suspects}
         suspects.sort(key=lambda m: -score[id(m)])   # stable: ties keep the listed order
     return f"this looks like {suspects[0].name}. {suspects[0].hint}"
 
 
-def check(name: str, fn: Callable) -> Report:
+#: Seconds a learner's function may take over all of a check's cases before it is stopped.
+CHECK_TIMEOUT = 60.0
+
+
+def check(name: str, fn: Callable, timeout: float = CHECK_TIMEOUT) -> Report:
     """Check a learner's implementation of exercise ``name``; return a :class:`Report`.
 
     Put it as the last line of a cell to see the report: ``check("soft_targets", soft_targets)``.
+    ``timeout``: seconds the function may take over all the cases together; past them it is
+    stopped (an endless loop) and the report says so.
     """
     checker = get_checker(name)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
+    report = _check(checker, fn, float(timeout))
+    _record(report)
+    return report
+
+
+def _check(checker: Checker, fn: Callable, timeout: float) -> Report:
+    name = checker.name
     if not callable(fn):
         return Report(name, "failed", message=f"expected a function {checker.signature}, got {type(fn).__name__}.")
     results: list[CaseResult] = []
     answers: list[tuple[Case, Any]] = []   # every answer the function returned, for `_diagnose`
-    failed: tuple[Case, Any] | None = None
-    for case in checker.cases():
+    failed: tuple[Case, Any, Any, str] | None = None   # the first wrong answer, for `_diagnose`
+    raised = False
+    used = 0.0   # seconds the learner's function has run so far
+    outer = timelimit.active()   # inside `minicomp check --timeout`, whose limit is the one that counts
+    cases = checker.cases()
+    for i, case in enumerate(cases):
         call = _call_text(checker.params, case)
         expected = _run(checker.reference, case, checker.call)
+        start = time.monotonic()
         try:
-            got, changed = _call(fn, case, checker.call)
+            with timelimit.time_limit(max(timeout - used, 1e-3)):
+                got, changed = _call(fn, case, checker.call)
         except NotImplementedError:
             return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
                           "then run the cell again.")
+        except timelimit.TookTooLong:
+            if outer:
+                raise
+            results.append(CaseResult(case.label, False, call, _preview(expected), "",
+                                      f"your function was still running after {timeout:g} s (all cases so far "
+                                      "together) and was stopped"))
+            results += [CaseResult(c.label, False, problem="not run: stopped on an earlier case") for c in cases[i + 1:]]
+            return Report(name, "failed", results, hint="Does it loop forever? Look at each loop's condition, "
+                          "and at what changes on every pass. If it is just slow, check(..., timeout=...) "
+                          "allows more time.")
         except Exception as exc:  # the learner's code may raise anything; report it, never re-raise
+            used += time.monotonic() - start
             results.append(CaseResult(case.label, False, call, _preview(expected), "",
                                       f"your function raised {_short_error(exc)}"))
+            raised = True
             continue
+        used += time.monotonic() - start
         answers.append((case, got))
         problem = _compare(checker, got, expected)
-        if problem is None and changed:
+        if problem is not None:
+            failed = failed or (case, got, expected, problem)
+        elif changed:   # the answer is right, but the input was spoiled: the problem line says it all
             problem = "your function changed its input in place; work on a copy (e.g. x = x.clone()) instead"
-        if problem is None:
-            results.append(CaseResult(case.label, True, call))
         else:
-            failed = failed or (case, got)
-            results.append(CaseResult(case.label, False, call, _preview(expected), _preview(got), problem))
-    status = "passed" if all(r.ok for r in results) else "failed"
-    if status == "passed":
-        return Report(name, status, results)
-    hint = _diagnose(checker, failed, answers) if failed else checker.hint
-    return Report(name, status, results, hint=hint)
+            results.append(CaseResult(case.label, True, call))
+            continue
+        results.append(CaseResult(case.label, False, call, _preview(expected), _preview(got), problem))
+    if all(r.ok for r in results):
+        return Report(name, "passed", results)
+    if failed:
+        hint = _diagnose(checker, failed, answers)
+    else:   # an exception (the general hint), or only inputs changed in place (the problem line says it)
+        hint = checker.hint if raised else ""
+    return Report(name, "failed", results, hint=hint)
+
+
+def _record(report: Report) -> None:
+    """Under ``minicomp grade``, append the report's summary to the file it names, so that a
+    check whose report is not displayed (``r = check(...)``, ``print(check(...))``) counts too."""
+    path = os.environ.get(REPORTS_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(report.to_dict()) + "\n")
+    except OSError:   # the grader still reads the displayed report
+        pass

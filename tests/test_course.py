@@ -184,17 +184,17 @@ def test_check_names_the_known_exercises_and_stops_an_endless_loop(tmp_path, mon
 def test_time_limit_stops_a_python_loop_and_leaves_nothing_behind(alarm):
     import time
 
-    from minicomp.cli import _time_limit, _TookTooLong
+    from minicomp.timelimit import TookTooLong, time_limit
 
     if alarm and not hasattr(__import__("signal"), "SIGALRM"):
         pytest.skip("no SIGALRM here")
     start = time.monotonic()
-    with pytest.raises(_TookTooLong):
-        with _time_limit(0.3, alarm=alarm):
+    with pytest.raises(TookTooLong):
+        with time_limit(0.3, alarm=alarm):
             while True:
                 pass
     assert 0.25 < time.monotonic() - start < 5
-    with _time_limit(0.2, alarm=alarm):   # a block that ends in time: no late exception afterwards
+    with time_limit(0.2, alarm=alarm):   # a block that ends in time: no late exception afterwards
         total = sum(range(1000))
     time.sleep(0.4)
     for _ in range(100_000):

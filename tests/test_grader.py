@@ -71,13 +71,13 @@ def test_grade_six_awkward_submissions(tmp_path):
     assert set(rows) == {"finished", "untouched", "broken_json", "endless_loop", "dying_kernel", "escaper"}
     assert all(r["exercise"] == "weight_bytes" and r["reason"] for r in rows.values()), rows
 
-    assert (rows["finished"]["status"], rows["finished"]["passed"], rows["finished"]["total"]) == ("ok", "6", "6")
+    assert (rows["finished"]["status"], rows["finished"]["passed"], rows["finished"]["total"]) == ("ok", "7", "7")
     assert rows["untouched"]["status"] == "ok" and rows["untouched"]["passed"] == "0"
     assert "not done" in rows["untouched"]["reason"]
     assert rows["broken_json"]["status"] == "invalid notebook"
     assert rows["endless_loop"]["status"] == "timeout"
     assert rows["dying_kernel"]["status"] == "kernel died"
-    assert (rows["escaper"]["status"], rows["escaper"]["passed"]) == ("ok", "6")
+    assert (rows["escaper"]["status"], rows["escaper"]["passed"]) == ("ok", "7")
 
     for name in rows:  # the terminal summary names every student
         assert name in proc.stdout
@@ -100,6 +100,72 @@ def test_expected_exercises_read_from_source_even_when_broken():
 
 def test_report_mime_matches_grading():
     assert grader.REPORT_MIME == grading.REPORT_MIME
+    assert grader.REPORTS_ENV == grading.REPORTS_ENV
+
+
+def test_printed_deleted_and_unvalidated_checks_named_twice_in_a_shared_folder(tmp_path):
+    """What learners really hand in: a report printed rather than displayed (counted), a check
+    cell deleted (a row that says so: the course's exercise has one), a notebook written by a
+    tool that leaves out execution_count (run, as Jupyter would). A notebook named twice is graded
+    once, and a notebook does not see the other notebooks of its folder."""
+    stem = EXERCISE.stem
+    solution = nbformat.read(SOLUTION, as_version=4)
+    check_cell = next(c for c in solution.cells if c.cell_type == "code" and "check(" in c.source)
+
+    def write(path: Path, edit) -> None:
+        nb = nbformat.read(SOLUTION, as_version=4)
+        edit(nb)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(nbformat.writes(nb) if not isinstance(nb, str) else nb)
+
+    def printed(nb):
+        cell = next(c for c in nb.cells if c.source == check_cell.source)
+        cell.source = f"print({cell.source.strip()})"
+
+    def deleted(nb):
+        nb.cells = [c for c in nb.cells if c.source != check_cell.source]
+
+    write(tmp_path / "alice" / f"{stem}.ipynb", printed)
+    write(tmp_path / "carl" / f"{stem}.ipynb", deleted)
+    fred = json.loads(nbformat.writes(solution))
+    for cell in fred["cells"]:
+        cell.pop("execution_count", None)
+        cell.pop("outputs", None) if cell["cell_type"] == "code" else None
+    with pytest.raises(nbformat.ValidationError):
+        nbformat.validate(nbformat.from_dict(fred))
+    (tmp_path / "fred").mkdir()
+    (tmp_path / "fred" / f"{stem}.ipynb").write_text(json.dumps(fred))
+    alone = "import glob\nassert glob.glob('*.ipynb') == ['dana.ipynb'], glob.glob('*.ipynb')"
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "dana.ipynb").write_text(_with_cell_before_check(SOLUTION, alone))
+    (tmp_path / "shared" / "erin.ipynb").write_bytes(EXERCISE.read_bytes())
+
+    notebooks = grader.find_notebooks([tmp_path, tmp_path / "shared" / "dana.ipynb"])
+    assert len(notebooks) == 5
+    rows = {r.student: r for r in grader.grade(notebooks, timeout=TIMEOUT)}
+    assert set(rows) == {f"{who}/{stem}" for who in ("alice", "carl", "fred")} | {"dana", "erin"}
+    assert (rows[f"alice/{stem}"].status, rows[f"alice/{stem}"].passed) == ("ok", 7)
+    carl = rows[f"carl/{stem}"]
+    assert (carl.exercise, carl.status, carl.passed) == ("weight_bytes", "error", 0)
+    assert "was its cell deleted?" in carl.reason
+    assert (rows[f"fred/{stem}"].status, rows[f"fred/{stem}"].passed) == ("ok", 7)
+    assert (rows["dana"].status, rows["dana"].passed) == ("ok", 7), rows["dana"].reason
+    assert "not done" in rows["erin"].reason
+
+
+def test_recorded_reports_are_read_with_a_bound(tmp_path, monkeypatch):
+    path = tmp_path / "reports.jsonl"
+    assert grader._read_recorded(path) == []   # no file: nothing recorded
+    monkeypatch.setenv(grading.REPORTS_ENV, str(path))
+    grading.check("weight_bytes", lambda num_params, bits: (num_params * bits + 7) // 8)
+    grading.check("weight_bytes", lambda num_params, bits: num_params * bits // 8)
+    with path.open("a") as f:
+        f.write('{"name": "cut sh')   # a kernel killed while it wrote
+    got = grader._read_recorded(path)
+    assert [(r["name"], r["status"], r["n_passed"]) for r in got] == [("weight_bytes", "passed", 7),
+                                                                    ("weight_bytes", "failed", 4)]
+    monkeypatch.setattr(grader, "_MAX_REPORTS", 1)
+    assert len(grader._read_recorded(path)) == 1
 
 
 def test_bad_paths_and_options(tmp_path):

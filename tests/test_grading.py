@@ -10,7 +10,7 @@ from minicomp.grading import REPORT_MIME, Case, Mistake, check, compare_values, 
 def test_weight_bytes_right_answer():
     report = check("weight_bytes", lambda n, bits: (n * bits + 7) // 8)
     assert report.passed and report.status == "passed"
-    assert "all 6 checks passed" in str(report)
+    assert "all 7 checks passed" in str(report)
 
 
 def test_weight_bytes_wrong_answer_names_the_mistake():
@@ -56,7 +56,7 @@ def test_report_renders_in_notebook_with_machine_readable_part():
     assert "text/html" in bundle and "text/plain" in bundle
     summary = bundle[REPORT_MIME]
     assert summary["name"] == "weight_bytes" and summary["passed"] is False
-    assert summary["n_total"] == 6 and 0 <= summary["n_passed"] < 6
+    assert summary["n_total"] == 7 and 0 <= summary["n_passed"] < 7
 
 
 def test_compare_values_messages():
@@ -108,3 +108,61 @@ def test_two_mistakes_that_agree_on_the_first_failure_are_told_apart_by_the_othe
     assert check("_test_suspects", lambda x: x + 1).hint.startswith("this looks like plus one")
     # an answer that matches no known mistake gets the general hint
     assert check("_test_suspects", lambda x: -x).hint == ""
+
+
+def test_a_right_answer_with_another_fault_is_not_blamed_on_a_wrong_value_mistake():
+    """Right values, wrong otherwise: the report says what is wrong and names no mistake that
+    would have given the same values (found by review: "changed its input in place", then
+    "Hint: this looks like softmax over dim=1"; "no gradient reaches the student", then "Hint:
+    this looks like letting the gradient reach the teacher ... use .detach()")."""
+    def soft_targets(logits, temperature=1.0):
+        logits /= temperature   # in place
+        return torch.softmax(logits, dim=-1)
+
+    report = check("soft_targets", soft_targets)
+    assert "changed its input in place" in str(report) and "looks like" not in str(report)
+
+    def kd_loss(student_logits, teacher_logits, temperature=4.0):
+        from minicomp.distill import kd_loss as right
+
+        return right(student_logits.detach(), teacher_logits, temperature)   # the wrong side detached
+
+    report = check("kd_loss", kd_loss)
+    assert "no gradient reaches" in str(report) and "gradient reach the teacher" not in str(report)
+
+
+def test_rounding_mistakes_are_told_apart():
+    assert "nearest byte" in check("weight_bytes", lambda n, bits: round(n * bits / 8)).hint
+    assert "nearest byte" in check("weight_bytes", lambda n, bits: int(n * bits / 8 + 0.5)).hint
+    assert "rounding down" in check("weight_bytes", lambda n, bits: n * bits // 8).hint
+
+    def truncated_zero_point(x, bits, symmetric=False):
+        from minicomp.quant import compute_qparams
+
+        scale, zero = compute_qparams(x, bits, symmetric)
+        return (scale, zero) if symmetric else (scale, int(-min(x.min().item(), 0.0) / float(scale)))
+
+    report = check("compute_qparams", truncated_zero_point)
+    assert "truncated" in report.hint and "not rounded" not in report.hint, report.hint
+
+
+def test_an_endless_loop_is_stopped_and_reported():
+    import time
+
+    def weight_bytes(num_params, bits):
+        while True:
+            pass
+
+    start = time.monotonic()
+    report = check("weight_bytes", weight_bytes, timeout=0.5)
+    assert time.monotonic() - start < 10
+    assert report.status == "failed" and report.n_total == 7 and report.n_passed == 0
+    assert "still running after 0.5 s" in str(report) and "loop forever" in report.hint
+    assert check("weight_bytes", lambda n, bits: (n * bits + 7) // 8).passed   # no alarm left behind
+
+
+def test_a_numpy_answer_is_named_as_such():
+    import numpy as np
+
+    report = check("weight_bytes", lambda n, bits: np.array([1, 2]))
+    assert "got numpy array" in str(report)

@@ -18,6 +18,7 @@ def _cases():
         Case("a 7B-parameter model in int4", (7_000_000_000, 4)),
         Case("3 weights at 4 bits (1.5 bytes: a byte can't be split)", (3, 4)),
         Case("10 weights at 3 bits", (10, 3)),
+        Case("one weight at 3 bits (a byte, mostly unused)", (1, 3)),
         Case("no weights at all", (0, 8)),
     ]
 
@@ -37,6 +38,9 @@ register(
         Mistake("rounding down", lambda n, b: n * b // 8,
                 "Storage comes in whole bytes, so a partly used last byte still counts: round up "
                 "(math.ceil, or (n * bits + 7) // 8)."),
+        Mistake("rounding to the nearest byte", lambda n, b: round(n * b / 8),
+                "A partly used byte still has to be stored, however little of it is used: round up "
+                "(math.ceil), not to the nearest."),
         Mistake("returning a fraction of a byte", lambda n, b: n * b / 8,
                 "Return a whole number of bytes, rounded up: math.ceil(num_params * bits / 8)."),
         Mistake("returning gigabytes", lambda n, b: math.ceil(n * b / 8) / 1e9,

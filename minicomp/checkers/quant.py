@@ -170,9 +170,12 @@ def _compare_qparams(got, expected):
     z, problem = _number(got[1], "zero_point")
     if problem:
         return problem
-    s_exp, z_exp = float(expected[0]), int(expected[1])
+    s_exp, z_exp = float(expected[0]), float(expected[1])
     if not math.isfinite(s) or not math.isclose(s, s_exp, rel_tol=1e-5, abs_tol=1e-9):
         return f"scale: expected {s_exp:.6g} but got {s:.6g}"
+    if z_exp != round(z_exp):   # a known mistake's unrounded zero point (diagnosis compares with those too)
+        return None if math.isclose(z, z_exp, rel_tol=1e-6, abs_tol=1e-6) else f"zero_point: expected {z_exp:.6g} but got {z:.6g}"
+    z_exp = int(z_exp)
     if not math.isfinite(z) or z != round(z):
         return f"zero_point must be a whole number (an integer code), got {z:.6g}"
     if int(z) != z_exp:
@@ -185,6 +188,11 @@ def _qp(lo, hi, bits, levels=None, round_zero=True, zero_sign=1):
     scale = (hi - lo) / levels
     zero = -lo / scale
     return scale, zero_sign * (torch.round(zero) if round_zero else zero)
+
+
+def _qp_truncated(x, bits):
+    scale, zero = _qp(*_wide(x), bits, round_zero=False)
+    return scale, torch.floor(zero)   # -lo / scale >= 0: int() and floor agree
 
 
 def _wide(x):
@@ -224,6 +232,9 @@ register(
                 _asym_only(lambda x, b: _qp(*_wide(x), b, round_zero=False)),
                 "The zero point is a code, so it must be an integer: round(-lo / scale). That is what "
                 "makes 0.0 exactly representable."),
+        Mistake("a zero point truncated (int() or floor) instead of rounded", _asym_only(_qp_truncated),
+                "int() and math.floor cut the fraction off: 105.7 becomes 105, one code away from where 0.0 "
+                "lies. Round to the nearest code: round(-lo / scale)."),
         Mistake("the zero point's sign flipped", _asym_only(lambda x, b: _qp(*_wide(x), b, zero_sign=-1)),
                 "zero_point = -round(lo / scale): lo is negative (or 0), so the zero point is >= 0."),
         Mistake("symmetric from the maximum instead of the largest magnitude",
