@@ -22,11 +22,14 @@ with a sentence about what went wrong.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
+import io
 import json
 import math
 import os
+import sys
 import time
 import traceback
 import warnings
@@ -425,12 +428,16 @@ def check(name: str, fn: Callable, timeout: float = CHECK_TIMEOUT) -> Report:
     checker = get_checker(name)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
-    report = _check(checker, fn, float(timeout))
+    printed = _CappedOutput()
+    try:
+        report = _check(checker, fn, float(timeout), printed)
+    finally:
+        printed.show()
     _record(report)
     return report
 
 
-def _check(checker: Checker, fn: Callable, timeout: float) -> Report:
+def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutput) -> Report:
     name = checker.name
     if not callable(fn):
         return Report(name, "failed", message=f"expected a function {checker.signature}, got {type(fn).__name__}.")
@@ -446,7 +453,7 @@ def _check(checker: Checker, fn: Callable, timeout: float) -> Report:
         expected = _run(checker.reference, case, checker.call)
         start = time.monotonic()
         try:
-            with timelimit.time_limit(max(timeout - used, 1e-3)):
+            with timelimit.time_limit(max(timeout - used, 1e-3)), contextlib.redirect_stdout(printed):
                 got, changed = _call(fn, case, checker.call)
         except NotImplementedError:
             return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
@@ -485,6 +492,36 @@ def _check(checker: Checker, fn: Callable, timeout: float) -> Report:
     else:   # an exception (the general hint), or only inputs changed in place (the problem line says it)
         hint = checker.hint if raised else ""
     return Report(name, "failed", results, hint=hint)
+
+
+class _CappedOutput(io.TextIOBase):
+    """Where the learner's prints go during a check: the first `limit` characters are kept (and
+    shown before the report), the rest only counted, so a debugging print in a loop cannot bury
+    the report under thousands of lines (nor fill a grader's memory)."""
+
+    def __init__(self, limit: int = 4000):
+        self.kept, self.limit, self.dropped_lines, self.dropped = [], limit, 0, False
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        room = self.limit - self.size
+        if room > 0:
+            self.kept.append(text[:room])
+            self.size += len(text[:room])
+        if len(text) > room:
+            self.dropped = True
+            self.dropped_lines += text[max(room, 0):].count("\n")
+        return len(text)
+
+    def show(self) -> None:
+        """Print what was kept, and how much was not."""
+        if self.kept:
+            sys.stdout.write("".join(self.kept))
+        if self.dropped:
+            sys.stdout.write(f"\n[… your function printed {self.dropped_lines:,} more lines, not shown]\n")
 
 
 def _record(report: Report) -> None:

@@ -166,3 +166,23 @@ def test_a_numpy_answer_is_named_as_such():
 
     report = check("weight_bytes", lambda n, bits: np.array([1, 2]))
     assert "got numpy array" in str(report)
+
+
+def test_a_chatty_function_cannot_bury_its_report(capsys):
+    def weight_bytes(num_params, bits):
+        for i in range(2000):
+            print("debug", i)
+        return (num_params * bits + 7) // 8
+
+    assert check("weight_bytes", weight_bytes).passed
+    out = capsys.readouterr().out
+    assert out.startswith("debug 0\n") and len(out) < 5000
+    assert "more lines, not shown" in out
+
+    def quiet(num_params, bits):
+        print("n =", num_params)
+        return (num_params * bits + 7) // 8
+
+    check("weight_bytes", quiet)
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == ["n = 1000", "n = 7000000000"] and "not shown" not in out
