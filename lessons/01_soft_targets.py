@@ -122,6 +122,10 @@ tops = [soft_targets(z_test[i], T) for T in temps]
 assert len({int(p.argmax()) for p in tops}) == 1
 assert all(a.max() > b.max() for a, b in zip(tops, tops[1:], strict=False))
 assert tops[0].topk(2).values[1] < 0.1 < tops[2].topk(2).values[1]
+# "the order of the classes never changes": the same ranking at every T, for every test image
+# (from the logits, where ties are exact; far-behind classes all round to 0 in float32 probabilities)
+order = z_test.argsort(dim=-1)
+assert all(torch.equal((z_test / T).argsort(dim=-1), order) for T in temps)
 
 # %% [markdown]
 # ## 4. Entropy against temperature

@@ -4,7 +4,7 @@
 # Round-to-nearest (lesson 06) rounds every weight on its own. GPTQ (Frantar et al., ICLR 2023)
 # rounds the weights of a layer one input column at a time and, after each column, nudges the
 # columns not yet rounded so that the layer's **output** changes as little as possible. It needs
-# a little calibration data and no training. The code is `minicomp/gptq.py` (about 200 lines).
+# a little calibration data and no training. The code is `minicomp/gptq.py`, to read beside this lesson.
 #
 # 1. the layer-wise objective ‖XWᵀ − XŴᵀ‖² and its Hessian H = 2XᵀX;
 # 2. the Optimal Brain Surgeon (OBS) update on a 2×2 example, by hand;
@@ -84,7 +84,8 @@ assert abs(delta2 - 0.2) < 1e-6 and abs(err(rtn) - 0.48) < 1e-6 and abs(err(obs)
 # observation: row i of the upper Cholesky factor of H⁻¹ is exactly the row of H_F⁻¹ that step i
 # needs, scaled; so one Cholesky factorisation replaces all the updates. The library adds *lazy
 # batches*: the error of a block of 128 columns reaches the columns after the block in one
-# matrix product. Both give the same weights; we time them on this layer. At 128 columns both
+# matrix product. Both give the same weights (but for a rare code on a rounding boundary, where
+# float rounding can tip it); we time them on this layer. At 128 columns both
 # are quick: the naive loop's eliminations cost in³ operations in all, which is what the single
 # factorisation saves on layers with thousands of inputs.
 

@@ -192,13 +192,15 @@ print(f"float32 stops being memory-bound near batch {b_fp32:.0f}; packed int4 ne
 # the same weight does more than twice the useful work per second at batch 256 as at batch 1.
 # Packing cuts bytes by ~7.6×, so for memory-bound GEMV it can cut time by up to ~7.6× too, but
 # it moves the crossover to batch sizes about 7.6× smaller: at large batch there is nothing to gain.
+# (That last one is the roofline model's arithmetic, the ratio of the bytes, not a timing; the
+# timings below show it.)
 
 # %%
 for r, i4 in list(zip(rows, intensity_int4.tolist(), strict=True))[:4]:  # batches 1..8, small next to N
     assert abs(r["intensity"] / (r["batch"] / 2) - 1) < 0.02 and abs(i4 / (3.8 * r["batch"]) - 1) < 0.05
 assert rows[0]["intensity"] < ridge < rows[-1]["intensity"]
 assert rows[-1]["gflops"] > 2 * rows[0]["gflops"]
-assert 5 < b_fp32 / b_int4 < 10  # "about 7.6× smaller", from the packed layer's real bytes
+assert 5 < b_fp32 / b_int4 < 10  # "about 7.6× smaller": the model's ratio, from the packed layer's real bytes
 print(f"checked: GEMV intensity {rows[0]['intensity']:.2f} < ridge {ridge:.1f} < "
       f"{rows[-1]['intensity']:.0f}; batch 256 does {rows[-1]['gflops'] / rows[0]['gflops']:.0f}x the FLOP/s of batch 1")
 
@@ -362,7 +364,7 @@ else:
 # %% [markdown]
 # ### Whose threads?
 #
-# Both cores split the layer's rows between them, so every call needs a second thread to start
+# The cores split the layer's rows between them, so every call needs the other threads to start
 # work at once. A thread of our own sleeps between calls, and the operating system must wake it
 # on every call. PyTorch already has a team of threads (OpenMP) that stays awake for a while
 # after each PyTorch op, spinning while it waits for more work, and
