@@ -40,7 +40,7 @@ also feeds the residual, so only the value → attention-output pair folds.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn as nn
@@ -102,6 +102,23 @@ def _check_grid(n_grid) -> None:
         raise ValueError(f"n_grid={n_grid!r} must be a positive int (the number of points searched)")
 
 
+def _check_shapes(weight: torch.Tensor, hessian: torch.Tensor, x_scale: torch.Tensor | None = None) -> None:
+    """weight [out, in], hessian [in, in] and (if given) x_scale [in], all finite floats."""
+    check_finite("weight", weight)
+    if weight.dim() != 2:
+        raise ValueError(f"weight has shape {tuple(weight.shape)}; expected a weight matrix [out, in]")
+    n_in = weight.shape[1]
+    if x_scale is not None:
+        check_finite("x_scale", x_scale)
+        if tuple(x_scale.shape) != (n_in,):
+            raise ValueError(f"x_scale has shape {tuple(x_scale.shape)}; expected [in] = [{n_in}], one mean |x| "
+                             "per input channel (see activation_scales)")
+    check_finite("hessian", hessian)
+    if tuple(hessian.shape) != (n_in, n_in):
+        raise ValueError(f"hessian has shape {tuple(hessian.shape)}; expected [in, in] = [{n_in}, {n_in}] to "
+                         f"match weight {list(weight.shape)}")
+
+
 @torch.no_grad()
 def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch.Tensor, bits: int = 4,
                      group_size: int = 128, symmetric: bool = False, n_grid: int = 20):
@@ -111,8 +128,7 @@ def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch
     the error of each α is ‖X Wᵀ − (X/s) Q(W s)ᵀ‖², measured through `hessian` (H = 2XᵀX/n).
     """
     _check_grid(n_grid)
-    check_finite("x_scale", x_scale)
-    check_finite("hessian", hessian)
+    _check_shapes(weight, hessian, x_scale)
     W = weight.detach().float()  # [out, in]
     g = group_len(W, group_size)
     H = hessian.to(W)
@@ -139,6 +155,7 @@ def awq_search_clip(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, 
     _check_grid(n_grid)
     if not 0 <= max_shrink < 1:
         raise ValueError(f"max_shrink={max_shrink!r} must be in [0, 1): the largest fraction of a group's range cut")
+    _check_shapes(weight, hessian)
     W = weight.detach().float()
     out, n_in = W.shape
     g = group_len(W, group_size)
@@ -161,8 +178,13 @@ def awq_quantize(weight: torch.Tensor, inputs, bits: int = 4, group_size: int = 
                  n_grid: int = 20, clip: bool = True):
     """AWQ for one layer: (QuantizedWeight of W·s, s [in]). The layer computes (x / s) Q(W s)ᵀ.
 
-    inputs: calibration inputs of this layer, a list of [tokens, in] tensors.
+    inputs: calibration inputs of this layer, a [tokens, in] tensor or an iterable of them.
     """
+    if isinstance(inputs, torch.Tensor):
+        inputs = [inputs]
+    if not isinstance(inputs, Iterable):
+        raise TypeError(f"inputs must be a [tokens, in] tensor or a list of them, got {type(inputs).__name__}")
+    inputs = list(inputs)  # used twice below: a generator would be empty the second time
     check_finite("weight", weight)
     if weight.dim() != 2:
         raise ValueError(f"weight has shape {tuple(weight.shape)}; expected a weight matrix [out, in]")

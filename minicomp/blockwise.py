@@ -64,6 +64,15 @@ def _reusable(value) -> bool:
     return False
 
 
+def _copy(value):
+    """value with every tensor in it (in tuples and lists too) replaced by a detached copy."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_copy(v) for v in value)
+    return value
+
+
 def _hidden(output):
     """The hidden states in a block's output: the output itself, or the first item of a tuple."""
     if isinstance(output, torch.Tensor):
@@ -81,13 +90,16 @@ def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, forwa
     The batches run as in `calibrate.run_batches(model, batches, forward)`. On the first batch
     every block is watched: block i + 1 must get block i's output as its first argument and the
     very same other arguments, all of kinds that can be passed again (tensors, numbers, ...).
+    The inputs are kept as copies: a block may change its input in place (x += f(x); return x).
     """
     from minicomp.calibrate import _Stop, run_batches  # (calibrate imports this module)
 
-    seen_in, seen_out = [], []
+    seen_in, seen_out, first = [], [], []
 
     def pre_hook(module, args, kwargs):
-        seen_in.append((args, dict(kwargs)))
+        seen_in.append((args, dict(kwargs)))  # the tensors themselves: the checks below compare them
+        if not first:  # blocks[0] on batch 0, copied before it runs (and maybe changes them)
+            first.append((_copy(args), {k: _copy(v) for k, v in kwargs.items()}))
 
     def post_hook(module, args, kwargs, output):
         seen_out.append(output)
@@ -109,10 +121,10 @@ def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, forwa
         if (a1[0] is not _hidden(seen_out[i]) or len(a0) != len(a1) or any(x is not y for x, y in zip(a0[1:], a1[1:]))
                 or k0.keys() != k1.keys() or any(k0[k] is not k1[k] for k in k0)):
             return None
-    inputs = [seen_in[0]]
+    inputs = first
 
     def first_only(module, args, kwargs):
-        inputs.append((args, dict(kwargs)))
+        inputs.append((_copy(args), {k: _copy(v) for k, v in kwargs.items()}))
         raise _Stop
 
     handle = blocks[0].register_forward_pre_hook(first_only, with_kwargs=True)
@@ -124,9 +136,12 @@ def block_inputs(model: nn.Module, blocks: list[nn.Module], batches: list, forwa
 
 
 def call_block(block: nn.Module, inputs) -> object:
-    """block(*args, **kwargs) for one cached (args, kwargs): the `forward` that runs a block alone."""
+    """block(*args, **kwargs) for one cached (args, kwargs): the `forward` that runs a block alone.
+
+    The block gets copies of the cached tensors, so one that changes its input in place
+    (x += f(x)) leaves the cache as it was for the next run."""
     args, kwargs = inputs
-    return block(*args, **kwargs)
+    return block(*_copy(args), **{k: _copy(v) for k, v in kwargs.items()})
 
 
 @torch.no_grad()

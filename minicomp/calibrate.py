@@ -15,7 +15,7 @@
    `QuantizedWeight`; a `QuantLinear` replaces the layer in place. Later layers therefore see the
    errors of earlier ones and can compensate (GPTQ does; the sequential order is what makes it work).
    Layers that receive the very same input tensor (q, k, v) share one capture; a `joint` method
-   (AWQ) quantizes them together in one call.
+   quantizes them together in one call (AWQ searches one scale for them, GPTQ builds one Hessian).
 4. A method's `finish` step, if it has one, runs last (AWQ folds its scales into the ops before).
 
 Methods live in a registry. A module adds one with `@register_method("name", needs_calibration=...)`;
@@ -263,8 +263,8 @@ def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Cal
     captured: list[torch.Tensor] = []
 
     def hook(module, args):
-        x = args[0]
-        captured.append(x.detach().reshape(-1, x.shape[-1]))  # [tokens, in]
+        x = args[0]  # copied: the model may still change x in place (x += f(x))
+        captured.append(x.detach().reshape(-1, x.shape[-1]).clone())  # [tokens, in]
         if stop_early:
             raise _Stop
 
@@ -276,25 +276,33 @@ def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Cal
     return captured
 
 
+def _version(x: torch.Tensor) -> int | None:
+    """How many times x has been changed in place (x += f(x)); None for a tensor made in
+    torch.inference_mode, which keeps no count."""
+    return None if x.is_inference() else x._version
+
+
 def capture_shared_inputs(model: nn.Module, layers: list[nn.Module], calibration,
                           forward: Callable | None = None) -> tuple[list[torch.Tensor], int]:
     """The inputs of layers[0], as `capture_inputs`, and how many of `layers` share them.
 
     Returns (inputs, n): layers[0:n] receive the very same tensor in every calibration batch (the
-    query, key and value projections of an attention block do), so one capture serves all n and
-    quantizing layers[0] cannot change what the others see. Each forward pass stops at the first
-    of `layers` that gets a different input.
+    query, key and value projections of an attention block do), unchanged in between, so one
+    capture serves all n and quantizing layers[0] cannot change what the others see. Each forward
+    pass stops at the first of `layers` that gets a different input, or the same one changed in
+    place (x += f(x) after layers[0]).
     """
     captured: list[torch.Tensor] = []
     shared = set(range(1, len(layers)))  # candidates; a batch removes those that do not share
 
     def hook_for(j):
         def hook(module, args):
+            x = args[0]
             if j == 0:
-                state["x"], state["seen"] = args[0], set()
-                captured.append(args[0].detach().reshape(-1, args[0].shape[-1]))  # [tokens, in]
+                state["x"], state["version"], state["seen"] = x, _version(x), set()
+                captured.append(x.detach().reshape(-1, x.shape[-1]).clone())  # [tokens, in], a copy
             elif state["x"] is not None:
-                if args[0] is not state["x"]:
+                if x is not state["x"] or _version(x) != state["version"]:  # not the very same values
                     raise _Stop
                 state["seen"].add(j)
         return hook
@@ -444,25 +452,26 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
 def storage_bytes(model: nn.Module) -> dict[str, int]:
     """Bytes to store `model` with quantized weights packed at their bit width.
 
-    {"quantized": QuantizedWeight.nbytes (or PackedLinear.weight_nbytes) + biases of the quantized
-    layers, "float": every other
-    parameter and buffer (tied ones once), "total": the sum}. hardware.model_bytes measures what
-    the tensors occupy in memory instead, where codes take a whole byte each until they are packed.
+    {"quantized": for each quantized layer, QuantizedWeight.nbytes (or PackedLinear.weight_nbytes)
+    plus its other buffers (the bias; AWQ's input_scale; a static act_scale and act_zero), "float":
+    every other parameter and buffer (tied ones once), "total": the sum}. hardware.model_bytes
+    measures what the tensors occupy in memory instead, where codes take a whole byte each until
+    they are packed.
     """
     from minicomp.kernels import PackedLinear
 
     quantized, seen = 0, set()
     for layer in model.modules():
         if isinstance(layer, PackedLinear):
-            quantized += layer.weight_nbytes
-            if layer.bias is not None:
-                quantized += layer.bias.numel() * layer.bias.element_size()
-            seen.update(id(t) for t in layer.buffers())
+            weight, weight_buffers = layer.weight_nbytes, {"qweight", "scales", "zeros", "perm"}
         elif isinstance(layer, QuantLinear):
-            quantized += layer.qweight.nbytes
-            if layer.bias is not None:
-                quantized += layer.bias.numel() * layer.bias.element_size()
-            seen.update(id(t) for t in layer.buffers())
+            weight, weight_buffers = layer.qweight.nbytes, {"codes", "scale", "zero", "perm"}
+        else:
+            continue
+        others = [t for name, t in layer.named_buffers(recurse=False)
+                  if name not in weight_buffers and id(t) not in seen]
+        quantized += weight + sum(t.numel() * t.element_size() for t in others)
+        seen.update(id(t) for t in layer.buffers())
     rest = {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) not in seen}
     floats = sum(t.numel() * t.element_size() for t in rest.values())
     return {"quantized": quantized, "float": floats, "total": quantized + floats}

@@ -109,16 +109,23 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
 
     Row q of Hinv, from column q on, is what the OBS update (eq. 2) needs once columns < q are
     quantized: Hinv[q, q:] = (H_F⁻¹)_{q,:} / sqrt([H_F⁻¹]_qq) (GPTQ §4, Step 3). If a Cholesky
-    factorisation fails (H singular or badly conditioned in floating point), λ is multiplied by 10
-    and it tries again, as long as λ ≤ mean(diag(H)); then it raises ValueError.
+    factorisation fails (H singular or badly conditioned in floating point), it tries again with
+    damp × 10, × 100, ... up to damp = 1 (λ = mean(diag(H))), and at least once whatever damp is
+    (damp=0.5 retries with 5). If every try fails, it raises ValueError.
     """
     _check_damp(damp)
     if not isinstance(H, torch.Tensor) or H.dim() != 2 or H.shape[0] != H.shape[1] or not H.is_floating_point():
         raise ValueError(f"H must be a square floating-point tensor [in, in], got "
                          f"{tuple(H.shape) if isinstance(H, torch.Tensor) else type(H).__name__}")
-    mean_diag = torch.diagonal(H).mean()
-    if not mean_diag > 0:
-        raise ValueError("hessian is zero; the calibration inputs of this layer are all 0")
+    check_finite("H", H)
+    diag = torch.diagonal(H)  # [in]; for H = 2XᵀX/n, diag[j] = 2 · mean of x_j², never negative
+    if (diag < 0).any():
+        raise ValueError(f"H has negative diagonal entries (the smallest is {diag.min().item():.3g}); expected a "
+                         "positive multiple of XᵀX, whose diagonal is ≥ 0")
+    if not (diag > 0).any():
+        raise ValueError("H has an all-zero diagonal; for H = 2XᵀX/n that means the calibration inputs of "
+                         "this layer are all 0")
+    mean_diag = diag.mean()
     eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
     tried, rel = [], float(damp)
     while True:
@@ -152,8 +159,14 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, gr
     """GPTQ-quantize weight [out, in] given hessian [in, in] (any positive multiple of XᵀX).
 
     bits, group_size, symmetric  the format, as for `rtn_quantize` (group_size=-1: one group per row)
-    damp        λ = damp · mean(diag(H)) is added to H's diagonal (raised automatically if needed)
-    block_size  columns per lazy batch; changes speed only, not the result (up to rounding)
+    damp        λ = damp · mean(diag(H)) is added to H's diagonal (raised if the factorisation
+                fails: see `inverse_hessian_factor`)
+    block_size  columns per lazy batch. It changes speed only (up to float rounding) when groups
+                start at block starts (group_size a multiple of it, as 128 and 128; or static
+                groups). A group that starts inside a block takes its range from the weights as the
+                block began, as the reference does: without the updates from the block's earlier
+                columns. (Measured on 12 random layers: at 2 bits that stale range does better than
+                the current one, 0.56–0.66 of RTN's error against 0.80–1.00, like a mild clipping.)
     act_order   quantize columns in order of decreasing H_qq (the most active inputs first); the
                 result stores that order in `perm`, groups being consecutive in it
     static_groups  compute every group's (scale, zero) from the original weight before any update,
@@ -228,16 +241,13 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, gr
                            None if perm is None else perm.cpu(), symmetric=symmetric)
 
 
-_last_hessian: list = [None, None]  # [the inputs list, its Hessian], reused while the inputs repeat
-
-
-@register_method("gptq", needs_calibration=True,
+@register_method("gptq", needs_calibration=True, joint=True,
                  description="GPTQ: column-by-column rounding with Hessian error feedback (lesson 07)")
-def _gptq(layer: nn.Linear, inputs, *, bits, group_size, symmetric, **options):
-    if _last_hessian[0] is not inputs:  # layers that share their input (q, k, v) share H
-        _last_hessian[:] = [inputs, input_hessian(inputs)]
-    H = _last_hessian[1]  # [in, in]
-    return gptq_quantize(layer.weight, H, bits, group_size, symmetric, **options)
+def _gptq(layers: list[nn.Linear], inputs, *, bits, group_size, symmetric, **options):
+    """GPTQ for `layers`, which all receive `inputs` (one layer, or q, k and v): they share one
+    Hessian, built here and freed when the call returns, so nothing outlives `quantize_model`."""
+    H = input_hessian(inputs)  # [in, in]
+    return [gptq_quantize(layer.weight, H, bits, group_size, symmetric, **options) for layer in layers]
 
 
 __all__ = ["gptq_quantize", "input_hessian", "inverse_hessian_factor"]

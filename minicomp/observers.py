@@ -121,25 +121,40 @@ class PercentileObserver(Observer):
 class MSEObserver(Observer):
     """The clipping range with the least squared quantization error on the values seen.
 
-    Keeps up to `max_samples` values (an evenly strided subset of each batch), then searches
-    ranges p·[lo, hi] (see `mse_range`)."""
+    Keeps a uniform random sample of up to `max_samples` of all the values seen (each value
+    equally likely to be kept, whichever batch it came from), plus the smallest and largest value
+    ever seen, then searches ranges p·[lo, hi] (see `mse_range`). The sample is drawn with a
+    generator seeded with `seed`, so the same batches always give the same range.
+    """
 
-    def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**16):
+    def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**16, seed: int = 0):
         super().__init__(bits, symmetric)
         if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 16:
             raise ValueError(f"max_samples={max_samples!r} must be an int >= 16 (values kept for the search)")
-        self.max_samples, self.samples = int(max_samples), []
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed={seed!r} must be an int (it seeds the choice of the values kept)")
+        self.max_samples = int(max_samples)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.samples = torch.empty(0)  # [≤ max_samples] the values kept
+        self.tags = torch.empty(0, dtype=torch.float64)  # [≤ max_samples] their random tags
 
     def observe(self, x):
-        v = x.flatten()
-        step = max(1, v.numel() // max(1, self.max_samples // 16))
-        self.samples.append(torch.cat([v[::step], v.min()[None], v.max()[None]]))  # keep the extremes
-        kept = torch.cat(self.samples)
-        if kept.numel() > self.max_samples:
-            self.samples = [kept[:: math.ceil(kept.numel() / self.max_samples)]]
+        v = x.flatten()  # [n]
+        lo, hi = v.min(), v.max()  # the extremes, kept apart: the sample may miss them
+        self.lo = lo if self.batches == 0 else torch.minimum(self.lo, lo)
+        self.hi = hi if self.batches == 0 else torch.maximum(self.hi, hi)
+        # Every value gets a random tag, and the max_samples values with the smallest tags are kept:
+        # a uniform sample of all the values so far (a reservoir sample), one batch at a time.
+        tags = torch.rand(v.numel(), generator=self.generator, dtype=torch.float64)  # [n]
+        self.samples = torch.cat([self.samples.to(v.device), v])
+        self.tags = torch.cat([self.tags, tags])
+        if self.tags.numel() > self.max_samples:
+            keep = self.tags.topk(self.max_samples, largest=False).indices.sort().values  # in arrival order
+            self.samples, self.tags = self.samples[keep.to(v.device)], self.tags[keep]
 
     def range(self):
-        lo, hi = mse_range(torch.cat(self.samples)[None], self.bits, self.symmetric)
+        values = torch.cat([self.samples, self.lo[None], self.hi[None]])  # [≤ max_samples + 2]
+        lo, hi = mse_range(values[None], self.bits, self.symmetric)
         return lo[0], hi[0]
 
 

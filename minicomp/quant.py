@@ -36,10 +36,13 @@ def check_bits(bits) -> int:
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise TypeError if `x` is not a floating-point tensor, ValueError if it holds NaN or Inf."""
+    """Raise TypeError if `x` is not a floating-point tensor, ValueError if it holds NaN or Inf
+    (a tensor on the meta device has no values: only its type is checked)."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
         raise TypeError(f"{name} must be a floating-point torch.Tensor, got {given}")
+    if x.is_meta:  # a shape and a dtype, no values to check
+        return
     bad = ~torch.isfinite(x)
     if bad.any():
         raise ValueError(f"{name} contains NaN or Inf ({int(bad.sum())} of {x.numel()} values); "
@@ -155,13 +158,18 @@ def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[to
 
 def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool = False):
     """(scale, zero_point) for values in [lo, hi] (tensors of any shape, or numbers; they are
-    widened to hold 0).
+    widened to hold 0). Needs lo ≤ hi, element by element.
 
     The zero point is an int32 tensor. A zero-width range (all zeros) gets scale 1, never 0.
     """
     lo, hi = (torch.as_tensor(v, dtype=torch.float32 if isinstance(v, numbers.Number) else None) for v in (lo, hi))
     check_finite("lo", lo.float())
     check_finite("hi", hi.float())
+    bad = lo > hi
+    if bad.any():
+        lo_b, hi_b = torch.broadcast_tensors(lo, hi)
+        raise ValueError(f"lo must be ≤ hi (the range [lo, hi] of the values); got lo={lo_b[bad][0].item():g} > "
+                         f"hi={hi_b[bad][0].item():g} ({int(bad.sum())} of {bad.numel()} ranges reversed)")
     return _qparams(lo, hi, bits, symmetric)
 
 
@@ -361,6 +369,11 @@ class QuantizedWeight:
         if zero.numel() and (zero.min() < 0 or zero.max() > self.qmax):
             raise ValueError(f"zero must lie in [0, {self.qmax}] for bits={self.bits} (codes are stored unsigned); "
                              f"got [{zero.min().item()}, {zero.max().item()}]")
+        mid = 2 ** (self.bits - 1)
+        if self.symmetric and zero.numel() and not bool((zero == mid).all()):
+            raise ValueError(f"symmetric=True needs every zero to be 2^(bits-1) = {mid} (the zero point 0 of "
+                             f"symmetric codes, stored unsigned; nbytes stores no zeros then); got values in "
+                             f"[{zero.min().item()}, {zero.max().item()}]. Use symmetric=False to keep these zeros")
         self.codes, self.zero = self.codes.to(torch.uint8), zero.to(torch.uint8)
 
     qmin = 0

@@ -27,10 +27,12 @@ from minicomp.quant import (
     _check_zero,
     check_bits,
     check_finite,
+    check_group_size,
     check_input,
     compute_qparams,
     dequantize_weight,
     fake_quantize,
+    group_len,
     qrange,
     quantize,
     quantize_dequantize,
@@ -49,6 +51,9 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = -1, symmetric
     if w.dim() != 2:
         raise ValueError(f"w has shape {tuple(w.shape)}; expected a weight matrix [out, in]")
     bits = check_bits(bits)
+    if scale_dtype is not None and not (isinstance(scale_dtype, torch.dtype) and scale_dtype.is_floating_point):
+        raise TypeError(f"scale_dtype={scale_dtype!r} must be a floating-point torch.dtype (torch.float16, "
+                        "torch.bfloat16, torch.float32) or None (float32)")
     scale, zero = compute_qparams(w, bits, symmetric, group_size=group_size, clip=clip)  # [out, in/g]
     if scale_dtype is not None:
         scale = scale.to(scale_dtype)
@@ -96,6 +101,11 @@ class QuantLinear(nn.Module):
             act_scale, act_zero = torch.as_tensor(act_scale, dtype=torch.float32), torch.as_tensor(act_zero)
             _check_scale(act_scale, "act_scale")
             act_zero = _check_zero(act_zero, "act_zero")
+            qmin, qmax = qrange(self.act_bits, self.act_symmetric)
+            if act_zero.numel() and (act_zero.min() < qmin or act_zero.max() > qmax):
+                raise ValueError(f"act_zero={act_zero.tolist()} must lie in [{qmin}, {qmax}], the codes of "
+                                 f"act_bits={self.act_bits}, act_symmetric={self.act_symmetric}: it is the code "
+                                 "that stands for 0.0")
         self.register_buffer("act_scale", act_scale)
         self.register_buffer("act_zero", act_zero)
 
@@ -166,8 +176,9 @@ class QATLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, bits: int = 4,
                  group_size: int = -1, symmetric: bool = False):
         super().__init__(in_features, out_features, bias)
+        check_group_size(group_size)  # a positive int or -1, as rtn_quantize will need
+        group_len(self.weight, group_size)  # and a divisor of in_features
         self.bits, self.group_size, self.symmetric = check_bits(bits), group_size, symmetric
-        compute_qparams(self.weight, self.bits, symmetric, group_size=group_size)  # validates group_size
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, **kwargs) -> QATLinear:

@@ -99,6 +99,25 @@ def test_bad_input():
         awq_quantize(W, [], 4, 32)
     with pytest.raises(ValueError, match="in_features=128"):
         awq_quantize(W, [X[:, :64]], 4, 32)
+    with pytest.raises(TypeError, match="inputs must be a"):
+        awq_quantize(W, 3, 4, 32)
+    H = input_hessian([X])
+    for bad in (torch.ones(1), torch.ones(32), torch.ones(128, 1)):  # a number, [out], [in, 1]
+        with pytest.raises(ValueError, match=r"x_scale has shape .*; expected \[in\] = \[128\]"):
+            awq_search_scale(W, bad, H, 4, 32)
+    for search in (lambda h: awq_search_scale(W, activation_scales([X]), h, 4, 32),
+                   lambda h: awq_search_clip(W, h, 4, 32)):
+        for bad in (torch.eye(32), torch.eye(256)):  # smaller and larger than [in, in]
+            with pytest.raises(ValueError, match=r"hessian has shape .*; expected \[in, in\] = \[128, 128\]"):
+                search(bad)
+
+
+def test_awq_quantize_takes_inputs_from_a_generator():
+    W, X = _layer()
+    batches = [X[:256], X[256:]]
+    qw, s = awq_quantize(W, (x for x in batches), 4, 32)  # used up by the first pass over it
+    qw_list, s_list = awq_quantize(W, batches, 4, 32)
+    assert torch.equal(s, s_list) and torch.equal(qw.codes, qw_list.codes)
 
 
 def _small_gpt():

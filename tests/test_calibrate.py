@@ -191,6 +191,27 @@ def test_storage_bytes_by_hand():
     assert storage_bytes(model) == {"quantized": 512 + 128 + 16 + 64, "float": 128, "total": 848}
 
 
+def test_storage_bytes_counts_every_buffer_of_a_quantized_layer():
+    from minicomp.awq import AWQLinear
+
+    model = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8))
+    batches = [torch.randn(16, 64, generator=torch.Generator().manual_seed(0))]
+    quantize_model(model, "awq", bits=4, group_size=32, calibration=batches, progress=False, fold=False)
+    layers = [model[0], model[2]]
+    assert all(isinstance(layer, AWQLinear) for layer in layers)
+    # each layer: packed weight + float32 bias [out] + float32 input_scale [in]
+    expected = sum(layer.qweight.nbytes + 4 * layer.out_features + 4 * layer.in_features for layer in layers)
+    assert storage_bytes(model) == {"quantized": expected, "float": 0, "total": expected}
+
+    model = _mlp()
+    quantize_model(model, bits=8, group_size=-1, act_bits=8, act_mode="static", calibration=_batches(),
+                   progress=False)
+    layers = [m for m in model if isinstance(m, QuantLinear)]
+    # static W8A8: + act_scale (float32) and act_zero (int32), 4 bytes each
+    expected = sum(layer.qweight.nbytes + 4 * layer.out_features + 4 + 4 for layer in layers)
+    assert storage_bytes(model)["quantized"] == expected
+
+
 def test_quantize_model_on_minilm_keeps_embeddings_close():
     from minicomp.models import load_minilm
 
@@ -278,3 +299,69 @@ def test_unchained_blocks_fall_back_to_the_whole_model():
     assert all(torch.equal(fast.state_dict()[k], v) for k, v in slow.state_dict().items())
     with pytest.raises(TypeError, match="by_block="):
         quantize_model(_Scaled(), "gptq", calibration=batches, by_block="yes")
+
+
+
+class _Block(nn.Module):
+    """A residual block, written in place (x += f(x)) or not (x = x + f(x)).
+
+    after="block": x += fc2(relu(fc1(x))), return x   (the block changes its own input)
+    after="fc1":   x += fc1(x), return relu(fc2(x))   (fc1's input changes after fc1 has run)
+    """
+
+    def __init__(self, in_place: bool, after: str):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 16), nn.Linear(16, 16)
+        self.in_place, self.after = in_place, after
+
+    def _add(self, x, y):
+        if not self.in_place:
+            return x + y
+        x += y
+        return x
+
+    def forward(self, x):
+        if self.after == "block":
+            return self._add(x, self.fc2(F.relu(self.fc1(x))))
+        return F.relu(self.fc2(self._add(x, self.fc1(x))))
+
+
+class _Residual(nn.Module):
+    def __init__(self, in_place: bool, after: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(8, 16)
+        self.blocks = nn.ModuleList(_Block(in_place, after) for _ in range(3))
+
+    def forward(self, x):
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block(h)
+        return h
+
+
+@pytest.mark.parametrize("after", ["block", "fc1"])
+def test_blocks_that_change_their_input_in_place(after):
+    from minicomp.blockwise import block_inputs
+
+    batches = [torch.randn(12, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = _Residual(in_place=True, after=after)
+    cached = block_inputs(model, list(model.blocks), batches)  # copies, not the tensors block 0 changed
+    assert all(torch.equal(args[0], model.embed(b)) for (args, _), b in zip(cached, batches))
+    # every layer calibrated on its true inputs: the same model as with out-of-place residuals
+    expected = quantize_model(_Residual(False, after), "gptq", bits=3, group_size=-1, calibration=batches,
+                              progress=False).state_dict()
+    for by_block in (True, False):
+        got = quantize_model(_Residual(True, after), "gptq", bits=3, group_size=-1, calibration=batches,
+                             progress=False, by_block=by_block).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in expected.items()), f"by_block={by_block}"
+
+
+def test_calibration_batches_made_in_inference_mode():
+    # such tensors keep no count of in-place changes (x._version), which the capture looks at
+    with torch.inference_mode():
+        batches = [torch.randn(12, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    expected = quantize_model(_mlp(), "gptq", bits=4, group_size=-1, calibration=[b.clone() for b in batches],
+                              progress=False).state_dict()
+    got = quantize_model(_mlp(), "gptq", bits=4, group_size=-1, calibration=batches, progress=False).state_dict()
+    assert all(torch.equal(got[k], v) for k, v in expected.items())

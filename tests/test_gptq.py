@@ -107,6 +107,7 @@ CONFIGS = [
     dict(bits=3, group_size=64),
     dict(bits=4, group_size=32, block_size=128),  # groups start inside a block
     dict(bits=4, group_size=128, block_size=32),  # a group spans several blocks
+    dict(bits=4, group_size=64, block_size=48),  # both, and blocks that end inside a group
     dict(bits=4, group_size=128, act_order=True),
     dict(bits=3, group_size=64, act_order=True, static_groups=True),
     dict(bits=4, group_size=-1, act_order=True),
@@ -204,6 +205,18 @@ def test_inverse_hessian_factor_is_cholesky_of_inverse():
     assert torch.equal(U, torch.triu(U))
 
 
+def test_inverse_hessian_factor_retries_and_says_what_is_wrong():
+    indefinite = torch.tensor([[1.0, 3.0], [3.0, 1.0]])  # eigenvalues 4 and −2: needs λ > 2
+    with pytest.raises(ValueError, match="damp=0.01, 0.1, 1 ×"):  # retried up to λ = mean(diag(H)) = 1
+        inverse_hessian_factor(indefinite, damp=0.01)
+    U = inverse_hessian_factor(indefinite, damp=0.5)  # fails at 0.5, retried once more, at 5
+    assert torch.allclose(U.T @ U, torch.linalg.inv(indefinite + 5.0 * torch.eye(2)))
+    with pytest.raises(ValueError, match="negative diagonal entries"):  # mean(diag) ≤ 0, inputs not 0
+        inverse_hessian_factor(-torch.eye(3), damp=5)
+    with pytest.raises(ValueError, match="all-zero diagonal.*inputs of this layer are all 0"):
+        inverse_hessian_factor(torch.zeros(3, 3))
+
+
 def test_input_hessian_is_mean_of_outer_products():
     x = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
     assert torch.allclose(input_hessian([x[:1], x[1:]]), torch.tensor([[10.0, 2.0], [2.0, 4.0]]))
@@ -245,6 +258,36 @@ def test_quantize_model_gptq_beats_rtn_on_each_layer_output():
         assert all(isinstance(l, QuantLinear) for n, l in m.named_modules() if n.endswith(("c_attn", "c_fc")))
         errs[method] = (m(x)[0] - ref).pow(2).mean().item()
     assert errs["gptq"] < errs["rtn"]
+
+
+def test_quantize_model_gptq_keeps_no_inputs_or_hessian_alive():
+    import gc
+
+    def alive(shape):  # tensors of this shape that anything still references
+        gc.collect()
+        return [t for t in gc.get_objects() if type(t) is torch.Tensor and tuple(t.shape) == shape]
+
+    model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 5))
+    quantize_model(model, "gptq", bits=4, group_size=-1, calibration=[torch.randn(23, 8)], progress=False)
+    assert alive((23, 12)) == [] and alive((12, 12)) == []  # the last layer's inputs [23, 12] and H
+
+
+def test_quantize_model_gptq_layers_sharing_an_input_share_one_hessian():
+    class QKV(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = (nn.Linear(16, 16) for _ in range(3))
+
+        def forward(self, x):
+            return self.q(x) + self.k(x) * self.v(x)
+
+    torch.manual_seed(0)
+    model, batches = QKV(), [torch.randn(32, 16), torch.randn(20, 16)]
+    H = input_hessian(batches)
+    expected = {n: gptq_quantize(getattr(model, n).weight, H, 3, 8) for n in "qkv"}
+    quantize_model(model, "gptq", bits=3, group_size=8, calibration=batches, progress=False)
+    for n, qw in expected.items():
+        assert torch.equal(getattr(model, n).codes, qw.codes) and torch.equal(getattr(model, n).scale, qw.scale)
 
 
 def test_quantize_model_gptq_bad_input():

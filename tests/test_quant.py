@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from minicomp.observers import (
     MinMaxObserver,
     MovingAverageMinMaxObserver,
+    MSEObserver,
     PercentileObserver,
     make_observer,
 )
 from minicomp.quant import (
     QuantizedWeight,
+    check_finite,
     compute_qparams,
     dequantize,
     fake_quantize,
@@ -344,6 +346,10 @@ def test_quantized_weight_validation():
         QuantizedWeight(codes, -s, z, 4, 2)
     with pytest.raises(ValueError, match="perm"):
         QuantizedWeight(codes, s, z, 4, 2, perm=torch.tensor([0, 0, 1, 2]))
+    # symmetric: nbytes stores no zeros, so they must all be the middle code 2^(bits-1)
+    QuantizedWeight(codes, s, torch.full((2, 2), 8), 4, 2, symmetric=True)
+    with pytest.raises(ValueError, match=r"symmetric=True needs every zero to be 2\^\(bits-1\) = 8.*\[3, 8\]"):
+        QuantizedWeight(codes, s, torch.tensor([[3, 8], [8, 8]]), 4, 2, symmetric=True)
 
 
 # ── observers ────────────────────────────────────────────────────────────────────────────────
@@ -400,6 +406,31 @@ def test_mse_observer_has_lower_error_than_min_max_on_heavy_tails():
     assert errs["mse"] < errs["minmax"]
 
 
+def test_mse_observer_keeps_an_early_outlier():
+    obs = MSEObserver(bits=8, max_samples=64)  # 61 batches of 1000 values: most values are dropped
+    first = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    first[500] = 50.0
+    obs(first)
+    for i in range(60):
+        obs(torch.randn(1000, generator=torch.Generator().manual_seed(i + 1)))
+    assert obs.range()[1].item() == 50.0  # at 8 bits, clipping it would cost more than it saves
+    assert obs.samples.numel() == 64
+
+
+def test_mse_observer_samples_every_batch_alike_and_repeatably():
+    def observe(seed=0):
+        obs = MSEObserver(bits=8, seed=seed)  # keeps 65536 of 64 × 20000 values
+        for b in range(64):
+            obs(b + torch.rand(20_000, generator=torch.Generator().manual_seed(b)))  # batch b: values in [b, b + 1)
+        return obs
+
+    obs = observe()
+    per_batch = torch.bincount(obs.samples.floor().long(), minlength=64).float()  # [64]
+    assert per_batch.min() > 0.75 * 1024 and per_batch.max() < 1.25 * 1024  # 65536 / 64 = 1024 each
+    assert torch.equal(observe().samples, obs.samples)  # the same batches, the same sample
+    assert not torch.equal(observe(seed=1).samples, obs.samples)
+
+
 def test_observer_errors():
     with pytest.raises(ValueError, match="no data"):
         MinMaxObserver().qparams()
@@ -416,6 +447,22 @@ def test_qparams_from_range_matches_compute_qparams():
     assert torch.allclose(s, torch.tensor([3.0, 4.0]) / 255)  # the second range widens to [0, 4]
     assert z.tolist() == [round(255 / 3), 0]
     assert math.isclose(qparams_from_range(torch.tensor(-2.0), torch.tensor(1.0), 4, True)[0].item(), 2 / 7, rel_tol=1e-6)
+
+
+def test_qparams_from_range_rejects_a_reversed_range():
+    with pytest.raises(ValueError, match=r"lo must be ≤ hi .*got lo=1 > hi=-1"):
+        qparams_from_range(1.0, -1.0, 8)
+    with pytest.raises(ValueError, match=r"lo=3 > hi=1 \(1 of 2 ranges reversed\)"):
+        qparams_from_range(torch.tensor([-1.0, 3.0]), torch.tensor([2.0, 1.0]), 8)
+    assert qparams_from_range(0.5, 0.5, 8)[0].item() == pytest.approx(0.5 / 255)  # lo = hi is a range
+
+
+def test_check_finite_checks_only_the_type_of_a_meta_tensor():
+    check_finite("x", torch.empty(3, 4, device="meta"))  # no values to look at: no error
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        check_finite("x", torch.empty(3, dtype=torch.int64, device="meta"))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        check_finite("x", torch.tensor([1.0, float("inf")]))
 
 
 @settings(max_examples=100, deadline=None)

@@ -75,6 +75,10 @@ def test_rtn_bad_input():
         rtn_quantize(torch.full((2, 4), float("nan")), 4)
     with pytest.raises(ValueError, match="bits=1"):
         rtn_quantize(_w(), 1)
+    with pytest.raises(TypeError, match="scale_dtype=torch.int8 must be a floating-point torch.dtype"):
+        rtn_quantize(_w(), 4, scale_dtype=torch.int8)
+    with pytest.raises(TypeError, match="scale_dtype='float16'"):
+        rtn_quantize(_w(), 4, scale_dtype="float16")
 
 
 def test_quant_linear_weight_only_equals_linear_with_dequantized_weight():
@@ -116,6 +120,10 @@ def test_quant_linear_static_w8a8_uses_the_calibrated_range():
     assert x_hat.max() < x.max()
     with pytest.raises(ValueError, match="act_zero"):
         QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=s)
+    for zero, symmetric in ((256, False), (-1, False), (128, True)):  # codes [0, 255] or [-128, 127]
+        with pytest.raises(ValueError, match=rf"act_zero={zero} must lie in \[-?\d+, \d+\]"):
+            QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=s, act_zero=zero, act_symmetric=symmetric)
+    QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=s, act_zero=-128, act_symmetric=True)  # the edge
 
 
 def test_quant_linear_memory_buffers_and_state_dict_round_trip():
@@ -140,6 +148,17 @@ def test_qat_linear_forward_and_straight_through_gradient():
     # STE: d/dW of sum(x fq(W)^T) is the same as for a float layer (min-max never clips the weights)
     expected = torch.ones(5, 4).T @ x
     assert torch.allclose(qat.weight.grad, expected, atol=1e-5)
+
+
+def test_qat_linear_checks_group_size_up_front():
+    # checked where it is given, not first when convert_qat calls rtn_quantize after training
+    for bad in (None, 0, 2.0, True):
+        with pytest.raises(ValueError, match=f"group_size={bad!r} must be a positive int"):
+            QATLinear(16, 4, group_size=bad)
+    with pytest.raises(ValueError, match="group_size=5 must divide in_features=16"):
+        QATLinear(16, 4, group_size=5)
+    with pytest.raises(ValueError, match="group_size=None"):
+        prepare_qat(nn.Sequential(nn.Linear(16, 4)), 4, group_size=None)
 
 
 def test_qat_trains_and_converts_to_the_same_function():
