@@ -83,7 +83,8 @@ def _check_weights(**weights) -> None:
             raise ValueError(f"{name}={v!r} must be a finite number >= 0")
 
 
-def _check_labels(labels, logits, name="labels") -> None:
+def _check_labels(labels, logits, name="labels") -> torch.Tensor:
+    """Return labels as int64 (any integer dtype is accepted: cross_entropy and one_hot need int64)."""
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise TypeError(f"{name} must be an integer tensor of class indices, got {got}")
@@ -94,6 +95,7 @@ def _check_labels(labels, logits, name="labels") -> None:
     if labels.numel() and (labels.min() < 0 or labels.max() >= C):
         raise ValueError(f"{name} holds values from {labels.min().item()} to {labels.max().item()}; "
                          f"expected class indices in [0, {C}) for C={C} classes")
+    return labels.long()
 
 
 # ── soft targets and the KD loss ─────────────────────────────────────────────────────────────
@@ -151,7 +153,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     _check_pair(student_logits, teacher_logits)
     T = _check_temperature(temperature)
     a = _check_fraction(alpha, "alpha")
-    _check_labels(labels, student_logits)
+    labels = _check_labels(labels, student_logits)  # int64, whatever integer dtype came in
     C = student_logits.shape[-1]
     ce = F.cross_entropy(student_logits.reshape(-1, C), labels.reshape(-1))  # T = 1
     return a * kd_loss(student_logits, teacher_logits, T) + (1.0 - a) * ce
@@ -258,6 +260,9 @@ def _check_embeddings(s, t) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _distance_potential(e: torch.Tensor) -> torch.Tensor:
     """ψ_D(e_i, e_j) = ‖e_i − e_j‖ / μ over ordered pairs i ≠ j, μ their mean: [N, D] -> [N(N−1)]."""
+    # float16 -> float32 (float64 stays): in float16 the clamp's 1e-12 is 0, whose sqrt has an
+    # infinite gradient, and squared distances overflow past 65504
+    e = e.to(torch.promote_types(e.dtype, torch.float32))
     N = len(e)
     off = ~torch.eye(N, dtype=torch.bool, device=e.device)
     d = (e[:, None, :] - e[None, :, :]).pow(2).sum(-1)[off].clamp_min(1e-12).sqrt()  # no sqrt(0) grads
@@ -266,6 +271,9 @@ def _distance_potential(e: torch.Tensor) -> torch.Tensor:
 
 def _angle_potential(e: torch.Tensor) -> torch.Tensor:
     """ψ_A(e_i, e_j, e_k) = cos∠e_i e_j e_k = ⟨(e_i − e_j)/‖·‖, (e_k − e_j)/‖·‖⟩: [N, D] -> [N³]."""
+    # float16 -> float32 (float64 stays): in float16 normalize's eps (1e-12) is 0, and the
+    # i = j difference vectors (all 0) would give 0 / 0 = NaN
+    e = e.to(torch.promote_types(e.dtype, torch.float32))
     v = F.normalize(e[None, :, :] - e[:, None, :], p=2, dim=2)  # v[j, i] = unit(e_i − e_j)  [N, N, D]
     return torch.bmm(v, v.transpose(1, 2)).flatten()  # Park et al. 2019, eq. 7
 
@@ -275,6 +283,7 @@ def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.
 
     Embeddings are [N, D] (anything after the first dimension is flattened); the widths of
     student and teacher may differ, because only distances between rows are compared.
+    float16 / bfloat16 embeddings are compared in float32 (so is the returned loss).
     """
     s, t = _check_embeddings(student_embedding, teacher_embedding)
     with torch.no_grad():
@@ -283,7 +292,10 @@ def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.
 
 
 def rkd_angle_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
-    """Σ Huber(ψ_A(s_i, s_j, s_k) − ψ_A(t_i, t_j, t_k)), averaged over triplets: match angles."""
+    """Σ Huber(ψ_A(s_i, s_j, s_k) − ψ_A(t_i, t_j, t_k)), averaged over triplets: match angles.
+
+    Embeddings as in `rkd_distance_loss`; float16 / bfloat16 ones are compared in float32.
+    """
     s, t = _check_embeddings(student_embedding, teacher_embedding)
     with torch.no_grad():
         psi_t = _angle_potential(t)
@@ -302,7 +314,7 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     """
     _check_pair(student_logits, teacher_logits)
     T = _check_temperature(temperature)
-    _check_labels(labels, student_logits)
+    labels = _check_labels(labels, student_logits)  # int64, whatever integer dtype came in
     C = student_logits.shape[-1]
     if C < 2:
         raise ValueError(f"student_logits has C={C} classes; decoupled KD needs at least 2")
@@ -311,12 +323,17 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     def parts(z):  # log b = [log p_gt, log(1 − p_gt)] [..., 2] and log p̂ over non-targets [..., C]
         z = z / T
         lse = z.logsumexp(-1)  # [...]
+        # the target's logit [...]: gather, not (z * gt).sum(-1), where a −inf logit · 0 gives NaN
+        z_gt = z.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         rest = z.masked_fill(gt, -math.inf)  # [..., C], target class removed
-        log_b = torch.stack([(z * gt).sum(-1) - lse, rest.logsumexp(-1) - lse], dim=-1)
+        log_b = torch.stack([z_gt - lse, rest.logsumexp(-1) - lse], dim=-1)
         return log_b, F.log_softmax(rest, dim=-1)
 
     log_b_s, log_hat_s = parts(student_logits)
     log_b_t, log_hat_t = parts(teacher_logits.detach())
+    # A teacher row with every non-target logit −inf has no non-target distribution (log p̂ is
+    # NaN): p̂_t = 0 there, so the row adds 0 to NCKD, as its weight 1 − p_gt = 0 in KD says.
+    log_hat_t = log_hat_t.masked_fill(log_hat_t.isnan(), -math.inf)
     tckd = T * T * _kl_rows(log_b_t, log_b_s).mean()
     nckd = T * T * _kl_rows(log_hat_t, log_hat_s).mean()
     return tckd, nckd
@@ -351,7 +368,7 @@ class CE:
         keep = o.labels >= 0
         if not keep.any():
             return o.student_logits.sum() * 0.0
-        return F.cross_entropy(o.student_logits[keep], o.labels[keep])
+        return F.cross_entropy(o.student_logits[keep], o.labels[keep].long())
 
 
 class KD:
@@ -438,8 +455,8 @@ class Distiller:
             if not (isinstance(pair, tuple) and len(pair) == 2 and callable(pair[1])):
                 raise ValueError(f"losses[{name!r}]={pair!r}; expected a (weight, term) pair such as (0.9, KD(4.0))")
             w = pair[0]
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-                raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a number >= 0")
+            if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w < math.inf:
+                raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a finite number >= 0")
             if getattr(pair[1], "needs_teacher", False) and teacher is None:
                 raise ValueError(f"losses[{name!r}] needs a teacher, but teacher=None")
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
@@ -496,9 +513,10 @@ class Distiller:
                     raise ValueError(f"y has shape {tuple(y.shape)}, but the student's logits for x[:{batch_size}] "
                                      f"have shape {tuple(o.student_logits.shape)}: expected y of one class index "
                                      f"per row, shape {(len(y), *o.student_logits.shape[1:-1])}")
-                if y.is_floating_point() or y.min() < -1 or y.max() >= C:
+                if y.is_floating_point() or y.dtype == torch.bool or y.min() < -1 or y.max() >= C:
                     raise ValueError(f"y holds values from {y.min().item()} to {y.max().item()} ({y.dtype}); expected "
                                      f"integer class indices in [0, {C}), or -1 for an unlabelled row")
+                y = y.long()  # int32, uint8, ... labels: cross_entropy wants int64
                 for _, term in self.losses.values():
                     if hasattr(term, "build"):
                         params += term.build(o, self.seed)

@@ -27,7 +27,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from minicomp.data import check_rows
-from minicomp.hardware import check_device
+from minicomp.hardware import _check_positive_ints, check_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -291,6 +291,8 @@ class TinyGPT(nn.Module):
             raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected [B, T]{hint}")
         if _capturing():   # reading the ids' range back would break a CUDA graph or torch.compile
             return
+        if idx.is_meta:  # a meta tensor has a shape but no values to check
+            return
         if idx.numel() and (idx.min() < 0 or idx.max() >= V):
             raise ValueError(f"{name} holds ids from {int(idx.min())} to {int(idx.max())}; expected ids in "
                              f"[0, {V}) (vocab_size={V})")
@@ -382,13 +384,14 @@ def next_char_scores(
         raise TypeError(f"corpus must be a minicomp.data.CharCorpus (e.g. CharCorpus()), got {type(corpus).__name__}; "
                         "to score your own text, build one: CharCorpus(text)")
     data = corpus.split(split)  # [N]
-    T = block_size or getattr(getattr(model, "config", None), "block_size", None)
+    T = block_size if block_size is not None else getattr(getattr(model, "config", None), "block_size", None)
     if T is None:
         raise ValueError("block_size=None, and the model has no config.block_size: pass one")
     if not isinstance(T, int) or not 0 < T < len(data):
         raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
     if not isinstance(max_windows, int) or max_windows <= 0:
         raise ValueError(f"max_windows={max_windows!r} must be a positive int")
+    _check_positive_ints(batch_size=batch_size)  # windows per forward pass
     starts = torch.arange(0, len(data) - T, T)  # every window has T targets after it
     if len(starts) > max_windows:
         starts = starts[torch.linspace(0, len(starts) - 1, max_windows).round().long()]

@@ -46,11 +46,13 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
 
         alpha · T² KL(softmax(t / T) ‖ softmax(s / T)) + (1 − alpha) · cross_entropy(s, y)
 
-    (`distill.distillation_loss`) with AdamW, a linear warm-up and a cosine decay to min_lr.
+    (`distill.distillation_loss`) with AdamW, a linear warm-up and a cosine decay to min_lr
+    (default lr / 10; 0 <= min_lr <= lr).
 
-    student          None: a fresh TinyGPT(config or STUDENT_CONFIG, seed=seed). Otherwise it is
-                     trained further, in place (e.g. the shipped student, for quantization-aware
-                     distillation).
+    student          None: a fresh TinyGPT(config or STUDENT_CONFIG, seed=seed), built on the
+                     teacher's device. Otherwise it is trained further, in place (e.g. the shipped
+                     student, for quantization-aware distillation); it must be on the teacher's
+                     device. The batches are moved there too.
     fake_quant_bits  None: train in float. An int: every quantizable nn.Linear is swapped for
                      `rtn.QATLinear` (fake-quantized weights, straight-through estimator, groups of
                      group_size) before training, and converted to `QuantLinear` afterwards, so
@@ -60,31 +62,48 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     """
     import time
 
-    from minicomp.distill import distillation_loss
+    from minicomp.calibrate import find_linears
+    from minicomp.distill import _check_temperature, distillation_loss
     from minicomp.models import perplexity
+    from minicomp.quant import check_bits, check_group_size, group_len
     from minicomp.rtn import convert_qat, prepare_qat
 
+    # Every argument is checked before the caller's student is edited (prepare_qat swaps its layers).
     _check_gpt("teacher", teacher)
     _check_positive_ints(steps=steps, batch_size=batch_size)
     if eval_every is not None:
         _check_positive_ints(eval_every=eval_every)
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr={lr!r} must be a number > 0")
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise ValueError(f"lr={lr!r} must be a finite number > 0")
     if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
         raise ValueError(f"alpha={alpha!r} must be a number in [0, 1]")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < steps:
         raise ValueError(f"warmup={warmup!r} must be an int in [0, steps={steps})")
+    min_lr = lr / 10 if min_lr is None else min_lr
+    if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not 0 <= min_lr <= lr:
+        raise ValueError(f"min_lr={min_lr!r} must be a number in [0, lr={lr}]: the cosine decays from lr to min_lr")
+    _check_temperature(temperature)
+    device = next(teacher.parameters()).device
     if student is None:
-        student = TinyGPT(config or STUDENT_CONFIG, seed=seed)
+        student = TinyGPT(config or STUDENT_CONFIG, seed=seed).to(device)
     elif config is not None:
         raise ValueError("pass config= (to build a new student) or student= (to train one further), not both")
     _check_gpt("student", student)
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ValueError(f"student vocab_size={student.config.vocab_size} must equal the teacher's "
                          f"vocab_size={teacher.config.vocab_size}: KD compares their distributions")
+    student_device = next(student.parameters()).device
+    if student_device != device:
+        raise ValueError(f"student is on {student_device} but teacher is on {device}; move one, "
+                         f"e.g. student.to({str(device)!r})")
+    if not hasattr(corpus, "get_batch"):
+        raise TypeError(f"corpus must be a minicomp.data.CharCorpus (e.g. CharCorpus()), got {type(corpus).__name__}")
     if fake_quant_bits is not None:
-        prepare_qat(student, bits=fake_quant_bits, group_size=group_size)  # validates bits, group_size
-    min_lr = lr / 10 if min_lr is None else min_lr
+        check_bits(fake_quant_bits)
+        check_group_size(group_size)
+        for layer in find_linears(student).values():  # the layers prepare_qat will swap
+            group_len(layer.weight, group_size)  # group_size must divide each one's in_features
+        prepare_qat(student, bits=fake_quant_bits, group_size=group_size)
     block = min(student.config.block_size, teacher.config.block_size)
 
     def lr_at(step: int) -> float:  # linear warm-up, then cosine decay from lr to min_lr
@@ -104,7 +123,7 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            x, y = corpus.get_batch("train", batch_size, block, g)  # [B, T] each
+            x, y = corpus.get_batch("train", batch_size, block, g, device)  # [B, T] each
             with torch.no_grad():
                 t_logits = teacher(x)[0]  # [B, T, V]
             s_logits = student(x)[0]  # [B, T, V]

@@ -37,11 +37,19 @@ __all__ = ["calibration_batches", "forward", "embed", "token_embeddings", "mean_
 
 
 def _check_sentences(sentences, name: str = "sentences") -> list[str]:
-    if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
-        raise TypeError(f"{name} must be a list of strings, got {type(sentences).__name__}")
-    sentences = list(sentences)
+    """Return `sentences` as a list of strings; any iterable of them (a generator too) is accepted."""
+    kind = type(sentences).__name__
+    if isinstance(sentences, str):
+        raise TypeError(f"{name} must be a list of strings, got a single str; wrap it in a list: [sentence]")
+    try:
+        sentences = list(sentences)  # first: a generator can be read only once
+    except TypeError:
+        raise TypeError(f"{name} must be a list of strings, got {kind}") from None
+    if not all(isinstance(s, str) for s in sentences):
+        bad = next(s for s in sentences if not isinstance(s, str))
+        raise TypeError(f"{name} must be a list of strings, got a {kind} with an item of type {type(bad).__name__}")
     if not sentences:
-        raise ValueError(f"{name} must hold at least one sentence, got an empty list")
+        raise ValueError(f"{name} must hold at least one sentence, got an empty {kind}")
     return sentences
 
 
@@ -98,10 +106,19 @@ def token_embeddings(model, sentences) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns tokens [N, T, dim] (float32, CPU), one vector per token, and attention_mask [N, T]
     (int64, 1 for a real token, 0 for padding), T being the longest sentence's token count.
-    `mean_pool(tokens, attention_mask)` turns them into `embed(model, sentences)`.
+    `mean_pool(tokens, attention_mask)` turns them into `embed(model, sentences)`. The model runs
+    in eval mode (no dropout), as `embed` runs it; each module's train/eval mode is restored afterwards.
     """
     features = _features(model, _check_sentences(sentences))
-    out = model[0](features)  # the Transformer module alone: adds "token_embeddings"
+    # Each submodule's own mode, to restore: model.train(True) would switch on every dropout,
+    # also in a model whose top is in train mode but whose layers are in eval (load_minilm's).
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # dropout off: the same numbers as embed, whatever mode the model was in
+    try:
+        out = model[0](features)  # the Transformer module alone: adds "token_embeddings"
+    finally:
+        for m, training in modes.items():
+            m.training = training
     return out["token_embeddings"].float().cpu(), features["attention_mask"].cpu()
 
 

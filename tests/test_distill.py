@@ -198,6 +198,14 @@ def test_bad_input_raises_value_error_naming_the_problem(call, words):
         assert w in str(info.value), (w, str(info.value))
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_any_integer_dtype_of_labels_works(dtype):
+    """int32 or uint8 labels (e.g. from numpy) give the same losses as int64 ones."""
+    s, t, y = randn(4, 5, seed=1), randn(4, 5, seed=2), torch.tensor([0, 1, 2, 4])
+    assert torch.equal(distillation_loss(s, t, y.to(dtype)), distillation_loss(s, t, y))
+    assert torch.equal(dkd_loss(s, t, y.to(dtype)), dkd_loss(s, t, y))
+
+
 def test_wrong_types_raise_type_error():
     with pytest.raises(TypeError, match="labels"):
         distillation_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0.0, 1.0]), 2.0, 0.5)
@@ -283,6 +291,18 @@ def test_rkd_gradient_is_finite_and_skips_the_teacher():
     assert torch.isfinite(s.grad).all() and t.grad is None
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_rkd_of_half_precision_embeddings_is_finite(dtype):
+    """In float16 normalize's eps (1e-12) is 0: the zero vectors e_i − e_i would give NaN angles."""
+    s, t = randn(8, 5, seed=1), randn(8, 12, seed=2)
+    s_half = s.to(dtype).requires_grad_()
+    for loss in (rkd_distance_loss, rkd_angle_loss):
+        got = loss(s_half, t.to(dtype))
+        assert torch.isfinite(got) and got.item() == pytest.approx(loss(s, t).item(), rel=2e-2)
+        got.backward()
+        assert torch.isfinite(s_half.grad).all()
+
+
 # ── decoupled KD ─────────────────────────────────────────────────────────────────────────────
 def official_dkd(s, t, y, alpha, beta, T):
     """The reference implementation of Zhao et al. 2022 (mdistiller), for moderate logits."""
@@ -324,6 +344,29 @@ def test_dkd_is_finite_on_huge_logits_and_skips_the_teacher():
     loss = dkd_loss(s, t, torch.tensor([0, 1]), 1.0)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(s.grad).all() and t.grad is None
+
+
+def test_dkd_with_a_ruled_out_class_matches_the_probabilities():
+    """A −inf teacher logit (probability 0) is allowed; TCKD by hand from the binary split."""
+    s = torch.tensor([[0.5, 1.0, 2.0]], dtype=torch.float64)
+    t = torch.tensor([[-math.inf, 1.0, 2.0]], dtype=torch.float64)
+    tckd, nckd = dkd_terms(s, t, torch.tensor([1]), 1.0)
+    p_t, p_s = torch.softmax(t, -1)[0, 1], torch.softmax(s, -1)[0, 1]
+    hand = p_t * torch.log(p_t / p_s) + (1 - p_t) * torch.log((1 - p_t) / (1 - p_s))
+    assert tckd.item() == pytest.approx(hand.item(), rel=1e-9) and tckd.item() > 0
+    assert torch.isfinite(nckd) and nckd.item() >= 0
+    assert torch.allclose(kd_loss(s, t, 1.0), tckd + (1 - p_t) * nckd)  # eq. 5 still holds
+
+
+@pytest.mark.parametrize("s_row, t_row, label", [
+    ([-math.inf, 1.0, 2.0], [-math.inf, 1.5, 2.0], 1),  # both rule out class 0
+    ([0.5, 1.0], [-math.inf, 1.0], 1),  # the teacher is certain: no non-target distribution
+])
+def test_dkd_gradient_is_finite_with_minus_inf_logits(s_row, t_row, label):
+    s = torch.tensor([s_row], requires_grad=True)
+    tckd, nckd = dkd_terms(s, torch.tensor([t_row]), torch.tensor([label]), 1.0)
+    (tckd + nckd).backward()
+    assert torch.isfinite(tckd) and torch.isfinite(nckd) and torch.isfinite(s.grad).all()
 
 
 # ── the Distiller ────────────────────────────────────────────────────────────────────────────
@@ -406,9 +449,24 @@ def test_distiller_without_teacher_and_bad_arguments():
         Distiller(small_mlp(2), None, {"kd": (1.0, KD())})
     with pytest.raises(ValueError, match="weight -1"):
         Distiller(small_mlp(2), None, {"ce": (-1, CE())})
+    for w in (math.inf, math.nan):  # an infinite weight trains to NaN
+        with pytest.raises(ValueError, match=f"weight {w}.*finite"):
+            Distiller(small_mlp(2), None, {"ce": (w, CE())})
     with pytest.raises(ValueError, match="steps=0"):
         d.fit(x, y, steps=0)
     with pytest.raises(ValueError, match="96 rows but y has 95"):
         d.fit(x, y[:-1])
     with pytest.raises(ValueError, match=r"values from \d+ to 3 .*\[0, 3\)"):
         d.fit(x, torch.cat([y[:-1], torch.tensor([3])]).clamp_min(-1), steps=1)
+
+
+def test_distiller_accepts_any_integer_dtype_of_labels():
+    """int32 labels (and -1 for unlabelled rows) train exactly as int64 ones do."""
+    x, y = toy_data()
+    y[::2] = -1
+    losses = lambda: {"kd": (0.5, KD(2.0)), "ce": (0.5, CE()), "dkd": (0.1, DKD(2.0))}  # noqa: E731
+    a = Distiller(small_mlp(2), RecordingTeacher(), losses(), progress=False)
+    b = Distiller(small_mlp(2), RecordingTeacher(), losses(), progress=False)
+    a.fit(x, y, steps=3, batch_size=16)
+    b.fit(x, y.int(), steps=3, batch_size=16)
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]

@@ -164,6 +164,24 @@ def test_perplexity_of_untrained_model_is_near_vocab_size(corpus):
         perplexity(small_gpt(), corpus, "val", max_windows=0)
 
 
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(batch_size=0), ValueError, "batch_size=0"),  # was: range() arg 3 must not be zero
+    (dict(batch_size=-1), ValueError, "batch_size=-1"),  # was: ZeroDivisionError
+    (dict(batch_size=2.0), TypeError, "batch_size must be an int"),
+    (dict(block_size=0), ValueError, "block_size=0"),  # was: silently the model's block_size
+])
+def test_scores_reject_bad_sizes(corpus, kwargs, error, match):
+    for score in (perplexity, models.next_char_scores):
+        with pytest.raises(error, match=match):
+            score(small_gpt(), corpus, "val", max_windows=4, **kwargs)
+
+
+def test_gpt_accepts_meta_ids():
+    """On the meta device (shapes, no values) the ids' range cannot be checked, so it is not."""
+    logits, _ = small_gpt().to("meta")(torch.zeros(1, 4, dtype=torch.long, device="meta"))
+    assert logits.shape == (1, 4, 96) and logits.is_meta
+
+
 # ---- shipped weights -------------------------------------------------------------------------
 
 

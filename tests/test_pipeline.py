@@ -86,10 +86,52 @@ def test_fake_quant_distillation_returns_quantized_student(teacher, corpus):
     (dict(student=TinyGPT(TINY), config=TINY), "not both"),
     (dict(config=GPTConfig(vocab_size=50, n_layer=1, block_size=16)), "vocab_size=50"),
     (dict(student=TinyGPT(TINY), fake_quant_bits=0), "bits"),
+    (dict(min_lr=-1.0), "min_lr=-1.0"),  # a negative learning rate would train uphill
+    (dict(lr=1e-3, min_lr=1e-2), "min_lr=0.01"),  # the "decay" would go up
+    (dict(min_lr="x"), "min_lr='x'"),
+    (dict(lr=math.inf), "lr=inf"),
 ])
 def test_distill_bad_inputs(teacher, corpus, kwargs, match):
     with pytest.raises(ValueError, match=match):
         distill_tinygpt_student(teacher, corpus, **{"progress": False, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(temperature=0), ValueError, "temperature=0"),
+    (dict(min_lr=-1.0), ValueError, "min_lr"),
+    (dict(group_size=48), ValueError, "group_size=48"),  # does not divide in_features=128
+    (dict(group_size=0), ValueError, "group_size=0"),
+])
+def test_bad_arguments_leave_the_callers_student_untouched(teacher, corpus, kwargs, error, match):
+    """Every argument is checked before fake_quant_bits swaps the student's Linear layers."""
+    student = TinyGPT(TINY, seed=0)
+    before = {n: type(m) for n, m in student.named_modules()}
+    with pytest.raises(error, match=match):
+        distill_tinygpt_student(teacher, corpus, student, fake_quant_bits=4, progress=False, **kwargs)
+    assert {n: type(m) for n, m in student.named_modules()} == before
+
+
+def test_distill_runs_on_the_teachers_device(corpus, monkeypatch):
+    """A fresh student is built on the teacher's device and the batches go there too. The meta
+    device stands in for a GPU: it has shapes and devices but no values, so the loss is stopped."""
+    import minicomp.distill
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def spy(s_logits, t_logits, labels, **kwargs):
+        seen.update(student=s_logits.device.type, teacher=t_logits.device.type, labels=labels.device.type)
+        raise Stop
+
+    monkeypatch.setattr(minicomp.distill, "distillation_loss", spy)
+    teacher = TinyGPT(TINY, seed=1).to("meta")
+    with pytest.raises(Stop):
+        distill_tinygpt_student(teacher, corpus, config=TINY, steps=1, batch_size=2, progress=False)
+    assert seen == {"student": "meta", "teacher": "meta", "labels": "meta"}
+    with pytest.raises(ValueError, match="student is on cpu but teacher is on meta"):
+        distill_tinygpt_student(teacher, corpus, TinyGPT(TINY), steps=1, batch_size=2, progress=False)
 
 
 def test_distill_needs_a_gpt(corpus):

@@ -85,6 +85,17 @@ def test_mean_cosine_names_the_argument():
         mean_cosine(torch.ones(2, 3), [[1.0, 0.0, 0.0]])
 
 
+@pytest.mark.parametrize("sentences, error, match", [
+    ((s for s in ["a", 1]), TypeError, "sentences must be a list of strings, got a generator with an item of type int"),
+    (iter([]), ValueError, "at least one sentence, got an empty list_iterator"),
+    (3, TypeError, "sentences must be a list of strings, got int"),
+    ("one string", TypeError, "single str"),
+])
+def test_sentences_are_checked_before_the_model_runs(sentences, error, match):
+    with pytest.raises(error, match=match):
+        embed(None, sentences)  # the check comes first: no model needed
+
+
 # ── the bundled MiniLM ───────────────────────────────────────────────────────────────────────
 
 SENTENCES = [
@@ -120,6 +131,25 @@ def test_token_embeddings_pooled_are_the_embeddings(minilm):
     tokens, mask = token_embeddings(minilm, SENTENCES)
     assert tokens.shape[:2] == mask.shape and tokens.shape[0] == len(SENTENCES) and tokens.shape[2] == 384
     assert mask.dtype == torch.int64 and (mask.sum(1) < mask.shape[1]).any()  # some sentences are padded
+    assert torch.allclose(mean_pool(tokens, mask), embed(minilm, SENTENCES), atol=1e-5)
+
+
+def test_sentences_may_come_from_a_generator(minilm):
+    """A generator can be read once: it must not be used up by the type check."""
+    assert torch.equal(embed(minilm, (s for s in SENTENCES)), embed(minilm, SENTENCES))
+    assert len(calibration_batches(minilm, iter(SENTENCES), batch_size=3)) == 3
+
+
+def test_token_embeddings_run_in_eval_mode_and_restore_the_mode(minilm):
+    """A model left in train mode would apply dropout: the pooled tokens would not be embed's."""
+    minilm.train()
+    minilm[1].eval()  # a mix of modes (load_minilm's top is in train mode, its layers in eval)
+    modes = [m.training for m in minilm.modules()]
+    try:
+        tokens, mask = token_embeddings(minilm, SENTENCES)
+        assert [m.training for m in minilm.modules()] == modes  # every module's own mode is restored
+    finally:
+        minilm.eval()
     assert torch.allclose(mean_pool(tokens, mask), embed(minilm, SENTENCES), atol=1e-5)
 
 
