@@ -21,7 +21,9 @@ the conversion below re-packs. `save_gguf` accepts
   group_size 32, float16 scales (e.g. `rtn_quantize(w, 4, 32, symmetric=True,
   scale_dtype=torch.float16)`). Their codes are copied exactly, nothing is re-rounded.
 
-1-D tensors (biases, norms) are stored as F32, as llama.cpp does.
+1-D tensors (biases, norms) are stored as F32, as llama.cpp does. A `PackedLinear` is a whole
+layer: its bias is written too, as an F32 tensor named by GGUF's convention, "blk.0.attn_q.bias"
+beside "blk.0.attn_q.weight" (so name a layer with a bias "….weight"; see `save_gguf`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import torch
 from torch import nn
 
 from minicomp.kernels import PackedLinear
-from minicomp.pack import unpack
 from minicomp.quant import check_finite
 
 __all__ = ["save_quantized", "load_quantized", "quantize_q4_0", "quantize_q8_0", "dequantize_q4_0",
@@ -93,7 +94,8 @@ def save_quantized(model: nn.Module, path, *, metadata: Mapping[str, str] | None
             if t is not None:
                 tensors[prefix + buf] = t.detach().cpu().contiguous()
         info[name] = {"in_features": layer.in_features, "out_features": layer.out_features,
-                      "bits": layer.bits, "pack_bits": layer.pack_bits, "group_size": layer.group_size}
+                      "bits": layer.bits, "pack_bits": layer.pack_bits, "group_size": layer.group_size,
+                      "symmetric": layer.symmetric}
     meta = {"format": FORMAT, "packed_layers": json.dumps(info), **dict(metadata or {})}
     path = Path(path)
     save_file(tensors, str(path), metadata=meta)
@@ -126,6 +128,7 @@ def load_quantized(model: nn.Module, path, *, backend: str | None = None) -> nn.
         layer = cls(get("qweight"), get("scales"), get("zeros"),
                     in_features=spec["in_features"], bits=spec["bits"],
                     group_size=spec["group_size"], perm=get("perm"), bias=get("bias"),
+                    symmetric=spec.get("symmetric", False),   # (files written before it was saved: False)
                     backend=backend, **extra)
         if name == "":
             raise ValueError("the file holds a single packed layer; build it with PackedLinear(...)")
@@ -263,8 +266,31 @@ def _gguf_ready(qw, bits: int, qtype: str):
     return qw.codes, qw.scale
 
 
+def _check_codes(codes, scale, bits: int) -> None:
+    """Raise unless codes [out, in] are integers in 0 .. 2^bits − 1, in a multiple of 32, and
+    scale [out, in / 32] holds finite floats: the arguments of `q4_0_from_codes` / `q8_0_from_codes`."""
+    top = 2**bits - 1
+    if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex() \
+            or codes.dtype == torch.bool:
+        raise TypeError(f"codes must be an integer torch.Tensor of {bits}-bit codes [out, in], got "
+                        f"{f'a {codes.dtype} tensor' if isinstance(codes, torch.Tensor) else type(codes).__name__}")
+    if codes.dim() != 2 or codes.shape[1] % GGUF_BLOCK:
+        raise ValueError(f"codes must be 2-D [out, in] with in a multiple of {GGUF_BLOCK} (whole GGUF blocks), "
+                         f"got shape {tuple(codes.shape)}")
+    if codes.numel() and (codes.min() < 0 or codes.max() > top):
+        raise ValueError(f"codes must lie in [0, {top}] ({bits}-bit codes, stored unsigned); got "
+                         f"[{codes.min().item()}, {codes.max().item()}]")
+    want = (codes.shape[0], codes.shape[1] // GGUF_BLOCK)
+    if not isinstance(scale, torch.Tensor) or tuple(scale.shape) != want:
+        raise ValueError(f"scale must be a tensor of shape [out, in / {GGUF_BLOCK}] = {list(want)} (one per "
+                         f"block), got {list(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__}")
+    check_finite("scale", scale)
+
+
 def q4_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Q4_0 blocks from 4-bit codes [out, in] (0..15, value (q − 8)·scale) and scale [out, in/32]."""
+    """Q4_0 blocks [out, in / 32 · 18] uint8 from 4-bit codes [out, in] (integers 0..15, standing
+    for (q − 8)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block)."""
+    _check_codes(codes, scale, 4)
     out, n_in = codes.shape
     q = codes.reshape(-1, GGUF_BLOCK)                         # [n_blocks, 32]
     d = scale.reshape(-1, 1)
@@ -272,7 +298,9 @@ def q4_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def q8_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Q8_0 blocks from 8-bit codes [out, in] (0..255, value (q − 128)·scale) and scale [out, in/32]."""
+    """Q8_0 blocks [out, in / 32 · 34] uint8 from 8-bit codes [out, in] (integers 0..255, standing
+    for (q − 128)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block)."""
+    _check_codes(codes, scale, 8)
     out, n_in = codes.shape
     q = (codes.reshape(-1, GGUF_BLOCK).to(torch.int16) - 128).to(torch.int8)
     d = scale.reshape(-1, 1)
@@ -285,9 +313,14 @@ def _to_gguf(name: str, value, qtype: str):
 
     from minicomp.quant import QuantizedWeight
 
-    if isinstance(value, PackedLinear):
-        value = QuantizedWeight(unpack(value.qweight, value.pack_bits), value.scales, value.zeros,
-                                value.bits, value.group_size, value.perm)
+    if isinstance(value, PackedLinear):   # (its bias is written by save_gguf, under its own name)
+        scale = getattr(value, "input_scale", None)   # an AWQ layer whose scale did not fold
+        if scale is not None and not bool((scale == 1).all()):
+            raise ValueError(f"tensors[{name!r}] is a PackedAWQLinear that divides x by its input_scale "
+                             "first, and a GGUF weight has no place for that scale: fold it into the op "
+                             "before the layer (minicomp.awq.fold_awq_scales, before packing), or save the "
+                             "model with save_quantized, which keeps it")
+        value = value.quantized_weight()
     if isinstance(value, QuantizedWeight):
         if qtype not in ("Q4_0", "Q8_0"):
             raise ValueError(f"tensors[{name!r}] is quantized; qtype={qtype!r} must be 'Q4_0' or 'Q8_0'")
@@ -301,20 +334,71 @@ def _to_gguf(name: str, value, qtype: str):
     w = value.detach().cpu().float()
     if w.dim() < 2 or w.shape[-1] % GGUF_BLOCK or qtype == "F32":
         return w.numpy(), T.F32          # biases and norms stay float, as in llama.cpp
-    if qtype == "F16":
-        return w.half().numpy(), T.F16
     check_finite(f"tensors[{name!r}]", w)
+    if qtype == "F16":
+        if w.numel() and w.abs().max() > FP16_MAX:
+            raise ValueError(f"tensors[{name!r}] holds values up to {w.abs().max().item():.4g} in magnitude, "
+                             f"beyond float16's largest ({FP16_MAX:g}): F16 would store them as inf. Use "
+                             "qtype='F32', or scale the tensor down first")
+        return w.half().numpy(), T.F16
     quantize = quantize_q4_0 if qtype == "Q4_0" else quantize_q8_0
     return quantize(w).numpy(), getattr(T, qtype)
 
 
+def _bias_name(name: str) -> str:
+    """GGUF's name for the bias of the layer whose weight is `name`: "blk.0.attn_q.weight" ->
+    "blk.0.attn_q.bias"."""
+    if not name.endswith(".weight"):
+        raise ValueError(f"tensors[{name!r}] is a PackedLinear with a bias, and save_gguf writes its bias as "
+                         "a tensor of its own, named as GGUF names them: the layer's name must end in '.weight' "
+                         "(e.g. 'blk.0.attn_q.weight', whose bias becomes 'blk.0.attn_q.bias'). Rename it, or "
+                         "pass the two separately: {'w': layer.quantized_weight(), 'b': layer.bias}")
+    return name[: -len("weight")] + "bias"
+
+
+def _add_metadata(writer, key, value) -> None:
+    """One metadata entry, typed as GGUF types it: bool -> BOOL, int -> UINT32 (INT32 if negative;
+    64 bits if it does not fit), float -> FLOAT32 (as llama.cpp reads e.g. its epsilons), str -> STRING.
+    numpy scalars count as the Python type they stand for."""
+    if not isinstance(key, str):
+        raise TypeError(f"metadata keys must be str, got {key!r}")
+    if isinstance(value, (bool, np.bool_)):
+        writer.add_bool(key, bool(value))
+    elif isinstance(value, numbers.Integral):
+        v = int(value)
+        if 0 <= v < 2**32:
+            writer.add_uint32(key, v)
+        elif -(2**31) <= v < 0:
+            writer.add_int32(key, v)
+        elif -(2**63) <= v < 2**63:
+            writer.add_int64(key, v)
+        elif 0 <= v < 2**64:
+            writer.add_uint64(key, v)
+        else:
+            raise ValueError(f"metadata[{key!r}]={value!r} does not fit GGUF's 64-bit integers")
+    elif isinstance(value, numbers.Real):
+        writer.add_float32(key, float(value))
+    elif isinstance(value, str):
+        writer.add_string(key, value)
+    else:
+        raise TypeError(f"metadata[{key!r}] is a {type(value).__name__}; GGUF metadata values here must be "
+                        "a str, bool, int or float")
+
+
+RESERVED_KEYS = {"general.architecture": "arch=", "minicomp.qtype": "qtype="}  # set by save_gguf's arguments
+
+
 def save_gguf(path, tensors: Mapping[str, object], qtype: str = "Q4_0", *, arch: str = "minicomp",
-              metadata: Mapping[str, str | int] | None = None) -> Path:
+              metadata: Mapping[str, str | int | float | bool] | None = None) -> Path:
     """Write `tensors` {name: float tensor | QuantizedWeight | PackedLinear} as a GGUF file.
 
     qtype: "Q4_0" or "Q8_0" for the 2-D (and larger) float tensors whose rows are whole blocks of
-    32; "F16" or "F32" to keep them in float. Returns the path. Read it back with `load_gguf`, or
-    `gguf.GGUFReader(path)` directly.
+    32; "F16" or "F32" to keep them in float (F16 refuses values float16 cannot hold). A
+    PackedLinear's bias is written too, as F32, under GGUF's name for it: "blk.0.attn_q.weight"'s
+    bias is "blk.0.attn_q.bias" (so the name of a layer with a bias must end in ".weight").
+    metadata: {key: str | bool | int | float}, beside "general.name" (the file's stem, unless
+    metadata gives one) and "minicomp.qtype". Returns the path. Read it back with `load_gguf`,
+    or `gguf.GGUFReader(path)` directly.
     """
     import gguf
 
@@ -322,16 +406,28 @@ def save_gguf(path, tensors: Mapping[str, object], qtype: str = "Q4_0", *, arch:
         raise ValueError(f"qtype={qtype!r} must be one of {GGUF_QTYPES}")
     if not isinstance(tensors, Mapping) or not tensors:
         raise ValueError("tensors must be a non-empty dict {name: tensor}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict {{key: value}} or None, got {type(metadata).__name__}")
+    metadata = dict(metadata or {})
+    for key, arg in RESERVED_KEYS.items():
+        if key in metadata:
+            raise ValueError(f"metadata[{key!r}] is written by save_gguf itself; pass it as {arg} instead")
+    entries = {}                                      # name -> what to write: the bias of a layer too
+    for name, value in tensors.items():
+        entries[name] = value
+        if isinstance(value, PackedLinear) and value.bias is not None:
+            bias = _bias_name(name)
+            if bias in tensors:
+                raise ValueError(f"tensors[{bias!r}] is given, and tensors[{name!r}] is a PackedLinear whose bias "
+                                 "would be written under that name too; give the bias once")
+            entries[bias] = value.bias
     path = Path(path)
     writer = gguf.GGUFWriter(str(path), arch=arch)
-    writer.add_string("general.name", str(path.stem))
+    writer.add_string("general.name", str(metadata.pop("general.name", path.stem)))
     writer.add_string("minicomp.qtype", qtype)
-    for key, value in (metadata or {}).items():
-        if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)) or \
-                (isinstance(value, numbers.Integral) and not 0 <= value < 2**32):
-            raise ValueError(f"metadata[{key!r}]={value!r} must be a str or an int in [0, 2**32)")
-        (writer.add_uint32 if isinstance(value, int) else writer.add_string)(key, value)
-    for name, value in tensors.items():
+    for key, value in metadata.items():
+        _add_metadata(writer, key, value)
+    for name, value in entries.items():
         data, kind = _to_gguf(name, value, qtype)
         writer.add_tensor(name, data, raw_dtype=kind if data.dtype == np.uint8 else None)
     writer.write_header_to_file()

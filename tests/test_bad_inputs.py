@@ -185,7 +185,7 @@ CATALOGUE = [
     ("QuantLinear: negative act_scale", lambda: rtn.QuantLinear(_qw(), act_bits=8, act_scale=-0.1, act_zero=0), "act_scale"),
     ("QuantLinear: act_zero 0.5", lambda: rtn.QuantLinear(_qw(), act_bits=8, act_scale=0.1, act_zero=0.5), "act_zero"),
     ("compute_qparams: axis a string", lambda: quant.compute_qparams(W, 8, axis="0"), "axis"),
-    ("save_gguf: float metadata", lambda: export.save_gguf("/tmp/never-written.gguf", {"w": W}, metadata={"k": 1.5}), "metadata"),
+    ("save_gguf: a list in metadata", lambda: export.save_gguf("/tmp/never-written.gguf", {"w": W}, metadata={"k": [1.5]}), "metadata"),
 ]
 
 

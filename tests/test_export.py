@@ -15,6 +15,7 @@ from minicomp.export import (
     load_gguf,
     load_quantized,
     q4_0_from_codes,
+    q8_0_from_codes,
     quantize_q4_0,
     quantize_q8_0,
     read_gguf,
@@ -138,6 +139,91 @@ def test_save_gguf_refuses_codes_that_are_not_gguf(tmp_path):
         save_gguf(tmp_path / "x.gguf", {"w": torch.randn(2, 32)}, "Q5_K")
 
 
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q8_0"])
+def test_save_gguf_writes_a_packed_linears_bias_by_gguf_names(tmp_path, qtype):
+    lin = nn.Linear(64, 8)
+    layer = PackedLinear.from_linear(lin, 4 if qtype == "Q4_0" else 8, 32, symmetric=True)
+    path = save_gguf(tmp_path / "p.gguf", {"blk.0.attn_q.weight": layer}, qtype)
+    info = read_gguf(path)
+    assert list(info) == ["blk.0.attn_q.weight", "blk.0.attn_q.bias"]
+    assert info["blk.0.attn_q.bias"]["type"] == "F32" and info["blk.0.attn_q.bias"]["shape"] == (8,)
+    back = load_gguf(path)
+    assert torch.equal(back["blk.0.attn_q.bias"], lin.bias.detach())
+    assert torch.equal(back["blk.0.attn_q.weight"], layer.quantized_weight().dequantize())
+    with pytest.raises(ValueError, match=r"must end in '\.weight'.*quantized_weight\(\)"):
+        save_gguf(tmp_path / "x.gguf", {"layer": layer}, qtype)        # where would its bias go?
+    with pytest.raises(ValueError, match="give the bias once"):
+        save_gguf(tmp_path / "x.gguf", {"l.weight": layer, "l.bias": lin.bias.detach()}, qtype)
+
+
+def test_save_gguf_refuses_an_awq_layer_whose_input_scale_did_not_fold(tmp_path):
+    from minicomp.awq import PackedAWQLinear
+
+    qw = rtn_quantize(torch.randn(8, 64), 4, 32, symmetric=True, scale_dtype=torch.float16)
+    plain = PackedLinear.from_quantized(qw)
+    args = (plain.qweight, plain.scales, plain.zeros)
+    kw = dict(in_features=64, bits=4, group_size=32, symmetric=True)
+    ones = PackedAWQLinear(*args, **kw)                                # scale 1: nothing is lost
+    assert torch.equal(load_gguf(save_gguf(tmp_path / "a.gguf", {"w": ones}))["w"], qw.dequantize())
+    scaled = PackedAWQLinear(*args, input_scale=torch.full((64,), 2.0), **kw)
+    with pytest.raises(ValueError, match="input_scale"):
+        save_gguf(tmp_path / "b.gguf", {"w": scaled})
+
+
+@pytest.mark.parametrize("bad", [1e5, -7e4, float("inf"), float("nan")])
+def test_save_gguf_f16_refuses_values_float16_cannot_hold(tmp_path, bad):
+    w = torch.randn(2, 32)
+    w[1, 3] = bad
+    with pytest.raises(ValueError, match=r"tensors\['w'\] (holds values up to|contains NaN or Inf)"):
+        save_gguf(tmp_path / "x.gguf", {"w": w}, "F16")
+    w[1, 3] = 65504.0                                                  # float16's largest: fine
+    assert torch.equal(load_gguf(save_gguf(tmp_path / "ok.gguf", {"w": w}, "F16"))["w"], w.half().float())
+
+
+def test_from_codes_check_their_arguments():
+    ones = torch.ones(2, 2)
+    codes = torch.full((2, 64), 8, dtype=torch.uint8)
+    assert q4_0_from_codes(codes, ones).shape == (2, 36) and q8_0_from_codes(codes, ones).shape == (2, 68)
+    for make, top in ((q4_0_from_codes, 15), (q8_0_from_codes, 255)):
+        for value in (top + 1, -1):
+            wrong = codes.to(torch.int32).clone()
+            wrong[1, 5] = value
+            with pytest.raises(ValueError, match=rf"codes must lie in \[0, {top}\]"):
+                make(wrong, ones)
+        with pytest.raises(ValueError, match="codes must be 2-D"):
+            make(codes[0], ones[0])
+        with pytest.raises(ValueError, match="multiple of 32"):
+            make(codes[:, :48], ones)
+        with pytest.raises(ValueError, match=r"scale must be a tensor of shape \[out, in / 32\] = \[2, 2\]"):
+            make(codes, torch.ones(2, 1))
+        with pytest.raises(TypeError, match="codes must be an integer"):
+            make(codes.float(), ones)
+        with pytest.raises(ValueError, match="scale contains NaN"):
+            make(codes, torch.full((2, 2), float("nan")))
+
+
+def test_save_gguf_metadata_types(tmp_path):
+    meta = {"a.np_int": np.int64(3), "a.int": 7, "a.neg": -2, "a.big": 2**40, "a.float": 0.5,
+            "a.np_float": np.float32(1e-5), "a.bool": True, "a.np_bool": np.bool_(False), "a.str": "hi",
+            "general.name": "tiny"}
+    path = save_gguf(tmp_path / "m.gguf", {"w": torch.randn(2, 32)}, metadata=meta)
+    fields = gguf.GGUFReader(str(path)).fields
+    want = {"a.np_int": ("UINT32", 3), "a.int": ("UINT32", 7), "a.neg": ("INT32", -2),
+            "a.big": ("INT64", 2**40), "a.float": ("FLOAT32", 0.5),
+            "a.np_float": ("FLOAT32", np.float32(1e-5)), "a.bool": ("BOOL", True), "a.np_bool": ("BOOL", False)}
+    for key, (kind, value) in want.items():
+        f = fields[key]
+        assert f.types[0].name == kind, key
+        assert f.parts[f.data[0]][0] == value, key
+    name = fields["general.name"]
+    assert bytes(name.parts[name.data[0]]).decode() == "tiny"          # metadata's, not the file's stem
+    for bad in (None, [1, 2], {"x": 1}):
+        with pytest.raises(TypeError, match=r"metadata\['k'\] is a"):
+            save_gguf(tmp_path / "x.gguf", {"w": torch.randn(2, 32)}, metadata={"k": bad})
+    with pytest.raises(ValueError, match="pass it as arch="):
+        save_gguf(tmp_path / "x.gguf", {"w": torch.randn(2, 32)}, metadata={"general.architecture": "llama"})
+
+
 # ------------------------------------------------------------------ safetensors
 
 def _quantized_mlp():
@@ -159,6 +245,17 @@ def test_safetensors_round_trip(tmp_path):
     assert isinstance(fresh[0], PackedLinear) and isinstance(fresh[2], PackedLinear)
     with torch.no_grad():
         assert torch.equal(fresh(x), before)
+
+
+def test_safetensors_keeps_symmetric(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 8))
+    model[0] = PackedLinear.from_linear(model[0], 4, 32, symmetric=True)
+    model[2] = PackedLinear.from_linear(model[2], 4, 16)
+    path = save_quantized(model, tmp_path / "m.safetensors")
+    fresh = load_quantized(nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 8)), path)
+    assert fresh[0].symmetric and not fresh[2].symmetric
+    assert fresh[0].quantized_weight().nbytes == model[0].quantized_weight().nbytes
 
 
 def test_safetensors_packs_quantlinears_on_save(tmp_path):

@@ -965,6 +965,126 @@ def test_load_state_dict_refreshes_the_kernel_layout():
     assert torch.equal(run(a, x, "cpu"), run(b, x, "reference"))
 
 
+@needs_numba
+def test_in_place_edit_of_perm_refreshes_the_kernel_layout():
+    """The layout is stamped with every buffer's `_version`: writing into perm (not only into
+    qweight, scales and zeros) must rebuild it, or the cpu backend reads the old column order."""
+    layer = exact_layer(16, 64, 4, 32, perm=True, bias=False)
+    x = int_input(1, 64)
+    run(layer, x, "cpu")                                       # builds and caches the layout
+    with torch.no_grad():
+        layer.perm.copy_(torch.randperm(64, generator=_gen(5)))
+    assert torch.equal(run(layer, x, "cpu"), run(layer, x, "reference"))
+
+
+def test_kept_layout_stamp_tells_apart_a_new_tensor_at_the_same_address():
+    """A stamp of (address, _version) alone would take a new tensor that lands at a freed one's
+    address, also at version 0, for the old one: the stamp holds the tensor (weakly) as well."""
+    from minicomp.kernels import _same_tensors, _stamp
+
+    a = torch.zeros(4)
+    b = a.detach()                      # another tensor object: same address, same version
+    assert b.data_ptr() == a.data_ptr() and b._version == a._version
+    stamp = _stamp((a, None))
+    assert _same_tensors(stamp, (a, None))
+    assert not _same_tensors(stamp, (b, None))
+    assert not _same_tensors(stamp, (a, a))                    # perm added
+    a.add_(1)
+    assert not _same_tensors(stamp, (a, None))                 # written in place
+
+
+@needs_numba
+def test_a_layer_with_kernel_caches_pickles_and_deep_copies():
+    """torch.save / copy.deepcopy of a layer that has run: its caches (whose stamps hold weak
+    references) are left behind and remade on first use."""
+    import copy
+    import io
+
+    layer = exact_layer(16, 64, 4, 32, perm=True)
+    x = int_input(2, 64)
+    want = run(layer, x, "cpu")
+    assert layer.kernel_cache_nbytes > 0
+    buf = io.BytesIO()
+    torch.save(layer, buf)
+    buf.seek(0)
+    for again in (torch.load(buf, weights_only=False), copy.deepcopy(layer)):
+        assert again.kernel_cache_nbytes == 0
+        assert torch.equal(run(again, x, "cpu"), want)
+    assert layer.kernel_cache_nbytes > 0                       # the original keeps its own
+
+
+def test_quantized_weight_keeps_symmetric():
+    lin = nn.Linear(64, 8, bias=False)
+    qw = rtn_quantize(lin.weight.detach(), 4, 32, symmetric=True, scale_dtype=torch.float16)
+    layer = PackedLinear.from_quantized(qw)
+    assert layer.symmetric
+    back = layer.quantized_weight()
+    assert back.symmetric and back.nbytes == qw.nbytes          # no zero points counted
+    assert torch.equal(back.zero, torch.full_like(back.zero, 8))
+    assert PackedLinear.from_linear(lin, 4, 32, symmetric=True).quantized_weight().symmetric
+    assert not PackedLinear.from_linear(lin, 4, 32).quantized_weight().symmetric
+
+
+def test_constructor_checks_symmetric_and_bits():
+    q = pack(torch.zeros(4, 8, dtype=torch.uint8), 4)
+    s = torch.ones(4, 2)
+    mid = torch.full((4, 2), 8, dtype=torch.uint8)             # 2^(4-1): the symmetric zero point
+    assert PackedLinear(q, s, mid, in_features=8, bits=4, group_size=4, symmetric=True).symmetric
+    with pytest.raises(ValueError, match=r"symmetric=True needs every zero point to be 2\^\(bits-1\) = 8"):
+        PackedLinear(q, s, mid - 1, in_features=8, bits=4, group_size=4, symmetric=True)
+    with pytest.raises(TypeError, match="symmetric must be True or False"):
+        PackedLinear(q, s, mid, in_features=8, bits=4, group_size=4, symmetric="yes")
+    with pytest.raises(ValueError, match="bits=None must be an int from 1 to 8"):
+        PackedLinear(q, s, mid, in_features=8, bits=None, group_size=4)
+
+
+def test_scale_dtype_must_be_a_float_dtype():
+    lin = nn.Linear(64, 8)
+    with pytest.raises(TypeError, match=r"scale_dtype=torch\.int8 must be a floating-point torch\.dtype"):
+        PackedLinear.from_linear(lin, 4, 32, scale_dtype=torch.int8)
+    qw = rtn_quantize(lin.weight.detach(), 4, 32)
+    with pytest.raises(TypeError, match="scale_dtype='float16'"):
+        PackedLinear.from_quantized(qw, scale_dtype="float16")
+
+
+# ------------------------------------------------------------------ long groups on the cpu
+
+@needs_numba
+def test_cpu_layout_cuts_long_groups_into_chunks():
+    """Groups of at most CHUNK_CODES codes keep one scale each (layout as it always was); a longer
+    group is cut into equal chunks of at most CHUNK_CODES codes, its scale repeated per chunk."""
+    assert cpu_backend.CHUNK_CODES == 128
+    assert [cpu_backend.chunk_words(w, 4) for w in (4, 16, 32, 512, 1376, 37)] == [4, 16, 16, 16, 16, 1]
+    assert [cpu_backend.chunk_words(w, 8) for w in (32, 64)] == [32, 32]        # 128 codes: 32 words
+    assert [cpu_backend.chunk_words(w, 2) for w in (8, 16, 688)] == [8, 8, 8]  # 128 codes: 8 words
+    for bits, gs, n_chunks in ((4, 128, 8), (8, 128, 8), (2, 128, 8), (4, 64, 16), (4, -1, 8), (8, -1, 8)):
+        layer = PackedLinear.from_linear(nn.Linear(1024, 8), bits, gs)
+        lay = cpu_backend.layout(layer)
+        assert lay.scales.shape[1] == lay.zeros.shape[1] == n_chunks, (bits, gs)
+        per_group = n_chunks // layer.scales.shape[1]
+        np.testing.assert_array_equal(lay.scales[0, :, :8].T, np.repeat(layer.scales.float().numpy(), per_group, 1))
+
+
+@needs_numba
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("m", [1, 3])
+def test_cpu_keeps_float32_precision_with_long_groups_and_positive_inputs(bits, m):
+    """One group per row of 8192 inputs, all positive (as after a ReLU): the fused kernel's sums
+    end in a subtraction of two nearly equal numbers, 2^bits·(Σ f·x − Σ x) or Σ q·x − z·Σ x. Over a
+    whole row in float32 that lost 1.5e-4 to 8e-4 (relative); in chunks of 128 codes it is
+    at most ~1e-5 (the reference's matmul: ~1e-6)."""
+    lin = nn.Linear(8192, 64, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(64, 8192, generator=_gen(bits)))
+    layer = PackedLinear.from_linear(lin, bits, -1)
+    w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
+                          group_size=layer.group_size).double()
+    x = torch.randn(m, 8192, generator=_gen(m)).relu()
+    exact = x.double() @ w.T
+    got = run(layer, x, "cpu").double()
+    assert (got - exact).abs().max() / exact.abs().max() < 3e-5
+
+
 # ------------------------------------------------------------------ whole models
 
 def _tiny_model():

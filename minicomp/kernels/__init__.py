@@ -13,16 +13,28 @@ What it stores (buffers, so `state_dict`, `.to()` and `export` see them):
     perm    [in] int64 or None        GPTQ act-order: column j of the codes is input perm[j]
     bias    [out] or None             kept as given (one vector, 1/in of the weight's size)
 
+and `symmetric` (a plain attribute): the zero points are the constant 2^(bits−1), so a format
+that knows this (GGUF's Q4_0, `QuantizedWeight.nbytes`) stores none.
+
 Nothing is stored as a full-precision weight. `pack_bits` is 2, 4 or 8; a QuantizedWeight of 3
 bits is stored in 4-bit slots, one of 5 to 7 bits in bytes (the codes are unchanged).
 
-Backends (all compute in float32 and agree with `reference`; see each module):
+Backends (each agrees with `reference` up to the rounding of the arithmetic it does; the result
+always comes back in x's dtype; see each module):
 
     reference  plain PyTorch: unpack, dequantize the whole weight, matmul. Written to be read.
+               All in float32, whatever x's dtype.
     cpu        numba kernel that dequantizes inside the multiply loop; never builds the weight.
                From `cpu.GEMM_ROWS` rows of x on, it dequantizes one slab of rows at a time
                and multiplies it with BLAS instead (faster once arithmetic, not memory, rules).
+               All in float32 (x is converted first).
     triton     GPU kernel for GEMV and small-batch GEMM (W4A16), when CUDA and triton exist.
+               Float32 x: all in float32. 16-bit x is *not* all float32: the half2 kernel (fp16
+               x, 4-bit codes) multiplies in fp16 and adds eight products at a time in fp16
+               before adding them into float32 sums; the tensor-core tiles multiply 16-bit
+               q − z (exact) by x and sum in float32; and the 'dequant' configuration (prompts)
+               decodes the weight into x's dtype, rounding (q − z)·s to fp16 or bf16, for a
+               dense matmul in that dtype. Expect fp16-sized differences there.
 
 `backend=None` (the default) picks, per call: triton for CUDA inputs, cpu for CPU inputs, and
 reference when the fast one cannot run this layer (or x needs a gradient: only reference is
@@ -33,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import weakref
 
 import numpy as np
 import torch
@@ -81,10 +94,10 @@ class PackedLinear(nn.Module):
 
     def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, *,
                  in_features: int, bits: int, group_size: int, perm: torch.Tensor | None = None,
-                 bias: torch.Tensor | None = None, backend: str | None = None):
+                 bias: torch.Tensor | None = None, backend: str | None = None, symmetric: bool = False):
         super().__init__()
+        self.pack_bits = pack_bits_for(bits)   # checks bits (an int from 1 to 8) first
         self.bits = int(bits)
-        self.pack_bits = pack_bits_for(bits)
         out = qweight.shape[0] if isinstance(qweight, torch.Tensor) and qweight.dim() == 2 else None
         if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8 or out is None:
             raise TypeError("qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · "
@@ -109,11 +122,19 @@ class PackedLinear(nn.Module):
         if zeros.numel() and zeros.max() > 2**self.bits - 1:
             raise ValueError(f"zeros must lie in [0, {2**self.bits - 1}] for bits={self.bits}; got up to "
                              f"{zeros.max().item()}")
+        if not isinstance(symmetric, (bool, np.bool_)):
+            raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
+        mid = 2 ** (self.bits - 1)   # symmetric codes are stored unsigned: signed code + mid
+        if symmetric and not bool((zeros == mid).all()):
+            raise ValueError(f"symmetric=True needs every zero point to be 2^(bits-1) = {mid} (codes are stored "
+                             f"unsigned, offset by {mid}); got values from {zeros.min().item()} to "
+                             f"{zeros.max().item()}. Pass symmetric=False for asymmetric codes")
         check_perm(perm, in_features)
         if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out,)):
             raise ValueError(f"bias must be None or a tensor of shape [{out}], got "
                              f"{getattr(bias, 'shape', type(bias).__name__)}")
         self.in_features, self.out_features, self.group_size = int(in_features), int(out), int(g)
+        self.symmetric = bool(symmetric)   # zero is the constant 2^(bits-1): see `quantized_weight`
         self.register_buffer("qweight", qweight)
         self.register_buffer("scales", scales)
         self.register_buffer("zeros", zeros)
@@ -135,6 +156,7 @@ class PackedLinear(nn.Module):
 
         if not isinstance(qw, QuantizedWeight):
             raise TypeError(f"qw must be a minicomp.quant.QuantizedWeight, got {type(qw).__name__}")
+        _check_scale_dtype(scale_dtype, "keep the scales' dtype")
         scales = qw.scale.detach()
         if scale_dtype is not None:
             scales = _cast_scales(scales, scale_dtype)
@@ -145,7 +167,7 @@ class PackedLinear(nn.Module):
                              f"codes {per} to a byte")
         return cls(pack(qw.codes, pack_bits_for(qw.bits)), scales, qw.zero.to(torch.uint8),
                    in_features=n_in, bits=qw.bits, group_size=qw.group_size, perm=qw.perm,
-                   bias=bias, backend=backend)
+                   bias=bias, backend=backend, symmetric=qw.symmetric)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int = 4, group_size: int = 128, *,
@@ -157,6 +179,7 @@ class PackedLinear(nn.Module):
 
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        _check_scale_dtype(scale_dtype, "float32")
         gs = group_size
         if gs != -1 and isinstance(gs, numbers.Integral) and gs > 0 and linear.in_features % gs:
             raise ValueError(f"group_size={gs} must divide in_features={linear.in_features} (or be -1)")
@@ -165,12 +188,13 @@ class PackedLinear(nn.Module):
         return cls.from_quantized(qw, bias, backend=backend)
 
     def quantized_weight(self):
-        """The `QuantizedWeight` these buffers hold (codes unpacked)."""
+        """The `QuantizedWeight` these buffers hold (codes unpacked), `symmetric` flag included
+        (so its `nbytes` counts no zero points for a symmetric layer, as when it was quantized)."""
         from minicomp.pack import unpack
         from minicomp.quant import QuantizedWeight
 
         return QuantizedWeight(unpack(self.qweight, self.pack_bits), self.scales, self.zeros,
-                               self.bits, self.group_size, self.perm)
+                               self.bits, self.group_size, self.perm, symmetric=self.symmetric)
 
     # ── running ─────────────────────────────────────────────────────────────────────────────
     def choose_backend(self, x: torch.Tensor) -> str:
@@ -222,22 +246,55 @@ class PackedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
-                f"group_size={self.group_size}, scales={str(self.scales.dtype).replace('torch.', '')}, "
+                f"group_size={self.group_size}, symmetric={self.symmetric}, "
+                f"scales={str(self.scales.dtype).replace('torch.', '')}, "
                 f"perm={self.perm is not None}, bias={self.bias is not None}, backend={self.backend}")
 
     def kept_layout(self, key, make):
         """make(), a backend's own arrangement of this layer's buffers, kept under `key` and made
-        again when the buffers have changed since (e.g. load_state_dict writes into them)."""
-        stamp = tuple((t.data_ptr(), t._version) for t in (self.qweight, self.scales, self.zeros)) + (
-            None if self.perm is None else self.perm.data_ptr(),)
+        again when the buffers have changed since: replaced (`layer.perm = ...`), or written in
+        place (load_state_dict, `layer.perm.copy_(...)`, which bump a tensor's `_version`)."""
+        buffers = (self.qweight, self.scales, self.zeros, self.perm)   # all that a layout is made of
         cached = self._kernel_cache.get(key)
-        if cached is None or cached[0] != stamp:
-            cached = self._kernel_cache[key] = (stamp, make())
+        if cached is None or not _same_tensors(cached[0], buffers):
+            cached = self._kernel_cache[key] = (_stamp(buffers), make())
         return cached[1]
 
     def _apply(self, fn, *args, **kwargs):
         self._kernel_cache.clear()  # .to(), .cuda(), .half(): layouts are rebuilt on next use
         return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):
+        """Pickling (torch.save of the module) and copy.deepcopy leave the kernel caches behind: they
+        are remade on first use, and their stamps hold weak references, which cannot be pickled."""
+        return {**super().__getstate__(), "_kernel_cache": {}}
+
+
+def _stamp(tensors) -> tuple:
+    """What `kept_layout` remembers of each tensor (None stays None): the tensor itself, by a weak
+    reference (so a new tensor that happens to land at a freed one's address is not taken for
+    it, and the cache does not keep old buffers alive), where its data is, and its `_version`,
+    which PyTorch bumps on every in-place write."""
+    return tuple(None if t is None else (weakref.ref(t), t.data_ptr(), t._version) for t in tensors)
+
+
+def _same_tensors(stamp: tuple, tensors) -> bool:
+    """Whether `tensors` are, unchanged, the ones `stamp` (from `_stamp`) was taken of."""
+    if len(stamp) != len(tensors):
+        return False
+    for s, t in zip(stamp, tensors):   # (a plain loop: this runs on every call of the layer)
+        if s is None or t is None:
+            if s is not t:
+                return False
+        elif s[0]() is not t or s[1] != t.data_ptr() or s[2] != t._version:
+            return False
+    return True
+
+
+def _check_scale_dtype(scale_dtype, none_means: str) -> None:
+    if scale_dtype is not None and not (isinstance(scale_dtype, torch.dtype) and scale_dtype.is_floating_point):
+        raise TypeError(f"scale_dtype={scale_dtype!r} must be a floating-point torch.dtype (torch.float16, "
+                        f"torch.bfloat16, torch.float32) or None ({none_means})")
 
 
 def _cast_scales(scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -48,9 +48,24 @@ layer (it is a reshuffle of the same bytes, so the codes are stored twice while 
     words   [n_blocks, in / PER, BLOCK_ROWS] int32   PER = 32 / bits codes per word
             words[b, j, r] = bytes 4j .. 4j+3 of packed row b·BLOCK_ROWS + r, read little-endian,
             so code k of the word (bits k·bits ... k·bits + bits − 1) is input column PER·j + k
-    scales  [n_blocks, n_groups, BLOCK_ROWS] float32
-    zeros   [n_blocks, n_groups, BLOCK_ROWS] float32
+    scales  [n_blocks, n_chunks, BLOCK_ROWS] float32
+    zeros   [n_blocks, n_chunks, BLOCK_ROWS] float32
     Rows past out_features are padding (codes 0, scale 0) and are cut off the result.
+
+**Long groups are cut into chunks** of at most `CHUNK_CODES` codes, and the layout holds a
+group's scale and zero point once per chunk, so to the kernels a chunk is just a group. Why: the
+fused kernel ends each group with a subtraction of two large, nearly equal float32 sums
+(2^bits · (Σ f·x − Σ x) in the GEMV, Σ q·x − z · Σ x in the GEMM; `jit.py`, items 2 and 5), and
+what is left carries their rounding errors, which grow with the number of terms. A whole row of
+11008 all-positive inputs as one group (an MLP's down projection after a ReLU) gave a relative
+error of 4e-4, against 8e-7 for the reference's matmul; in chunks of 128 codes, ~5e-6, the
+same as group_size 128 always had. (The triton GEMV, likewise, finishes its sums every step of
+at most 16 words.) A group of at most `CHUNK_CODES` codes, group_size 128 or less, is one chunk:
+its layout and the kernels' loops are exactly what they were without chunks, and so is their
+speed. A longer group costs ~2% more time at 4096 × 4096 (the extra scales are read) and its
+scales and zeros take as much room as group_size 128's. Chunks are equal, so that the kernels
+need not know about them: a group whose length in words has no divisor near the most a chunk
+may hold (37 words, say) is cut smaller, down to single words, and is slower.
 """
 
 from __future__ import annotations
@@ -77,13 +92,14 @@ from minicomp.kernels.cpu.jit import (
 
 __all__ = ["NAME", "BLOCK_ROWS", "GEMM_ROWS", "SLAB_BYTES", "PACK_BITS", "available", "unsupported", "linear",
            "fused_linear", "slab_linear", "layout", "Layout", "make_layout", "kernels", "dequantizer",
-           "describe_threads", "THREADING"]
+           "describe_threads", "THREADING", "CHUNK_CODES", "chunk_words"]
 
 NAME = "cpu"
 BLOCK_ROWS = 128   # output rows per block: 128 measured best for 4096 × 4096 GEMV on AVX2
 GEMM_ROWS = 64     # from this many rows of x on, `linear` multiplies dequantized slabs with BLAS
                    # (4- and 8-bit codes: the two cross at 24 to 64 rows, 384² to 4096²; 2 bits: below 32)
 SLAB_BYTES = 1 << 20  # the most float32 bytes of dequantized weight held at once (measured best: 0.5-2 MB)
+CHUNK_CODES = 128  # the most codes of a row the fused kernel sums before finishing them (see "Long groups")
 PACK_BITS = (2, 4, 8)
 WAIT_SPINS = 2000  # checks per `wait_done` call (a few µs) between looks at the clock
 
@@ -96,8 +112,8 @@ def available() -> bool:
 @dataclass
 class Layout:
     words: np.ndarray    # [n_blocks, in / PER, BLOCK_ROWS] int32
-    scales: np.ndarray   # [n_blocks, n_groups, BLOCK_ROWS] float32
-    zeros: np.ndarray    # [n_blocks, n_groups, BLOCK_ROWS] float32
+    scales: np.ndarray   # [n_blocks, n_chunks, BLOCK_ROWS] float32, one per chunk of a group
+    zeros: np.ndarray    # [n_blocks, n_chunks, BLOCK_ROWS] float32
     perm: np.ndarray | None
 
     @property
@@ -113,23 +129,39 @@ def _blocked(a: np.ndarray, rows: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, n).transpose(0, 2, 1))
 
 
+def chunk_words(words_per_group: int, pack_bits: int) -> int:
+    """Words in each chunk a group of `words_per_group` words is cut into (see "Long groups"):
+    the largest divisor of words_per_group that holds at most CHUNK_CODES codes. A group of
+    at most CHUNK_CODES codes is a single chunk; 11008 inputs at 4 bits (1376 words) are 86 of 16."""
+    c = max(1, min(words_per_group, CHUNK_CODES * pack_bits // 32))
+    while words_per_group % c:
+        c -= 1
+    return c
+
+
 def make_layout(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-                perm: torch.Tensor | None) -> Layout:
-    """The kernel layout (see the module docstring) from a layer's interchange-layout buffers."""
+                perm: torch.Tensor | None, *, pack_bits: int) -> Layout:
+    """The kernel layout (see the module docstring) from a layer's interchange-layout buffers:
+    qweight [out, in · pack_bits / 8] uint8, scales and zeros [out, n_groups], perm [in] or None."""
     out = qweight.shape[0]
     rows = -(-out // BLOCK_ROWS) * BLOCK_ROWS
     raw = np.ascontiguousarray(qweight.detach().cpu().numpy())                 # [out, in·bits/8]
     words = raw.view(np.dtype("<i4")).astype(np.int32)                        # [out, in / PER]
+    s = scales.detach().cpu().to(torch.float32).numpy()                       # [out, n_groups]
+    z = zeros.detach().cpu().to(torch.float32).numpy()
+    words_per_group = words.shape[1] // s.shape[1]
+    repeat = words_per_group // chunk_words(words_per_group, pack_bits)       # chunks per group
+    if repeat > 1:   # a long group: its scale and zero point once per chunk   [out, n_chunks]
+        s, z = np.repeat(s, repeat, axis=1), np.repeat(z, repeat, axis=1)
     return Layout(
-        words=_blocked(words, rows),
-        scales=_blocked(scales.detach().cpu().to(torch.float32).numpy(), rows),
-        zeros=_blocked(zeros.detach().cpu().to(torch.float32).numpy(), rows),
+        words=_blocked(words, rows), scales=_blocked(s, rows), zeros=_blocked(z, rows),
         perm=None if perm is None else perm.detach().cpu().numpy().astype(np.int64))
 
 
 def layout(layer) -> Layout:
     """The layer's kernel layout, rebuilt when its buffers have changed (e.g. load_state_dict)."""
-    return layer.kept_layout(NAME, lambda: make_layout(layer.qweight, layer.scales, layer.zeros, layer.perm))
+    return layer.kept_layout(NAME, lambda: make_layout(layer.qweight, layer.scales, layer.zeros, layer.perm,
+                                                       pack_bits=layer.pack_bits))
 
 # ── running it ───────────────────────────────────────────────────────────────────────────────
 _POOL: ThreadPoolExecutor | None = None
