@@ -446,7 +446,7 @@ if layer.backend == "cpu":
                 {"fp32": hardware.round_robin([lambda W=W, xb=xb: F.linear(xb, W) for W in W32s]),
                  **{name: hardware.round_robin([lambda m=m, f=f, xb=xb: f(m, xb) for m in layers])
                     for name, f in strategies.items()}},
-                warmup=1, repeats=5)
+                warmup=1, repeats=9)  # medians of 9 interleaved rounds: a noisy neighbour moves them less
         fp32_s[b] = t_b["fp32"].median
         for name, r in hardware.ratios(t_b, "fp32").items():
             if name in strategies:
