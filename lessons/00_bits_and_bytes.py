@@ -73,7 +73,8 @@ for dt in (torch.float32, torch.float16, torch.bfloat16, torch.int8):
     info = torch.finfo(dt) if dt.is_floating_point else torch.iinfo(dt)
     eps = f"{info.eps:.1e}" if dt.is_floating_point else "1"
     print(f"{str(dt):15} {8 * dtype_bytes(dt):>4} {dtype_bytes(dt):>5} {info.max:>11.4g} {eps:>9}")
-print(f"{'int4 (packed)':15} {4:>4} {0.5:>5} {7:>11} {'1':>9}")
+bits = 4  # no torch dtype: from the definition, two codes a byte, signed codes -8 .. 7
+print(f"{'int4 (packed)':15} {bits:>4} {bits / 8:>5} {2 ** (bits - 1) - 1:>11} {'1':>9}")
 
 # %% [markdown]
 # Claims: bytes per element are 4, 2, 2, 1; a tensor's bytes are its element count times that;

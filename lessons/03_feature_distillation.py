@@ -267,8 +267,8 @@ assert max(METHODS, key=lambda m: mean(seconds[m])) == "RKD"            # "the s
 # %% [markdown]
 # ## On a GPU
 #
-# RKD's N³ angle term is the kind of work a GPU absorbs easily. On a GPU this cell times one
-# RKD run and one KD run there.
+# RKD's N³ angle term is many independent multiply-adds, the kind of work GPUs are built for.
+# On a GPU this cell times one RKD run and one KD run there.
 
 # %%
 if torch.cuda.is_available():

@@ -258,15 +258,17 @@ print("checked: 0.0 is exact only with the integer zero point; both errors <= s/
 print("torch.round([0.5, 1.5, 2.5, 3.5]) =", torch.round(torch.tensor([0.5, 1.5, 2.5, 3.5])).tolist())
 x = torch.randn(100_000, generator=gen) * 3
 results = {}
+steps = {}  # the largest difference, in steps of the scale
 for sc in (2.0**-5, 0.0371):
     ours = fake_quantize(x, torch.tensor(sc), 7, 0, 255)
     torch_ = torch.fake_quantize_per_tensor_affine(x, sc, 7, 0, 255)
     results[sc] = (ours != torch_).sum().item()
-    print(f"scale {sc:<8}: {results[sc]} of {x.numel():,} values differ")
+    steps[sc] = ((ours - torch_).abs().max() / sc).item()
+    print(f"scale {sc:<8}: {results[sc]} of {x.numel():,} values differ, by at most {steps[sc]:.3g} step(s)")
 
 # %%
 assert results[2.0**-5] == 0
-assert results[0.0371] <= 10
+assert results[0.0371] <= 10 and steps[0.0371] < 1.001  # a few values, by one step at most
 print("checked: identical to torch.fake_quantize_per_tensor_affine (power-of-two scale), "
       "and all but a few tie-adjacent values otherwise")
 

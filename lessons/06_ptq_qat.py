@@ -276,7 +276,9 @@ print(f"checked: INT2 perplexity {before:.2f} -> {after:.2f} with QAT (float fin
 # %%
 if torch.cuda.is_available():
     gpu_model = quantize_model(copy.deepcopy(gpt).cuda(), bits=4, group_size=128, progress=False)
-    print(f"INT4 g128 on {torch.cuda.get_device_name()}: perplexity {ppl(gpu_model):.3f} (CPU: {perp[4]:.3f})")
+    gpu_ppl = ppl(gpu_model)
+    print(f"INT4 g128 on {torch.cuda.get_device_name()}: perplexity {gpu_ppl:.3f} (CPU: {perp[4]:.3f})")
+    assert abs(gpu_ppl / perp[4] - 1) < 1e-3, (gpu_ppl, perp[4])  # "to rounding"
 else:
     print("No CUDA GPU here: on one, this cell would quantize TinyGPT to INT4 on the GPU and compare its perplexity with the CPU's.")
 

@@ -356,6 +356,9 @@ if torch.cuda.is_available() and "triton" in available_backends():
                              warmup=5, repeats=50, device="cuda")
     gpu_speed = hardware.ratios(t, "fp16 student")
     print(torch.cuda.get_device_name(), {n: f"{v.median * 1e3:.3f} ms ({gpu_speed[n]:.2f}x)" for n, v in t.items()})
+    # "mostly launching": each call takes over 20x what reading the packed weights would, even at
+    # 5 TB/s (more than any GPU's memory delivers today)
+    assert t["packed INT4 (triton)"].median > 20 * by["packed GPTQ INT4"].bytes / 5e12, t
 else:
     print("No CUDA GPU with triton here: this cell would time the fp16 student against the packed "
           "INT4 student on the Triton kernel.")
