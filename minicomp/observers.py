@@ -118,7 +118,7 @@ class PercentileObserver(Observer):
         return self.lo, self.hi
 
 
-class MSEObserver(Observer):
+class MSEObserver(MinMaxObserver):
     """The clipping range with the least squared quantization error on the values seen.
 
     Keeps a uniform random sample of up to `max_samples` of all the values seen (each value
@@ -139,17 +139,15 @@ class MSEObserver(Observer):
         self.tags = torch.empty(0, dtype=torch.float64)  # [≤ max_samples] their random tags
 
     def observe(self, x):
+        super().observe(x)  # the extremes, kept apart (MinMaxObserver): the sample may miss them
         v = x.flatten()  # [n]
-        lo, hi = v.min(), v.max()  # the extremes, kept apart: the sample may miss them
-        self.lo = lo if self.batches == 0 else torch.minimum(self.lo, lo)
-        self.hi = hi if self.batches == 0 else torch.maximum(self.hi, hi)
         # Every value gets a random tag, and the max_samples values with the smallest tags are kept:
         # a uniform sample of all the values so far (a reservoir sample), one batch at a time.
         tags = torch.rand(v.numel(), generator=self.generator, dtype=torch.float64)  # [n]
         self.samples = torch.cat([self.samples.to(v.device), v])
         self.tags = torch.cat([self.tags, tags])
         if self.tags.numel() > self.max_samples:
-            keep = self.tags.topk(self.max_samples, largest=False).indices.sort().values  # in arrival order
+            keep = self.tags.topk(self.max_samples, largest=False).indices
             self.samples, self.tags = self.samples[keep.to(v.device)], self.tags[keep]
 
     def range(self):

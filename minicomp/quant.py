@@ -106,6 +106,13 @@ def check_perm(perm, n_in: int) -> None:
         raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape [{n_in}]")
 
 
+def check_scale_dtype(scale_dtype, none_means: str = "float32") -> None:
+    """scale_dtype must be None (meaning `none_means`) or a floating-point torch.dtype."""
+    if scale_dtype is not None and not (isinstance(scale_dtype, torch.dtype) and scale_dtype.is_floating_point):
+        raise TypeError(f"scale_dtype={scale_dtype!r} must be a floating-point torch.dtype (torch.float16, "
+                        f"torch.bfloat16, torch.float32) or None ({none_means})")
+
+
 def check_group_size(group_size) -> None:
     """Raise unless group_size is a positive int or -1 (one group per row)."""
     if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (

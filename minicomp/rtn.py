@@ -29,6 +29,7 @@ from minicomp.quant import (
     check_finite,
     check_group_size,
     check_input,
+    check_scale_dtype,
     compute_qparams,
     dequantize_weight,
     fake_quantize,
@@ -51,9 +52,7 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = -1, symmetric
     if w.dim() != 2:
         raise ValueError(f"w has shape {tuple(w.shape)}; expected a weight matrix [out, in]")
     bits = check_bits(bits)
-    if scale_dtype is not None and not (isinstance(scale_dtype, torch.dtype) and scale_dtype.is_floating_point):
-        raise TypeError(f"scale_dtype={scale_dtype!r} must be a floating-point torch.dtype (torch.float16, "
-                        "torch.bfloat16, torch.float32) or None (float32)")
+    check_scale_dtype(scale_dtype)
     scale, zero = compute_qparams(w, bits, symmetric, group_size=group_size, clip=clip)  # [out, in/g]
     if scale_dtype is not None:
         scale = scale.to(scale_dtype)

@@ -54,7 +54,13 @@ from torch import nn
 from minicomp.kernels import cpu, reference
 from minicomp.kernels import triton as triton_backend
 from minicomp.pack import pack
-from minicomp.quant import _check_scale, check_group_size, check_input, check_perm
+from minicomp.quant import (
+    _check_scale,
+    check_group_size,
+    check_input,
+    check_perm,
+    check_scale_dtype,
+)
 
 __all__ = ["PackedLinear", "BACKENDS", "available_backends", "pack_model", "set_backend",
            "pack_bits_for", "packed_layers"]
@@ -156,7 +162,7 @@ class PackedLinear(nn.Module):
 
         if not isinstance(qw, QuantizedWeight):
             raise TypeError(f"qw must be a minicomp.quant.QuantizedWeight, got {type(qw).__name__}")
-        _check_scale_dtype(scale_dtype, "keep the scales' dtype")
+        check_scale_dtype(scale_dtype, "keep the scales' dtype")
         scales = qw.scale.detach()
         if scale_dtype is not None:
             scales = _cast_scales(scales, scale_dtype)
@@ -179,7 +185,6 @@ class PackedLinear(nn.Module):
 
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-        _check_scale_dtype(scale_dtype, "float32")
         gs = group_size
         if gs != -1 and isinstance(gs, numbers.Integral) and gs > 0 and linear.in_features % gs:
             raise ValueError(f"group_size={gs} must divide in_features={linear.in_features} (or be -1)")
@@ -289,12 +294,6 @@ def _same_tensors(stamp: tuple, tensors) -> bool:
         elif s[0]() is not t or s[1] != t.data_ptr() or s[2] != t._version:
             return False
     return True
-
-
-def _check_scale_dtype(scale_dtype, none_means: str) -> None:
-    if scale_dtype is not None and not (isinstance(scale_dtype, torch.dtype) and scale_dtype.is_floating_point):
-        raise TypeError(f"scale_dtype={scale_dtype!r} must be a floating-point torch.dtype (torch.float16, "
-                        f"torch.bfloat16, torch.float32) or None ({none_means})")
 
 
 def _cast_scales(scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
