@@ -3,8 +3,9 @@
     minicomp lab                 open the course in JupyterLab, on its start page
     minicomp tour                run the course's end-to-end demonstration in the terminal
     minicomp course build        write exercises/ from solutions/
-    minicomp course sync         rewrite each .ipynb that differs from its .py source
-    minicomp course check        fail if a notebook pair is out of sync or exercises/ is stale
+    minicomp course sync         rewrite each .ipynb that differs from its .py source (never one holding answers)
+    minicomp course check        fail if a notebook pair is out of sync, exercises/ is stale or holds answers,
+                                 or a solution has no check(...)
     minicomp bench [--quick]     time the packed int4 kernels against dense float (ratios)
     minicomp check NAME FILE.py:FUNCTION
                                  check a function of yours against an exercise, in the terminal
@@ -34,7 +35,11 @@ def _course(args: argparse.Namespace) -> int:
 
     root = course.repo_root()
     if args.action in ("build", "sync"):
-        written = course.build_exercises(root) if args.action == "build" else course.sync(root)
+        try:
+            written = course.build_exercises(root) if args.action == "build" else course.sync(root)
+        except ValueError as e:   # a solution's markers, or a learner's answers it will not overwrite
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         for path in written:
             print(f"wrote {path.relative_to(root)}")
         if not written:
@@ -194,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p = command("course", "build, sync and check the course notebooks")
     p.add_argument("action", choices=["build", "sync", "check"],
                    help="build: write exercises/ from solutions/; sync: rewrite each .ipynb that differs from "
-                        "its .py source; check: fail if a pair is out of sync or exercises/ is stale")
+                        "its .py source (neither overwrites a learner's answers); check: fail if a pair is out "
+                        "of sync, exercises/ is stale or holds answers, or a solution has no check(...)")
     p.set_defaults(func=_course)
 
     p = command("lab", "open the course in JupyterLab")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import re
 import sys
@@ -32,11 +33,24 @@ class Finding:
     advice: str = ""
 
 
+class _Broken(Exception):
+    """A package that is installed but fails to import; :func:`_guard` turns it into a finding."""
+
+    def __init__(self, module: str, exc: Exception):
+        super().__init__(f"{module} is installed but does not import ({type(exc).__name__}: {str(exc)[:160]})")
+        self.module = module
+
+
 def _version(module: str) -> str | None:
+    """``module``'s version; None when it is not installed. Raises :class:`_Broken` when it is
+    installed but fails to import (built for another NumPy, say), so that the report does not
+    call a broken package missing."""
+    if importlib.util.find_spec(module) is None:
+        return None
     try:
         mod = importlib.import_module(module)
-    except Exception:
-        return None
+    except Exception as exc:
+        raise _Broken(module, exc) from exc
     return str(getattr(mod, "__version__", "installed"))
 
 
@@ -233,7 +247,8 @@ def gpu_lessons(root: Path | None = None) -> dict[str, bool]:
     return found
 
 
-def lesson_findings(cuda: bool, triton: bool) -> list[Finding]:
+def lesson_findings(cuda: bool, triton: bool, why_no_cuda: str = "no CUDA GPU") -> list[Finding]:
+    """Which lessons can run their GPU sections; ``why_no_cuda`` says why not when ``cuda`` is False."""
     try:
         lessons = gpu_lessons()
     except Exception as exc:
@@ -244,7 +259,7 @@ def lesson_findings(cuda: bool, triton: bool) -> list[Finding]:
     if can:
         out.append(Finding("GPU sections", OK, "can run in: " + ", ".join(can)))
     if cannot:
-        why = "no CUDA GPU" if not cuda else "they need triton"
+        why = why_no_cuda if not cuda else "they need triton"
         out.append(Finding("GPU sections", INFO, f"skipped ({why}) in: " + ", ".join(cannot)))
     return out
 
@@ -252,26 +267,36 @@ def lesson_findings(cuda: bool, triton: bool) -> list[Finding]:
 # ── running them ───────────────────────────────────────────────────────────────────────────
 def run_checks(slow: bool = True) -> list[Finding]:
     """Every check, in report order. ``slow=False`` skips loading models and data."""
-    findings = [check_python(), check_torch()]
+    findings = [check_python(), _guard("torch", check_torch, broken=FAIL)]
     torch_ok = findings[-1].level == OK
-    gpu = check_gpu()
+    gpu = _guard("gpu", check_gpu)
     findings.append(gpu)
     cuda = gpu.level == OK
+    slow_checks = [("offline data", check_data), ("shipped models", check_models),
+                   ("offline MiniLM", check_minilm)] if slow else []
     if torch_ok:
         findings.append(_guard("numba kernel", check_numba))
-    tri = check_triton(cuda)
-    findings += [tri, _guard("jupyterlab", check_jupyterlab), _guard("widgets", check_widgets)]
-    if torch_ok and slow:
-        findings += [_guard("offline data", check_data), _guard("shipped models", check_models),
-                     _guard("offline MiniLM", check_minilm)]
-    findings += lesson_findings(cuda, tri.level == OK)
+    tri = _guard("triton kernel", lambda: check_triton(cuda))
+    findings += [tri, _guard("jupyterlab", check_jupyterlab, broken=FAIL), _guard("widgets", check_widgets)]
+    if torch_ok:
+        findings += [_guard(name, check) for name, check in slow_checks]
+    else:  # say what was not checked, rather than leave it out
+        findings += [Finding(name, INFO, "not checked: it needs torch (see above)")
+                     for name in ["numba kernel"] + [name for name, _ in slow_checks]]
+    findings += lesson_findings(cuda, tri.level == OK,
+                                "no CUDA GPU" if torch_ok else "unknown whether there is a GPU: torch does not import")
     return findings
 
 
-def _guard(name: str, fn: Callable[[], Finding]) -> Finding:
+def _guard(name: str, fn: Callable[[], Finding], broken: str = WARN) -> Finding:
+    """``fn()``, or a finding that says why it failed: a check must never crash the doctor. A package
+    installed but broken (see :func:`_version`) is reported at level ``broken``."""
     try:
         return fn()
-    except Exception as exc:  # a check must never crash the doctor
+    except _Broken as exc:
+        return Finding(name, broken, str(exc), f"upgrade or reinstall it in .venv: `pip install -U {exc.module}` "
+                       "(the error above may name the version it needs).")
+    except Exception as exc:
         return Finding(name, FAIL, f"the check itself failed ({type(exc).__name__}: {exc})",
                        "reinstall the course into .venv: `pip install -e '.[dev]'`.")
 
@@ -289,7 +314,7 @@ def format_findings(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     """Print the report; exit 1 when a check FAILed (warnings and no GPU are fine)."""
     start = time.perf_counter()
     findings = run_checks()

@@ -1,12 +1,16 @@
 """``minicomp tour`` (``make tour``): the course's end-to-end demonstration, in the terminal.
 
 It measures everything it reports, in this run, on this machine: nothing in its table is
-hard-coded. Each stage adds rows to one results table and may save a plot to the output folder.
-Later parts of the course add stages here (distillation, quantization, kernels, the pipeline).
+hard-coded. Each stage (`STAGES`: the shipped models, the hardware, distillation, the
+distill-then-quantize pipeline on TinyGPT, MiniLM at INT4) adds rows to one results table and
+saves a plot to the output folder. A stage that fails is reported, the others still run, and
+the tour then exits 1.
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -281,24 +285,43 @@ def format_table(rows: list[Row]) -> str:
 
 
 def run_tour(out_dir: Path = Path("tour-output"), quick: bool = False) -> int:
-    """Run every stage, print the results table, save plots in ``out_dir``; return 0."""
+    """Run every stage, print the results table, save plots in ``out_dir``. Return 0, or 1 when a
+    stage failed (the others still run; the error is printed), or 2, with an error, when
+    ``out_dir`` cannot be written (checked before anything runs)."""
     from tqdm.auto import tqdm
 
     from minicomp.hardware import describe_machine, format_machine
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):   # can the plots be written there?
+            pass
+    except OSError as exc:
+        why = "it is a file, not a folder" if out_dir.is_file() else exc.strerror or str(exc)
+        print(f"error: cannot save the tour's plots in out_dir={str(out_dir)!r} (--out): "
+              f"{why}; choose a folder you can write, e.g. --out tour-output", file=sys.stderr)
+        return 2
     torch.manual_seed(0)
     print("minicomp tour: every number below is measured now, on this machine.\n")
     print(format_machine(describe_machine()), "\n")
-    ctx, rows = TourContext(out_dir, quick, []), []
+    ctx, rows, failed = TourContext(out_dir, quick, []), [], []
     start = time.perf_counter()
     for name, stage in tqdm(STAGES, desc="tour", unit="stage"):
         t0 = time.perf_counter()
-        rows += stage(ctx)
+        try:
+            rows += stage(ctx)
+        except Exception as exc:  # report it, and keep the other stages' results
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+            tqdm.write(f"  {name}: FAILED after {time.perf_counter() - t0:.1f} s ({type(exc).__name__}: {exc})")
+            continue
         tqdm.write(f"  {name}: {time.perf_counter() - t0:.1f} s")
     print()
     print(format_table(rows))
     print(f"\n{len(rows)} results in {time.perf_counter() - start:.0f} s. "
-          f"Plots saved in {out_dir.resolve()}/: {', '.join(p.name for p in ctx.plots)}")
+          f"Plots saved in {out_dir.resolve()}/: {', '.join(p.name for p in ctx.plots) or 'none'}")
+    if failed:
+        print(f"\n{len(failed)} stage(s) failed:\n" + "".join(f"  {f}\n" for f in failed) +
+              "`minicomp doctor` says what this machine is missing.", file=sys.stderr)
+        return 1
     return 0

@@ -212,3 +212,65 @@ def test_check_stops_an_endless_loop_without_sigalrm_as_on_windows(tmp_path, mon
     assert main(["check", "weight_bytes", "good.py:loops", "--timeout", "1"]) == 1
     assert "took longer than 1 s" in capsys.readouterr().err
     assert main(["check", "weight_bytes", "good.py:weight_bytes"]) == 0
+
+
+# ── a learner's answers are never overwritten ────────────────────────────────────────────────
+_STUB = f"    {course.STUB}\n"
+_ANSWER = "    return (num_params * bits + 7) // 8  # my answer\n"
+
+
+def test_build_and_check_keep_answers_written_in_an_exercise(course_copy):
+    py = course_copy / "exercises" / "00_bits_and_bytes.py"
+    assert _STUB in py.read_text()
+    py.write_text(py.read_text().replace(_STUB, _ANSWER, 1))   # as JupyterLab with jupytext saves it
+    course.write_ipynb(py)
+    before = {p: p.read_bytes() for p in (py, py.with_suffix(".ipynb"))}
+    problems = course.check(course_copy)
+    assert [p.path for p in problems] == [py] and "holds answers" in problems[0].what
+    assert "my answer" in problems[0].what and "move it" in problems[0].fix   # not "run course build"
+    with pytest.raises(ValueError, match=r"nothing written(.|\n)*00_bits_and_bytes.py(.|\n)*my_answers/"):
+        course.build_exercises(course_copy)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_build_and_sync_keep_answers_written_in_the_ipynb_only(course_copy):
+    import nbformat
+
+    ipynb = course_copy / "exercises" / "00_bits_and_bytes.ipynb"
+    nb = nbformat.read(ipynb, as_version=4)
+    cell = next(c for c in nb.cells if course.STUB in c.source)
+    cell.source = cell.source.replace(course.STUB, _ANSWER.strip())   # JupyterLab without jupytext
+    nbformat.write(nb, ipynb)
+    before = ipynb.read_bytes()
+    problems = course.check(course_copy)
+    assert len(problems) == 1 and "holds answers the .py lacks" in problems[0].what
+    assert "jupytext --to py:percent" in problems[0].fix
+    for action in (course.build_exercises, course.sync):
+        with pytest.raises(ValueError, match="nothing written"):
+            action(course_copy)
+        assert ipynb.read_bytes() == before
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace('"""Bytes to store', '"""How many bytes store', 1),                   # a docstring
+    lambda t: t.replace("def weight_bytes(num_params, bits):", "def weight_bytes(n, bits):", 1),
+    lambda t: t.replace('# %%\ncheck("weight_bytes", weight_bytes)\n', '# %%\ncheck("weight_bytes", weight_bytes)\nx = 1\n', 1),
+], ids=["docstring", "signature", "cell after"])
+def test_a_teachers_edit_next_to_an_exercise_still_builds(course_copy, edit):
+    sol = course_copy / "solutions" / "00_bits_and_bytes.py"
+    sol.write_text(edit(sol.read_text()))
+    course.sync(course_copy)
+    assert course.build_exercises(course_copy)
+    assert course.check(course_copy) == []
+
+
+def test_check_catches_a_solution_without_a_check(course_copy):
+    sol = course_copy / "solutions" / "00_bits_and_bytes.py"
+    sol.write_text(sol.read_text() + '\n# %%\ndef bits_per_weight(total_bytes, num_params):\n'
+                   '    """Average bits per weight."""\n    ### BEGIN SOLUTION\n'
+                   '    return 8 * total_bytes / num_params\n    ### END SOLUTION\n')
+    course.sync(course_copy)
+    course.build_exercises(course_copy)
+    problems = course.check(course_copy)
+    assert len(problems) == 1 and problems[0].path == sol and "bits_per_weight()" in problems[0].what
+    assert 'check("bits_per_weight", bits_per_weight)' in problems[0].fix

@@ -32,13 +32,7 @@ from minicomp.distill import (
 LN3 = math.log(3.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster than several, above all on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # (conftest.py)
 temperatures = st.floats(0.05, 50.0)
 seeds = st.integers(0, 2**31 - 1)
 

@@ -6,19 +6,14 @@
    not the list of mistakes, are what catches a bug.
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from minicomp.grading import check
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # (conftest.py)
 
 
 def stable_softmax(z, T):
@@ -51,18 +46,49 @@ def dl_transposed(s, t, y, T, a):  # cross_entropy on [B, C, T] logits with [B, 
     return a * kd_manual(s, t, T) + (1 - a) * ce
 
 
+def soft_targets_numpy(z, T):
+    a = z.numpy() / T
+    e = np.exp(a - a.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)   # a float64 numpy array
+
+
+def kd_cross_entropy_minus_entropy(s, t, T):
+    log_p_t = F.log_softmax(t.detach() / T, -1)
+    cross = -(log_p_t.exp() * F.log_softmax(s / T, -1)).sum(-1)
+    entropy = -(log_p_t.exp() * log_p_t).sum(-1)
+    return T * T * (cross - entropy).mean()
+
+
+def dl_lerp(s, t, y, T, a):
+    return torch.lerp(F.cross_entropy(s.reshape(-1, s.shape[-1]), y.reshape(-1)), kd_manual(s, t, T), a)
+
+
+def dl_gather(s, t, y, T, a):   # cross-entropy by hand, and the KD term skipped where alpha = 0
+    ce = -F.log_softmax(s, -1).gather(-1, y.unsqueeze(-1)).mean()
+    return ce if a == 0 else a * kd_with_kl_div(s, t, T) + (1 - a) * ce
+
+
 RIGHT = [
     ("soft_targets", lambda z, T: F.softmax(z / T, dim=z.dim() - 1)),
     ("soft_targets", stable_softmax),
     ("soft_targets", lambda z, T: torch.exp(F.log_softmax(z / T, dim=-1))),
+    ("soft_targets", soft_targets_numpy),
+    ("soft_targets", lambda z, T: torch.softmax(z.double() / T, -1)),
+    ("soft_targets", lambda z, T: torch.exp(z / T - torch.logsumexp(z / T, -1, keepdim=True))),
     ("kd_loss", kd_with_kl_div),
     ("kd_loss", kd_manual),
     ("kd_loss", lambda s, t, T: T**2 * F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t.detach() / T, -1),
                                                reduction="sum", log_target=True) / s[..., 0].numel()),
+    ("kd_loss", kd_cross_entropy_minus_entropy),
+    ("kd_loss", lambda s, t, T: T * T * F.kl_div(F.log_softmax(s.double() / T, -1), F.log_softmax(t.data.double() / T, -1),
+                                                reduction="none", log_target=True).sum(-1).mean()),
     ("distillation_loss", dl_right),
+    ("distillation_loss", dl_lerp),
+    ("distillation_loss", dl_gather),
     ("distillation_loss", dl_transposed),
     ("hint_loss", lambda s, t, r: F.mse_loss(r(s), t.detach())),
     ("hint_loss", lambda s, t, r: (r(s) - t.detach()).pow(2).sum() / t.numel()),
+    ("hint_loss", lambda s, t, r: torch.linalg.vector_norm(t.data - r(s)) ** 2 / t.numel()),
 ]
 
 
@@ -117,12 +143,17 @@ WRONG = [
      lambda s, t, y, T, a: T**2 * (a * kd_with_kl_div(s, t, T) / T**2 + (1 - a) * ce(s, y))),
     ("distillation_loss", "the student's gradient cut (.detach() on the wrong side)",
      lambda s, t, y, T, a: dl_right(s.detach(), t, y, T, a)),
+    ("distillation_loss", "the cross-entropy built from detached student logits (right value, wrong gradient)",
+     lambda s, t, y, T, a: a * kd_with_kl_div(s, t, T) + (1 - a) * ce(s.detach(), y)),
+    ("distillation_loss", "the T² applied to the cross-entropy too",
+     lambda s, t, y, T, a: a * kd_with_kl_div(s, t, T) + (1 - a) * T * T * ce(s, y)),
     # hint_loss
     ("hint_loss", "cosine distance", lambda s, t, r: (1 - F.cosine_similarity(r(s), t.detach(), dim=1)).mean()),
     ("hint_loss", "normalised features", lambda s, t, r: F.mse_loss(F.normalize(r(s), dim=1), F.normalize(t.detach(), dim=1))),
     ("hint_loss", "the teacher's mean removed", lambda s, t, r: F.mse_loss(r(s), (t - t.mean(0)).detach())),
     ("hint_loss", "a frozen student side", lambda s, t, r: F.mse_loss(r(s).detach(), t.detach())),
     ("hint_loss", "sum over channels, mean elsewhere", lambda s, t, r: ((r(s) - t.detach()) ** 2).sum(1).mean()),
+    ("hint_loss", "the adapter's output detached", lambda s, t, r: F.mse_loss(r(s).detach(), t.detach())),
 ]
 
 
@@ -145,3 +176,65 @@ def test_report_for_a_teacher_gradient_says_detach():
                                                                reduction="batchmean"))
     assert report.status == "failed" and report.n_passed == report.n_total - 1
     assert "detach" in str(report) and "teacher" in str(report)
+
+
+# Wrong answers that are not registered mistakes themselves, but make the same error as one on the
+# first failing case: the report must name that one (and not another that happens to agree there).
+def stable_softmax_max_no_keepdim(z, T):
+    z = z / T
+    e = torch.exp(z - z.max(dim=-1).values)
+    return e / e.sum(-1, keepdim=True)
+
+
+NAMED = [
+    ("soft_targets", "F.softmax without dim (dim 0 for 3-D logits)", lambda z, T: F.softmax(z / T), "softmax without dim="),
+    ("soft_targets", "the row maximum without keepdim", stable_softmax_max_no_keepdim, "keepdim=True"),
+    ("kd_loss", "the student detached, the teacher not", lambda s, t, T: kd_with_kl_div(s.detach(), t.detach(), T),
+     "detaching the student"),
+    ("kd_loss", "T applied to the student only (the by-hand student [0, 0] hides it)",
+     lambda s, t, T: T**2 * F.kl_div(F.log_softmax(s / T, -1).reshape(-1, s.shape[-1]),
+                                     F.softmax(t.detach(), -1).reshape(-1, s.shape[-1]), reduction="batchmean"),
+     "softening only the student"),
+    ("kd_loss", "T applied to the teacher only",
+     lambda s, t, T: T**2 * F.kl_div(F.log_softmax(s, -1).reshape(-1, s.shape[-1]),
+                                     F.softmax(t.detach() / T, -1).reshape(-1, s.shape[-1]), reduction="batchmean"),
+     "softening only the teacher"),
+    ("kd_loss", "F.log_softmax without dim",
+     lambda s, t, T: T**2 * (F.softmax(t.detach() / T) * (F.log_softmax(t.detach() / T) - F.log_softmax(s / T))).sum(-1).mean(),
+     "log_softmax without dim="),
+    ("distillation_loss", "the KD term computed from student_logits.detach() (right value, no gradient)",
+     lambda s, t, y, T, a: a * kd_manual(s.detach(), t, T) + (1 - a) * ce(s, y), "detached student logits"),
+    ("distillation_loss", "alpha forgotten on the KD term", lambda s, t, y, T, a: kd_manual(s, t, T) + (1 - a) * ce(s, y),
+     "forgetting alpha on the KD term"),
+    ("hint_loss", "FitNets' ½ · sum (the by-hand batch of 2 made it look like averaging over the batch)",
+     lambda s, t, r: 0.5 * F.mse_loss(r(s), t.detach(), reduction="sum"), "FitNets' ½‖·‖² as written, a sum"),
+    ("hint_loss", "FitNets' ½ · sum per example", lambda s, t, r: 0.5 * F.mse_loss(r(s), t.detach(), reduction="sum") / len(s),
+     "averaged over the batch"),
+    ("hint_loss", "the student's feature detached", lambda s, t, r: F.mse_loss(r(s.detach()), t.detach()),
+     "detaching the student"),
+]
+
+
+@pytest.mark.parametrize("name, what, fn, named", NAMED, ids=[f"{n}-{w.replace(' ', '-')}" for n, w, _, _ in NAMED])
+def test_report_names_the_mistake_made(name, what, fn, named):
+    report = check(name, fn)
+    assert report.status == "failed", f"{what} was accepted"
+    assert report.hint.startswith("this looks like") and named in report.hint, f"{what}: {report.hint}"
+
+
+def test_report_for_a_detached_term_says_the_gradient_is_wrong():
+    """A loss whose value is right but one of whose terms trains nothing used to pass."""
+    report = check("distillation_loss", lambda s, t, y, T, a: a * kd_manual(s, t, T) + (1 - a) * ce(s.detach(), y))
+    assert report.status == "failed"
+    assert "the value is right, but the gradient" in str(report) and "detached" in str(report)
+
+
+def test_a_loss_that_ran_backward_itself_is_reported_not_a_crash():
+    def kd_and_backward(s, t, T):
+        loss = kd_with_kl_div(s, t, T)
+        if loss.requires_grad:
+            loss.backward()   # frees the graph the check (and a training loop) still needs
+        return loss
+
+    report = check("kd_loss", kd_and_backward)
+    assert report.status == "failed" and ".backward()" in str(report) and "Traceback" not in str(report)

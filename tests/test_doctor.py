@@ -64,3 +64,40 @@ def test_a_gpu_too_old_for_triton_is_a_warning_with_advice(monkeypatch):
     assert "'reference'" in f.advice and "\n" not in f.advice
     monkeypatch.setattr(triton_backend, "gpu_too_old", lambda device: None)
     assert doctor.check_triton(cuda=True).level == doctor.OK
+
+
+def _only(findings, name):
+    return next(f for f in findings if f.name == name)
+
+
+def test_a_package_installed_but_broken_is_not_called_missing(tmp_path, monkeypatch):
+    (tmp_path / "numba").mkdir()   # numba built for another NumPy fails like this on import
+    (tmp_path / "numba" / "__init__.py").write_text('raise ImportError("Numba needs NumPy 2.3 or less")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    f = _only(doctor.run_checks(slow=False), "numba kernel")
+    assert f.level == doctor.WARN and "installed but does not import" in f.detail
+    assert "Numba needs NumPy 2.3 or less" in f.detail and "pip install -U numba" in f.advice
+    assert "not installed" not in f.detail
+    assert doctor._version("no_such_package_minicomp") is None   # really missing: None, as before
+
+
+def test_without_torch_every_skipped_check_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)   # `import torch` raises ImportError
+    findings = doctor.run_checks(slow=True)
+    for name in ("numba kernel", "offline data", "shipped models", "offline MiniLM"):
+        f = _only(findings, name)
+        assert f.level == doctor.INFO and "not checked" in f.detail and "torch" in f.detail
+    skipped = [f for f in findings if f.name == "GPU sections"][-1].detail
+    assert "no CUDA GPU" not in skipped and "torch does not import" in skipped
+
+
+def test_a_check_that_crashes_does_not_crash_the_doctor(monkeypatch):
+    def boom(cuda):
+        raise RuntimeError("CUDA driver error")
+
+    monkeypatch.setattr(doctor, "check_triton", boom)
+    monkeypatch.setattr(doctor, "check_gpu", lambda: (_ for _ in ()).throw(RuntimeError("no driver")))
+    findings = doctor.run_checks(slow=False)
+    assert "CUDA driver error" in _only(findings, "triton kernel").detail
+    assert "no driver" in _only(findings, "gpu").detail

@@ -18,3 +18,38 @@ def test_tour_quick(tmp_path, capsys):
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "pipeline_pareto.png" in pngs and "minilm_int4.png" in pngs
     assert pngs and all((out / p).stat().st_size > 1000 for p in pngs)
+
+
+def _fake_stages(monkeypatch, calls):
+    from minicomp import tour
+
+    def fine(ctx):
+        calls.append("fine")
+        return [tour.Row("fake", "a result", "1.0")]
+
+    def broken(ctx):
+        calls.append("broken")
+        raise ImportError("sentence-transformers is not installed")
+
+    monkeypatch.setattr(tour, "STAGES", [("fine", fine), ("broken", broken), ("fine again", fine)])
+
+
+def test_tour_refuses_an_output_folder_it_cannot_write_before_running(tmp_path, monkeypatch, capsys):
+    calls = []
+    _fake_stages(monkeypatch, calls)
+    a_file = tmp_path / "plots"
+    a_file.write_text("not a folder")
+    assert main(["tour", "--quick", "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot save the tour's plots" in err and "it is a file" in err and "--out" in err
+    assert "Traceback" not in err and calls == []   # nothing measured for nothing
+
+
+def test_a_failing_stage_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    calls = []
+    _fake_stages(monkeypatch, calls)
+    assert main(["tour", "--quick", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert calls == ["fine", "broken", "fine"]   # the stage after the broken one ran too
+    assert out.count("a result") == 2 and "2 results" in out
+    assert "1 stage(s) failed" in err and "broken: ImportError: sentence-transformers is not installed" in err

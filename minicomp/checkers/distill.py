@@ -4,6 +4,10 @@ Cases go from hand-checkable (two classes, logits built from ln 3 so the probabi
 and 1/4) to the ones that catch real bugs: 3-D logits [B, T, C] (every leading dimension is a
 row), logits of ±1000 (naive exp overflows, log of a softmax underflows), high temperature, and
 a teacher whose logits carry a gradient (the loss must not send one back).
+
+The losses are compared by value, then by where their gradient goes (not into the teacher; into
+the student and the adapter), then by that gradient itself, so a term computed from a detached
+copy of the student's output, whose value is right but which trains nothing, is caught too.
 """
 
 import math
@@ -35,21 +39,44 @@ def _huge(seed: int) -> torch.Tensor:
 
 
 # ── gradients: the teacher is frozen, the student is not ────────────────────────────────────
-def _leaf_shapes(t) -> Counter:
-    """Shapes of the tensors that `t.backward()` would accumulate a gradient into."""
-    found, seen, stack = Counter(), set(), [getattr(t, "grad_fn", None)]
+def _leaves(t) -> list[torch.Tensor]:
+    """The tensors that `t.backward()` would accumulate a gradient into."""
+    found, seen, stack = [], set(), [getattr(t, "grad_fn", None)]
     while stack:
         fn = stack.pop()
         if fn is None or fn in seen:
             continue
         seen.add(fn)
         if hasattr(fn, "variable"):  # an AccumulateGrad node: a leaf tensor that requires grad
-            found[tuple(fn.variable.shape)] += 1
+            found.append(fn.variable)
         stack += [f for f, _ in fn.next_functions]
     return found
 
 
+def _leaf_shapes(t) -> Counter:
+    """Shapes of the tensors that `t.backward()` would accumulate a gradient into."""
+    return Counter(tuple(v.shape) for v in _leaves(t))
+
+
+def _gradients(t) -> dict | None:
+    """{shape: ∂t/∂leaf} for each leaf of a 0-d `t` whose shape no other leaf has; None when `t`'s
+    graph was already freed (by a .backward() inside the function that returned it)."""
+    leaves = _leaves(t)
+    if t.dim() != 0 or not leaves:
+        return {}
+    count = Counter(tuple(v.shape) for v in leaves)
+    try:
+        grads = torch.autograd.grad(t, leaves, retain_graph=True, allow_unused=True)
+    except RuntimeError:   # "Trying to backward through the graph a second time"
+        return None
+    return {tuple(v.shape): (torch.zeros_like(v) if g is None else g)
+            for v, g in zip(leaves, grads) if count[tuple(v.shape)] == 1}
+
+
 def _compare_with_grads(atol: float, rtol: float):
+    """Compare the loss's value, then which tensors it sends a gradient into (not the teacher; the
+    student and the adapter), then that gradient itself: a term built from a detached copy of the
+    student's output leaves the value right and the gradient wrong."""
     def compare(got, expected):
         problem = compare_values(got, expected, atol, rtol)
         if problem is not None or not isinstance(got, torch.Tensor):
@@ -65,6 +92,18 @@ def _compare_with_grads(atol: float, rtol: float):
             return (f"the value is right, but no gradient reaches a tensor of shape {shapes} that should be "
                     "trained (the student's output, or the adapter's weights); build the loss from them "
                     "without .item(), .detach() or torch.no_grad()")
+        grad_got, grad_expected = _gradients(got), _gradients(expected)
+        if grad_got is None:
+            return ("the value is right, but your function already ran .backward() through it, which frees "
+                    "its graph: the training loop's own loss.backward() would then fail. Return the loss "
+                    "without calling .backward()")
+        for shape, want in grad_expected.items():
+            if shape in grad_got:
+                problem = compare_values(grad_got[shape].to(want.dtype), want, atol, rtol)
+                if problem is not None:
+                    return (f"the value is right, but the gradient it sends into the tensor of shape {shape} "
+                            f"is not ({problem}): is one of its terms built from a detached copy of the "
+                            "student's output (.detach(), .data, torch.no_grad())?")
         return None
     return compare
 
@@ -94,6 +133,25 @@ def _naive_softmax(z, T):
     return e / e.sum(-1, keepdim=True)
 
 
+def _implicit_dim(z: torch.Tensor) -> int:
+    """The dimension F.softmax(z) / F.log_softmax(z) picks when no dim= is given (deprecated)."""
+    return 0 if z.dim() in (0, 1, 3) else 1
+
+
+def _max_without_keepdim(z, T):
+    """(a mistake) z.max(-1).values is [...] not [..., 1]: it lines up with the classes, not the rows."""
+    z = z / T
+    e = torch.exp(z - z.max(dim=-1).values)
+    return e / e.sum(-1, keepdim=True)
+
+
+def _sum_without_keepdim(z, T):
+    """(a mistake) The row sums [...] broadcast against the classes, not the rows."""
+    z = z / T
+    e = torch.exp(z - z.max(dim=-1, keepdim=True).values)
+    return e / e.sum(-1)
+
+
 register(
     "soft_targets",
     params=("logits", "temperature"),
@@ -115,6 +173,16 @@ register(
                 "Return probabilities (softmax), not log-probabilities (log_softmax)."),
         Mistake("dividing the probabilities by T after the softmax", lambda z, T: torch.softmax(z, dim=-1) / T,
                 "The temperature goes inside: softmax(logits / T). Dividing afterwards breaks the sum to 1."),
+        Mistake("softmax without dim=", lambda z, T: torch.softmax(z / T, dim=_implicit_dim(z)),
+                "Without dim=, F.softmax guesses the dimension: dim=1 for 2-D logits, but dim=0 for 3-D "
+                "[B, T, C] ones (PyTorch's warning about it is easy to miss). Always pass dim=-1."),
+        Mistake("the row maximum without keepdim=True", _max_without_keepdim,
+                "z.max(dim=-1).values has shape [B], not [B, 1]: subtracting it from [B, C] logits lines it "
+                "up with the classes instead of the rows (or fails, when B ≠ C). Use "
+                "z.max(dim=-1, keepdim=True).values."),
+        Mistake("the row sum without keepdim=True", _sum_without_keepdim,
+                "e.sum(-1) has shape [B], not [B, 1]: dividing [B, C] by it divides each class by another "
+                "row's sum (or fails, when B ≠ C). Use e.sum(-1, keepdim=True)."),
     ],
     hint="Compute softmax(logits / T) over the last dimension; torch.softmax(x, dim=-1) is stable on huge logits.",
 )
@@ -167,6 +235,9 @@ register(
     mistakes=[  # value-right mistakes first: a wrong value never matches them, a right one must
         Mistake("letting the gradient reach the teacher", lambda s, t, T: T * T * _kl(_lsm(t, T), _lsm(s, T)).mean(),
                 "The teacher is frozen: use teacher_logits.detach()."),
+        Mistake("detaching the student", lambda s, t, T: T * T * _kl(_lsm(t.detach(), T), _lsm(s.detach(), T)).mean(),
+                "Only the teacher is frozen. The gradient of this loss is what trains the student, so keep "
+                "student_logits as they are (no .detach(), no torch.no_grad()) and detach teacher_logits."),
         Mistake("forgetting the T² factor", lambda s, t, T: _kl(_lsm(t.detach(), T), _lsm(s, T)).mean(),
                 "Multiply by T². Softening by T shrinks the gradients by 1/T²; T² puts them back on the "
                 "scale of the hard-label loss (Hinton et al. 2015)."),
@@ -195,6 +266,16 @@ register(
                 "and count 0 · log 0 as 0."),
         Mistake("not dividing the logits by T", lambda s, t, T: T * T * _kl(_lsm(t.detach(), 1.0), _lsm(s, 1.0)).mean(),
                 "Both distributions are softened: softmax(student / T) and softmax(teacher / T)."),
+        Mistake("softening only the teacher", lambda s, t, T: T * T * _kl(_lsm(t.detach(), T), _lsm(s, 1.0)).mean(),
+                "The student's logits are divided by T too: compare log_softmax(student / T) with "
+                "softmax(teacher / T), two distributions at the same temperature."),
+        Mistake("softening only the student", lambda s, t, T: T * T * _kl(_lsm(t.detach(), 1.0), _lsm(s, T)).mean(),
+                "The teacher's logits are divided by T too: the soft targets are softmax(teacher / T)."),
+        Mistake("log_softmax without dim=",
+                lambda s, t, T: T * T * _kl(F.log_softmax(t.detach() / T, dim=_implicit_dim(t)),
+                                            F.log_softmax(s / T, dim=_implicit_dim(s))).mean(),
+                "Without dim=, F.log_softmax (and F.softmax) guess the dimension: dim=1 for 2-D logits, but "
+                "dim=0 for 3-D [B, T, C] ones. Always pass dim=-1, the classes."),
         Mistake("cross-entropy with the soft targets instead of KL",
                 lambda s, t, T: T * T * -(torch.softmax(t.detach() / T, -1) * _lsm(s, T)).sum(-1).mean(),
                 "Soft cross-entropy has the same gradient but not the same value: KL subtracts the teacher's "
@@ -274,11 +355,28 @@ register(
                 "Use KL(p_teacher ‖ p_student): the teacher's distribution is the target."),
         Mistake("forgetting (1 − alpha) on the cross-entropy", lambda s, t, y, T, a: a * _kd(s, t, T) + _ce(s, y),
                 "The two weights add up to 1: alpha · KD + (1 − alpha) · CE."),
+        Mistake("forgetting alpha on the KD term", lambda s, t, y, T, a: _kd(s, t, T) + (1 - a) * _ce(s, y),
+                "The two weights add up to 1: alpha · KD + (1 − alpha) · CE."),
+        Mistake("the KD term built from detached student logits",
+                lambda s, t, y, T, a: a * _kd(s.detach(), t, T) + (1 - a) * _ce(s, y),
+                "Only the teacher is detached. With student_logits.detach() in the KD term its value is "
+                "right but it trains nothing: only the cross-entropy reaches the student (and at alpha = 1 "
+                "nothing does)."),
+        Mistake("the KD term without the temperature",
+                lambda s, t, y, T, a: a * T * T * _kl(_lsm(t.detach(), 1.0), _lsm(s, 1.0)).mean() + (1 - a) * _ce(s, y),
+                "In the KD term both distributions are softened: softmax(student / T) and softmax(teacher / T); "
+                "only the cross-entropy uses T = 1."),
+        Mistake("soft cross-entropy instead of KL in the KD term",
+                lambda s, t, y, T, a: a * T * T * -(torch.softmax(t.detach() / T, -1) * _lsm(s, T)).sum(-1).mean()
+                + (1 - a) * _ce(s, y),
+                "The KD term is KL(p_t ‖ p_s) = Σ p_t (log p_t − log p_s), not −Σ p_t log p_s: the same gradient, "
+                "but the value is off by the teacher's entropy. Does your kd_loss from task 1 pass its check?"),
         Mistake("averaging the KD term over the first dimension only",
                 lambda s, t, y, T, a: a * T * T * _kl(_lsm(t.detach(), T), _lsm(s, T)).sum() / s.shape[0] + (1 - a) * _ce(s, y),
                 "For [B, T, C] logits all B·T positions are rows, for the KD term as for the cross-entropy."),
     ],
-    hint="alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) (batchmean) + (1 − alpha) · cross_entropy(s, labels) at T = 1.",
+    hint="alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) (batchmean) + (1 − alpha) · cross_entropy(s, labels) at T = 1. "
+         "If the KD term is the culprit, check your kd_loss from task 1 on its own first: check('kd_loss', kd_loss).",
 )
 
 
@@ -338,6 +436,16 @@ register(
                 "Average over every element, features too, not only over the batch."),
         Mistake("keeping FitNets' factor ½", lambda s, t, r: 0.5 * ((r(s) - t.detach()) ** 2).mean(),
                 "FitNets writes ½‖·‖²; this exercise folds the ½ into the loss weight: plain mean squared error."),
+        Mistake("FitNets' ½‖·‖² as written, a sum", lambda s, t, r: 0.5 * ((r(s) - t.detach()) ** 2).sum(),
+                "FitNets writes ½‖u_t − r(u_s)‖², a sum; this exercise takes the plain mean over every element "
+                "instead (F.mse_loss): no ½, and divide by the number of elements."),
+        Mistake("FitNets' ½‖·‖² averaged over the batch",
+                lambda s, t, r: 0.5 * ((r(s) - t.detach()) ** 2).sum() / s.shape[0],
+                "That is FitNets' ½‖u_t − r(u_s)‖² per example; this exercise takes the plain mean over every "
+                "element instead (F.mse_loss): no ½, and divide by the number of elements, not of rows."),
+        Mistake("detaching the student", lambda s, t, r: ((r(s.detach()) - t.detach()) ** 2).mean(),
+                "Only the teacher is frozen. The gradient of this loss trains the student's layer and the "
+                "adapter, so keep student_feature as it is and detach teacher_feature."),
         Mistake("forgetting the adapter", lambda s, t, r: ((s - t.detach()) ** 2).mean(),
                 "Map the student's feature with the adapter first: adapter(student_feature)."),
         Mistake("applying the adapter to the teacher", lambda s, t, r: ((s - r(t.detach())) ** 2).mean(),

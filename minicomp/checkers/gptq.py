@@ -21,18 +21,19 @@ from minicomp.grading import Case, Mistake, register
 from minicomp.quant import compute_qparams
 
 
-def _q(w, scale, zero, qmax):  # quantize-dequantize one column [out] with per-row [out, 1] params
+def _q(w, scale, zero, qmax, clamp=True):  # quantize-dequantize one column [out] with per-row [out, 1] params
     s, z = scale[:, 0], zero[:, 0]
-    return (torch.clamp(torch.round(w / s) + z, 0, qmax) - z) * s
+    code = torch.round(w / s) + z
+    return ((torch.clamp(code, 0, qmax) if clamp else code) - z) * s
 
 
-def gptq_columns(W, Hinv, scale, zero, qmax, *, sign=1.0, divide=True, propagate="row"):
+def gptq_columns(W, Hinv, scale, zero, qmax, *, sign=1.0, divide=True, propagate="row", clamp=True):
     """The reference loop; the keyword arguments produce the known mistakes."""
     W = W.clone()
     Q = torch.zeros_like(W)
     for i in range(W.shape[1]):
         w = W[:, i]
-        q = _q(w, scale, zero, qmax)
+        q = _q(w, scale, zero, qmax, clamp)
         Q[:, i] = q
         d = Hinv[i, i]
         err = (w - q) / d if divide else (w - q)
@@ -100,7 +101,11 @@ register(
                 "of its upper Cholesky factor Hinv already account for that. Use Hinv[i, i:], not H⁻¹[i, i:]."),
         Mistake("propagating only to the next column", lambda *a: gptq_columns(*a, propagate="next"),
                 "The error goes to *every* column not yet quantized: W[:, i:] -= err · Hinv[i, i:]."),
+        Mistake("no clamp to [0, qmax]", lambda *a: gptq_columns(*a, clamp=False),
+                "The error feedback can push a later column past its row's original min and max, where "
+                "the grid ends: clamp the codes, q = (clamp(round(w / scale) + zero, 0, qmax) − zero) · scale."),
     ],
-    hint="For each column i: q = quantize(W[:, i]); err = (W[:, i] − q) / Hinv[i, i]; "
-         "W[:, i:] -= err[:, None] * Hinv[i, i:][None, :].",
+    hint="For each column i: q = (clamp(round(W[:, i] / scale) + zero, 0, qmax) − zero) · scale, with "
+         "scale and zero of shape [out] (scale[:, 0]); err = (W[:, i] − q) / Hinv[i, i]; "
+         "W[:, i:] -= err[:, None] * Hinv[i, i:][None, :]. Return the q's, as floats.",
 )

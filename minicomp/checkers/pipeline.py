@@ -5,14 +5,19 @@
         as wrong, and strictly better on one of the two. Returns their indices, smallest first
         (equal sizes: lower error first, then lower index).
 
-The cases mix the order of the models, repeat sizes and repeat whole models (two identical
-models do not beat each other: both stay), so that a greedy scan of unsorted input, a strict or
-a loose comparison, or the front of the wrong corner each fail somewhere.
+The cases mix the order of the models, repeat sizes, repeat errors and repeat whole models (two
+identical models do not beat each other: both stay), so that a greedy scan of unsorted input, a
+scan sorted by size alone or keeping equal errors, a strict or a loose comparison, or the front of
+the wrong corner each fail somewhere. The indices may come as a list, a tuple, or a 1-D numpy
+array or tensor.
 """
 
 from __future__ import annotations
 
-from minicomp.grading import Case, Mistake, register
+import numpy as np
+import torch
+
+from minicomp.grading import Case, Mistake, compare_values, register
 
 
 def _dominated(i: int, sizes, errors, strict_both: bool = False, loose: bool = False) -> bool:
@@ -51,6 +56,40 @@ def _greedy_scan(sizes, errors):
     return front
 
 
+def _sorted_scan(sizes, errors, *, by_size_only=False, keep_equal=True):
+    """(a mistake) Sort the models, then keep one when its error is at most the best so far (a
+    larger model as good as a smaller one stays, though the smaller one beats it); or sort by size
+    alone and keep one when its error is below the best so far (of two models of the same size, the
+    worse one may come first and stay)."""
+    if by_size_only:
+        order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    else:
+        order = _order(range(len(sizes)), sizes, errors)
+    front, best = [], float("inf")
+    for i in order:
+        if errors[i] < best or (keep_equal and errors[i] == best):
+            front.append(i)
+            best = errors[i]
+    return front
+
+
+def _compare(got, expected):
+    """`compare_values`, also for a 1-D array or tensor of indices, and saying so when the models
+    are the right ones in the wrong order."""
+    if isinstance(got, (np.ndarray, torch.Tensor)) and got.ndim == 1:
+        got = got.tolist()
+    problem = compare_values(got, expected)
+    if problem and isinstance(got, (list, tuple)) and len(got) == len(expected):
+        try:
+            same_models = compare_values(sorted(got), sorted(expected)) is None
+        except TypeError:   # items that do not sort (None, strings mixed with numbers, ...)
+            same_models = False
+        if same_models:
+            problem = (f"{problem}: these are the right models, in the wrong order; list them smallest "
+                       "model first (equal sizes: lower error first, then lower index)")
+    return problem
+
+
 def _cases():
     return [
         Case("a hand example: sizes 1, 2, 3, 4 with errors 0.9, 0.5, 0.6, 0.2 (model 2 is beaten by model 1)",
@@ -61,6 +100,8 @@ def _cases():
              ([2.0, 2.0, 5.0, 1.0], [0.4, 0.3, 0.1, 0.8])),
         Case("two identical models: neither beats the other, both stay",
              ([1.0, 3.0, 3.0, 6.0], [0.9, 0.4, 0.4, 0.2])),
+        Case("a larger model with the same error as a smaller one is beaten",
+             ([4.0, 1.0, 2.0, 6.0], [0.3, 0.6, 0.6, 0.3])),
         Case("one model beats every other", ([8.0, 1.0, 4.0], [0.5, 0.1, 0.3])),
         Case("a pure trade-off: every model is on the front", ([5.0, 1.0, 3.0, 2.0, 4.0], [0.1, 0.5, 0.3, 0.4, 0.2])),
         Case("one model", ([3.5], [0.25])),
@@ -75,6 +116,7 @@ register(
     params=("sizes", "errors"),
     reference=reference,
     cases=_cases,
+    compare=_compare,
     mistakes=[
         Mistake("a greedy scan of the models in the order given",
                 _greedy_scan,
@@ -97,6 +139,15 @@ register(
                 lambda s, e: sorted(reference(s, e)),
                 "Return the indices smallest model first (for equal sizes, lower error first): "
                 "sorted(front, key=lambda i: (sizes[i], errors[i], i))."),
+        Mistake("a sorted scan that keeps equal errors",
+                _sorted_scan,
+                "A model as good as a smaller one is beaten by it: after sorting by (size, error), keep a "
+                "model only when its error is *below* every error before it, or when it is an exact "
+                "duplicate (same size and error) of the model just kept."),
+        Mistake("a scan sorted by size alone",
+                lambda s, e: _sorted_scan(s, e, by_size_only=True, keep_equal=False),
+                "Of two models of the same size, the one with the lower error beats the other; sorted by "
+                "size alone, the worse one may come first and be kept. Sort by (size, error), then scan."),
     ],
     hint="Model j beats model i when sizes[j] <= sizes[i] and errors[j] <= errors[i], and one of the two "
          "is strictly smaller. Keep the models nobody beats, smallest first.",

@@ -154,8 +154,23 @@ register(
                                              _inside(x, s, z, lo, hi)),
                 "Fake quantization returns floats on x's scale: dequantize the codes, "
                 "x̂ = (q - zero_point) * scale."),
+        Mistake("the ends qmin and qmax left out of the mask",
+                lambda x, s, z, lo, hi: (lambda q: _ste(x, _stopped(x, s, z, lo, hi), (q > lo) & (q < hi)))(
+                    torch.round(x / s) + z),
+                "A code equal to qmin or qmax was not cut off by the clamp, so the gradient passes there "
+                "too: inside = (q >= qmin) & (q <= qmax), with >= and <=, not > and <."),
+        Mistake("the zero point left out of the mask",
+                lambda x, s, z, lo, hi: _ste(x, _stopped(x, s, z, lo, hi),
+                                             (torch.round(x / s) >= lo) & (torch.round(x / s) <= hi)),
+                "The clamp acts on the code q = round(x / scale) + zero_point, so the mask must test the "
+                "same q, zero point included: inside = (q >= qmin) & (q <= qmax)."),
+        Mistake("the clamp left out of the forward pass",
+                lambda x, s, z, lo, hi: _ste(x, (torch.round(x / s) + z - z) * s, _inside(x, s, z, lo, hi)),
+                "The gradient is right, but x̂ is not: the codes must stay in [qmin, qmax], "
+                "x̂ = (clamp(q, qmin, qmax) - zero_point) * scale, so that far-out values land on the "
+                "grid's ends."),
     ],
-    hint="x̂ = (clamp(round(x / scale) + zero_point, qmin, qmax) - zero_point) * scale for the forward "
-         "pass; for the backward pass x_pass = torch.where(inside, x, x.detach()) and return "
-         "x_pass + (x̂ - x_pass).detach().",
+    hint="x̂ = (clamp(q, qmin, qmax) - zero_point) * scale with the code q = round(x / scale) + zero_point "
+         "for the forward pass; for the backward pass x_pass = torch.where(inside, x, x.detach()) with "
+         "inside = (q >= qmin) & (q <= qmax), and return x_pass + (x̂ - x_pass).detach().",
 )

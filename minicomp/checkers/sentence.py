@@ -11,8 +11,13 @@ that averaging the padding, taking the first token, scaling each token instead o
 skipping the final scaling each fail somewhere. (Dividing by the padded length T instead of the
 count of real tokens is *not* a mistake here: the final scaling to unit length undoes any
 positive factor per sentence.)
+The by-hand pooling case has B = dim = 2, where a count or a norm of shape [B] (keepdim
+forgotten) broadcasts without an error, so its report can name that mistake.
 The neighbour cases use rows of different lengths and a row whose every other row points away
-from it, so that a dot product, a zero on the diagonal, or no exclusion at all each fail.
+from it, so that a dot product, a zero on the diagonal, or no exclusion at all each fail; two
+rows pointing in exactly opposite ways (cosine −1, so a −1 on the diagonal ties with the other
+row); and two rows of the same direction (cosine 1, a tie with the row itself, so taking the
+second of a sort can return the row itself).
 """
 
 from __future__ import annotations
@@ -65,6 +70,34 @@ def _first_token(tokens, mask):
     return F.normalize(tokens[:, 0], dim=1)
 
 
+def _masked_mean_not_normalized(tokens, mask):
+    """(a mistake) The padding zeroed, then .mean(1), and no scaling: divided by T, not the count."""
+    return (tokens * mask[..., None].to(tokens.dtype)).mean(1)
+
+
+def _norm_of_batch(tokens, mask):
+    """(a mistake) The right mean divided by the length of the whole [B, dim] matrix."""
+    v = _not_normalized(tokens, mask)
+    return v / v.norm()
+
+
+def _norm_without_keepdim(tokens, mask):
+    """(a mistake) v / v.norm(dim=1): [B, dim] / [B] lines the lengths up with the columns."""
+    v = _not_normalized(tokens, mask)
+    return v / v.norm(dim=1)
+
+
+def _count_without_keepdim(tokens, mask):
+    """(a mistake) The sum [B, dim] divided by the counts [B]: lined up with the columns."""
+    m = mask.to(tokens.dtype)
+    return F.normalize((tokens * m[..., None]).sum(1) / m.sum(1), dim=1)
+
+
+def _normalized_over_batch(tokens, mask):
+    """(a mistake) F.normalize(..., dim=0): each feature, not each sentence, scaled to length 1."""
+    return F.normalize(_not_normalized(tokens, mask), dim=0)
+
+
 def _tokens_normalized(tokens, mask):
     """(a mistake) Each token scaled to length 1, then averaged: the mean is shorter than 1."""
     m = mask[..., None].to(tokens.dtype)
@@ -88,6 +121,22 @@ register(
         Mistake("each token scaled to unit length before the mean", _tokens_normalized,
                 "Average the tokens as they are, then scale the *mean* to length 1; scaling each token "
                 "first weighs them differently, and the mean of unit vectors is shorter than 1."),
+        Mistake("the padding zeroed, then .mean(1), not scaled", _masked_mean_not_normalized,
+                "Scale each sentence's vector to length 1 at the end: F.normalize(pooled, dim=1). (Then "
+                ".mean(1), which divides by the padded length T rather than the number of real tokens, "
+                "does no harm: the scaling undoes any factor.)"),
+        Mistake("divided by the length of the whole batch", _norm_of_batch,
+                "v.norm() without dim is the length of the whole [B, dim] matrix; each sentence is scaled by "
+                "its own length: v / v.norm(dim=1, keepdim=True), or F.normalize(v, dim=1)."),
+        Mistake("the lengths without keepdim=True", _norm_without_keepdim,
+                "v.norm(dim=1) has shape [B], not [B, 1]: dividing [B, dim] by it lines the lengths up with "
+                "the columns, not the rows (or fails, when B ≠ dim). Use v.norm(dim=1, keepdim=True)."),
+        Mistake("the counts without keepdim=True", _count_without_keepdim,
+                "mask.sum(1) has shape [B], not [B, 1]: dividing the [B, dim] sums by it lines the counts up "
+                "with the columns, not the rows (or fails, when B ≠ dim). Use mask.sum(1, keepdim=True)."),
+        Mistake("scaled to unit length over the batch (dim=0)", _normalized_over_batch,
+                "Each sentence, a row, gets length 1: F.normalize(pooled, dim=1). dim=0 scales each "
+                "feature, a column, across the sentences instead."),
     ],
     hint="Zero the padding with the mask, sum over the tokens (dim 1), divide by each sentence's "
          "count of real tokens, then normalize each row to length 1.",
@@ -106,12 +155,17 @@ def _neighbour_cases():
     lengths = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.4, 0.0], [20.0, 20.0, 5.0], [0.0, 0.0, 1.0]])
     g = torch.Generator().manual_seed(11)
     scattered = torch.randn(12, 8, generator=g) * torch.rand(12, 1, generator=g) * 5  # rows of many lengths
+    # rows 0 and 1 point the same way (cosine exactly 1, as with a sentence that appears twice)
+    same_way = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.1, 1.0], [0.2, 1.0]])
     return [
         Case("by hand: two pairs of close rows (expected [1, 0, 3, 2])", (pairs,)),
         Case("three rows 120° apart (each points away from the others)", (star,)),
         Case("a long row that points elsewhere", (lengths,)),
         Case("two rows", (torch.tensor([[0.3, -0.1], [2.0, 1.0]]),)),
         Case("12 random rows of many lengths in 8 dimensions", (scattered,)),
+        Case("two rows pointing in opposite ways (cosine -1)", (torch.tensor([[2.0, 0.0], [-0.5, 0.0]]),)),
+        Case("two rows of the same direction, of lengths 1 and 3 (cosine 1, as high as a row's own; "
+             "expected [1, 0, 3, 2])", (same_way,)),
     ]
 
 
@@ -146,6 +200,29 @@ def _farthest(emb):
     return sim.argmin(1)
 
 
+def _diagonal_minus_one(emb):
+    """(a mistake) The diagonal set to -1: ties with a row pointing the exact opposite way."""
+    sim = _cosine(emb)
+    sim.fill_diagonal_(-1.0)
+    return sim.argmax(1)
+
+
+def _second_of_sort(emb):
+    """(a mistake) The second entry of a descending sort, assuming the row itself comes first."""
+    return _cosine(emb).argsort(1, descending=True)[:, 1]
+
+
+def _second_of_topk(emb):
+    """(a mistake) The same with topk(2), which on a tie of 1s may order them the other way."""
+    return _cosine(emb).topk(2, dim=1).indices[:, 1]
+
+
+_RUNNER_UP = "the runner-up of a sort or of topk(2) (the row itself assumed to come first)"
+_RUNNER_UP_HINT = ("A row's cosine with itself is 1, but another row can tie with it (the same sentence twice, "
+                   "or the same direction at another length), and then the row itself may come second. "
+                   "Rule the diagonal out with -inf, then take argmax(1).")
+
+
 def _euclidean(emb):
     """(a mistake) The closest row by Euclidean distance, without normalizing."""
     d = torch.cdist(emb.float(), emb.float())
@@ -174,6 +251,12 @@ register(
         Mistake("Euclidean distance between rows of different lengths", _euclidean,
                 "Distances between unnormalized rows mix length with direction; normalize the rows first "
                 "(then the closest row by distance and by cosine are the same)."),
+        Mistake("the diagonal set to -1", _diagonal_minus_one,
+                "-1 is the smallest cosine there is, but another row can reach it too (one pointing the "
+                "exact opposite way), and on a tie argmax takes the first index, maybe the row itself: "
+                "use -inf, which nothing else can equal."),
+        Mistake(_RUNNER_UP, _second_of_sort, _RUNNER_UP_HINT),
+        Mistake(_RUNNER_UP, _second_of_topk, _RUNNER_UP_HINT),
     ],
     hint="Normalize the rows, take sim = e @ e.T ([N, N] cosines), rule out the diagonal with -inf, "
          "then sim.argmax(1).",

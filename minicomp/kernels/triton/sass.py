@@ -103,26 +103,69 @@ def profile_ahead(configs: list[dict], bits: int, group_size: int, x_dtype: torc
     """`loop_profile(compile_ahead(cfg, ...))` for each of `configs`, plus "per_weight"
     (`instructions_per_weight` for x [m, in]), compiled in a fresh Python process without
     TRITON_INTERPRET: where the interpreter is on (the test suite turns it on), triton's language
-    objects are patched for it and the GPU compiler cannot run. A few seconds."""
+    objects are patched for it and the GPU compiler cannot run. A few seconds to start, and about
+    as long again per configuration; `profile_many` does several such lists in one process."""
+    (loops,) = profile_many([{"configs": configs, "bits": bits, "group_size": group_size,
+                              "x_dtype": x_dtype, "arch": arch, "m": m}])
+    return loops
+
+
+# the child of `profile_many`: compile each distinct job once, on every core (fork, where there is one)
+_PROFILE_CHILD = """\
+import json, multiprocessing, os, sys, torch
+from minicomp.kernels.triton import sass
+todo = json.loads(sys.stdin.read())
+def one(a):
+    return sass.loop_profile(sass.compile_ahead(a["cfg"], a["bits"], a["group_size"], getattr(torch, a["dtype"]),
+                                                arch=a["arch"]))
+workers = min(len(todo), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        done = pool.map(one, todo, chunksize=1)
+else:
+    done = [one(a) for a in todo]
+print(json.dumps(done))
+"""
+
+
+def profile_many(jobs: list[dict]) -> list[list[dict]]:
+    """`profile_ahead` for several lists at once: one fresh process, each distinct compilation
+    done once, on all the CPU's cores. Each job is a dict of `profile_ahead`'s arguments
+    ("configs", "bits", "group_size", and optionally "x_dtype", "arch", "m"); returns one list
+    of loop profiles per job, in order."""
     import json
     import subprocess
     import sys
 
-    code = ("import json, sys, torch\n"
-            "from minicomp.kernels.triton import sass\n"
-            "a = json.loads(sys.stdin.read())\n"
-            "print(json.dumps([sass.loop_profile(sass.compile_ahead(c, a['bits'], a['group_size'], "
-            "getattr(torch, a['dtype']), arch=a['arch'])) for c in a['configs']]))\n")
-    job = {"configs": configs, "bits": bits, "group_size": group_size, "arch": arch,
-           "dtype": str(x_dtype).replace("torch.", "")}
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise TypeError("jobs must be a list of dicts of profile_ahead's arguments (configs, bits, group_size, ...)")
+    allowed = {"configs", "bits", "group_size", "x_dtype", "arch", "m"}
+    for i, job in enumerate(jobs):
+        if not {"configs", "bits", "group_size"} <= job.keys() or not job.keys() <= allowed:
+            raise ValueError(f"jobs[{i}] has keys {sorted(job)}; expected configs, bits, group_size and "
+                             f"optionally x_dtype, arch, m")
+    keys, todo, where = {}, [], []   # where[i][j]: the index in todo of job i's configuration j
+    for job in jobs:
+        dtype = str(job.get("x_dtype", torch.float16)).replace("torch.", "")
+        places = []
+        for cfg in job["configs"]:
+            item = {"cfg": cfg, "bits": job["bits"], "group_size": job["group_size"], "dtype": dtype,
+                    "arch": job.get("arch", 90)}
+            key = json.dumps(item, sort_keys=True)
+            if key not in keys:
+                keys[key] = len(todo)
+                todo.append(item)
+            places.append(keys[key])
+        where.append(places)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(job), capture_output=True, text=True,
-                          env=env, timeout=900)
+    done = subprocess.run([sys.executable, "-c", _PROFILE_CHILD], input=json.dumps(todo), capture_output=True,
+                          text=True, env=env, timeout=1800)
     if done.returncode != 0:
-        raise RuntimeError(f"compiling for sm_{arch} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"compiling for {', '.join(f'sm_{a}' for a in sorted({t['arch'] for t in todo}))} failed:\n{done.stderr[-3000:]}")
     loops = json.loads(done.stdout.strip().splitlines()[-1])
-    return [{**loop, "per_weight": instructions_per_weight(loop, cfg, bits, m)}
-            for loop, cfg in zip(loops, configs, strict=True)]
+    return [[{**loops[k], "per_weight": instructions_per_weight(loops[k], cfg, job["bits"], job.get("m", 1))}
+             for k, cfg in zip(places, job["configs"], strict=True)]
+            for job, places in zip(jobs, where, strict=True)]
 
 
 def loop_profile(compiled) -> dict:
