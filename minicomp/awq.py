@@ -132,7 +132,7 @@ def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch
     W = weight.detach().float()  # [out, in]
     g = group_len(W, group_size)
     H = hessian.to(W)
-    x_scale = x_scale.to(W).clamp(min=1e-8)
+    x_scale = x_scale.to(W)   # a dead channel (0) gets s = 1e-4 from the clamp below, as in llm-awq
     curve, best = [], (float("inf"), None)
     for k in range(n_grid):
         alpha = k / n_grid

@@ -221,7 +221,8 @@ def _preview(x: Any, limit: int = 240) -> str:
         items = [_preview(v, 80) for v in x]
         if hasattr(x, "_fields"):   # a namedtuple: name each item
             items = [f"{name}={item}" for name, item in zip(x._fields, items)]
-        text = "(" + ", ".join(items) + ")"
+        inside = ", ".join(items) + ("," if len(items) == 1 and isinstance(x, tuple) else "")
+        text = f"[{inside}]" if isinstance(x, list) else f"({inside})"   # brackets as Python prints them
     else:
         text = repr(x)
     text = " ".join(text.split())
@@ -354,9 +355,16 @@ def _short_error(exc: BaseException) -> str:
 
 
 def _compare(checker: Checker, got: Any, expected: Any) -> str | None:
-    """The checker's own comparison if it has one, else `compare_values` with its tolerances."""
+    """The checker's own comparison if it has one, else `compare_values` with its tolerances. An
+    answer of a kind the checker's comparison did not foresee (a tuple of tensors where a list of
+    ints was expected, say) is compared plainly instead, so the learner reads what differs, not
+    the checker's traceback."""
     if checker.compare is not None:
-        return checker.compare(got, expected)
+        try:
+            return checker.compare(got, expected)
+        except Exception as exc:
+            plain = compare_values(got, expected, checker.atol, checker.rtol)
+            return plain if plain is not None else f"your answer could not be checked: {_short_error(exc)}"
     return compare_values(got, expected, checker.atol, checker.rtol)
 
 
@@ -403,14 +411,18 @@ def _diagnose(checker: Checker, failed: tuple[Case, Any, Any, str], answers: lis
     The suspects are the mistakes that make the same error there (`_explains`). Two mistakes can
     agree on one case (a zero on the diagonal and no exclusion at all, where every other row
     points away), so when several do, the one that also gives the learner's answers, right or
-    wrong, on the most of the other cases (`answers`) is named; on a tie, the first listed."""
+    wrong, on the most of the other cases (`answers`) is named; on a tie, the first listed. A
+    mistake that gives the learner's answers on fewer than half of the other cases matched the
+    first by coincidence (a small hand example can make two errors look alike): the general hint
+    is given instead of a wrong diagnosis."""
     suspects = [m for m in checker.mistakes if _explains(checker, m, *failed)]
     if not suspects:
         return checker.hint
-    if len(suspects) > 1:
-        others = [(c, g) for c, g in answers if c is not failed[0]]
-        score = {id(m): sum(_same(checker, g, _gives(checker, m, c)) for c, g in others) for m in suspects}
-        suspects.sort(key=lambda m: -score[id(m)])   # stable: ties keep the listed order
+    others = [(c, g) for c, g in answers if c is not failed[0]]
+    score = {id(m): sum(_same(checker, g, _gives(checker, m, c)) for c, g in others) for m in suspects}
+    suspects.sort(key=lambda m: -score[id(m)])   # stable: ties keep the listed order
+    if 2 * score[id(suspects[0])] < len(others):
+        return checker.hint
     return f"this looks like {suspects[0].name}. {suspects[0].hint}"
 
 

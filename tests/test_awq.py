@@ -314,6 +314,15 @@ def test_exercise_transcription_is_the_library_search():
 
     for case in _cases():
         assert torch.allclose(search(*case.args), reference(*case.args), rtol=1e-5)
+    # a dead input channel (mean |x| exactly 0): s = max(0 ** α, 1e-4), as the exercise and llm-awq
+    # say (the library once floored x_scale at 1e-8 first, giving that channel 1e-8 ** α instead)
+    g = torch.Generator().manual_seed(3)
+    W, X = torch.randn(8, 32, generator=g), torch.randn(64, 32, generator=g)
+    X[:, 5] = 0
+    X[:, 7] *= 30
+    args = (W, activation_scales(X), input_hessian(X), 3, 16)
+    assert activation_scales(X)[5] == 0
+    assert torch.allclose(search(*args), reference(*args), rtol=1e-5)
 
 
 def test_pack_model_and_export_keep_the_awq_input_scale(tinygpt_awq, tmp_path):

@@ -186,3 +186,35 @@ def test_a_chatty_function_cannot_bury_its_report(capsys):
     check("weight_bytes", quiet)
     out = capsys.readouterr().out
     assert out.splitlines()[:2] == ["n = 1000", "n = 7000000000"] and "not shown" not in out
+
+
+def test_an_answer_the_checkers_comparison_did_not_foresee_is_a_failure_not_a_traceback():
+    """A tuple of tensors where Pareto's comparison expects a list of ints: once a crash in
+    check itself; now compared plainly, and the learner reads what differs."""
+    report = check("pareto_front_indices", lambda sizes, errors: (torch.zeros(2), torch.zeros(2)))
+    assert report.status == "failed" and "expected 3 values but got 2" in str(report)
+
+
+def test_lists_are_shown_as_lists_and_tuples_as_tuples():
+    """A learner who must return a list is shown one: '[0, 1, 3]', not '(0, 1, 3)'."""
+    from minicomp.grading import _preview
+
+    assert (_preview([0, 1, 3]), _preview((1, 2)), _preview((1,)), _preview([])) == ("[0, 1, 3]", "(1, 2)", "(1,)", "[]")
+    report = check("pareto_front_indices", lambda sizes, errors: [3, 1, 0])
+    assert "expected  [0, 1, 3]" in str(report), str(report)
+
+
+def test_a_mistake_that_matches_one_case_by_coincidence_is_not_named():
+    """Sorting sizes and errors apart matches 'the front of the wrong corner' on the hand example
+    alone; it is not that mistake on the other cases, so the general hint is given, not a wrong one."""
+    def front(sizes, errors):
+        sizes, errors = sorted(sizes), sorted(errors)
+        out, best = [], float("inf")
+        for i in range(len(sizes)):
+            if errors[i] < best:
+                out.append(i)
+                best = errors[i]
+        return out
+
+    report = check("pareto_front_indices", front)
+    assert report.status == "failed" and "this looks like" not in report.hint and report.hint

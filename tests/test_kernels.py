@@ -1599,3 +1599,44 @@ def test_programs_per_sm_and_the_launch_grid():
     assert triton_backend.launch_grid(half2, 6, 8192) == (2, 256, 8)
     tc = triton_backend._config(16, 8192, 8192, 4, 128)
     assert triton_backend.launch_grid(tc, 16, 8192) == (128, 1, 4)
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["missing", "broken"])
+def test_without_numba_the_library_still_runs_and_says_why(tmp_path, broken):
+    """numba missing (no wheel for this Python yet, say) or installed but unimportable (built for
+    another NumPy): the library still imports, PackedLinear runs the reference backend with the
+    same numbers, and the cpu backend says which it was and what to do. A broken install also
+    warns once, instead of quietly running slowly."""
+    if broken:
+        (tmp_path / "numba").mkdir()
+        (tmp_path / "numba" / "__init__.py").write_text("raise ImportError('Numba needs NumPy 2.3 or less')\n")
+    else:   # a finder that says numba does not exist, as it does where it is not installed
+        (tmp_path / "sitecustomize.py").write_text(
+            "import sys\nclass _NoNumba:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('numba', 'llvmlite'):\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, _NoNumba())\n")
+    code = ("import warnings\nwarnings.simplefilter('always')\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    import torch\n"
+            "    from minicomp.kernels import PackedLinear, cpu\n"
+            "torch.manual_seed(0)\n"
+            "layer = PackedLinear.from_linear(torch.nn.Linear(256, 64), bits=4, group_size=128)\n"
+            "x = torch.randn(2, 256)\n"
+            "auto = layer.choose_backend(x)\n"
+            "y = layer(x)\n"
+            "layer.backend = 'reference'\n"
+            "print(cpu.available(), cpu.UNAVAILABLE, auto, torch.equal(y, layer(x)), sep='|')\n"
+            "print(sum('fused CPU kernels are off' in str(w.message) for w in seen))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, warned = done.stdout.strip().splitlines()[-2:]
+    ok, why, auto, same = first.split("|")
+    assert (ok, auto, same) == ("False", "reference", "True"), first
+    if broken:
+        assert "installed but does not import" in why and "NumPy 2.3" in why and "pip install -U numba" in why
+        assert warned == "1"
+    else:
+        assert why == "numba is not installed (pip install numba)" and warned == "0"

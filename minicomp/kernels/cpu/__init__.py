@@ -82,6 +82,7 @@ import torch
 
 from minicomp.kernels.cpu.jit import (
     PIECES,
+    UNAVAILABLE,
     dequantizer,
     kernels,
     numba,
@@ -250,7 +251,7 @@ def _torch_openmp():
 def describe_threads() -> str:
     """Whose threads the kernel runs on in this process, in words (for reports)."""
     if not available():
-        return "none: numba is not installed"
+        return f"none: {UNAVAILABLE}"
     return "PyTorch's OpenMP threads" if _openmp() is not None else "a thread pool of its own"
 
 
@@ -300,7 +301,7 @@ def _run_shared(run, args, n_blocks: int, threads: int) -> bool:
 def unsupported(layer, x: torch.Tensor) -> str | None:
     """Why this backend cannot run `layer` on `x`, or None if it can."""
     if numba is None:
-        return "numba is not installed (pip install numba)"
+        return UNAVAILABLE
     if x.device.type != "cpu":
         return f"x is on {x.device}, not the CPU"
     per = 32 // layer.pack_bits

@@ -44,13 +44,21 @@ import functools
 
 import numpy as np
 
+UNAVAILABLE = None  # why numba cannot be used here, in words (None: it can)
 try:
     import numba
     from llvmlite import ir
     from numba.core import cgutils
     from numba.extending import intrinsic
-except ImportError:  # the backend reports itself unavailable; `reference` still works
+except ImportError as exc:  # the backend reports itself unavailable; `reference` still works
     numba = None
+    if isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite"):
+        UNAVAILABLE = "numba is not installed (pip install numba)"
+    else:   # installed, but broken (often: built for another NumPy): say so, once, instead of running slowly
+        UNAVAILABLE = f"numba is installed but does not import ({type(exc).__name__}: {exc}); try pip install -U numba"
+        import warnings
+        warnings.warn(f"minicomp: the fused CPU kernels are off, {UNAVAILABLE}; PackedLinear runs its slow "
+                      "reference backend instead", RuntimeWarning, stacklevel=2)
 
 M_TILE = 16         # batch rows per pass over a block in the GEMM kernel (keeps partial sums in L1)
 ONE = 0x3F800000    # the bits of the float32 1.0: sign 0, exponent 127, mantissa 0
@@ -167,6 +175,8 @@ if numba is not None:
         return np.array([address(words), address(scales), address(zeros), address(x), address(y),
                          address(todo), address(state), words.shape[0], words.shape[1],
                          words.shape[2], scales.shape[1], x.shape[0], todo.shape[0]], np.int64)
+else:   # no numba: the names exist for `cpu/__init__.py` to import, but `available()` is False
+    wait_done = pack_call = None
 
 
 def _inline(fn):
@@ -363,6 +373,8 @@ if numba is not None:
         return np.array([address(words), address(scales), address(zeros), address(out), address(state),
                          words.shape[0], words.shape[1], words.shape[2], scales.shape[1], first, n,
                          out.shape[0], out.shape[1]], np.int64)
+else:
+    check_slab = pack_dequantize = None
 
 
 @functools.cache
