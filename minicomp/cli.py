@@ -9,7 +9,7 @@
     minicomp bench [--quick]     time the packed int4 kernels against dense float (ratios)
     minicomp check NAME FILE.py:FUNCTION
                                  check a function of yours against an exercise, in the terminal
-    minicomp grade PATH... [--timeout S] [--out grades.csv]
+    minicomp grade PATH... [--timeout S] [--out grades.csv] [--jobs N]
                                  run submitted exercise notebooks; one CSV/JSON row per exercise
     minicomp doctor              check this machine's setup: Python, torch, GPU, kernels, Jupyter
 """

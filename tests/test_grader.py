@@ -55,7 +55,8 @@ def test_grade_six_awkward_submissions(tmp_path):
     out = tmp_path / "out" / "grades.csv"
 
     proc = subprocess.run(
-        [sys.executable, "-m", "minicomp", "grade", str(subs), "--timeout", str(TIMEOUT), "--out", str(out)],
+        [sys.executable, "-m", "minicomp", "grade", str(subs), "--timeout", str(TIMEOUT), "--out", str(out),
+         "--jobs", "2"],   # two at once: the rows still come in the notebooks' order
         cwd=tmp_path, capture_output=True, text=True, timeout=6 * (TIMEOUT + 60) + 60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -81,6 +82,17 @@ def test_grade_six_awkward_submissions(tmp_path):
 
     for name in rows:  # the terminal summary names every student
         assert name in proc.stdout
+    with out.open(newline="") as f:   # in the notebooks' (sorted) order, whatever finished first
+        assert [r["student"] for r in csv.DictReader(f)] == sorted(rows)
+    assert sorted(line.split()[0] for line in proc.stdout.splitlines() if line.startswith("[")) == \
+        [f"[{i}/6]" for i in range(1, 7)]
+
+
+def test_jobs_must_be_at_least_one(tmp_path, capsys):
+    assert grader.main([str(SOLUTION), "--jobs", "0", "--out", str(tmp_path / "g.csv")]) == 2
+    assert "--jobs=0 must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="jobs=0 must be a positive int"):
+        grader.grade([SOLUTION], jobs=0)
 
 
 def test_exception_in_check_cell_is_an_error_row(tmp_path):
