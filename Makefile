@@ -22,6 +22,9 @@ COURSE := $(VENV)/.minicomp-course
 DEV    := $(VENV)/.minicomp-dev
 # Per-cell limit for notebook tests, in seconds (a whole lesson should take about a minute).
 CELL_TIMEOUT ?= 600
+# Processes for the tests in tests/ (pytest-xdist; 0: in this process): the CPU's cores, at most 4.
+# The notebooks run after them one at a time, since the lessons time their kernels.
+TEST_JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))" 2>/dev/null || echo 2)
 PYTEST_ARGS ?=
 
 .PHONY: lab test tour install lint clean-venv
@@ -53,7 +56,8 @@ lab: $(COURSE)
 test: $(DEV)
 	$(VENV)/bin/ruff check minicomp tests lessons exercises solutions
 	$(VENV)/bin/minicomp course check
-	$(PY) -m pytest tests lessons exercises solutions --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_JOBS) -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest lessons exercises solutions --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS)
 
 tour: $(COURSE)
 	$(VENV)/bin/minicomp tour

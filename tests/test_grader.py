@@ -154,7 +154,7 @@ def test_printed_deleted_and_unvalidated_checks_named_twice_in_a_shared_folder(t
 
     notebooks = grader.find_notebooks([tmp_path, tmp_path / "shared" / "dana.ipynb"])
     assert len(notebooks) == 5
-    rows = {r.student: r for r in grader.grade(notebooks, timeout=TIMEOUT)}
+    rows = {r.student: r for r in grader.grade(notebooks, timeout=TIMEOUT, jobs=2)}
     assert set(rows) == {f"{who}/{stem}" for who in ("alice", "carl", "fred")} | {"dana", "erin"}
     assert (rows[f"alice/{stem}"].status, rows[f"alice/{stem}"].passed) == ("ok", 7)
     carl = rows[f"carl/{stem}"]
@@ -202,7 +202,7 @@ def test_same_file_name_in_student_folders_and_the_reason_a_check_failed(tmp_pat
     wrong = SOLUTION.read_text().replace("(num_params * bits + 7) // 8", "num_params * bits // 8")  # rounds down
     assert wrong != SOLUTION.read_text()
     (tmp_path / "bob" / "00.ipynb").write_text(wrong)
-    rows = {r.student: r for r in grader.grade([tmp_path], timeout=TIMEOUT)}
+    rows = {r.student: r for r in grader.grade([tmp_path], timeout=TIMEOUT, jobs=2)}
     assert set(rows) == {"alice/00", "bob/00"}
     assert rows["alice/00"].reason == "passed"
     bob = rows["bob/00"].reason
