@@ -120,7 +120,10 @@ def check_numba() -> Finding:
     from minicomp.kernels import available_backends
 
     if "cpu" not in available_backends():
-        return Finding("numba kernel", WARN, f"numba {v} installed but the cpu backend is unavailable",
+        from minicomp.kernels import cpu
+
+        return Finding("numba kernel", WARN, f"numba {v} installed but the cpu backend is unavailable"
+                       + (f": {cpu.UNAVAILABLE}" if cpu.UNAVAILABLE else ""),
                        "reinstall numba: `pip install -U numba` in .venv.")
     from minicomp.kernels.cpu import describe_threads
 
@@ -233,6 +236,28 @@ def check_minilm() -> Finding:
 
 
 # ── lessons with GPU sections ──────────────────────────────────────────────────────────────
+def check_writable(root: Path | None = None) -> Finding:
+    """Can JupyterLab save a learner's work in the course's notebook folders? A course copied by
+    another user, or onto a read-only mount, opens fine and then refuses every save."""
+    import tempfile
+
+    if root is None:
+        from minicomp.course import repo_root
+
+        root = repo_root()
+    stuck = []
+    for folder in ("lessons", "exercises"):
+        try:
+            with tempfile.TemporaryFile(dir=Path(root) / folder):
+                pass
+        except OSError as exc:
+            stuck.append(f"{folder}/ ({type(exc).__name__}: {exc.strerror or exc})")
+    if stuck:
+        return Finding("saving work", FAIL, "JupyterLab cannot save notebooks in " + ", ".join(stuck),
+                       f"copy the course to a folder you own (`cp -r {root} ~/minicomp`) and open it there.")
+    return Finding("saving work", OK, f"lessons/ and exercises/ in {root} can be written")
+
+
 def gpu_lessons(root: Path | None = None) -> dict[str, bool]:
     """Lesson name -> whether its GPU section needs Triton too, read from the lesson sources."""
     if root is None:
@@ -277,7 +302,8 @@ def run_checks(slow: bool = True) -> list[Finding]:
     if torch_ok:
         findings.append(_guard("numba kernel", check_numba))
     tri = _guard("triton kernel", lambda: check_triton(cuda))
-    findings += [tri, _guard("jupyterlab", check_jupyterlab, broken=FAIL), _guard("widgets", check_widgets)]
+    findings += [tri, _guard("jupyterlab", check_jupyterlab, broken=FAIL), _guard("widgets", check_widgets),
+                 _guard("saving work", check_writable)]
     if torch_ok:
         findings += [_guard(name, check) for name, check in slow_checks]
     else:  # say what was not checked, rather than leave it out

@@ -18,7 +18,7 @@ def test_doctor_without_a_gpu_says_so():
     out = proc.stdout
     assert "no GPU" in out
     for name in ("python", "torch", "gpu", "numba kernel", "triton kernel", "jupyterlab", "widgets",
-                 "offline data", "shipped models", "offline MiniLM", "GPU sections"):
+                 "saving work", "offline data", "shipped models", "offline MiniLM", "GPU sections"):
         assert name in out, name
     assert "09_packed_kernels" in out  # the lessons whose GPU sections are skipped are named
 
@@ -101,3 +101,20 @@ def test_a_check_that_crashes_does_not_crash_the_doctor(monkeypatch):
     findings = doctor.run_checks(slow=False)
     assert "CUDA driver error" in _only(findings, "triton kernel").detail
     assert "no driver" in _only(findings, "gpu").detail
+
+
+def test_a_course_folder_that_cannot_be_written_is_a_failure_with_advice(tmp_path, monkeypatch):
+    """A course copied by another user, or on a read-only mount: JupyterLab would open it and then
+    refuse every save. (Run as root, a chmod blocks nothing, so the failure is simulated.)"""
+    for folder in ("lessons", "exercises"):
+        (tmp_path / folder).mkdir()
+    assert doctor.check_writable(tmp_path).level == doctor.OK
+    import tempfile
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(dir))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    f = doctor.check_writable(tmp_path)
+    assert f.level == doctor.FAIL and "lessons/" in f.detail and "exercises/" in f.detail
+    assert "Permission denied" in f.detail and "cp -r" in f.advice
