@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minicomp import hardware
+from minicomp.doctor import unwritable
 from minicomp.kernels import BACKENDS, PackedLinear
 from minicomp.kernels.cpu import describe_threads
 from minicomp.kernels.triton import tuned as triton_tuned
@@ -498,13 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda, but CUDA is not available here", file=sys.stderr)
         return 2
     folder = None if args.no_save else args.out or default_out_dir()
-    if folder is not None:  # before the run, not after minutes of it
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            print(f"error: --out {str(folder)!r} must be a folder that can be written to: {err.strerror}",
-                  file=sys.stderr)
-            return 2
+    if folder is not None and (why := unwritable(folder, create=True)):  # before the run, not after minutes of it
+        print(f"error: --out {str(folder)!r} must be a folder that can be written to: {why}", file=sys.stderr)
+        return 2
     repeats = args.repeats if args.repeats is not None else 7 if args.quick else 20
     batches = args.batches or ([1, 16] if args.quick else [1, 4, 16, 64])
     machine = hardware.describe_machine()

@@ -236,22 +236,32 @@ def check_minilm() -> Finding:
 
 
 # ── lessons with GPU sections ──────────────────────────────────────────────────────────────
+def unwritable(folder: Path, create: bool = False) -> str | None:
+    """Why files cannot be written in ``folder`` (made first, with ``create``), or None if they can.
+    A real write, not a permission bit: root ignores those, and a read-only mount refuses even root.
+    `tour --out`, `bench --out` and `check_writable` ask before any work is done."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return "it is a file, not a folder" if folder.is_file() else f"{type(exc).__name__}: {exc.strerror or exc}"
+    return None
+
+
 def check_writable(root: Path | None = None) -> Finding:
     """Can JupyterLab save a learner's work in the course's notebook folders? A course copied by
     another user, or onto a read-only mount, opens fine and then refuses every save."""
-    import tempfile
-
     if root is None:
         from minicomp.course import repo_root
 
         root = repo_root()
-    stuck = []
-    for folder in ("lessons", "exercises"):
-        try:
-            with tempfile.TemporaryFile(dir=Path(root) / folder):
-                pass
-        except OSError as exc:
-            stuck.append(f"{folder}/ ({type(exc).__name__}: {exc.strerror or exc})")
+    stuck = [f"{folder}/ ({why})" for folder in ("lessons", "exercises")
+             if (why := unwritable(Path(root) / folder))]
     if stuck:
         return Finding("saving work", FAIL, "JupyterLab cannot save notebooks in " + ", ".join(stuck),
                        f"copy the course to a folder you own (`cp -r {root} ~/minicomp`) and open it there.")

@@ -10,13 +10,14 @@ the tour then exits 1.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from minicomp.doctor import unwritable
 
 
 @dataclass
@@ -293,12 +294,7 @@ def run_tour(out_dir: Path = Path("tour-output"), quick: bool = False) -> int:
     from minicomp.hardware import describe_machine, format_machine
 
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):   # can the plots be written there?
-            pass
-    except OSError as exc:
-        why = "it is a file, not a folder" if out_dir.is_file() else exc.strerror or str(exc)
+    if why := unwritable(out_dir, create=True):   # can the plots be written there?
         print(f"error: cannot save the tour's plots in out_dir={str(out_dir)!r} (--out): "
               f"{why}; choose a folder you can write, e.g. --out tour-output", file=sys.stderr)
         return 2

@@ -50,6 +50,15 @@ def test_an_out_that_is_not_a_folder_is_an_error_before_the_run(tmp_path, monkey
     a_file.write_text("")
     assert bench.main(["--device", "cpu", "--sizes", "128x128", "--out", str(a_file)]) == 2
     assert "--out" in capsys.readouterr().err
+    # an existing folder that refuses writes (a read-only mount; root ignores chmod, so simulated)
+    import tempfile
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(30, "Read-only file system", str(dir))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    assert bench.main(["--device", "cpu", "--sizes", "128x128", "--out", str(tmp_path)]) == 2
+    assert "Read-only file system" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, argument", [
