@@ -18,8 +18,10 @@ Batch 1 is a GEMV: every weight is read once per output, so time follows bytes m
 fewer bytes win. Large batches are GEMMs, limited by arithmetic, where dense float kernels win.
 
 On a CPU, each contestant is built `hardware.copies_beyond_cache` times (the same weights in
-separate memory, together twice the last-level cache) and the calls take the copies in turn, so
-every call finds its weight evicted, as a model's layers do. (`--warm-cache` times one copy
+separate memory; the fp32 copies alone are twice the last-level cache) and the calls take the
+copies in turn, so every call finds its weight evicted, as a model's layers do. The small int4
+copies are evicted too: the calls are interleaved and fp32 is in every round, so between two
+uses of one copy all the fp32 copies have been read. (`--warm-cache` times one copy
 instead: on a server CPU with hundreds of MB of cache, that times float32 from the cache.)
 
 On a GPU, each contestant is captured in a CUDA graph and the replays are timed
@@ -182,6 +184,9 @@ def _contestants(out: int, n_in: int, device: torch.device, seed: int = 0) -> tu
             fns[name], sizes[name] = layer, layer.weight_nbytes
         else:
             missing[name] = f"backend {layer.backend!r} cannot run it: {why}"
+    # int8-torch: fbgemm's int8 codes, and its per-row int32 offsets and per-tensor scale. What the
+    # process holds, measured once at 8192² (2026-12-01, torch 2.13, x86 engine), was 72 MB
+    # against these 67: the rest is fbgemm's padding, too small for the table's ratios to show.
     makers = {"int8-torch": lambda: (_torch_dynamic_int8(w), out * n_in + out * 8)} if device.type == "cpu" else {}
     makers["int4-torch"] = lambda: _torch_int4(w, p4.quantized_weight(), device)
     for name, make in makers.items():

@@ -171,7 +171,7 @@ def check_jupyterlab() -> Finding:
     if v is None:
         return Finding("jupyterlab", FAIL, "JupyterLab is not installed",
                        "pip install -e '.[course]' in .venv (or run `make lab`).")
-    if not v.split(".")[0].isdigit() or int(v.split(".")[0]) < 4:
+    if _major(v) < 4:
         return Finding("jupyterlab", WARN, f"JupyterLab {v} is older than 4.0",
                        "pip install -U 'jupyterlab>=4' in .venv.")
     kernel = _version("ipykernel")
@@ -190,9 +190,20 @@ def check_widgets() -> Finding:
     if pkg is None:
         return Finding("widgets", WARN, f"ipywidgets {v}, but the JupyterLab widget extension is missing",
                        "pip install -U jupyterlab_widgets in .venv, restart JupyterLab and reload the page.")
-    ext = re.search(r'"version":\s*"([^"]+)"', pkg.read_text())
-    return Finding("widgets", OK, f"ipywidgets {v}, JupyterLab widget extension "
-                   f"{ext.group(1) if ext else 'installed'}")
+    found = re.search(r'"version":\s*"([^"]+)"', pkg.read_text(errors="replace"))
+    ext = found.group(1) if found else None
+    if _major(v) >= 8 and ext is not None and 0 <= _major(ext) < 5:
+        # jupyterlab-manager 3.x (jupyterlab_widgets 1.x) speaks only ipywidgets 7's protocol
+        return Finding("widgets", WARN, f"ipywidgets {v}, but the JupyterLab widget extension is {ext}, "
+                       "made for ipywidgets 7: sliders show 'Error displaying widget'",
+                       "pip install -U 'jupyterlab_widgets>=3' in .venv, restart JupyterLab and reload the page.")
+    return Finding("widgets", OK, f"ipywidgets {v}, JupyterLab widget extension {ext or 'installed'}")
+
+
+def _major(version: str) -> int:
+    """``8`` for ``"8.1.9"``; ``-1`` when the version does not start with a number."""
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else -1
 
 
 def check_data() -> Finding:

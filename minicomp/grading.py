@@ -27,6 +27,7 @@ import copy
 import html
 import io
 import json
+import linecache
 import math
 import os
 import sys
@@ -260,6 +261,9 @@ class Report:
     results: list[CaseResult] = field(default_factory=list)
     message: str = ""
     hint: str = ""
+    #: What the learner's function warned while it ran (each different warning once, at most
+    #: `MAX_WARNINGS`), shown under the report, passed or not.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -280,7 +284,7 @@ class Report:
         bad = self._failure()
         return {"name": self.name, "status": self.status, "passed": self.passed,
                 "n_passed": self.n_passed, "n_total": self.n_total,
-                "message": self.message, "hint": self.hint,
+                "message": self.message, "hint": self.hint, "warnings": list(self.warnings),
                 "problem": "" if bad is None else f"{bad.label}: {bad.problem}"}
 
     def _failure(self) -> CaseResult | None:
@@ -288,7 +292,7 @@ class Report:
 
     def __str__(self) -> str:
         if self.status == "passed":
-            return f"✅ {self.name}: all {self.n_total} checks passed. Well done!"
+            return f"✅ {self.name}: all {self.n_total} checks passed. Well done!" + self._warned()
         if self.status == "not done":
             return f"⏳ {self.name}: not done yet. {self.message}"
         lines = [f"❌ {self.name}: {self.n_passed} of {self.n_total} checks passed."]
@@ -306,6 +310,13 @@ class Report:
             lines.append(f"     problem   {bad.problem}")
         if self.hint:
             lines.append(f"   Hint: {self.hint}")
+        return "\n".join(lines) + self._warned()
+
+    def _warned(self) -> str:
+        if not self.warnings:
+            return ""
+        lines = ["", "   Your function warned (worth reading: a warning often names a bug):"]
+        lines += [f"     {w}" for w in self.warnings]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -326,14 +337,38 @@ def _run(fn: Callable, case: Case, call: Callable | None = None) -> Any:
     return _call(fn, case, call)[0]
 
 
-def _call(fn: Callable, case: Case, call: Callable | None = None) -> tuple[Any, bool]:
+def _call(fn: Callable, case: Case, call: Callable | None = None,
+          warned: list[str] | None = None) -> tuple[Any, bool]:
     """``(result, changed_its_input)`` for ``fn(*case.args, **case.kwargs)`` on copies, or for
-    ``call(fn, *args, **kwargs)`` when the checker has its own way of calling."""
+    ``call(fn, *args, **kwargs)`` when the checker has its own way of calling.
+
+    Warnings are kept out of the notebook (a checker calls the function many times). With
+    ``warned``, each different one is appended to it as a line, for the report to show: PyTorch's
+    warnings often name the bug ("Implicit dimension choice for softmax")."""
     args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = fn(*args, **kwargs) if call is None else call(fn, *args, **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fn(*args, **kwargs) if call is None else call(fn, *args, **kwargs)
+        finally:
+            if warned is not None:
+                for w in caught:
+                    text = _warning_text(w)
+                    if text not in warned:
+                        warned.append(text)
     return result, _changed(list(args) + list(kwargs.values()), list(case.args) + list(case.kwargs.values()))
+
+
+def _warning_text(w: warnings.WarningMessage, limit: int = 300) -> str:
+    """``"UserWarning: Implicit dimension choice ... (at line 3: p = F.softmax(z))"``: one line."""
+    where = ""
+    try:
+        line = linecache.getline(w.filename, w.lineno).strip()
+        where = f" (at line {w.lineno}: {line})" if line else ""
+    except Exception:   # a file that cannot be read back: the message alone
+        pass
+    text = " ".join(f"{w.category.__name__}: {w.message}{where}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _changed(after: list, before: list) -> bool:
@@ -428,6 +463,8 @@ def _diagnose(checker: Checker, failed: tuple[Case, Any, Any, str], answers: lis
 
 #: Seconds a learner's function may take over all of a check's cases before it is stopped.
 CHECK_TIMEOUT = 60.0
+#: The most different warnings a report shows.
+MAX_WARNINGS = 3
 
 
 def check(name: str, fn: Callable, timeout: float = CHECK_TIMEOUT) -> Report:
@@ -440,16 +477,18 @@ def check(name: str, fn: Callable, timeout: float = CHECK_TIMEOUT) -> Report:
     checker = get_checker(name)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
-    printed = _CappedOutput()
+    printed, warned = _CappedOutput(), []
     try:
-        report = _check(checker, fn, float(timeout), printed)
+        report = _check(checker, fn, float(timeout), printed, warned)
     finally:
         printed.show()
+    if report.status != "not done":
+        report.warnings = warned[:MAX_WARNINGS]
     _record(report)
     return report
 
 
-def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutput) -> Report:
+def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutput, warned: list[str]) -> Report:
     name = checker.name
     if not callable(fn):
         return Report(name, "failed", message=f"expected a function {checker.signature}, got {type(fn).__name__}.")
@@ -466,7 +505,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         start = time.monotonic()
         try:
             with timelimit.time_limit(max(timeout - used, 1e-3)), contextlib.redirect_stdout(printed):
-                got, changed = _call(fn, case, checker.call)
+                got, changed = _call(fn, case, checker.call, warned)
         except NotImplementedError:
             return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
                           "then run the cell again.")

@@ -118,3 +118,19 @@ def test_a_course_folder_that_cannot_be_written_is_a_failure_with_advice(tmp_pat
     f = doctor.check_writable(tmp_path)
     assert f.level == doctor.FAIL and "lessons/" in f.detail and "exercises/" in f.detail
     assert "Permission denied" in f.detail and "cp -r" in f.advice
+
+
+def test_a_widget_extension_too_old_for_ipywidgets_8_is_named(monkeypatch, tmp_path):
+    """ipywidgets 8 with jupyterlab-manager 3.x (jupyterlab_widgets 1.x): every slider shows
+    'Error displaying widget'. The doctor names both versions and the fix."""
+    pkg = tmp_path / "package.json"
+    monkeypatch.setattr(doctor, "_widget_extension", lambda: pkg)
+    monkeypatch.setattr(doctor, "_version", lambda module: "8.1.5")
+    pkg.write_text('{"name": "@jupyter-widgets/jupyterlab-manager", "version": "3.1.1"}')
+    old = doctor.check_widgets()
+    assert old.level == doctor.WARN and "3.1.1" in old.detail and "jupyterlab_widgets>=3" in old.advice
+    pkg.write_text('{"name": "@jupyter-widgets/jupyterlab-manager", "version": "5.0.13"}')
+    assert doctor.check_widgets().level == doctor.OK
+    monkeypatch.setattr(doctor, "_version", lambda module: "7.8.0")   # ipywidgets 7 with either is fine
+    pkg.write_text('{"name": "@jupyter-widgets/jupyterlab-manager", "version": "3.1.1"}')
+    assert doctor.check_widgets().level == doctor.OK

@@ -218,3 +218,46 @@ def test_a_mistake_that_matches_one_case_by_coincidence_is_not_named():
 
     report = check("pareto_front_indices", front)
     assert report.status == "failed" and "this looks like" not in report.hint and report.hint
+
+
+def test_what_the_function_warned_is_shown_once_in_the_report(tmp_path):
+    """A warning often names the bug: softmax without a dim is taken over dim 0 of a 1-D tensor
+    but warns; the report shows the warning (each different one once, with the learner's line)
+    and the notebook does not see it repeated for every case."""
+    import importlib.util
+    import warnings
+
+    src = tmp_path / "answer.py"
+    src.write_text("import torch.nn.functional as F\n\n"
+                   "def soft_targets(logits, temperature):\n"
+                   "    return F.softmax(logits / temperature)\n")
+    spec = importlib.util.spec_from_file_location("answer", src)
+    answer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(answer)
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        report = check("soft_targets", answer.soft_targets)
+    assert not leaked and warnings.filters == filters
+    assert len(report.warnings) == 1, report.warnings
+    assert "Implicit dimension choice for softmax" in report.warnings[0]
+    assert "at line 4: return F.softmax(logits / temperature)" in report.warnings[0]
+    assert "Your function warned" in str(report) and report.to_dict()["warnings"] == report.warnings
+
+
+def test_a_passing_function_that_warns_says_so_and_warnings_are_capped():
+    import warnings
+
+    from minicomp.grading import MAX_WARNINGS
+
+    def weight_bytes(num_params, bits):
+        for i in range(MAX_WARNINGS + 2):
+            warnings.warn(f"note {i}", stacklevel=1)
+        return (num_params * bits + 7) // 8
+
+    report = check("weight_bytes", weight_bytes)
+    assert report.passed and len(report.warnings) == MAX_WARNINGS
+    text = str(report)
+    assert text.startswith("✅") and "UserWarning: note 0" in text and "note 3" not in text
+    quiet = check("weight_bytes", lambda num_params, bits: (num_params * bits + 7) // 8)
+    assert quiet.warnings == [] and "warned" not in str(quiet)

@@ -175,7 +175,7 @@ register(
                 "The temperature goes inside: softmax(logits / T). Dividing afterwards breaks the sum to 1."),
         Mistake("softmax without dim=", lambda z, T: torch.softmax(z / T, dim=_implicit_dim(z)),
                 "Without dim=, F.softmax guesses the dimension: dim=1 for 2-D logits, but dim=0 for 3-D "
-                "[B, T, C] ones (PyTorch's warning about it is easy to miss). Always pass dim=-1."),
+                "[B, T, C] ones (PyTorch warns when it guesses). Always pass dim=-1."),
         Mistake("the row maximum without keepdim=True", _max_without_keepdim,
                 "z.max(dim=-1).values has shape [B], not [B, 1]: subtracting it from [B, C] logits lines it "
                 "up with the classes instead of the rows (or fails, when B ≠ C). Use "
