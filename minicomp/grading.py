@@ -347,7 +347,7 @@ def _call(fn: Callable, case: Case, call: Callable | None = None,
     warnings often name the bug ("Implicit dimension choice for softmax")."""
     args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("default")   # once per line of code and case: a loop's warning cannot pile up
         try:
             result = fn(*args, **kwargs) if call is None else call(fn, *args, **kwargs)
         finally:
