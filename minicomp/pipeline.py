@@ -265,16 +265,22 @@ def _buffer_params(model: nn.Module) -> int:
 
 
 # ── summaries ────────────────────────────────────────────────────────────────────────────────
+_LOWER_IS_BETTER = ("bytes", "latency_ms", "perplexity", "params")  # the fields pareto_front can rank
+
+
 def pareto_front(rows: list[Result], x: str = "bytes", y: str = "perplexity") -> list[Result]:
     """The rows no other row beats on both x and y (lower is better for both), sorted by x.
 
     A row is dominated when another is <= on both and < on at least one. Rows whose x or y is
-    nan (not measured, e.g. an untimed model's latency) are left out.
+    nan (not measured, e.g. an untimed model's latency) are left out; no rows give no front.
     """
     for attr in (x, y):
-        if not rows or not hasattr(rows[0], attr):
-            raise ValueError(f"{attr!r} must be a field of Result (e.g. 'bytes', 'latency_ms', 'perplexity'); "
-                             f"rows must be a non-empty list of Result")
+        if attr == "accuracy":
+            raise ValueError("'accuracy' is higher-is-better and this front keeps the lowest values; "
+                             "use 'perplexity' (lower is better)")
+        if attr not in _LOWER_IS_BETTER:
+            raise ValueError(f"{attr!r} must be a numeric field of Result where lower is better: "
+                             f"one of {list(_LOWER_IS_BETTER)}")
     rows = [r for r in rows if not (math.isnan(getattr(r, x)) or math.isnan(getattr(r, y)))]
     front = [r for r in rows
              if not any(getattr(o, x) <= getattr(r, x) and getattr(o, y) <= getattr(r, y)
@@ -349,6 +355,10 @@ def plot_pareto(rows: list[Result], axes=None):
     for ax, x, label in ((axes[0], "bytes", "stored bytes (KB)"), (axes[1], "latency_ms", "batch-1 latency (ms)")):
         scale = 1e-3 if x == "bytes" else 1.0
         shown = [r for r in rows if not math.isnan(getattr(r, x))]
+        if not shown:  # e.g. measure(..., timed=[]): no latencies to plot
+            ax.text(0.5, 0.5, "no model measured", ha="center", va="center", transform=ax.transAxes)
+            ax.set(xlabel=label, ylabel="val perplexity (lower is better)")
+            continue
         front = pareto_front(shown, x)
         for step, colour in colours.items():
             pts = [r for r in shown if r.step == step]

@@ -6,6 +6,7 @@ library, so that ``minicomp --help`` stays fast.
 
 from __future__ import annotations
 
+import numbers
 import signal
 import threading
 from contextlib import contextmanager
@@ -29,13 +30,17 @@ def time_limit(seconds: float, alarm: bool | None = None):
 
     Nested limits: only the outermost one counts (the terminal's ``minicomp check --timeout``
     covers the notebook-style limit inside ``check``), so an inner block runs unlimited by itself.
+    ``seconds=math.inf`` (or anything beyond `threading.TIMEOUT_MAX`, about 292 years) sets no limit.
     """
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise TypeError(f"seconds must be a number of seconds such as 10 or 0.5, got "
+                        f"{type(seconds).__name__} {seconds!r}")
     if not seconds > 0:
-        raise ValueError(f"seconds={seconds!r} must be a positive number")
+        raise ValueError(f"seconds={seconds!r} must be a positive number (math.inf for no limit)")
     depth = getattr(_active, "depth", 0)
     _active.depth = depth + 1
     try:
-        if depth:
+        if depth or seconds >= threading.TIMEOUT_MAX:  # an inner limit, or none: setitimer and Timer overflow
             yield
         elif alarm if alarm is not None else _can_alarm():
             with _alarm(seconds):

@@ -182,10 +182,10 @@ def roofline(peak_flops: float, bandwidth: float, intensity):
         if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v > 0:
             raise ValueError(f"{name}={v!r} must be a positive number")
     if isinstance(intensity, numbers.Real) and not isinstance(intensity, bool):
-        if intensity < 0:
+        if not intensity >= 0:  # also nan, which min() would turn into the peak
             raise ValueError(f"intensity={intensity!r} must be >= 0 FLOP per byte")
         return float(min(peak_flops, bandwidth * intensity))
-    if not isinstance(intensity, Iterable):
+    if not isinstance(intensity, Iterable) or isinstance(intensity, (str, bytes)):
         raise TypeError(f"intensity must be a number or an iterable of numbers, got "
                         f"{type(intensity).__name__}")
     return [roofline(peak_flops, bandwidth, float(i)) for i in intensity]

@@ -31,20 +31,27 @@ def model_bytes(model: nn.Module, include_buffers: bool = True) -> int:
 
     A tensor reachable from two places is counted once: tied weights (an output layer that shares
     the embedding matrix) occupy memory once, whether they are the same Parameter object or two
-    tensors over the same memory.
+    tensors over the same memory. Memory is counted as the union of the byte ranges the tensors
+    span, so a view over part of another tensor (or an expanded one) adds nothing twice.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     tensors = list(model.parameters())
     if include_buffers:
         tensors += list(model.buffers())
-    seen, total = set(), 0
+    seen, spans, total = set(), [], 0
     for t in tensors:
-        # meta tensors have no memory (data_ptr 0), so tell them apart by identity
-        key = (t.data_ptr(), t.numel(), t.dtype) if t.data_ptr() else ("id", id(t))
-        if key not in seen:
-            seen.add(key)
-            total += tensor_bytes(t)
+        if not t.data_ptr():  # meta tensors have no memory (data_ptr 0): tell them apart by identity
+            if id(t) not in seen:
+                seen.add(id(t))
+                total += tensor_bytes(t)
+        elif t.numel():  # bytes from the first element to one past the last, strides included
+            extent = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+            spans.append((t.data_ptr(), t.data_ptr() + extent * t.element_size()))
+    end = 0
+    for start, stop in sorted(spans):  # the union of the ranges: overlapping bytes count once
+        total += max(0, stop - max(start, end))
+        end = max(end, stop)
     return total
 
 

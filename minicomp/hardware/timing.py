@@ -235,6 +235,10 @@ def copies_beyond_cache(nbytes: int, *, factor: float = 2.0, most: int = 64) -> 
     """
     if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes <= 0:
         raise ValueError(f"nbytes={nbytes!r} must be a positive int (bytes of one copy)")
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < math.inf:
+        raise ValueError(f"factor={factor!r} must be a positive number (the copies exceed factor x the cache)")
+    if isinstance(most, bool) or not isinstance(most, numbers.Integral) or most < 1:
+        raise ValueError(f"most={most!r} must be a positive int (the most copies to make)")
     cache = cache_bytes()
     return 1 if cache is None else max(1, min(most, math.ceil(factor * cache / nbytes)))
 
