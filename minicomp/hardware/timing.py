@@ -159,6 +159,8 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
     Round r calls every function once, starting at position r (mod len(fns)): for a, b, c the
     order is a b c | b c a | c a b | ... The warm-up rounds are interleaved the same way. Returns
     ``{name: Timing}`` in the order of ``fns``; pass the result and ``baseline`` to `ratios`.
+    ``baseline`` changes no timing: given here, it is only checked to be one of the names, before
+    anything runs, so that a typo fails at once rather than after a long run.
     ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`);
     ``flush`` (CUDA only): evict the L2 cache before each timed call (`flush_l2`).
     """
