@@ -160,6 +160,9 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield minibatches (x[i], y[i]) over the first dimension: a DataLoader in five lines.
 
+    x [N, ...] and y [N, ...] -> pairs x [B, ...], y [B, ...] with B = batch_size (the last batch
+    is smaller unless drop_last=True, which skips it).
+
     shuffle=True needs an explicit `generator` (torch.Generator().manual_seed(...)), so that
     the order is reproducible.
     """
@@ -254,6 +257,8 @@ class CharCorpus:
                 raise ValueError(f"ids is a {ids.dtype} tensor of shape {tuple(ids.shape)}; expected a 1-D integer "
                                  "tensor [T] (for a batch, decode each row: idx[0])")
             ids = ids.tolist()
+        elif isinstance(ids, Iterator):  # a generator: the checks below would use it up
+            ids = list(ids)
         if isinstance(ids, str) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise TypeError(f"ids must be a 1-D tensor or a list of int token ids, got {str(ids)[:40]!r}")
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
@@ -293,6 +298,8 @@ class CharCorpus:
         x = torch.stack([data[i : i + block_size] for i in ix.tolist()])  # [B, T]
         y = torch.stack([data[i + 1 : i + 1 + block_size] for i in ix.tolist()])  # [B, T]
         if device is not None:
+            if not isinstance(device, torch.device):  # a name ("gpu"?) is checked; a device object is taken as is
+                device = check_device(device, "device")
             x, y = x.to(device), y.to(device)
         return x, y
 

@@ -124,6 +124,10 @@ class CNN(nn.Module):
             raise TypeError(f"channels={channels!r} must be a sequence of channel counts, e.g. channels=({channels},)")
         if not channels or any(int(c) <= 0 for c in channels):
             raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints")
+        if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden <= 0:
+            raise ValueError(f"hidden={hidden!r} must be a positive int (the width of fc1)")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
         self.config = dict(
             channels=list(channels), hidden=hidden, num_classes=num_classes, dropout=dropout
         )
@@ -143,6 +147,9 @@ class CNN(nn.Module):
         _check_batch(x, 64)
         if x.dim() == 2:
             x = x.reshape(-1, 1, 8, 8)  # flat digits [N, 64] -> images
+        elif tuple(x.shape[1:]) != (1, 8, 8):  # e.g. [N, 1, 4, 16] would run, on scrambled images
+            hint = "; add the channel dimension: x[:, None]" if tuple(x.shape[1:]) == (8, 8) else ""
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected [N, 64] or [N, 1, 8, 8] digit images{hint}")
         h = self.features(x).flatten(1)  # [N, C*16]
         h = self.drop(F.relu(self.fc1(h)))  # [N, hidden]
         return self.head(h)  # [N, num_classes]
@@ -170,16 +177,24 @@ def digits_cnn_student(seed: int = 0) -> CNN:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored)."""
+    """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored).
+
+    x [N, ...] is what the model takes; it returns logits [N, num_classes]; y [N] class ids.
+    """
     check_rows(x, y)
+    if y.dim() != 1:  # y [N, 1] would broadcast against the predictions [N] to [N, N]
+        raise ValueError(f"y has shape {tuple(y.shape)}; expected [N] class ids (y.flatten() for a column "
+                         "[N, 1], y.argmax(-1) for one-hot)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     was_training = model.training
     model.eval()
     correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum().item()
-    model.train(was_training)
+    try:
+        for i in range(0, len(x), batch_size):
+            correct += (model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum().item()
+    finally:
+        model.train(was_training)
     return correct / len(x)
 
 
@@ -199,6 +214,8 @@ class GPTConfig:
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: x [B, T, C] -> [B, T, C]; position t sees 0..t only."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         # q, k and v for all heads in one matmul: weight [3C, C]
@@ -328,28 +345,34 @@ class TinyGPT(nn.Module):
         """Extend idx [B, T] by max_new_tokens sampled characters -> [B, T + max_new_tokens].
 
         temperature=0 means greedy decoding; otherwise sampling uses `generator` (a
-        torch.Generator on idx's device) so that the text is reproducible.
+        torch.Generator on idx's device) so that the text is reproducible. The model runs in
+        eval mode (no dropout); its mode is restored afterwards.
         """
         if not isinstance(temperature, numbers.Real) or not 0 <= temperature < math.inf:
             raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
-        if top_k is not None and top_k <= 0:
-            raise ValueError(f"top_k={top_k} must be a positive int or None")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0):
+            raise ValueError(f"top_k={top_k!r} must be a positive int or None")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 0")
         self._check_idx(idx)
-        for _ in range(max_new_tokens):
-            idx_cond = idx[:, -self.config.block_size :]  # crop to the context window
-            logits = self(idx_cond)[0][:, -1, :]  # [B, V]
-            if temperature == 0:
-                idx_next = logits.argmax(-1, keepdim=True)  # [B, 1]
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
-                probs = F.softmax(logits, dim=-1)
-                idx_next = torch.multinomial(probs, num_samples=1, generator=generator)  # [B, 1]
-            idx = torch.cat((idx, idx_next), dim=1)
+        was_training = self.training
+        self.eval()  # dropout would draw from the global RNG, not from `generator`
+        try:
+            for _ in range(max_new_tokens):
+                idx_cond = idx[:, -self.config.block_size :]  # crop to the context window
+                logits = self(idx_cond)[0][:, -1, :]  # [B, V]
+                if temperature == 0:
+                    idx_next = logits.argmax(-1, keepdim=True)  # [B, 1]
+                else:
+                    logits = logits / temperature
+                    if top_k is not None:
+                        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                        logits[logits < v[:, [-1]]] = -float("inf")
+                    probs = F.softmax(logits, dim=-1)
+                    idx_next = torch.multinomial(probs, num_samples=1, generator=generator)  # [B, 1]
+                idx = torch.cat((idx, idx_next), dim=1)
+        finally:
+            self.train(was_training)
         return idx
 
 
@@ -399,19 +422,21 @@ def next_char_scores(
     was_training = model.training
     model.eval()
     total_nll, total_correct, total_tokens = 0.0, 0, 0
-    for i in range(0, len(starts), batch_size):
-        s = starts[i : i + batch_size].tolist()
-        x = torch.stack([data[j : j + T] for j in s]).to(device)  # [B, T]
-        y = torch.stack([data[j + 1 : j + 1 + T] for j in s]).to(device)  # [B, T]
-        out = model(x)
-        logits = out[0] if isinstance(out, (tuple, list)) else out  # [B, T, V]
-        nll = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
-        )
-        total_nll += nll.item()
-        total_correct += (logits.argmax(-1) == y).sum().item()
-        total_tokens += y.numel()
-    model.train(was_training)
+    try:
+        for i in range(0, len(starts), batch_size):
+            s = starts[i : i + batch_size].tolist()
+            x = torch.stack([data[j : j + T] for j in s]).to(device)  # [B, T]
+            y = torch.stack([data[j + 1 : j + 1 + T] for j in s]).to(device)  # [B, T]
+            out = model(x)
+            logits = out[0] if isinstance(out, (tuple, list)) else out  # [B, T, V]
+            nll = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
+            )
+            total_nll += nll.item()
+            total_correct += (logits.argmax(-1) == y).sum().item()
+            total_tokens += y.numel()
+    finally:
+        model.train(was_training)
     return {"perplexity": math.exp(total_nll / total_tokens), "accuracy": total_correct / total_tokens}
 
 
@@ -421,13 +446,17 @@ def next_char_scores(
 PRETRAINED = ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt", "tinygpt_student")
 
 
-def pretrained_metadata(name: str) -> dict:
-    """The JSON written next to the weights: config, training recipe, seed, measured metrics."""
+def pretrained_metadata(name: str, weights_dir: str | os.PathLike | None = None) -> dict:
+    """The JSON written next to the weights: config, training recipe, seed, measured metrics.
+
+    weights_dir: the folder to read (default: the shipped WEIGHTS_DIR), e.g. the --out folder of
+    `python -m minicomp.pretrained`.
+    """
     if name not in PRETRAINED:
         raise ValueError(
             f"name={name!r} is not a shipped model; valid names: {', '.join(PRETRAINED)}"
         )
-    path = WEIGHTS_DIR / f"{name}.json"
+    path = (WEIGHTS_DIR if weights_dir is None else Path(weights_dir)) / f"{name}.json"
     if not path.exists():
         raise ModelFileNotFoundError(
             f"name={name!r}: {path} is missing; regenerate it with: python -m minicomp.pretrained --which all"
@@ -435,12 +464,17 @@ def pretrained_metadata(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def load_pretrained(name: str, device: str | torch.device | None = None) -> nn.Module:
-    """Build a shipped model from its JSON config and load its safetensors; eval mode."""
+def load_pretrained(
+    name: str, device: str | torch.device | None = None, weights_dir: str | os.PathLike | None = None
+) -> nn.Module:
+    """Build a shipped model from its JSON config and load its safetensors; eval mode.
+
+    weights_dir: the folder holding NAME.json and NAME.safetensors (default: WEIGHTS_DIR).
+    """
     from safetensors.torch import load_model
 
-    meta = pretrained_metadata(name)
-    weights = WEIGHTS_DIR / f"{name}.safetensors"
+    meta = pretrained_metadata(name, weights_dir)
+    weights = (WEIGHTS_DIR if weights_dir is None else Path(weights_dir)) / f"{name}.safetensors"
     if not weights.exists():
         raise ModelFileNotFoundError(
             f"name={name!r}: {weights} is missing; regenerate it with: python -m minicomp.pretrained --which all"
@@ -471,6 +505,9 @@ def load_minilm(name_or_path: str | os.PathLike | None = None, device: str | Non
     unless you set it yourself, so a hub id only works if it is already in your cache.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before the import: nothing reaches the network
+    # huggingface_hub reads HF_HUB_OFFLINE once, when imported; if something imported it before
+    # us, only local_files_only keeps a hub id off the network.
+    offline = os.environ["HF_HUB_OFFLINE"].strip().upper() in ("1", "ON", "YES", "TRUE")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
@@ -494,5 +531,14 @@ def load_minilm(name_or_path: str | os.PathLike | None = None, device: str | Non
             raise ModelFileNotFoundError(
                 f"name_or_path={name!r} is not an existing path or a hub id like 'org/name'"
             )
-        return SentenceTransformer(name, device=device)
+        try:
+            return SentenceTransformer(name, device=device, local_files_only=offline)
+        except OSError as e:
+            if not offline:
+                raise
+            raise ModelFileNotFoundError(
+                f"name_or_path={name!r} is not a local folder, nor in the Hugging Face cache, and "
+                "HF_HUB_OFFLINE=1 keeps the network off: pass a local folder, or set HF_HUB_OFFLINE=0 "
+                "to download it once"
+            ) from e
     return SentenceTransformer(str(Path(name).expanduser()), device=device)

@@ -232,8 +232,10 @@ def train_tinygpt(
 
 
 def distill_student(seed: int = 0, steps: int = 1500, batch_size: int = 32, lr: float = 2e-3,
-                    warmup: int = 100, temperature: float = 1.0, alpha: float = 0.9):
-    """Distill the shipped TinyGPT into STUDENT_CONFIG (2 layers); returns (model, metadata).
+                    warmup: int = 100, temperature: float = 1.0, alpha: float = 0.9,
+                    teacher_dir: Path = WEIGHTS_DIR):
+    """Distill the TinyGPT in teacher_dir (default: the shipped one) into STUDENT_CONFIG (2 layers);
+    returns (model, metadata).
 
     The same function the lesson runs for a few seconds (`pipeline.distill_tinygpt_student`),
     run here for longer on one thread.
@@ -242,7 +244,7 @@ def distill_student(seed: int = 0, steps: int = 1500, batch_size: int = 32, lr: 
     from minicomp.pipeline import STUDENT_CONFIG, STUDENT_NAME, distill_tinygpt_student
 
     t0 = time.time()
-    corpus, teacher = CharCorpus(), load_pretrained("tinygpt")
+    corpus, teacher = CharCorpus(), load_pretrained("tinygpt", weights_dir=teacher_dir)
     student, history = distill_tinygpt_student(
         teacher, corpus, config=STUDENT_CONFIG, steps=steps, batch_size=batch_size, lr=lr,
         warmup=warmup, temperature=temperature, alpha=alpha, seed=seed, eval_every=250)
@@ -301,8 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
     if args.which in ("tinygpt", "all"):
         jobs.append(lambda: train_tinygpt(seed=args.seed, max_iters=args.max_iters))
-    if args.which in ("student", "all"):  # after the teacher: it distills the shipped tinygpt
-        jobs.append(lambda: distill_student(seed=args.seed))
+    if args.which in ("student", "all"):  # after the teacher: it distills the tinygpt in --out
+        jobs.append(lambda: distill_student(seed=args.seed, teacher_dir=args.out))
     for job in jobs:
         model, meta = job()
         save(model, meta, args.out)

@@ -214,3 +214,14 @@ def test_text_sentences_errors():
         text_sentences("train")
     with pytest.raises(ValueError, match="n="):
         text_sentences("calib", n=0)
+
+
+def test_decode_reads_a_generator_once(corpus):
+    """all() consumed the generator while checking it, and decode returned ''."""
+    assert corpus.decode(i for i in corpus.encode("abc").tolist()) == "abc"
+
+
+def test_get_batch_device_error_names_the_argument(corpus):
+    """Was torch's "Expected one of cpu, cuda, ... at start of device string: gpu"."""
+    with pytest.raises(ValueError, match="device='gpu'"):
+        corpus.get_batch("val", 2, 8, torch.Generator().manual_seed(0), device="gpu")
