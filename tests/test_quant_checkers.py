@@ -188,5 +188,109 @@ def test_all_zero_case_is_reported_as_a_missing_guard():
         return torch.tensor(scale), torch.round(torch.tensor(-lo) / scale)
 
     report = check("compute_qparams", no_guard)
-    assert report.n_passed == report.n_total - 1  # only the all-zero case fails
+    assert report.n_passed == report.n_total - 2  # only the two all-zero cases fail
     assert "all-zero" in report.hint
+
+
+# ── wrong answers found by trying the exercises as a learner: each is caught and named ──────
+
+
+def _quantize_as(dtype):
+    return lambda x, s, z, lo, hi: torch.clamp(torch.round(x / s) + z, lo, hi).to(dtype)
+
+
+@pytest.mark.parametrize("dtype,named", [(torch.uint8, "a uint8 result"), (torch.int8, "an int8 result")])
+def test_quantize_into_a_byte_dtype_is_named(dtype, named):
+    report = check("quantize", _quantize_as(dtype))
+    assert not report.passed and named in report.hint and "torch.int32" in report.hint
+
+
+def test_quantize_into_int64_passes():
+    assert check("quantize", _quantize_as(torch.int64)).passed
+
+
+@pytest.mark.parametrize("fn", [
+    lambda q, s, z: (q.to(torch.int8) - z) * s,            # int8 arithmetic: right by luck for zero point 128
+    lambda q, s, z: (q.to(torch.int8).float() - z) * s,
+], ids=["int8-arithmetic", "int8-then-float"])
+def test_dequantize_through_int8_is_caught_and_named(fn):
+    report = check("dequantize", fn)
+    assert not report.passed and "int8 codes (signed)" in report.hint, report.hint
+
+
+def test_dequantize_without_parentheses_is_named():
+    report = check("dequantize", lambda q, s, z: q.float() - z * s)
+    assert "missing parentheses" in report.hint
+
+
+def test_compute_qparams_needs_a_guard_in_the_symmetric_branch_too():
+    def symmetric_unguarded(x, bits, symmetric):
+        if symmetric:
+            return x.abs().max() / (2 ** (bits - 1) - 1), 0
+        return qparams_as_python_numbers(x, bits, symmetric)
+
+    report = check("compute_qparams", symmetric_unguarded)
+    assert not report.passed and report.n_passed == report.n_total - 1
+    assert "all-zero" in report.hint
+
+
+def test_compute_qparams_rejects_a_zero_point_rounded_up():
+    def ceil_zero(x, bits, symmetric):
+        scale, _ = qparams_as_python_numbers(x, bits, symmetric)
+        return (scale, 0) if symmetric else (scale, math.ceil(-min(x.min().item(), 0.0) / scale))
+
+    report = check("compute_qparams", ceil_zero)
+    assert not report.passed and "rounds down" in str(report)
+
+
+@pytest.mark.parametrize("fn,named", [
+    (lambda x, b, sym: ((x.abs().max().item() / (2**b - 1)) or 1.0, 0) if sym else qparams_as_python_numbers(x, b, sym),
+     "symmetric dividing by 2**bits - 1"),
+    (lambda x, b, sym: (qparams_as_python_numbers(x, b, sym)[0], 2 ** (b - 1)) if sym
+     else qparams_as_python_numbers(x, b, sym), "a symmetric zero point of 2**(bits-1)"),
+], ids=["255-levels", "zero-point-128"])
+def test_symmetric_qparams_mistakes_are_named(fn, named):
+    report = check("compute_qparams", fn)
+    assert not report.passed and named in report.hint
+
+
+def _group_unguarded(w, bits, g):
+    wg = w.unflatten(-1, (-1, g))
+    lo, hi = wg.amin(-1, keepdim=True).clamp(max=0), wg.amax(-1, keepdim=True).clamp(min=0)
+    scale = (hi - lo) / (2**bits - 1)                      # 0 for a group of zeros
+    zero = (-lo / scale).round()
+    return (((wg / scale).round() + zero).clamp(0, 2**bits - 1) - zero).mul(scale).flatten(-2)
+
+
+def _group_float_zero(w, bits, g):
+    wg = w.unflatten(-1, (-1, g))
+    lo, hi = wg.amin(-1, keepdim=True).clamp(max=0), wg.amax(-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / (2**bits - 1)).masked_fill(hi == lo, 1.0)
+    zero = -lo / scale                                      # not rounded
+    return (((wg / scale).round() + zero).clamp(0, 2**bits - 1) - zero).mul(scale).flatten(-2)
+
+
+def _group_chunks(w, bits, g):
+    return torch.cat([per_group_with_unflatten(c, bits, c.shape[1]) for c in torch.chunk(w, g, dim=1)], dim=1)
+
+
+@pytest.mark.parametrize("fn,named", [
+    (_group_unguarded, "no guard against an all-zero group"),
+    (_group_float_zero, "a zero point that is not rounded"),
+    (_group_chunks, "group_size groups instead of groups of group_size"),
+], ids=["no-guard", "float-zero", "torch-chunk"])
+def test_per_group_mistakes_are_named(fn, named):
+    report = check("quantize_per_group", fn)
+    assert not report.passed and named in report.hint, report.hint
+
+
+def test_per_group_with_an_epsilon_guard_passes():
+    """A tiny scale for a group of zeros gives the same zeros back: a correct answer."""
+    def eps_guard(w, bits, g):
+        wg = w.unflatten(-1, (-1, g))
+        lo, hi = wg.amin(-1, keepdim=True).clamp(max=0), wg.amax(-1, keepdim=True).clamp(min=0)
+        scale = ((hi - lo) / (2**bits - 1)).clamp(min=1e-8)
+        zero = (-lo / scale).round()
+        return (((wg / scale).round() + zero).clamp(0, 2**bits - 1) - zero).mul(scale).flatten(-2)
+
+    assert check("quantize_per_group", eps_guard).passed

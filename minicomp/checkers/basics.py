@@ -14,11 +14,11 @@ def _weight_bytes(num_params, bits):
 def _cases():
     return [
         Case("1,000 float16 weights", (1000, 16)),
-        Case("a 7B-parameter model in float32", (7_000_000_000, 32)),
         Case("a 7B-parameter model in int4", (7_000_000_000, 4)),
         Case("3 weights at 4 bits (1.5 bytes: a byte can't be split)", (3, 4)),
         Case("10 weights at 3 bits", (10, 3)),
         Case("one weight at 3 bits (a byte, mostly unused)", (1, 3)),
+        Case("5 int8 weights (5 bytes, an odd number)", (5, 8)),
         Case("no weights at all", (0, 8)),
     ]
 
@@ -43,6 +43,22 @@ register(
                 "(math.ceil), not to the nearest."),
         Mistake("returning a fraction of a byte", lambda n, b: n * b / 8,
                 "Return a whole number of bytes, rounded up: math.ceil(num_params * bits / 8)."),
+        Mistake("always adding one byte", lambda n, b: n * b // 8 + 1,
+                "Add a byte only when the bits do not fill the last one: 1,000 × 16 bits are exactly "
+                "2,000 bytes. math.ceil(num_params * bits / 8), or (num_params * bits + 7) // 8."),
+        Mistake("a whole byte per weight", lambda n, b: n * math.ceil(b / 8),
+                "Weights share bytes (two 4-bit weights fit in one): round the total, not each weight. "
+                "math.ceil(num_params * bits / 8)."),
+        Mistake("bytes per weight rounded down (bits // 8)", lambda n, b: n * (b // 8),
+                "bits // 8 (or int(bits / 8), round(bits / 8)) is 0 for 4-bit weights. Multiply first, "
+                "then divide: (num_params * bits + 7) // 8."),
+        Mistake("(n * bits + 7) / 8 with / instead of //", lambda n, b: (n * b + 7) / 8,
+                "In Python 3, / always gives a float: (num_params * bits + 7) / 8 is 2000.875. Use the "
+                "integer division //."),
+        Mistake("round(x + 0.5) as a ceiling", lambda n, b: round(n * b / 8 + 0.5),
+                "round(x + 0.5) is not a ceiling: 5 whole bytes become round(5.5) = 6 (Python rounds "
+                "halves to the even neighbour, so it hid on the even sizes). Use "
+                "math.ceil(num_params * bits / 8), or (num_params * bits + 7) // 8."),
         Mistake("returning gigabytes", lambda n, b: math.ceil(n * b / 8) / 1e9,
                 "Return plain bytes; convert to GB only when you print."),
     ],

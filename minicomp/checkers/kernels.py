@@ -81,8 +81,15 @@ register(
                 lambda q: (q[..., : q.shape[-1] // 2] | (q[..., q.shape[-1] // 2:] << 4)).to(torch.uint8),
                 "Pair each code with its neighbour: byte i holds elements 2i and 2i+1 "
                 "(q[..., 0::2] and q[..., 1::2]), not element i and element i + n/2."),
-        Mistake("shifting by 8 bits", _pack_wrong(lambda q: q[..., 0::2], lambda q: q[..., 1::2], 8),
-                "A nibble is 4 bits: shift the high code by 4. `<< 8` pushes it out of the byte."),
+        Mistake("an empty high nibble (the odd code shifted out of the byte)",
+                _pack_wrong(lambda q: q[..., 0::2], lambda q: q[..., 1::2], 8),
+                "Each byte holds only its even code: the odd one never reached bits 4-7. Shift it LEFT by "
+                "exactly 4, q[..., 1::2] << 4: `<< 8` pushes it out of the byte, `>> 4` shifts a code "
+                "0..15 to 0, and a mask `& 0x0F` after the shift clears it."),
+        Mistake("(even + odd) << 4: + binds tighter than <<",
+                lambda q: ((q[..., 0::2] + q[..., 1::2]) << 4).to(torch.uint8),
+                "In Python + binds tighter than <<, so even + odd << 4 shifts the sum. Write "
+                "even | (odd << 4) (or even + (odd << 4)), with the parentheses."),
         Mistake("packing along the first dimension",
                 lambda q: (q[0::2] | (q[1::2] << 4)).to(torch.uint8) if q.dim() > 1 else
                 (q[..., 0::2] | (q[..., 1::2] << 4)).to(torch.uint8),
@@ -134,6 +141,10 @@ register(
                 "Interleave: low0, high0, low1, high1, ... e.g. torch.stack((low, high), dim=-1).flatten(-2)."),
         Mistake("masking the high nibble without shifting", lambda p: _interleave(p & 0x0F, p & 0xF0),
                 "p & 0xF0 keeps the high nibble where it is (16× too big); shift it down: p >> 4."),
+        Mistake("p & 0xF0 >> 4: >> binds tighter than &",
+                lambda p: _interleave(p & 0x0F, p & 0xF0 >> 4),
+                "In Python >> binds tighter than &, so p & 0xF0 >> 4 is p & 0x0F, the low code again. "
+                "Write (p & 0xF0) >> 4, or simply p >> 4."),
         Mistake("shifting by 8 bits", lambda p: _interleave(p & 0x0F, (p.int() >> 8).to(torch.uint8)),
                 "A nibble is 4 bits: the high code is p >> 4."),
         Mistake("working in int8 (signed)",
@@ -205,6 +216,35 @@ def _scale_by_column(packed, scales, zeros, x, group_size):
     return w @ x.float()
 
 
+def _uint8_wraps(packed, scales, zeros, x, group_size):
+    from minicomp.pack import unpack_int4
+
+    q = unpack_int4(packed)                                     # uint8 [out, in]
+    z = zeros.repeat_interleave(group_size, dim=-1)             # uint8: q - z wraps
+    return ((q - z) * scales.float().repeat_interleave(group_size, dim=-1)) @ x.float()
+
+
+def _groupwise(packed, scales, zeros, x, group_size, n_groups=None, row_sum=False):
+    """The lesson's s·(Σ q·x − z·Σ x), group by group (with `n_groups` or Σ x over the row: wrong)."""
+    from minicomp.pack import unpack_int4
+
+    q, x = unpack_int4(packed).float(), x.float()
+    y = torch.zeros(q.shape[0])
+    for k in range(q.shape[1] // group_size if n_groups is None else n_groups(q.shape[1] // group_size)):
+        cols = slice(k * group_size, (k + 1) * group_size)
+        xs = x.sum() if row_sum else x[cols].sum()
+        y += scales[:, k].float() * (q[:, cols] @ x[cols] - zeros[:, k].float() * xs)
+    return y
+
+
+def _row_sum_of_x(packed, scales, zeros, x, group_size):
+    return _groupwise(packed, scales, zeros, x, group_size, row_sum=True)
+
+
+def _last_group_left_out(packed, scales, zeros, x, group_size):
+    return _groupwise(packed, scales, zeros, x, group_size, n_groups=lambda n: n - 1)
+
+
 register(
     "packed_gemv",
     params=("packed", "scales", "zeros", "x", "group_size"),
@@ -227,6 +267,15 @@ register(
                 "not j % n_groups."),
         Mistake("adding the zero point", _gemv_wrong(lambda q, s, z: (q + z) * s),
                 "The zero point is the code of 0.0: subtract it, ŵ = (q − zero)·scale."),
+        Mistake("uint8 arithmetic that wraps around", _uint8_wraps,
+                "The codes and the zeros are torch.uint8, and uint8 cannot hold a negative q − zero: "
+                "2 − 5 wraps around to 253. Convert first: q.float() − zeros.float() (or .to(torch.int32))."),
+        Mistake("Σx over the whole row in the zero-point term", _row_sum_of_x,
+                "In s·(Σ q·x − z·Σ x) both sums run over the group's inputs only: Σ x is "
+                "x[k·group_size:(k+1)·group_size].sum(), not x.sum()."),
+        Mistake("the last group left out", _last_group_left_out,
+                "range(n_groups) already stops at the last group, n_groups − 1; range(n_groups − 1) "
+                "leaves it out. Loop over every group of the row."),
     ],
     hint="Unpack the codes (low nibble first), view them as [out, groups, group_size], compute "
          "(q − zero)·scale with the group's scale and zero, and multiply by x.",
@@ -290,6 +339,11 @@ register(
                 lambda w: torch.stack((w & 15, (w >> 16) & 15), dim=-1).to(torch.float16),
                 "The trick returns 1024 + q (a subtraction later turns it into q − z). Or 0x6400 into "
                 "each half and view the int32 as two float16."),
+        Mistake("converting with .to(torch.float16) instead of .view",
+                lambda w: ((w & 0x000F000F) | 0x64006400).to(torch.float16),
+                ".to(torch.float16) converts the int32's value (about 1.7e9, inf in fp16) into ONE number; "
+                ".view(torch.float16) reads the same 32 bits as TWO float16, which is the trick. Then "
+                "reshape to [..., 2]."),
         Mistake("the two halves swapped", lambda w: _bits_as_pairs((w & 0x000F000F) | 0x64006400).flip(-1),
                 "The low 16 bits (code 0) are the first float16 of the pair: .view(torch.float16) already "
                 "puts them first."),

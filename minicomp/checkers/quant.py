@@ -83,6 +83,12 @@ register(
                 "convention PyTorch's quantization uses too; use torch.round."),
         Mistake("returning floats", lambda x, s, z, lo, hi: torch.clamp(torch.round(x / s) + z, lo, hi),
                 "The codes are integers: finish with .to(torch.int32)."),
+        Mistake("a uint8 result", lambda x, s, z, lo, hi: _q(torch.round(x / s), z, lo, hi).to(torch.uint8),
+                "torch.uint8 holds only 0..255: the negative codes of symmetric int8 (-128..127) wrap "
+                "around (-104 becomes 152). Return .to(torch.int32), which holds every code."),
+        Mistake("an int8 result", lambda x, s, z, lo, hi: _q(torch.round(x / s), z, lo, hi).to(torch.int8),
+                "torch.int8 holds only -128..127: the codes of asymmetric 8-bit (0..255) wrap around "
+                "(185 becomes -71). Return .to(torch.int32), which holds every code."),
     ],
     hint="q = clamp(round(x / scale) + zero_point, qmin, qmax), as an integer tensor.",
 )
@@ -102,6 +108,8 @@ def _dequantize_cases():
               torch.tensor([[8], [0], [15]], dtype=torch.int32))),
         Case("uint8 codes, as a QuantizedWeight stores them",
              (torch.tensor([0, 100, 128, 255], dtype=torch.uint8), torch.tensor(0.1), torch.tensor(128))),
+        Case("uint8 codes above 127, zero point 3",
+             (torch.tensor([0, 3, 200, 255], dtype=torch.uint8), 0.5, 3)),
         Case("4-bit codes of a random weight",
              (torch.randint(0, 16, (4, 8), generator=g, dtype=torch.int32), 0.037, 7)),
     ]
@@ -126,6 +134,13 @@ register(
                 "around to 128. Convert first: (q.to(torch.int32) - zero_point) * scale."),
         Mistake("returning integers", lambda q, s, z: ((q.to(torch.int32) - z) * s).round().to(torch.int32),
                 "Dequantized values are floats: return (q - zero_point) * scale without rounding or .int()."),
+        Mistake("int8 codes (signed)", lambda q, s, z: (q.to(torch.int8).to(torch.int32) - z) * s,
+                "torch.int8 holds only -128..127: a uint8 code such as 200 becomes -56 (and int8 "
+                "arithmetic wraps too). Convert to a type that holds 0..255 and negative numbers: "
+                "(q.to(torch.int32) - zero_point) * scale."),
+        Mistake("missing parentheses: q - zero_point * scale", lambda q, s, z: q.to(torch.int32) - z * s,
+                "* binds tighter than -, so q - zero_point * scale scales only the zero point. Write "
+                "(q - zero_point) * scale."),
     ],
     hint="x = (q - zero_point) * scale, computed in integers or floats (not uint8), returned as floats.",
 )
@@ -147,7 +162,10 @@ def _qparams_cases():
              (torch.cat([torch.tensor([-6.0, 2.0]), torch.randn(20, generator=g)]), 8, True)),
         Case("symmetric 4-bit", (torch.tensor([[0.3, -0.7], [1.4, 0.0]]), 4, True)),
         Case("3-bit asymmetric", (torch.randn(4, 8, generator=g), 3, False)),
+        Case("a zero point that rounds down: [-0.1, 0.4, 1.0] at 4 bits (-lo / scale = 1.36 -> 1)",
+             (torch.tensor([-0.1, 0.4, 1.0]), 4, False)),
         Case("an all-zero tensor (no division by zero!)", (torch.zeros(6), 8, False)),
+        Case("an all-zero tensor, symmetric (no division by zero either)", (torch.zeros(2, 3), 8, True)),
     ]
 
 
@@ -199,6 +217,12 @@ def _wide(x):
     return torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
 
 
+def _sym(x, levels):
+    """Symmetric qparams with max|x| spread over `levels` steps (zero range: scale 1.0)."""
+    scale = x.abs().max() / levels
+    return (scale if scale > 0 else torch.tensor(1.0)), 0
+
+
 def _asym_only(fn):
     """A mistake in the asymmetric branch; the symmetric branch is done right."""
     def wrong(x, bits, symmetric):
@@ -244,6 +268,14 @@ register(
                 lambda x, b, sym: (x.abs().max() / 2 ** (b - 1), 0) if sym else compute_qparams(x, b),
                 "The largest positive code is 2**(bits-1) - 1 (127 for int8): scale = max|x| / 127, so "
                 "max|x| is not clipped."),
+        Mistake("symmetric dividing by 2**bits - 1",
+                lambda x, b, sym: _sym(x, 2**b - 1) if sym else compute_qparams(x, b),
+                "Symmetric codes are signed, -2**(bits-1) .. 2**(bits-1) - 1: half of them are for negative "
+                "values, so max|x| maps to 2**(bits-1) - 1 (127 for int8), not to 2**bits - 1 (255)."),
+        Mistake("a symmetric zero point of 2**(bits-1)",
+                lambda x, b, sym: (compute_qparams(x, b, True)[0], 2 ** (b - 1)) if sym else compute_qparams(x, b),
+                "Symmetric codes are signed and centred on 0, so 0.0 is the code 0: zero_point = 0. (A zero "
+                "point of 2**(bits-1), 128 for 8 bits, is the same grid stored as unsigned codes.)"),
         Mistake("the asymmetric formula for symmetric too",
                 lambda x, b, sym: compute_qparams(x, b, False),
                 "With symmetric=True use the signed range: scale = max|x| / (2**(bits-1) - 1), zero_point 0."),
@@ -274,7 +306,8 @@ def _group_cases():
     ]
 
 
-def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetric=False):
+def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetric=False, guard=True,
+                     round_zero=True):
     def wrong(w, bits, group_size):
         out, n_in = w.shape
         wg = reshape(w, group_size)  # some [.., .., ..] view
@@ -288,8 +321,9 @@ def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetri
             return (torch.clamp(torch.round(wg / scale), -qmax - 1, qmax) * scale).reshape(out, n_in)
         levels = bits_levels(bits) if bits_levels else 2**bits - 1
         scale = (hi - lo) / levels
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        zero = torch.round(-lo / scale)
+        if guard:
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        zero = torch.round(-lo / scale) if round_zero else -lo / scale
         q = torch.clamp(torch.round(wg / scale) + zero, 0, 2**bits - 1)
         return ((q - zero) * scale).reshape(out, n_in)
     return wrong
@@ -319,9 +353,11 @@ register(
         Mistake("min/max over the wrong axis after the reshape", _per_group_wrong(_RIGHT, 1),
                 "After w.reshape(out, in // group_size, group_size) the members of one group are the last "
                 "axis: take amin/amax over dim=-1 (keepdim=True)."),
-        Mistake("reshape(out, group_size, -1)", _per_group_wrong(lambda w, g: w.reshape(w.shape[0], g, -1), -1),
-                "reshape(out, group_size, -1) makes in / group_size groups of the wrong size; use "
-                "w.reshape(out, -1, group_size)."),
+        Mistake("group_size groups instead of groups of group_size",
+                _per_group_wrong(lambda w, g: w.reshape(w.shape[0], g, -1), -1),
+                "reshape(out, group_size, -1), like torch.chunk(w, group_size, dim=1), cuts each row into "
+                "group_size groups of in / group_size inputs. Each group should HOLD group_size inputs: "
+                "w.reshape(out, -1, group_size) (or w.split(group_size, dim=1))."),
         Mistake("one range per row (ignoring group_size)",
                 lambda w, bits, g: quantize_dequantize(w, bits, axis=0),
                 "Each group of group_size consecutive inputs needs its own scale and zero point."),
@@ -333,6 +369,13 @@ register(
                 "b bits give 2**b codes, so scale = (hi - lo) / (2**bits - 1)."),
         Mistake("symmetric instead of asymmetric", _per_group_wrong(_RIGHT, -1, symmetric=True),
                 "This exercise asks for asymmetric min-max: codes 0 .. 2**bits - 1 and a zero point."),
+        Mistake("no guard against an all-zero group", _per_group_wrong(_RIGHT, -1, guard=False),
+                "In a group of zeros hi == lo, so the scale is 0 and w / scale is 0 / 0 = NaN. Use scale "
+                "1.0 there: scale = torch.where(scale > 0, scale, torch.ones_like(scale))."),
+        Mistake("a zero point that is not rounded", _per_group_wrong(_RIGHT, -1, round_zero=False),
+                "The zero point is a code, an integer: zero = torch.round(-lo / scale). Unrounded, the "
+                "codes round(w / scale) + zero are not whole numbers, and the clamp to 0 .. 2**bits - 1 "
+                "cuts the ends of the range off the grid."),
         Mistake("returning the codes", _codes_not_values,
                 "Return the dequantized weight, (q - zero_point) * scale, with w's shape."),
     ],
