@@ -65,8 +65,7 @@ def load_digits(
             f"val_fraction={val_fraction} + test_fraction={test_fraction} must be below 1 "
             "so that some examples are left for training"
         )
-    if not isinstance(seed, int):
-        raise TypeError(f"seed={seed!r} must be an int")
+    _check_seed(seed)
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -110,6 +109,11 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, 1, 8, 8)
 
 
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int such as 0 or 1234, got {type(seed).__name__} {seed!r}")
+
+
 def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> torch.Tensor:
     """Pick `labels_per_class` labelled examples of each class: the few-label setting.
 
@@ -123,6 +127,7 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
         raise ValueError(f"labels_per_class={labels_per_class!r} must be a positive int")
     if y.dim() != 1:
         raise ValueError(f"y has shape {tuple(y.shape)}; expected a 1-D tensor of class labels")
+    _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     y_cpu = y.detach().cpu()
     picked = []
@@ -358,6 +363,7 @@ def text_sentences(split: str = "calib", n: int | None = None, seed: int = 0) ->
         return sentences
     if not isinstance(n, int) or not 0 < n <= len(sentences):
         raise ValueError(f"n={n!r} must be an int in [1, {len(sentences)}] for split={split!r}")
+    _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(sentences), generator=g)[:n].sort().values
     return [sentences[i] for i in keep.tolist()]

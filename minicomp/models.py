@@ -504,6 +504,8 @@ def load_minilm(name_or_path: str | os.PathLike | None = None, device: str | Non
     directory or a Hugging Face hub id to load your own model; HF_HUB_OFFLINE is set to 1
     unless you set it yourself, so a hub id only works if it is already in your cache.
     """
+    if device is not None:
+        device = str(check_device(device, "device"))   # "gpu" is named here, not deep in torch
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before the import: nothing reaches the network
     # huggingface_hub reads HF_HUB_OFFLINE once, when imported; if something imported it before
     # us, only local_files_only keeps a hub id off the network.

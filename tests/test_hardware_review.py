@@ -137,3 +137,13 @@ def test_pareto_front_refuses_accuracy_whose_best_is_the_highest():
     rows = [_row("good", 1.0, acc=0.9, nbytes=100), _row("bad", 1.0, acc=0.1, nbytes=100)]
     with pytest.raises(ValueError, match="'accuracy' is higher-is-better.*'perplexity'"):
         pareto_front(rows, "bytes", "accuracy")
+
+
+def test_ratios_name_a_timing_the_clock_could_not_see():
+    """A median of 0.0 s (a coarse clock, a trivial function) gave a ZeroDivisionError."""
+    from minicomp.hardware import Timing, ratios
+
+    timings = {"a": Timing.from_times([0.0, 0.0]), "b": Timing.from_times([1e-3, 1e-3])}
+    with pytest.raises(ValueError, match=r"\['a'\] took 0 s"):
+        ratios(timings, "b")
+    assert ratios({"b": timings["b"]}, "b") == {"b": 1.0}

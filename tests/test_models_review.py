@@ -154,3 +154,20 @@ def test_load_minilm_uncached_hub_id_names_the_argument(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="name_or_path='org/not-cached'.*HF_HUB_OFFLINE=0"):
         models.load_minilm("org/not-cached")
+
+
+def test_seeds_and_devices_are_named_when_wrong():
+    """A seed of the wrong type reached torch's 'expected a long' without naming seed; a device
+    name like "gpu" reached sentence-transformers' own error."""
+    from minicomp.data import few_label_split, load_digits, text_sentences
+    from minicomp.models import load_minilm
+
+    for bad in (True, "1", 1.5):
+        with pytest.raises(TypeError, match="seed must be an int"):
+            text_sentences("calib", 3, seed=bad)
+        with pytest.raises(TypeError, match="seed must be an int"):
+            few_label_split(torch.tensor([0, 1, 0, 1]), 1, seed=bad)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        load_digits(seed=True)
+    with pytest.raises(ValueError, match="device='gpu'"):
+        load_minilm(device="gpu")

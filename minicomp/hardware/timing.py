@@ -224,6 +224,10 @@ def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
         raise TypeError("timings must be the dict of name -> Timing returned by compare()")
     if baseline not in timings:
         raise ValueError(f"baseline={baseline!r} is not one of the names in timings: {list(timings)}")
+    zero = [name for name, t in timings.items() if t.median <= 0]
+    if zero:
+        raise ValueError(f"{zero} took 0 s by the clock (too little work for its resolution): time more "
+                         "work per call, e.g. a loop of calls inside each function")
     base = timings[baseline].median
     return {name: base / t.median for name, t in timings.items()}
 
