@@ -454,10 +454,11 @@ def storage_bytes(model: nn.Module) -> dict[str, int]:
 
     {"quantized": for each quantized layer, QuantizedWeight.nbytes (or PackedLinear.weight_nbytes)
     plus its other buffers (the bias; AWQ's input_scale; a static act_scale and act_zero), "float":
-    every other parameter and buffer (tied ones once), "total": the sum}. hardware.model_bytes
+    every other parameter and buffer (memory shared by two of them, once: tied weights), "total": the sum}. hardware.model_bytes
     measures what the tensors occupy in memory instead, where codes take a whole byte each until
     they are packed.
     """
+    from minicomp.hardware.sizes import union_bytes
     from minicomp.kernels import PackedLinear
 
     quantized, seen = 0, set()
@@ -472,8 +473,7 @@ def storage_bytes(model: nn.Module) -> dict[str, int]:
                   if name not in weight_buffers and id(t) not in seen]
         quantized += weight + sum(t.numel() * t.element_size() for t in others)
         seen.update(id(t) for t in layer.buffers())
-    rest = {id(t): t for t in (*model.parameters(), *model.buffers()) if id(t) not in seen}
-    floats = sum(t.numel() * t.element_size() for t in rest.values())
+    floats = union_bytes([t for t in (*model.parameters(), *model.buffers()) if id(t) not in seen])
     return {"quantized": quantized, "float": floats, "total": quantized + floats}
 
 

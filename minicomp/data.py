@@ -85,6 +85,18 @@ def load_digits(
         idx = idx[torch.randperm(len(idx), generator=g)]
         n_test = round(len(idx) * test_fraction)
         n_val = round(len(idx) * val_fraction)
+        for name, fraction, count in (("val_fraction", val_fraction, n_val),
+                                      ("test_fraction", test_fraction, n_test)):
+            if count == 0:
+                raise ValueError(
+                    f"{name}={fraction} leaves digit {c} ({len(idx)} images) with no example in "
+                    f"that split; use at least {1 / min(torch.bincount(y).tolist()):.3f}"
+                )
+        if n_test + n_val >= len(idx):
+            raise ValueError(
+                f"val_fraction={val_fraction} + test_fraction={test_fraction} leaves digit {c} "
+                f"({len(idx)} images) with no training example; lower one of them"
+            )
         test.append(idx[:n_test])
         val.append(idx[n_test : n_test + n_val])
         train.append(idx[n_test + n_val :])
@@ -102,6 +114,7 @@ def load_digits(
 
 def as_images(x: torch.Tensor) -> torch.Tensor:
     """Reshape flat digits [N, 64] to images [N, 1, 8, 8]. Images pass through unchanged."""
+    _check_tensor("x", x)
     if x.dim() == 4 and tuple(x.shape[1:]) == (1, 8, 8):
         return x
     if x.dim() != 2 or x.shape[1] != 64:
@@ -114,6 +127,17 @@ def _check_seed(seed) -> None:
         raise TypeError(f"seed must be an int such as 0 or 1234, got {type(seed).__name__} {seed!r}")
 
 
+def _is_int(value) -> bool:
+    """An int that is not a bool: True is an int to Python, but never a size a learner meant."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_tensor(name: str, y) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}; convert it with "
+                        f"torch.as_tensor({name})")
+
+
 def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> torch.Tensor:
     """Pick `labels_per_class` labelled examples of each class: the few-label setting.
 
@@ -123,8 +147,9 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
         idx = few_label_split(d.y_train, 6)
         unlabelled = torch.ones(len(d.y_train), dtype=torch.bool); unlabelled[idx] = False
     """
-    if not isinstance(labels_per_class, int) or labels_per_class <= 0:
+    if not _is_int(labels_per_class) or labels_per_class <= 0:
         raise ValueError(f"labels_per_class={labels_per_class!r} must be a positive int")
+    _check_tensor("y", y)
     if y.dim() != 1:
         raise ValueError(f"y has shape {tuple(y.shape)}; expected a 1-D tensor of class labels")
     _check_seed(seed)
@@ -171,7 +196,7 @@ def batches(
     shuffle=True needs an explicit `generator` (torch.Generator().manual_seed(...)), so that
     the order is reproducible.
     """
-    if not isinstance(batch_size, int) or batch_size <= 0:
+    if not _is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     check_rows(x, y)
     if shuffle and generator is None:
@@ -287,9 +312,9 @@ class CharCorpus:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows of a split: inputs x [B, T] and next-character targets y [B, T]."""
         data = self.split(split)
-        if not isinstance(batch_size, int) or batch_size <= 0:
+        if not _is_int(batch_size) or batch_size <= 0:
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
-        if not isinstance(block_size, int) or not 0 < block_size < len(data):
+        if not _is_int(block_size) or not 0 < block_size < len(data):
             raise ValueError(
                 f"block_size={block_size!r} must be a positive int below the length of "
                 f"split {split!r} ({len(data)})"
@@ -361,7 +386,7 @@ def text_sentences(split: str = "calib", n: int | None = None, seed: int = 0) ->
         sentences = [s for s in sentences if zlib.crc32(s.encode()) % 2 == want]
     if n is None:
         return sentences
-    if not isinstance(n, int) or not 0 < n <= len(sentences):
+    if not _is_int(n) or not 0 < n <= len(sentences):
         raise ValueError(f"n={n!r} must be an int in [1, {len(sentences)}] for split={split!r}")
     _check_seed(seed)
     g = torch.Generator().manual_seed(seed)

@@ -228,6 +228,14 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
         raise ValueError(f"models={models!r} must be a non-empty dict of name -> model")
     _check_positive_ints(latency_tokens=latency_tokens, repeats=repeats)
     device = check_device(device, "device")
+    for name, m in models.items():
+        _check_gpt(f"models[{name!r}]", m)
+        where = {t.device for t in (*m.parameters(), *m.buffers())}
+        if where - {device}:
+            raise ValueError(
+                f"models[{name!r}] has tensors on {sorted(map(str, where))} but device={str(device)!r}; "
+                f"move it with model.to({str(device)!r}), or pass the model's device as device="
+            )
     idx = torch.zeros(1, latency_tokens, dtype=torch.long, device=device)  # [1, T]
 
     def forward(m):
@@ -398,6 +406,10 @@ def check_claims(rows: list[Result], *, teacher: str, student: str, four_bit: li
     if missing or not four_bit:
         raise ValueError(f"rows have no {missing!r} (four_bit={four_bit!r} must be non-empty); rows: {list(by)}")
     t, s = by[teacher], by[student]
+    for row, field_ in ((s, "params"), (s, "accuracy"), (by[combined], "bytes")):
+        if not getattr(row, field_) > 0:
+            raise ValueError(f"row {row.name!r} has {field_}={getattr(row, field_)!r}; the claims divide by it, "
+                             "so it must be above 0 (was that model measured?)")
     fewer = t.params / s.params
     kept = [by[n].accuracy / s.accuracy for n in four_bit]
     together = t.bytes / by[combined].bytes

@@ -109,6 +109,26 @@ def test_gemv_mistakes_are_named(fn, named):
     assert not report.passed and named in report.hint, report.hint
 
 
+def _gemv_in(dtype, back_to_float32):
+    def fn(packed, scales, zeros, x, group_size):
+        q = unpack_int4(packed).to(dtype)
+        w = (q - zeros.to(dtype).repeat_interleave(group_size, 1)) * scales.to(dtype).repeat_interleave(group_size, 1)
+        y = w @ x.to(dtype)
+        return y.float() if back_to_float32 else y
+    return fn
+
+
+@pytest.mark.parametrize("fn,named", [
+    (_gemv_in(torch.float16, False), "your answer is torch.float16"),
+    (_gemv_in(torch.bfloat16, False), "your answer is torch.bfloat16"),
+    (_gemv_in(torch.float16, True), "as small as float16 or bfloat16 rounding"),
+], ids=["fp16", "bf16", "fp16-then-float32"])
+def test_gemv_in_half_precision_is_named(fn, named):
+    """It got only the general hint ("Unpack the codes ..."), which the answer already does."""
+    report = check("packed_gemv", fn)
+    assert not report.passed and named in str(report) and "keep the arithmetic in float32" in str(report)
+
+
 # ── two_codes_fp16 ───────────────────────────────────────────────────────────────────────────
 
 

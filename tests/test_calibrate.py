@@ -365,3 +365,10 @@ def test_calibration_batches_made_in_inference_mode():
                               progress=False).state_dict()
     got = quantize_model(_mlp(), "gptq", bits=4, group_size=-1, calibration=batches, progress=False).state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+
+def test_storage_bytes_counts_shared_memory_once():
+    """Two Parameter objects over the same memory (a tie made with .data) were counted twice: 320."""
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10, bias=False))
+    model[1].weight = nn.Parameter(model[0].weight.data)
+    assert storage_bytes(model) == {"quantized": 0, "float": 10 * 4 * 4, "total": 160}

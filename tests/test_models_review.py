@@ -171,3 +171,40 @@ def test_seeds_and_devices_are_named_when_wrong():
         load_digits(seed=True)
     with pytest.raises(ValueError, match="device='gpu'"):
         load_minilm(device="gpu")
+
+
+def test_digits_splits_are_never_empty():
+    """val_fraction=0.002 rounded to 0 images per digit and gave an empty validation split."""
+    from minicomp.data import load_digits
+
+    with pytest.raises(ValueError, match="val_fraction=0.002 leaves digit 0.*use at least 0.006"):
+        load_digits(val_fraction=0.002)
+    with pytest.raises(ValueError, match="test_fraction=0.001"):
+        load_digits(test_fraction=0.001)
+    with pytest.raises(ValueError, match="no training example"):
+        load_digits(val_fraction=0.5, test_fraction=0.4999)
+    assert all(len(part) > 0 for part in load_digits(val_fraction=0.006))
+
+
+def test_sizes_refuse_true_and_labels_must_be_tensors():
+    """True was taken as 1 (a batch of one, one label per class); a list of labels raised
+    AttributeError: 'list' object has no attribute 'dim'."""
+    from minicomp.data import CharCorpus, as_images, batches, few_label_split, text_sentences
+
+    y = torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="labels_per_class=True"):
+        few_label_split(y, True)
+    with pytest.raises(ValueError, match="batch_size=True"):
+        list(batches(torch.zeros(4, 2), y, True))
+    with pytest.raises(ValueError, match="n=True"):
+        text_sentences("calib", True)
+    corpus = CharCorpus()
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="batch_size=True"):
+        corpus.get_batch("train", True, 8, g)
+    with pytest.raises(ValueError, match="block_size=True"):
+        corpus.get_batch("train", 2, True, g)
+    with pytest.raises(TypeError, match=r"y must be a torch.Tensor, got list.*torch.as_tensor\(y\)"):
+        few_label_split([0, 1, 0, 1], 1)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        as_images([[0.0] * 64])

@@ -212,3 +212,21 @@ def test_student_recipe_runs_and_records_its_metadata():
     assert next(model.parameters()).dtype == torch.float16  # shipped as float16
     assert meta["name"] == "tinygpt_student" and meta["config"]["n_layer"] == STUDENT_CONFIG.n_layer
     assert meta["recipe"]["steps"] == 2 and meta["metrics"]["val_perplexity"] > 1
+
+
+def test_measure_names_a_model_on_another_device(teacher, corpus):
+    """A model left on another device failed inside the timing with torch's "Expected all tensors to
+    be on the same device", naming no model."""
+    elsewhere = TinyGPT(TINY, seed=1).to("meta")
+    with pytest.raises(ValueError, match=r"models\['moved'\] has tensors on \['meta'\] but device='cpu'.*\.to\('cpu'\)"):
+        measure({"float": teacher, "moved": elsewhere}, corpus, repeats=2, max_windows=4)
+    with pytest.raises(TypeError, match=r"models\['x'\] must be a TinyGPT"):
+        measure({"x": torch.nn.Linear(2, 2)}, corpus)
+
+
+def test_check_claims_names_a_zero_it_would_divide_by():
+    """A student of accuracy 0 gave ZeroDivisionError."""
+    rows = [r("teacher", 1000, 4000, 2.0, 0.60, 2.0, "teacher"), r("student", 500, 2000, 2.5, 0.0, 1.0, "distilled"),
+            r("INT4", 500, 400, 2.6, 0.48, 4.0)]
+    with pytest.raises(ValueError, match="row 'student' has accuracy=0.0"):
+        check_claims(rows, teacher="teacher", student="student", four_bit=["INT4"], combined="INT4")

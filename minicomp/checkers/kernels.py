@@ -190,6 +190,22 @@ def _gemv_cases():
     ]
 
 
+def _gemv_compare(got, expected) -> str | None:
+    """compare_values at the checker's tolerance; a miss as small as half-precision rounding is
+    named as such (a dequantize or a product done in float16 or bfloat16)."""
+    from minicomp.grading import compare_values
+
+    problem = compare_values(got, expected, atol=1e-4, rtol=1e-4)
+    if problem is None or not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return problem
+    if not got.is_floating_point() or not torch.allclose(got.double(), expected.double(), rtol=2e-2, atol=2e-2):
+        return problem
+    where = f"your answer is {got.dtype}" if got.dtype in (torch.float16, torch.bfloat16) else \
+        "the differences are as small as float16 or bfloat16 rounding"
+    return (f"{problem}. Close, but {where}: keep the arithmetic in float32 (scales.float(), "
+            "x.float(), and q − zero computed as float32), as the reference does")
+
+
 def _gemv_wrong(transform):
     """A GEMV that dequantizes with `transform(q, s, z) -> w` ([out, groups, g] each)."""
     def fn(packed, scales, zeros, x, group_size):
@@ -252,6 +268,7 @@ register(
     cases=_gemv_cases,
     atol=1e-4,
     rtol=1e-4,
+    compare=_gemv_compare,
     mistakes=[
         Mistake("forgetting the zero point", _gemv_wrong(lambda q, s, z: q * s),
                 "Dequantize with ŵ = (q − zero)·scale: subtract the group's zero point before scaling."),

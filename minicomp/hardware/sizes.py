@@ -39,6 +39,16 @@ def model_bytes(model: nn.Module, include_buffers: bool = True) -> int:
     tensors = list(model.parameters())
     if include_buffers:
         tensors += list(model.buffers())
+    return union_bytes(tensors)
+
+
+def union_bytes(tensors) -> int:
+    """Bytes that ``tensors`` occupy together, each byte once: the union of the byte ranges they span.
+
+    Two tensors over the same memory (tied weights, ``nn.Parameter(other.data)``), a view over
+    part of another or an expanded tensor add nothing twice. Meta tensors have no memory; each is
+    counted at its full size, once per object.
+    """
     seen, spans, total = set(), [], 0
     for t in tensors:
         if not t.data_ptr():  # meta tensors have no memory (data_ptr 0): tell them apart by identity
