@@ -40,18 +40,21 @@ also feeds the residual, so only the value → attention-output pair folds.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 
 from minicomp.calibrate import _batches, _head, default_forward, register_method, set_module
-from minicomp.gptq import input_hessian
+from minicomp.gptq import check_inputs, input_hessian
 from minicomp.kernels import PackedLinear, pack_model
 from minicomp.quant import (
     QuantizedWeight,
+    _check_scale,
     check_bits,
     check_finite,
+    check_flag,
+    check_fraction,
     check_input,
     dequantize_weight,
     group_len,
@@ -63,13 +66,11 @@ from minicomp.rtn import QuantLinear
 
 def activation_scales(inputs) -> torch.Tensor:
     """s_x: mean |x| over all calibration tokens, per input channel. inputs: [tokens, in] tensors."""
-    if isinstance(inputs, torch.Tensor):
-        inputs = [inputs]
-    inputs = list(inputs)
-    if not inputs:
-        raise ValueError("inputs is empty; expected at least one [tokens, in] tensor")
+    inputs = check_inputs(inputs)
     total = sum(x.reshape(-1, x.shape[-1]).abs().float().sum(0) for x in inputs)  # [in]
     n = sum(x.reshape(-1, x.shape[-1]).shape[0] for x in inputs)
+    if n == 0:
+        raise ValueError("inputs hold no rows (0 tokens); expected calibration data")
     return total / n
 
 
@@ -93,8 +94,13 @@ def _dq(codes, scale, zero, g):
 
 def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     """‖X Wᵀ − X Ŵᵀ‖² / n through H = 2XᵀX/n: Σ_rows ΔW H ΔWᵀ / 2 (no need to keep X)."""
-    D = W - W_hat  # [out, in]
-    return ((D @ H) * D).sum() / 2
+    _check_shapes(W, H, names=("W", "H"))
+    check_finite("W_hat", W_hat)
+    if W_hat.shape != W.shape:
+        raise ValueError(f"W_hat has shape {tuple(W_hat.shape)}; expected the shape of W, {tuple(W.shape)}")
+    dtype = torch.promote_types(torch.promote_types(W.dtype, W_hat.dtype), H.dtype)
+    D = (W - W_hat).to(dtype)  # [out, in]
+    return ((D @ H.to(dtype)) * D).sum() / 2
 
 
 def _check_grid(n_grid) -> None:
@@ -102,21 +108,23 @@ def _check_grid(n_grid) -> None:
         raise ValueError(f"n_grid={n_grid!r} must be a positive int (the number of points searched)")
 
 
-def _check_shapes(weight: torch.Tensor, hessian: torch.Tensor, x_scale: torch.Tensor | None = None) -> None:
+def _check_shapes(weight: torch.Tensor, hessian: torch.Tensor, x_scale: torch.Tensor | None = None, *,
+                  names: tuple[str, str] = ("weight", "hessian")) -> None:
     """weight [out, in], hessian [in, in] and (if given) x_scale [in], all finite floats."""
-    check_finite("weight", weight)
+    w_name, h_name = names
+    check_finite(w_name, weight)
     if weight.dim() != 2:
-        raise ValueError(f"weight has shape {tuple(weight.shape)}; expected a weight matrix [out, in]")
+        raise ValueError(f"{w_name} has shape {tuple(weight.shape)}; expected a weight matrix [out, in]")
     n_in = weight.shape[1]
     if x_scale is not None:
         check_finite("x_scale", x_scale)
         if tuple(x_scale.shape) != (n_in,):
             raise ValueError(f"x_scale has shape {tuple(x_scale.shape)}; expected [in] = [{n_in}], one mean |x| "
                              "per input channel (see activation_scales)")
-    check_finite("hessian", hessian)
+    check_finite(h_name, hessian)
     if tuple(hessian.shape) != (n_in, n_in):
-        raise ValueError(f"hessian has shape {tuple(hessian.shape)}; expected [in, in] = [{n_in}, {n_in}] to "
-                         f"match weight {list(weight.shape)}")
+        raise ValueError(f"{h_name} has shape {tuple(hessian.shape)}; expected [in, in] = [{n_in}, {n_in}] to "
+                         f"match {w_name} {list(weight.shape)}")
 
 
 @torch.no_grad()
@@ -128,6 +136,7 @@ def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch
     the error of each α is ‖X Wᵀ − (X/s) Q(W s)ᵀ‖², measured through `hessian` (H = 2XᵀX/n).
     """
     _check_grid(n_grid)
+    check_finite("x_scale", x_scale)  # required here (_check_shapes takes None as "not given")
     _check_shapes(weight, hessian, x_scale)
     W = weight.detach().float()  # [out, in]
     g = group_len(W, group_size)
@@ -153,8 +162,7 @@ def awq_search_clip(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, 
     """Per (row, group) range ratio r ∈ {1, 1 − 1/n_grid, ...} ≥ 1 − max_shrink with the least output
     error of that group, Δw_g H_gg Δw_gᵀ (auto_clip). Returns ratios [out, in / g]; r = 1 is min-max."""
     _check_grid(n_grid)
-    if not 0 <= max_shrink < 1:
-        raise ValueError(f"max_shrink={max_shrink!r} must be in [0, 1): the largest fraction of a group's range cut")
+    check_fraction("max_shrink", max_shrink, ": the largest fraction of a group's range cut")
     _check_shapes(weight, hessian)
     W = weight.detach().float()
     out, n_in = W.shape
@@ -180,11 +188,8 @@ def awq_quantize(weight: torch.Tensor, inputs, bits: int = 4, group_size: int = 
 
     inputs: calibration inputs of this layer, a [tokens, in] tensor or an iterable of them.
     """
-    if isinstance(inputs, torch.Tensor):
-        inputs = [inputs]
-    if not isinstance(inputs, Iterable):
-        raise TypeError(f"inputs must be a [tokens, in] tensor or a list of them, got {type(inputs).__name__}")
-    inputs = list(inputs)  # used twice below: a generator would be empty the second time
+    inputs = check_inputs(inputs)  # a list: used twice below, a generator would be empty the second time
+    clip = check_flag("clip", clip)
     check_finite("weight", weight)
     if weight.dim() != 2:
         raise ValueError(f"weight has shape {tuple(weight.shape)}; expected a weight matrix [out, in]")
@@ -207,8 +212,10 @@ class AWQLinear(QuantLinear):
 
     def __init__(self, qweight: QuantizedWeight, input_scale: torch.Tensor, bias=None, **kwargs):
         super().__init__(qweight, bias, **kwargs)
-        if tuple(input_scale.shape) != (self.in_features,):
-            raise ValueError(f"input_scale has shape {tuple(input_scale.shape)}; expected [{self.in_features}]")
+        if not isinstance(input_scale, torch.Tensor) or tuple(input_scale.shape) != (self.in_features,):
+            raise ValueError(f"input_scale must be a tensor of shape [in_features] = [{self.in_features}], "
+                             f"got {getattr(input_scale, 'shape', type(input_scale).__name__)}")
+        _check_scale(input_scale.float(), "input_scale")  # x / s: a 0 or NaN would make every output inf or NaN
         self.register_buffer("input_scale", input_scale.detach().float().clone())
 
     @property
@@ -218,7 +225,7 @@ class AWQLinear(QuantLinear):
         return w / self.input_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_features)
+        check_input(x, self.in_features, device=self.codes.device)
         return super().forward(x / self.input_scale.to(x.dtype))
 
     def packed(self, **kwargs) -> PackedAWQLinear:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from minicomp.blockwise import Blockwise
 from minicomp.observers import Observer, check_observer, make_observer
-from minicomp.quant import check_bits, check_group_size
+from minicomp.quant import check_bits, check_flag, check_group_size
 from minicomp.rtn import QuantLinear, rtn_quantize
 
 # ── the method registry ─────────────────────────────────────────────────────────────────────
@@ -108,8 +108,15 @@ def _matches(name: str, module: nn.Module, rule) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def check_model(model, name: str = "model") -> None:
+    """Raise TypeError unless `model` is a torch.nn.Module."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+
+
 def tied_parameters(model: nn.Module) -> set[int]:
     """ids of parameters that more than one module uses (tied weights)."""
+    check_model(model)
     seen: dict[int, int] = {}
     for _, p in model.named_parameters(remove_duplicate=False):
         seen[id(p)] = seen.get(id(p), 0) + 1
@@ -122,8 +129,7 @@ def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Line
     include / skip: a glob pattern ("*.attn.*"), a list of them, or a function (name, module) -> bool.
     Layers with a tied weight are left out unless `include` is given and matches them.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     for label, rule in (("include", include), ("skip", skip)):
         if rule is not None and not (callable(rule) or isinstance(rule, str) or (
                 isinstance(rule, (list, tuple, set)) and all(isinstance(p, str) for p in rule))):
@@ -234,6 +240,9 @@ class _Stop(BaseException):
 @torch.no_grad()
 def run_batches(model: nn.Module, batches: list, forward: Callable | None = None) -> None:
     """Run every batch through `model` in eval mode without gradients (the mode is restored)."""
+    check_model(model)
+    if forward is not None and not callable(forward):
+        raise TypeError(f"forward must be None or a function forward(model, batch), got {type(forward).__name__}")
     forward = forward or default_forward
     was_training = model.training
     model.eval()
@@ -253,6 +262,14 @@ def run_batches(model: nn.Module, batches: list, forward: Callable | None = None
         model.train(was_training)
 
 
+def _rows(x) -> torch.Tensor:
+    """A copy of a layer's input x [..., in] as [tokens, in], or ValueError if it has no feature dimension."""
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] == 0:
+        raise ValueError(f"the calibration data gives this layer an input of shape "
+                         f"{tuple(getattr(x, 'shape', ()))}; expected [..., in_features] (check calibration)")
+    return x.detach().reshape(-1, x.shape[-1]).clone()
+
+
 def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Callable | None = None,
                    stop_early: bool = True) -> list[torch.Tensor]:
     """The inputs `layer` receives while the calibration batches run: one [tokens, in] per call.
@@ -260,11 +277,11 @@ def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Cal
     With stop_early, each forward pass ends as soon as the layer has its input (nothing after it
     needs to run), so capturing layer k costs a partial forward pass.
     """
+    check_model(layer, "layer")
     captured: list[torch.Tensor] = []
 
     def hook(module, args):
-        x = args[0]  # copied: the model may still change x in place (x += f(x))
-        captured.append(x.detach().reshape(-1, x.shape[-1]).clone())  # [tokens, in]
+        captured.append(_rows(args[0]))  # [tokens, in], copied: the model may still change x in place
         if stop_early:
             raise _Stop
 
@@ -292,6 +309,10 @@ def capture_shared_inputs(model: nn.Module, layers: list[nn.Module], calibration
     pass stops at the first of `layers` that gets a different input, or the same one changed in
     place (x += f(x) after layers[0]).
     """
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise TypeError(f"layers must be a non-empty list of modules, got {layers!r}")
+    for layer in layers:
+        check_model(layer, "layers")
     captured: list[torch.Tensor] = []
     shared = set(range(1, len(layers)))  # candidates; a batch removes those that do not share
 
@@ -300,7 +321,7 @@ def capture_shared_inputs(model: nn.Module, layers: list[nn.Module], calibration
             x = args[0]
             if j == 0:
                 state["x"], state["version"], state["seen"] = x, _version(x), set()
-                captured.append(x.detach().reshape(-1, x.shape[-1]).clone())  # [tokens, in], a copy
+                captured.append(_rows(x))  # [tokens, in], a copy
             elif state["x"] is not None:
                 if x is not state["x"] or _version(x) != state["version"]:  # not the very same values
                     raise _Stop
@@ -326,6 +347,8 @@ def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibratio
                    observer: str = "minmax", bits: int = 8, symmetric: bool = False,
                    **observer_options) -> dict[str, Observer]:
     """One pass over the calibration batches with an observer on each layer's input."""
+    if not isinstance(layers, Mapping):
+        raise TypeError(f"layers must be a dict {{name: module}} (as find_linears returns), got {type(layers).__name__}")
     observers = {name: make_observer(observer, bits, symmetric, **observer_options) for name in layers}
 
     def hook_for(obs: Observer):
@@ -374,14 +397,13 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     if act_mode not in ("dynamic", "static"):
         raise ValueError(f"act_mode={act_mode!r} must be 'dynamic' or 'static'")
     if act_bits is not None:
-        act_bits = check_bits(act_bits)
+        act_bits = check_bits(act_bits, "act_bits")
     elif act_mode == "static":
         raise ValueError("act_mode='static' quantizes activations; give act_bits too (e.g. act_bits=8)")
     check_observer(observer)
     for name, flag in (("symmetric", symmetric), ("act_symmetric", act_symmetric), ("pack", pack),
-                       ("by_block", by_block)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name}={flag!r} must be True or False")
+                       ("by_block", by_block), ("progress", progress)):
+        check_flag(name, flag)
     if m.weight_only and act_bits is not None:
         raise ValueError(f"method={method!r} is weight-only; it needs act_bits=None, got act_bits={act_bits}. "
                          "For W8A8 use method='rtn' or 'gptq'")
@@ -461,6 +483,7 @@ def storage_bytes(model: nn.Module) -> dict[str, int]:
     from minicomp.hardware.sizes import union_bytes
     from minicomp.kernels import PackedLinear
 
+    check_model(model)
     quantized, seen = 0, set()
     for layer in model.modules():
         if isinstance(layer, PackedLinear):

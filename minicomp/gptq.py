@@ -41,10 +41,31 @@ from minicomp.quant import (
     QuantizedWeight,
     check_bits,
     check_finite,
+    check_flag,
     compute_qparams,
     group_len,
     qrange,
 )
+
+
+def check_inputs(inputs) -> list[torch.Tensor]:
+    """`inputs` (one [tokens, in] tensor or an iterable of them) as a list of checked float tensors
+    with at least one feature, all of the same width."""
+    if isinstance(inputs, torch.Tensor):
+        inputs = [inputs]
+    if not isinstance(inputs, Iterable) or isinstance(inputs, (str, bytes)):
+        raise TypeError(f"inputs must be a [tokens, in] tensor or a list of them, got {type(inputs).__name__}")
+    inputs = list(inputs)
+    if not inputs:
+        raise ValueError("inputs is empty; expected at least one [tokens, in] tensor of calibration inputs")
+    for i, x in enumerate(inputs):
+        check_finite(f"inputs[{i}] (a calibration input of this layer)", x)
+        if x.dim() == 0 or x.shape[-1] == 0:
+            raise ValueError(f"inputs[{i}] has shape {tuple(x.shape)}; expected [tokens, in] with in >= 1")
+        if x.shape[-1] != inputs[0].shape[-1]:
+            raise ValueError(f"inputs have different feature sizes: {x.shape[-1]} (inputs[{i}]) and "
+                             f"{inputs[0].shape[-1]} (inputs[0])")
+    return inputs
 
 
 def input_hessian(inputs) -> torch.Tensor:
@@ -53,21 +74,12 @@ def input_hessian(inputs) -> torch.Tensor:
     The average (not the sum) keeps H's size independent of the amount of calibration data; GPTQ
     only needs H up to a positive factor. Computed in float32 (float64 inputs stay float64).
     """
-    if isinstance(inputs, torch.Tensor):
-        inputs = [inputs]
-    if not isinstance(inputs, Iterable):
-        raise TypeError(f"inputs must be a [tokens, in] tensor or a list of them, got {type(inputs).__name__}")
-    inputs = list(inputs)
-    if not inputs:
-        raise ValueError("inputs is empty; expected at least one [tokens, in] tensor of calibration inputs")
+    inputs = check_inputs(inputs)
     n_in = inputs[0].shape[-1]
     dtype = torch.promote_types(inputs[0].dtype, torch.float32)
     H = torch.zeros(n_in, n_in, dtype=dtype, device=inputs[0].device)  # [in, in]
     n = 0
     for x in inputs:
-        check_finite("inputs (the calibration inputs of this layer)", x)
-        if x.shape[-1] != n_in:
-            raise ValueError(f"inputs have different feature sizes: {x.shape[-1]} and {n_in}")
         x = x.reshape(-1, n_in).to(dtype)  # [tokens, in]
         H += x.T @ x  # Σ xᵀx
         n += x.shape[0]
@@ -118,6 +130,7 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
         raise ValueError(f"H must be a square floating-point tensor [in, in], got "
                          f"{tuple(H.shape) if isinstance(H, torch.Tensor) else type(H).__name__}")
     check_finite("H", H)
+    H = H.to(torch.promote_types(H.dtype, torch.float32))  # no Cholesky in float16 / bfloat16
     diag = torch.diagonal(H)  # [in]; for H = 2XᵀX/n, diag[j] = 2 · mean of x_j², never negative
     if (diag < 0).any():
         raise ValueError(f"H has negative diagonal entries (the smallest is {diag.min().item():.3g}); expected a "
@@ -175,6 +188,7 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, gr
     Dead inputs (H_qq = 0: the input is always 0) get weight 0, which changes no output.
     """
     bits, g = _check(weight, hessian, bits, group_size, damp, block_size)
+    act_order, static_groups = check_flag("act_order", act_order), check_flag("static_groups", static_groups)
     qmin, qmax = qrange(bits, symmetric)
     offset = -qmin  # codes are stored unsigned (symmetric [-8, 7] -> [0, 15])
     W = weight.detach().clone().float()  # [out, in]

@@ -22,7 +22,7 @@ import numbers
 
 import torch
 
-from minicomp.quant import check_bits, check_finite, mse_range, qparams_from_range
+from minicomp.quant import check_bits, check_finite, check_flag, mse_range, qparams_from_range
 
 __all__ = ["Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
            "OBSERVERS", "check_observer", "make_observer"]
@@ -37,7 +37,7 @@ class Observer:
     """
 
     def __init__(self, bits: int = 8, symmetric: bool = False):
-        self.bits, self.symmetric = check_bits(bits), bool(symmetric)
+        self.bits, self.symmetric = check_bits(bits), check_flag("symmetric", symmetric)
         self.batches = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,8 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, averaging_constant: float = 0.01):
         super().__init__(bits, symmetric)
-        if not 0.0 < averaging_constant <= 1.0:
+        if (isinstance(averaging_constant, bool) or not isinstance(averaging_constant, numbers.Real)
+                or not 0.0 < averaging_constant <= 1.0):
             raise ValueError(f"averaging_constant={averaging_constant!r} must be in (0, 1]")
         self.c = averaging_constant
 

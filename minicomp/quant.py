@@ -23,16 +23,32 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # ── checking input ───────────────────────────────────────────────────────────────────────────
 
 
-def check_bits(bits) -> int:
-    """Return `bits` as an int if it is a whole number in 2..8, else raise ValueError."""
+def check_bits(bits, name: str = "bits") -> int:
+    """Return `bits` as an int if it is a whole number in 2..8, else raise ValueError naming `name`."""
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 8:
-        raise ValueError(f"bits={bits!r} must be an int from 2 to 8")
+        raise ValueError(f"{name}={bits!r} must be an int from 2 to 8")
     return int(bits)
+
+
+def check_flag(name: str, value) -> bool:
+    """Return `value` as a bool if it is True or False (a numpy bool too), else raise TypeError:
+    a string such as "no" would otherwise be read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} must be True or False")
+    return bool(value)
+
+
+def check_fraction(name: str, value, meaning: str) -> float:
+    """Return `value` as a float if it is a number in [0, 1), else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{name}={value!r} must be a number in [0, 1){meaning}")
+    return float(value)
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
@@ -49,9 +65,9 @@ def check_finite(name: str, x: torch.Tensor) -> None:
                          "expected finite values")
 
 
-def check_input(x, in_features: int, name: str = "x") -> None:
-    """Raise TypeError unless `x` is a floating-point tensor, ValueError unless it is [..., in_features]:
-    the check at the top of every quantized layer's forward."""
+def check_input(x, in_features: int, name: str = "x", device: torch.device | None = None) -> None:
+    """Raise TypeError unless `x` is a floating-point tensor, ValueError unless it is [..., in_features]
+    (and on `device`, the layer's, if given): the check at the top of every quantized layer's forward."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
         raise TypeError(f"{name} must be a floating-point tensor [..., {in_features}], got {given}; "
@@ -59,6 +75,9 @@ def check_input(x, in_features: int, name: str = "x") -> None:
     if x.dim() == 0 or x.shape[-1] != in_features:
         raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [..., {in_features}] "
                          f"(the layer's in_features)")
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} is on device {x.device} but the layer is on {device}; move one of them, "
+                         f"e.g. {name}.to('{device}') or layer.to('{x.device}')")
 
 
 def check_qrange(qmin, qmax) -> tuple[int, int]:
@@ -70,8 +89,20 @@ def check_qrange(qmin, qmax) -> tuple[int, int]:
     return int(qmin), int(qmax)
 
 
+def _to_tensor(name: str, v) -> torch.Tensor:
+    """v as a tensor (a number, list or numpy array is converted), or TypeError naming `name`."""
+    if isinstance(v, torch.Tensor):
+        return v
+    if isinstance(v, (str, bytes)) or v is None:
+        raise TypeError(f"{name}={v!r} must be a number or a tensor")
+    try:
+        return torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(v).__name__}") from None
+
+
 def _as_tensor(name: str, v, like: torch.Tensor) -> torch.Tensor:
-    t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    t = _to_tensor(name, v)
     try:
         ok = t.dim() <= like.dim() and torch.broadcast_shapes(t.shape, like.shape) == like.shape
     except RuntimeError:
@@ -123,6 +154,7 @@ def check_group_size(group_size) -> None:
 def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
     """(qmin, qmax): [0, 2^b − 1] for asymmetric, [−2^(b−1), 2^(b−1) − 1] for symmetric."""
     bits = check_bits(bits)
+    check_flag("symmetric", symmetric)
     return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
 
 
@@ -131,6 +163,8 @@ def qrange(bits: int, symmetric: bool = False) -> tuple[int, int]:
 
 def group_len(x: torch.Tensor, group_size) -> int:
     """The number of inputs per group along x's last dimension (group_size=-1: the whole row)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [..., in_features], got {type(x).__name__}")
     n_in = x.shape[-1] if x.dim() else 1
     g = n_in if group_size == -1 else group_size
     if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
@@ -169,6 +203,8 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric:
 
     The zero point is an int32 tensor. A zero-width range (all zeros) gets scale 1, never 0.
     """
+    for name, v in (("lo", lo), ("hi", hi)):
+        _to_tensor(name, v)  # a TypeError naming it for None, a string, ...
     lo, hi = (torch.as_tensor(v, dtype=torch.float32 if isinstance(v, numbers.Number) else None) for v in (lo, hi))
     check_finite("lo", lo.float())
     check_finite("hi", hi.float())
@@ -233,8 +269,7 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
         raise ValueError(f"rows has shape {tuple(rows.shape)}; expected [R, n] with n >= 1 (one range per row)")
     if isinstance(grid, bool) or not isinstance(grid, numbers.Integral) or grid < 1:
         raise ValueError(f"grid={grid!r} must be a positive int")
-    if not 0 <= maxshrink < 1:
-        raise ValueError(f"maxshrink={maxshrink!r} must be in [0, 1)")
+    check_fraction("maxshrink", maxshrink, ": the largest fraction of a range cut")
     rows = rows.float()
     lo, hi = rows.amin(dim=1).clamp(max=0), rows.amax(dim=1).clamp(min=0)  # [R]
     qmin, qmax = qrange(bits, symmetric)
@@ -356,6 +391,7 @@ class QuantizedWeight:
 
     def __post_init__(self):
         self.bits = check_bits(self.bits)
+        self.symmetric = check_flag("symmetric", self.symmetric)
         for name in ("codes", "scale", "zero"):
             if not isinstance(getattr(self, name), torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(getattr(self, name)).__name__}")
@@ -399,6 +435,8 @@ class QuantizedWeight:
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float weight [out, in] that these codes stand for, in the original column order."""
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype={dtype!r} must be a floating-point torch.dtype such as torch.float32")
         return dequantize_weight(self.codes, self.scale, self.zero, self.group_size, self.perm, dtype)
 
     @property
@@ -416,6 +454,13 @@ class QuantizedWeight:
         return 8 * self.nbytes / self.codes.numel()
 
     def to(self, device) -> QuantizedWeight:
+        """The same weight with every tensor on `device` ('cpu', 'cuda', a torch.device, a GPU's index)."""
+        if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+            raise TypeError(f"device={device!r} must be a str or torch.device such as 'cpu' or 'cuda'")
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device={device!r} is not a device name such as 'cpu' or 'cuda:0'") from None
         move = lambda t: None if t is None else t.to(device)
         return QuantizedWeight(move(self.codes), move(self.scale), move(self.zero), self.bits,
                                self.group_size, move(self.perm), self.symmetric)
@@ -428,8 +473,18 @@ class QuantizedWeight:
 
 
 def dequantize_weight(codes, scale, zero, group_size: int, perm=None, dtype=torch.float32) -> torch.Tensor:
-    """W [out, in] from the fields of a QuantizedWeight, without re-checking them (fast path)."""
+    """W [out, in] from the fields of a QuantizedWeight, without re-checking their values (fast path:
+    only their types and shapes are checked). group_size=-1: one group per row."""
+    for name, t in (("codes", codes), ("scale", scale), ("zero", zero)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if codes.dim() != 2:
+        raise ValueError(f"codes has shape {tuple(codes.shape)}; expected a 2-D [out, in] tensor of codes")
     out, n_in = codes.shape
+    group_size = group_len(codes, group_size)
+    if tuple(scale.shape) != (out, n_in // group_size) or tuple(zero.shape) != (out, n_in // group_size):
+        raise ValueError(f"scale and zero must have shape [out, in / group_size] = {[out, n_in // group_size]}, "
+                         f"got {list(scale.shape)} and {list(zero.shape)}")
     q = codes.reshape(out, n_in // group_size, group_size).to(torch.int32)  # [out, groups, g]
     ct = torch.promote_types(scale.dtype, torch.float32)  # fp16 scales are multiplied in float32
     w = ((q - zero[..., None].to(torch.int32)).to(ct) * scale[..., None].to(ct)).reshape(out, n_in)

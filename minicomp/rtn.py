@@ -17,6 +17,8 @@ kernels do the integer arithmetic for real; the numbers they produce are the sam
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,8 +27,10 @@ from minicomp.quant import (
     QuantizedWeight,
     _check_scale,
     _check_zero,
+    _to_tensor,
     check_bits,
     check_finite,
+    check_flag,
     check_group_size,
     check_input,
     check_scale_dtype,
@@ -49,8 +53,8 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = -1, symmetric
     them) rounds the scales first, and the codes are computed with the rounded scales.
     """
     check_finite("w", w)
-    if w.dim() != 2:
-        raise ValueError(f"w has shape {tuple(w.shape)}; expected a weight matrix [out, in]")
+    if w.dim() != 2 or w.numel() == 0:
+        raise ValueError(f"w has shape {tuple(w.shape)}; expected a weight matrix [out, in] with at least one value")
     bits = check_bits(bits)
     check_scale_dtype(scale_dtype)
     scale, zero = compute_qparams(w, bits, symmetric, group_size=group_size, clip=clip)  # [out, in/g]
@@ -65,6 +69,11 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = -1, symmetric
     codes = quantize(w.detach(), scale.float(), zero, qmin, qmax, group_size=g)  # [out, in]
     offset = -qmin  # store codes unsigned: symmetric [-8, 7] becomes [0, 15] with zero 8
     return QuantizedWeight(codes + offset, scale, zero + offset, bits, g, symmetric=symmetric)
+
+
+def _check_linear(linear) -> None:
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
 
 
 class QuantLinear(nn.Module):
@@ -87,17 +96,19 @@ class QuantLinear(nn.Module):
         self.register_buffer("scale", qweight.scale)  # [out, in / group_size]
         self.register_buffer("zero", qweight.zero)  # [out, in / group_size] uint8
         self.register_buffer("perm", qweight.perm)  # [in] or None
+        if bias is not None and not isinstance(bias, torch.Tensor):
+            raise TypeError(f"bias must be a torch.Tensor [{self.out_features}] or None, got {type(bias).__name__}")
         if bias is not None and tuple(bias.shape) != (self.out_features,):
             raise ValueError(f"bias has shape {tuple(bias.shape)}; expected [{self.out_features}]")
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
-        self.act_bits = None if act_bits is None else check_bits(act_bits)
-        self.act_symmetric = bool(act_symmetric)
+        self.act_bits = None if act_bits is None else check_bits(act_bits, "act_bits")
+        self.act_symmetric = check_flag("act_symmetric", act_symmetric)
         if (act_scale is None) != (act_zero is None):
             raise ValueError("give both act_scale and act_zero (static) or neither (dynamic)")
         if act_scale is not None and act_bits is None:
             raise ValueError("act_scale needs act_bits (e.g. act_bits=8)")
         if act_scale is not None:   # as a weight's (scale, zero point) are checked
-            act_scale, act_zero = torch.as_tensor(act_scale, dtype=torch.float32), torch.as_tensor(act_zero)
+            act_scale, act_zero = _to_tensor("act_scale", act_scale).float(), _to_tensor("act_zero", act_zero)
             _check_scale(act_scale, "act_scale")
             act_zero = _check_zero(act_zero, "act_zero")
             qmin, qmax = qrange(self.act_bits, self.act_symmetric)
@@ -112,6 +123,7 @@ class QuantLinear(nn.Module):
     def from_linear(cls, linear: nn.Linear, bits: int = 4, group_size: int = -1, symmetric: bool = False,
                     **kwargs) -> QuantLinear:
         """RTN-quantize an nn.Linear's weight; activation options (act_bits=...) pass through."""
+        _check_linear(linear)
         qw = rtn_quantize(linear.weight, bits, group_size, symmetric)
         return cls(qw, linear.bias, **kwargs)
 
@@ -142,6 +154,7 @@ class QuantLinear(nn.Module):
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """x as the W8A8 layer sees it (fake-quantized), or x unchanged for weight-only."""
+        check_input(x, self.in_features)
         if self.act_bits is None:
             return x
         qmin, qmax = qrange(self.act_bits, self.act_symmetric)
@@ -151,7 +164,7 @@ class QuantLinear(nn.Module):
         return quantize_dequantize(rows, self.act_bits, self.act_symmetric, axis=0).reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_features)
+        check_input(x, self.in_features, device=self.codes.device)
         w = dequantize_weight(self.codes, self.scale, self.zero, self.group_size, self.perm, x.dtype)
         b = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(self.quantize_input(x), w, b)
@@ -174,13 +187,20 @@ class QATLinear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, bits: int = 4,
                  group_size: int = -1, symmetric: bool = False):
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+                hint = "; to wrap an nn.Linear use QATLinear.from_linear(linear)" if isinstance(n, nn.Module) else ""
+                raise TypeError(f"{name} must be a positive int, got {type(n).__name__}{hint}")
+            if n < 1:
+                raise ValueError(f"{name}={n!r} must be a positive int")
         super().__init__(in_features, out_features, bias)
         check_group_size(group_size)  # a positive int or -1, as rtn_quantize will need
         group_len(self.weight, group_size)  # and a divisor of in_features
-        self.bits, self.group_size, self.symmetric = check_bits(bits), group_size, symmetric
+        self.bits, self.group_size, self.symmetric = check_bits(bits), group_size, check_flag("symmetric", symmetric)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, **kwargs) -> QATLinear:
+        _check_linear(linear)
         qat = cls(linear.in_features, linear.out_features, linear.bias is not None, **kwargs)
         qat.to(linear.weight.device, linear.weight.dtype)
         with torch.no_grad():
@@ -190,9 +210,10 @@ class QATLinear(nn.Linear):
         return qat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_features)
+        check_input(x, self.in_features, device=self.weight.device)
         w_hat = quantize_dequantize(self.weight, self.bits, self.symmetric, group_size=self.group_size)
-        return F.linear(x, w_hat, self.bias)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, w_hat.to(x.dtype), b)  # in x's float dtype, as QuantLinear computes
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bits={self.bits}, group_size={self.group_size}"
@@ -211,8 +232,9 @@ def prepare_qat(model: nn.Module, bits: int = 4, group_size: int = -1, symmetric
 
 def convert_qat(model: nn.Module) -> nn.Module:
     """Swap every QATLinear for the QuantLinear with the same (RTN) weights, in place."""
-    from minicomp.calibrate import set_module
+    from minicomp.calibrate import check_model, set_module
 
+    check_model(model)
     for name, layer in list(model.named_modules()):
         if isinstance(layer, QATLinear):
             check_finite(f"{name}.weight", layer.weight)
