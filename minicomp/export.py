@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +49,25 @@ FORMAT = "minicomp.packed.v1"
 GGUF_BLOCK = 32
 GGUF_QTYPES = ("Q4_0", "Q8_0", "F16", "F32")
 FP16_MAX = 65504.0  # float16's largest finite value
+
+
+def _check_path(path, *, writing: bool, example: str) -> Path:
+    """`path` as a Path, once it names a file that exists (reading) or a file in a folder that
+    exists (writing); else an error naming it, rather than one from deep inside safetensors or
+    gguf. A missing file or folder raises `ModelFileNotFoundError`: a FileNotFoundError and a ValueError."""
+    from minicomp.models import ModelFileNotFoundError
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(f"path must be a file path (a str or pathlib.Path), got {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path={str(path)!r} is a folder; give a file in it, e.g. {str(path / example)!r}")
+    if writing and not path.parent.is_dir():
+        raise ModelFileNotFoundError(f"path={str(path)!r}: the folder {str(path.parent)!r} does not exist; "
+                                     f"create it first with Path({str(path.parent)!r}).mkdir(parents=True)")
+    if not writing and not path.exists():
+        raise ModelFileNotFoundError(f"path={str(path)!r} does not exist")
+    return path
 
 
 # ── safetensors ──────────────────────────────────────────────────────────────────────────────
@@ -75,6 +95,15 @@ def save_quantized(model: nn.Module, path, *, metadata: Mapping[str, str] | None
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    path = _check_path(path, writing=True, example="model.safetensors")
+    if metadata is not None and not (isinstance(metadata, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+        raise TypeError(f"metadata must be None or a dict {{str: str}} (safetensors metadata holds only "
+                        f"strings), got {metadata!r:.100}")
+    for key in ("format", "packed_layers"):
+        if key in (metadata or {}):
+            raise ValueError(f"metadata[{key!r}] is written by save_quantized itself (load_quantized reads it); "
+                             "give your entry another key")
     layers = _packed_layers(model)
     tensors, seen = {}, {}
     for name, t in model.state_dict().items():
@@ -97,7 +126,6 @@ def save_quantized(model: nn.Module, path, *, metadata: Mapping[str, str] | None
                       "bits": layer.bits, "pack_bits": layer.pack_bits, "group_size": layer.group_size,
                       "symmetric": layer.symmetric}
     meta = {"format": FORMAT, "packed_layers": json.dumps(info), **dict(metadata or {})}
-    path = Path(path)
     save_file(tensors, str(path), metadata=meta)
     return path
 
@@ -108,18 +136,30 @@ def load_quantized(model: nn.Module, path, *, backend: str | None = None) -> nn.
     The layers listed in the file become PackedLinear (PackedAWQLinear where the file holds an
     AWQ input scale); every other tensor must match `model`.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from minicomp.awq import PackedAWQLinear
     from minicomp.calibrate import set_module
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (a float model of the architecture the file was saved "
+                        f"from), got {type(model).__name__}")
+    path = _check_path(path, writing=False, example="model.safetensors")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"path={str(path)!r} is not a safetensors file ({err}); load_quantized reads the "
+                         "files save_quantized writes") from err
     if meta.get("format") != FORMAT:
         raise ValueError(f"path={str(path)!r} is not a minicomp packed file (format "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
-    info = json.loads(meta["packed_layers"])
+    try:
+        info = json.loads(meta["packed_layers"])
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"path={str(path)!r} has no readable list of packed layers in its metadata "
+                         f"({type(err).__name__}: {err}); write it again with save_quantized") from err
     for name, spec in info.items():
         prefix = f"{name}." if name else ""
         get = lambda buf, prefix=prefix: tensors.pop(prefix + buf, None)
@@ -223,8 +263,11 @@ def quantize_q8_0(w: torch.Tensor) -> torch.Tensor:
 
 
 def _split(blocks: torch.Tensor, size: int, name: str) -> tuple[torch.Tensor, torch.Tensor, tuple]:
-    if not isinstance(blocks, torch.Tensor) or blocks.dtype != torch.uint8 or blocks.shape[-1] % size:
-        raise ValueError(f"{name} must be uint8 with a last dimension that is a multiple of {size}")
+    if (not isinstance(blocks, torch.Tensor) or blocks.dtype != torch.uint8 or blocks.dim() == 0
+            or blocks.shape[-1] % size):
+        given = (f"a {blocks.dtype} tensor of shape {tuple(blocks.shape)}" if isinstance(blocks, torch.Tensor)
+                 else type(blocks).__name__)
+        raise ValueError(f"{name} must be uint8 with a last dimension that is a multiple of {size}, got {given}")
     flat = blocks.reshape(-1, size)
     d = torch.from_numpy(flat[:, :2].contiguous().numpy().view("<f2").astype(np.float32))  # [n, 1]
     return d, flat[:, 2:], (*blocks.shape[:-1], blocks.shape[-1] // size * GGUF_BLOCK)
@@ -321,6 +364,9 @@ def _to_gguf(name: str, value, qtype: str):
                              "before the layer (minicomp.awq.fold_awq_scales, before packing), or save the "
                              "model with save_quantized, which keeps it")
         value = value.quantized_weight()
+    if isinstance(value, (torch.Tensor, QuantizedWeight)) and 0 in value.shape:
+        raise ValueError(f"tensors[{name!r}] has no values (shape {tuple(value.shape)}); a GGUF reader cannot "
+                         "read an empty tensor back: leave it out")
     if isinstance(value, QuantizedWeight):
         if qtype not in ("Q4_0", "Q8_0"):
             raise ValueError(f"tensors[{name!r}] is quantized; qtype={qtype!r} must be 'Q4_0' or 'Q8_0'")
@@ -406,6 +452,11 @@ def save_gguf(path, tensors: Mapping[str, object], qtype: str = "Q4_0", *, arch:
         raise ValueError(f"qtype={qtype!r} must be one of {GGUF_QTYPES}")
     if not isinstance(tensors, Mapping) or not tensors:
         raise ValueError("tensors must be a non-empty dict {name: tensor}")
+    if not all(isinstance(name, str) for name in tensors):
+        raise TypeError(f"tensors must be keyed by str names (e.g. 'blk.0.attn_q.weight'), got "
+                        f"{[name for name in tensors if not isinstance(name, str)][:3]}")
+    if not isinstance(arch, str):
+        raise TypeError(f"arch must be a str (GGUF's general.architecture, e.g. 'llama'), got {arch!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict {{key: value}} or None, got {type(metadata).__name__}")
     metadata = dict(metadata or {})
@@ -421,7 +472,7 @@ def save_gguf(path, tensors: Mapping[str, object], qtype: str = "Q4_0", *, arch:
                 raise ValueError(f"tensors[{bias!r}] is given, and tensors[{name!r}] is a PackedLinear whose bias "
                                  "would be written under that name too; give the bias once")
             entries[bias] = value.bias
-    path = Path(path)
+    path = _check_path(path, writing=True, example="model.gguf")
     writer = gguf.GGUFWriter(str(path), arch=arch)
     writer.add_string("general.name", str(metadata.pop("general.name", path.stem)))
     writer.add_string("minicomp.qtype", qtype)
@@ -442,9 +493,7 @@ def read_gguf(path) -> dict[str, dict]:
 
     `shape` is in PyTorch order ([out, in]); `data` is the raw block bytes (or floats).
     """
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
+    reader = _gguf_reader(path)
     return {t.name: {"type": t.tensor_type.name, "shape": tuple(int(s) for s in reversed(t.shape)),
                      "nbytes": int(t.n_bytes), "data": t.data} for t in reader.tensors}
 
@@ -454,8 +503,21 @@ def load_gguf(path) -> dict[str, torch.Tensor]:
     import gguf
 
     out = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
+    for t in _gguf_reader(path).tensors:
         values = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
         shape = tuple(int(s) for s in reversed(t.shape))
         out[t.name] = torch.from_numpy(np.array(values, dtype=np.float32)).reshape(shape)  # a copy
     return out
+
+
+def _gguf_reader(path):
+    """`gguf.GGUFReader` of `path`, after checking that the file exists; a file it cannot read
+    (not GGUF, or cut short) raises a ValueError naming it."""
+    import gguf
+
+    path = _check_path(path, writing=False, example="model.gguf")
+    try:
+        return gguf.GGUFReader(str(path))
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"path={str(path)!r} is not a GGUF file the gguf package can read "
+                         f"({type(err).__name__}: {err}); write one with save_gguf") from err

@@ -222,7 +222,10 @@ class PackedLinear(nn.Module):
             raise ValueError(f"backend={name!r} is inference-only but x requires grad; wrap the call "
                              "in torch.no_grad() or use backend='reference'")
         x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # [M, in]
-        y = backend.linear(self, x2) if x2.shape[0] else x2.new_zeros(0, self.out_features)
+        if x2.shape[0] and self.out_features:
+            y = backend.linear(self, x2)
+        else:   # nothing to compute (no rows of x, or a layer of no outputs): the kernels need some
+            y = x2.new_zeros(x2.shape[0], self.out_features)
         if self.bias is not None:
             y = y + self.bias.to(y.device, torch.float32)
         # (each torch call skipped here saves ~10 µs a call on a CPU: see kernels/cpu `fused_linear`)
@@ -323,6 +326,7 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_backend(backend)
     check_group_size(group_size)
+    check_scale_dtype(scale_dtype, "keep the scales' dtype; float16 for plain nn.Linear layers")
     tied = tied_parameters(model)
     swaps = {}
     for name, m in model.named_modules():
@@ -353,6 +357,9 @@ def set_backend(model: nn.Module, backend: str | None) -> nn.Module:
 
 
 def packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
+    """{name: layer} of every PackedLinear in `model`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return {n: m for n, m in model.named_modules() if isinstance(m, PackedLinear)}
 
 

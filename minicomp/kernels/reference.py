@@ -17,9 +17,12 @@ The arithmetic is float32 whatever the input dtype, and the result is cast back 
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from minicomp.pack import unpack
+from minicomp.quant import check_input, check_perm
 
 NAME = "reference"
 
@@ -31,10 +34,12 @@ def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
 
     qweight [out, in * pack_bits / 8] uint8 (`minicomp.pack` layout), scales [out, n_groups],
     zeros [out, n_groups] uint8. Group k of a row is the `group_size` consecutive columns
-    k·group_size ... (k+1)·group_size − 1 (in the permuted order, if there is a `perm`).
+    k·group_size ... (k+1)·group_size − 1 (in the permuted order, if there is a `perm`);
+    group_size -1: one group per row.
     """
     codes = unpack(qweight, pack_bits)                                     # [out, in] uint8
     out, n_in = codes.shape
+    group_size = _check_packed(codes, scales, zeros, group_size, perm)
     w = codes.reshape(out, n_in // group_size, group_size).to(torch.float32)  # [out, groups, g]
     w -= zeros[..., None]                     # q − zero: small integers, exact in float32
     w *= scales.to(torch.float32)[..., None]  # ŵ = (q − zero)·scale, one scale per group
@@ -45,8 +50,39 @@ def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
     return w
 
 
+def _check_packed(codes: torch.Tensor, scales, zeros, group_size, perm) -> int:
+    """group_size (-1: one group per row) as a length, after checking that it divides the row
+    and that scales and zeros hold one value per group (else they would broadcast, silently)."""
+    out, n_in = codes.shape
+    g = n_in if group_size == -1 else group_size
+    if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+        raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} (or be -1); "
+                         f"in_features is read from qweight at this pack_bits")
+    for name, t in (("scales", scales), ("zeros", zeros)):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (out, n_in // g):
+            raise ValueError(f"{name} must be a tensor of shape [out, in / group_size] = {[out, n_in // g]}, "
+                             f"got {getattr(t, 'shape', type(t).__name__)}; check pack_bits and group_size")
+    check_perm(perm, n_in)
+    return int(g)
+
+
+def check_call(layer, x, *, matrix: bool = True) -> None:
+    """Raise unless `layer` is a PackedLinear and x a floating-point tensor [M, in_features] (any
+    [..., in_features] if not `matrix`): the arguments of a backend's `linear`, called directly.
+    (PackedLinear's forward checks x itself and hands the backends [M, in_features].)"""
+    if not callable(getattr(layer, "kept_layout", None)):
+        raise TypeError(f"layer must be a minicomp.kernels.PackedLinear, got {type(layer).__name__}; "
+                        "make one with PackedLinear.from_linear(...) or PackedLinear.from_quantized(...)")
+    check_input(x, layer.in_features)
+    if matrix and x.dim() != 2:
+        n = layer.in_features
+        raise ValueError(f"x has shape {tuple(x.shape)}; a backend's linear takes x [M, {n}]: pass "
+                         f"x.reshape(-1, {n}), or call the layer itself, which takes [..., {n}]")
+
+
 def linear(layer, x: torch.Tensor) -> torch.Tensor:
     """y = x Wᵀ + b for a `PackedLinear` `layer`, x [M, in] -> y [M, out], in float32."""
+    check_call(layer, x, matrix=False)
     w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
                           group_size=layer.group_size, perm=layer.perm)     # [out, in]
     return x.to(torch.float32) @ w.T                                       # [M, out]

@@ -90,6 +90,7 @@ from minicomp.kernels.cpu.jit import (
     pack_dequantize,
     wait_done,
 )
+from minicomp.kernels.reference import check_call
 
 __all__ = ["NAME", "BLOCK_ROWS", "GEMM_ROWS", "SLAB_BYTES", "PACK_BITS", "available", "unsupported", "linear",
            "fused_linear", "slab_linear", "layout", "Layout", "make_layout", "kernels", "dequantizer",
@@ -316,7 +317,8 @@ def unsupported(layer, x: torch.Tensor) -> str | None:
 def linear(layer, x: torch.Tensor) -> torch.Tensor:
     """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built
     whole: the fused kernel below `GEMM_ROWS` rows of x, slabs and BLAS from there on (item 9)."""
-    return (slab_linear if x.shape[0] >= GEMM_ROWS else fused_linear)(layer, x)
+    many = isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] >= GEMM_ROWS  # (either checks x)
+    return (slab_linear if many else fused_linear)(layer, x)
 
 
 def _codes_order(lay: Layout, x: torch.Tensor) -> torch.Tensor:
@@ -332,6 +334,7 @@ def _codes_order(lay: Layout, x: torch.Tensor) -> torch.Tensor:
 def fused_linear(layer, x: torch.Tensor) -> torch.Tensor:
     """y = x Wᵀ [M, out] float32 by the fused kernel (`run_blocks`): each code is decoded in
     the loop that multiplies it, on threads. (Few torch calls here: see item 8 above.)"""
+    check_call(layer, x)
     lay = layout(layer)
     per = 32 // layer.pack_bits
     run, openmp_run = kernels(layer.pack_bits)
@@ -356,6 +359,7 @@ def slab_linear(layer, x: torch.Tensor) -> torch.Tensor:
     """y = x Wᵀ [M, out] float32 for many rows of x (item 9): a slab of blocks of W at a time,
     at most `SLAB_BYTES` of float32, dequantized by `dequantize_blocks` (on PyTorch's threads,
     as the fused kernel) and multiplied with torch's matmul (BLAS, on the same threads)."""
+    check_call(layer, x)
     lay = layout(layer)
     xf = _codes_order(lay, x).contiguous()
     n_blocks, n_in = lay.words.shape[0], layer.in_features

@@ -42,7 +42,7 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from minicomp.kernels.reference import dequantize_packed
+from minicomp.kernels.reference import check_call, dequantize_packed
 from minicomp.kernels.triton.configs import (  # noqa: F401  (the tests and lesson 09 use them from here)
     _block_bytes,
     _block_words,
@@ -385,6 +385,9 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
 
     config: which kernel and block sizes (one of `candidates`); by default `tune` picks them on a
     GPU (when `TUNE`) and `_config` does under the interpreter."""
+    check_call(layer, x)   # (a wrong width would have the kernel read past x's rows)
+    if config is not None:
+        _check_config(config)
     _import()
     if layer.perm is not None:
         x = x[:, layer.perm.to(x.device)]           # codes are stored in permuted column order
@@ -399,6 +402,25 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
             else:
                 config = _config(m, layer.out_features, k, layer.pack_bits, layer.group_size)
         return _launch(layer, x, _exact(config, x.dtype))
+
+
+CONFIG_KEYS = {   # what each kernel's configuration must say (`configs.py` makes them)
+    "gemv": ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps"),
+    "half2": ("BLOCK_N", "BLOCK_W", "SPLIT_K", "num_warps", "BLOCK_M", "PREFETCH"),
+    "tile": ("BLOCK_M", "BLOCK_N", "BLOCK_B", "SPLIT_K", "USE_DOT", "num_warps"),
+    "dequant": ("BLOCK_N", "BLOCK_B", "SPLIT_K", "num_warps"),
+}
+
+
+def _check_config(config) -> None:
+    """Raise unless `config` is a configuration dict of the kind `candidates` returns."""
+    kernel = config.get("KERNEL") if isinstance(config, dict) else None
+    missing = [key for key in CONFIG_KEYS.get(kernel, ()) if key not in config]
+    if kernel not in CONFIG_KEYS or missing:
+        hint = " (a `tuned()` record holds one under 'config')" if isinstance(config, dict) and "config" in config else ""
+        raise ValueError(f"config must be None (automatic) or one of candidates(m, n, k, bits, group_size): a dict "
+                         f"with 'KERNEL' one of {list(CONFIG_KEYS)} and that kernel's block sizes"
+                         f"{f', missing {missing}' if missing else ''}; got {config!r}{hint}")
 
 
 def _device_of(x: torch.Tensor):
