@@ -18,6 +18,7 @@ the [B, T, C] logits of a language model have B·T rows.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import time
@@ -28,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from minicomp.data import check_rows
+from minicomp.data import _check_seed, check_rows
 from minicomp.hardware import check_device
 
 
@@ -54,10 +55,20 @@ def _check_defined(x: torch.Tensor, name: str) -> None:
 def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
     _check_logits(s, s_name)
     _check_logits(t, t_name)
+    _check_same_device(s, t, s_name, t_name)
     _check_defined(t, t_name)
     if s.shape != t.shape:
         raise ValueError(f"{s_name} has shape {tuple(s.shape)} but {t_name} has shape "
                          f"{tuple(t.shape)}; they must match")
+    if s.numel() == 0:  # a mean over no rows is NaN
+        raise ValueError(f"{s_name} has shape {tuple(s.shape)}: no rows or no classes; expected at least one "
+                         "row of at least one class")
+
+
+def _check_same_device(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}; move them to one device, "
+                         f"e.g. {b_name}.to({a_name}.device)")
 
 
 def _check_temperature(temperature) -> float:
@@ -91,6 +102,7 @@ def _check_labels(labels, logits, name="labels") -> torch.Tensor:
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"{name} has shape {tuple(labels.shape)}; expected {tuple(logits.shape[:-1])}, "
                          f"the logits' shape {tuple(logits.shape)} without its last (class) dimension")
+    _check_same_device(logits, labels, "student_logits", name)
     C = logits.shape[-1]
     if labels.numel() and (labels.min() < 0 or labels.max() >= C):
         raise ValueError(f"{name} holds values from {labels.min().item()} to {labels.max().item()}; "
@@ -211,9 +223,15 @@ def make_adapter(student_feature: torch.Tensor, teacher_feature: torch.Tensor, s
     Built from one example of each feature (e.g. recorded with `Taps`), seeded.
     """
     s, t = student_feature, teacher_feature
+    _check_logits(s, "student_feature")
+    _check_logits(t, "teacher_feature")
+    _check_seed(seed)
     if s.dim() != t.dim() or s.dim() not in (2, 4) or (s.dim() == 4 and s.shape[2:] != t.shape[2:]):
         raise ValueError(f"student_feature has shape {tuple(s.shape)} and teacher_feature {tuple(t.shape)}; "
                          "expected [N, Cs] and [N, Ct], or [N, Cs, H, W] and [N, Ct, H, W] (same H, W)")
+    if s.shape[1] == 0 or t.shape[1] == 0:
+        raise ValueError(f"student_feature has shape {tuple(s.shape)} and teacher_feature {tuple(t.shape)}; "
+                         "expected at least one channel (Cs, Ct >= 1) in each")
     g = torch.Generator().manual_seed(seed)
     layer = nn.Linear(s.shape[1], t.shape[1]) if s.dim() == 2 else nn.Conv2d(s.shape[1], t.shape[1], 1)
     with torch.no_grad():  # PyTorch's default init, but from our own generator
@@ -221,6 +239,11 @@ def make_adapter(student_feature: torch.Tensor, teacher_feature: torch.Tensor, s
         layer.weight.copy_(torch.empty_like(layer.weight).uniform_(-bound, bound, generator=g))
         layer.bias.copy_(torch.empty_like(layer.bias).uniform_(-bound, bound, generator=g))
     return layer.to(device=s.device, dtype=s.dtype)
+
+
+def _check_adapter(adapter) -> None:
+    if adapter is not None and not callable(adapter):
+        raise TypeError(f"adapter must be a module such as make_adapter(s, t), or None, got {type(adapter).__name__}")
 
 
 def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
@@ -232,6 +255,10 @@ def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adap
     """
     _check_logits(student_feature, "student_feature")
     _check_logits(teacher_feature, "teacher_feature")
+    _check_adapter(adapter)
+    if student_feature.numel() == 0 or teacher_feature.numel() == 0:  # a mean over nothing is NaN
+        raise ValueError(f"student_feature has shape {tuple(student_feature.shape)} and teacher_feature "
+                         f"{tuple(teacher_feature.shape)}; expected at least one value in each")
     try:
         r = adapter(student_feature) if adapter is not None else student_feature
     except RuntimeError as e:   # e.g. mat1 and mat2 shapes cannot be multiplied
@@ -396,12 +423,20 @@ class DKD(KD):
         return dkd_loss(o.student_logits, o.teacher_logits, target, self.temperature, self.alpha, self.beta)
 
 
+def _check_layer_names(**names) -> None:
+    for arg, name in names.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{arg} must be a layer's name such as 'hidden' (see model.named_modules()), got {name!r}")
+
+
 class Hint:
     """`hint_loss` between two tapped layers; the adapter is built on the first batch and trained."""
 
     needs_teacher = True
 
     def __init__(self, student_layer: str, teacher_layer: str, adapter: nn.Module | None = None):
+        _check_layer_names(student_layer=student_layer, teacher_layer=teacher_layer)
+        _check_adapter(adapter)
         self.student_layers, self.teacher_layers = (student_layer,), (teacher_layer,)
         self.adapter = adapter
 
@@ -424,6 +459,7 @@ class RKD:
     def __init__(self, student_layer: str, teacher_layer: str, distance_weight: float = 25.0,
                  angle_weight: float = 50.0):
         _check_weights(distance_weight=distance_weight, angle_weight=angle_weight)
+        _check_layer_names(student_layer=student_layer, teacher_layer=teacher_layer)
         self.student_layers, self.teacher_layers = (student_layer,), (teacher_layer,)
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 
@@ -433,6 +469,21 @@ class RKD:
 
 
 # ── the training loop ────────────────────────────────────────────────────────────────────────
+def _check_term(term, name) -> None:
+    """A loss term is called with one argument, the batch's `Outputs`: KD(4.0), not KD or kd_loss."""
+    if isinstance(term, type):
+        raise TypeError(f"losses[{name!r}] holds the class {term.__name__}, not a loss term; "
+                        f"call it to make one: {term.__name__}(...)")
+    try:
+        inspect.signature(term).bind(None)
+    except TypeError:
+        raise TypeError(f"losses[{name!r}]: {getattr(term, '__name__', type(term).__name__)} cannot be called with "
+                        "one argument, the batch's Outputs; expected a term such as KD(4.0), CE() or "
+                        "Hint('hidden', 'hidden')") from None
+    except ValueError:   # no signature to read (some builtins): trust it
+        pass
+
+
 class Distiller:
     """Train `student` on a weighted sum of loss terms, with a frozen teacher.
 
@@ -454,6 +505,7 @@ class Distiller:
         for name, pair in losses.items():
             if not (isinstance(pair, tuple) and len(pair) == 2 and callable(pair[1])):
                 raise ValueError(f"losses[{name!r}]={pair!r}; expected a (weight, term) pair such as (0.9, KD(4.0))")
+            _check_term(pair[1], name)
             w = pair[0]
             if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w < math.inf:
                 raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a finite number >= 0")
@@ -466,6 +518,10 @@ class Distiller:
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}")
         if teacher is not None and not isinstance(teacher, nn.Module):
             raise TypeError(f"teacher must be a torch.nn.Module or None, got {type(teacher).__name__}")
+        if next(student.parameters(), None) is None:
+            raise ValueError(f"student ({type(student).__name__}) has no parameters to train; expected a model "
+                             "with weights, such as models.digits_mlp_student()")
+        _check_seed(seed)
         self.device = check_device(device, "device") if device is not None else next(student.parameters()).device
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device) if teacher is not None else None
@@ -477,12 +533,23 @@ class Distiller:
     def _layers(self, attr: str) -> list[str]:
         return sorted({n for _, term in self.losses.values() for n in getattr(term, attr, ())})
 
-    def _forward(self, xb, yb, s_taps: Taps, t_taps: Taps | None) -> Outputs:
+    def _forward(self, xb, yb, s_taps: Taps, t_taps: Taps | None, probe: bool = False) -> Outputs:
+        """One batch through teacher and student. probe=True (the first batch): a model that cannot
+        take x says which one it is, instead of torch's bare shape error."""
+        def run(who, model):
+            try:
+                return model(xb)
+            except RuntimeError as e:   # e.g. mat1 and mat2 shapes cannot be multiplied
+                if not probe:
+                    raise
+                raise ValueError(f"the {who} ({type(model).__name__}) cannot take x with rows of shape "
+                                 f"{tuple(xb.shape[1:])} ({e}); are x and the {who} made for each other?") from None
+
         t_logits = None
         if self.teacher is not None:
             with torch.no_grad():
-                t_logits = self.teacher(xb)
-        s_logits = self.student(xb)
+                t_logits = run("teacher", self.teacher)
+        s_logits = run("student", self.student)
         return Outputs(s_logits, t_logits, yb, dict(s_taps.outputs), dict(t_taps.outputs) if t_taps else {})
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int = 500, batch_size: int = 64,
@@ -490,7 +557,7 @@ class Distiller:
         """Train for `steps` optimizer steps on (x, y); y = −1 marks an unlabelled (transfer) row."""
         check_rows(x, y)
         for name, v in (("steps", steps), ("batch_size", batch_size), ("log_every", log_every)):
-            if not isinstance(v, int) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name}={v!r} must be a positive int")
         if (x_val is None) != (y_val is None):
             raise ValueError("pass both x_val and y_val, or neither")
@@ -507,7 +574,8 @@ class Distiller:
                     self.teacher.eval()  # frozen: eval mode, no_grad, not in the optimizer
                 params = list(self.student.parameters())
                 with torch.no_grad():  # one probe batch builds the adapters (Hint) before AdamW
-                    o = self._forward(x[:batch_size].to(self.device), y[:batch_size].to(self.device), s_taps, t_taps)
+                    o = self._forward(x[:batch_size].to(self.device), y[:batch_size].to(self.device), s_taps, t_taps,
+                                      probe=True)
                 C = o.student_logits.shape[-1]
                 if tuple(o.student_logits.shape[:-1]) != tuple(y[:batch_size].shape):
                     raise ValueError(f"y has shape {tuple(y.shape)}, but the student's logits for x[:{batch_size}] "
@@ -517,6 +585,9 @@ class Distiller:
                     raise ValueError(f"y holds values from {y.min().item()} to {y.max().item()} ({y.dtype}); expected "
                                      f"integer class indices in [0, {C}), or -1 for an unlabelled row")
                 y = y.long()  # int32, uint8, ... labels: cross_entropy wants int64
+                if x_val is not None and tuple(y_val.shape) != (len(y_val), *o.student_logits.shape[1:-1]):
+                    raise ValueError(f"y_val has shape {tuple(y_val.shape)}; expected one class index per row, shape "
+                                     f"{(len(y_val), *o.student_logits.shape[1:-1])}")
                 for _, term in self.losses.values():
                     if hasattr(term, "build"):
                         params += term.build(o, self.seed)
@@ -557,8 +628,14 @@ class Distiller:
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of rows where the student's top class equals y (evaluated in eval mode)."""
+        check_rows(x, y)
         mode = self.student.training
         self.student.eval()
-        acc = (self.student(x.to(self.device)).argmax(-1) == y.to(self.device)).float().mean().item()
-        self.student.train(mode)
-        return acc
+        try:
+            pred = self.student(x.to(self.device)).argmax(-1)
+        finally:
+            self.student.train(mode)
+        if pred.shape != y.shape:   # [N, 1] labels would broadcast against [N] predictions to [N, N]
+            raise ValueError(f"y has shape {tuple(y.shape)}, but the student predicts shape {tuple(pred.shape)} "
+                             "for x: expected one class index per row, of that shape")
+        return (pred == y.to(self.device)).float().mean().item()

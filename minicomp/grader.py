@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -66,10 +67,22 @@ class Row:
 
 
 # ── finding submissions and their exercises ────────────────────────────────────────────────
+def _check_paths(paths) -> list:
+    """`paths` as a list of str / PathLike: one path alone is a list of one."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if not isinstance(paths, Iterable) or isinstance(paths, (bytes, dict)):
+        raise TypeError(f"paths must be a list of notebooks or folders, got {type(paths).__name__} {paths!r:.80}")
+    paths = list(paths)
+    for p in paths:
+        if not isinstance(p, (str, os.PathLike)):
+            raise TypeError(f"paths must hold file or folder names (str or Path), got {type(p).__name__} {p!r:.80}")
+    return paths
+
+
 def find_notebooks(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The ``.ipynb`` files named in ``paths``; a folder stands for the notebooks inside it."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths = _check_paths(paths)
     found: list[Path] = []
     for p in paths:
         path = Path(p)
@@ -242,14 +255,24 @@ def _kill(pid: int | None, group: bool = False) -> None:
         pass
 
 
+def _check_timeout(timeout, name: str = "timeout") -> None:
+    # finite: the child hands int(timeout) to nbclient, and int(inf) fails there, for every notebook
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < math.inf:
+        raise ValueError(f"{name}={timeout!r} must be a positive, finite number of seconds, such as 120")
+
+
 def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str | None = None) -> list[Row]:
     """Grade one submitted notebook; one :class:`Row` per expected (or reported) exercise.
     student: the name its rows carry (default: the file name without .ipynb)."""
     import nbformat
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a notebook's file name (str or Path), got {type(path).__name__} {path!r:.80}")
     path = Path(path)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
-        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
+    if not path.is_file():
+        what = "is a folder (grade() takes folders)" if path.is_dir() else "does not exist"
+        raise ValueError(f"path={str(path)!r} {what}; expected a .ipynb file")
+    _check_timeout(timeout)
     student, shown = student or path.stem, str(path)
     raw = path.read_bytes()
     before = hashlib.sha256(raw).hexdigest()
@@ -274,8 +297,11 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
         work = run_root / "submission"
         # the folder, for the data files a notebook may read beside it; not the other notebooks in
         # it (a class's flat folder of submissions would be copied once per submission)
-        shutil.copytree(path.parent, work, symlinks=True,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.ipynb"))
+        try:
+            shutil.copytree(path.parent, work, symlinks=True,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.ipynb"))
+        except shutil.Error:   # a file it cannot copy (a named pipe, an unreadable file): the rest is copied
+            pass
         copy = work / path.name
         copy.write_bytes(raw)  # exactly the bytes we hashed, whatever happened to the folder since
         state = _run_child(copy, result_path, timeout)
@@ -406,9 +432,10 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
     notebook starts."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int, the number of notebooks run at once")
+    _check_timeout(timeout)
     notebooks = find_notebooks(paths)
     if not notebooks:
-        raise ValueError(f"paths={[str(p) for p in paths]!r} hold no .ipynb notebooks")
+        raise ValueError(f"paths={[str(p) for p in _check_paths(paths)]!r} hold no .ipynb notebooks")
     names = student_names(notebooks)
 
     def one(nb: Path) -> list[Row]:
@@ -445,11 +472,33 @@ def student_names(notebooks: Sequence[Path]) -> dict[Path, str]:
             depth[p] += 1
 
 
-def write_reports(rows: Sequence[Row], out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``out`` (CSV) and the same rows as JSON beside it; return both paths."""
+def _check_out(out, name: str = "out") -> Path:
+    """`out` as a Path: a .csv name whose file, and the .json beside it, are new or were written by
+    `write_reports` (a rerun overwrites its own table, never another file, such as a submission's data)."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a .csv file name, got {type(out).__name__} {out!r:.80}")
     out = Path(out)
     if out.suffix.lower() != ".csv":
-        raise ValueError(f"out={str(out)!r} must be a .csv file name")
+        raise ValueError(f"{name}={str(out)!r} must be a .csv file name")
+    header = ",".join(f.name for f in fields(Row))
+    for path, first in ((out, header), (out.with_suffix(".json"), "[")):
+        if path.is_dir() or (path.exists() and not _starts_with(path, first)):
+            raise ValueError(f"{name}={str(out)!r} would overwrite {str(path)!r}, which is not a table written by "
+                             "minicomp grade; choose another file name")
+    return out
+
+
+def _starts_with(path: Path, text: str) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(text.encode())) == text.encode()
+    except OSError:
+        return False
+
+
+def write_reports(rows: Sequence[Row], out: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``out`` (CSV) and the same rows as JSON beside it; return both paths."""
+    out = _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [f.name for f in fields(Row)]
     with out.open("w", newline="", encoding="utf-8") as f:
@@ -502,10 +551,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Grade, write the files, print the table. 0 when grading completed, 2 for bad arguments."""
     try:
-        if not args.timeout > 0:
-            raise ValueError(f"--timeout={args.timeout!r} must be a positive number of seconds")
-        if Path(args.out).suffix.lower() != ".csv":
-            raise ValueError(f"--out={args.out!r} must be a .csv file name")
+        _check_timeout(args.timeout, "--timeout")
+        _check_out(args.out, "--out")
         if args.jobs < 1:
             raise ValueError(f"--jobs={args.jobs} must be at least 1, the number of notebooks run at once")
         notebooks = find_notebooks(args.paths)

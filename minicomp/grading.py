@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import html
+import inspect
 import io
 import json
 import linecache
@@ -123,6 +125,18 @@ def register(
         raise TypeError(f"cases must be a function returning a list of Case, got {type(cases).__name__}")
     if call is not None and not callable(call):
         raise TypeError(f"call must be callable or None, got {type(call).__name__}")
+    if compare is not None and not callable(compare):
+        raise TypeError(f"compare must be callable or None, got {type(compare).__name__}")
+    if isinstance(params, str):   # one parameter's name: "x" is ("x",), not ("x",) spelled out letter by letter
+        params = (params,)
+    if not isinstance(params, Sequence) or not all(isinstance(p, str) for p in params):
+        raise TypeError(f"params must be the function's parameter names, such as ('x', 'bits'), got {params!r}")
+    if not isinstance(mistakes, Sequence):
+        raise TypeError(f"mistakes must be a list of Mistake, got {type(mistakes).__name__}")
+    for i, m in enumerate(mistakes):
+        if not isinstance(m, Mistake):
+            raise TypeError(f"mistakes[{i}] must be a Mistake(name, fn, hint), got {type(m).__name__} {m!r:.80}")
+    _check_tolerances(atol, rtol)
     checker = Checker(name, tuple(params), reference, cases, list(mistakes), hint, atol, rtol, compare, call)
     _REGISTRY[name] = checker
     return checker
@@ -140,8 +154,14 @@ def available() -> list[str]:
 
 def get_checker(name: str) -> Checker:
     _load_builtin_checkers()
+    if not isinstance(name, str):
+        swapped = " (the name comes first: check('kd_loss', kd_loss))" if callable(name) else ""
+        raise TypeError(f"name must be the exercise's name, a str such as 'weight_bytes', got "
+                        f"{type(name).__name__} {name!r:.80}{swapped}")
     if name not in _REGISTRY:
-        raise ValueError(f"name={name!r} is not a known exercise; known exercises: {', '.join(sorted(_REGISTRY))}")
+        close = difflib.get_close_matches(name, available(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"name={name!r} is not a known exercise; {hint}known exercises: {', '.join(available())}")
     return _REGISTRY[name]
 
 
@@ -152,12 +172,19 @@ def _as_tensor(x: Any) -> Any:
     return x
 
 
+def _check_tolerances(atol, rtol) -> None:
+    for name, v in (("atol", atol), ("rtol", rtol)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not v >= 0:
+            raise ValueError(f"{name}={v!r} must be a number >= 0, such as 1e-5")
+
+
 def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
     """``None`` if ``got`` matches ``expected``; otherwise one sentence describing the difference.
 
     Tensors must match in shape, dtype kind (floating/integer/bool) and value (``allclose``, NaN in
     the same places). Tuples and lists are compared element by element; numbers with tolerance.
     """
+    _check_tolerances(atol, rtol)
     got_type = "numpy array" if isinstance(got, np.ndarray) else type(got).__name__   # as the learner wrote it
     got, expected = _as_tensor(got), _as_tensor(expected)
     if isinstance(expected, torch.Tensor):
@@ -168,7 +195,8 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
         if _kind(got.dtype) != _kind(expected.dtype):
             kind = _kind(expected.dtype)
             return f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} tensor ({expected.dtype}) but got {got.dtype}"
-        g, e = got.detach().cpu().double(), expected.detach().cpu().double()
+        as_ = torch.complex128 if expected.is_complex() else torch.float64   # .double() drops an imaginary part
+        g, e = got.detach().cpu().to(as_), expected.detach().cpu().to(as_)
         if not torch.equal(torch.isnan(g), torch.isnan(e)):
             return "NaN where none was expected" if torch.isnan(g).any() else "expected NaN values"
         if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
@@ -187,16 +215,35 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
             if msg:
                 return f"item {i}: {msg}"
         return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"expected a dict but got {got_type}"
+        if set(got) != set(expected):
+            return f"expected the keys {sorted(map(repr, expected))} but got {sorted(map(repr, got))}"
+        for k in expected:
+            msg = compare_values(got[k], expected[k], atol, rtol)
+            if msg:
+                return f"item {k!r}: {msg}"
+        return None
+    if isinstance(expected, (bool, np.bool_, int, float, np.number)) and isinstance(got, torch.Tensor) \
+            and got.numel() == 1:
+        got = got.item()   # a one-value tensor (or numpy array) where a number or a bool is expected
     if isinstance(expected, (bool, np.bool_)):
+        if isinstance(got, torch.Tensor):   # `got == expected` would be a tensor, true or false for all of it
+            return f"expected {expected} but got {got_type} of shape {tuple(got.shape)}"
         return None if got == expected else f"expected {expected} but got {got!r}"
     if isinstance(expected, (int, float, np.number)):
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
         if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
             return f"expected a number but got {got_type}"
-        if isinstance(expected, (int, np.integer)) and not float(got).is_integer():
+        try:
+            g, e = float(got), float(expected)
+        except OverflowError:   # an int past float's range: compared exactly
+            return None if got == expected else f"expected {expected!r} but got {got!r}"
+        if isinstance(expected, (int, np.integer)) and not g.is_integer():
             return f"expected a whole number {expected} but got {got!r}"
-        if not math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol):
+        if math.isnan(e) and math.isnan(g):   # as for tensors: NaN where NaN is expected is right
+            return None
+        if not math.isclose(g, e, rel_tol=rtol, abs_tol=atol):
             return f"expected {expected!r} but got {got!r}"
         return None
     return None if got == expected else f"expected {expected!r} but got {got!r}"
@@ -248,6 +295,9 @@ class CaseResult:
     problem: str = ""
 
 
+_STATUS_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "not done": "#9a6700"}
+
+
 @dataclass
 class Report:
     """What ``check`` found. ``.passed`` is True only when every case passed.
@@ -276,6 +326,10 @@ class Report:
     @property
     def n_total(self) -> int:
         return len(self.results)
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUS_COLOURS:
+            raise ValueError(f"status={self.status!r} must be one of {', '.join(map(repr, _STATUS_COLOURS))}")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -322,7 +376,7 @@ class Report:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        colour = {"passed": "#1a7f37", "failed": "#cf222e", "not done": "#9a6700"}[self.status]
+        colour = _STATUS_COLOURS[self.status]
         text = html.escape(str(self))
         return (f'<pre style="border-left:4px solid {colour};padding:6px 10px;'
                 f'white-space:pre-wrap">{text}</pre>')
@@ -384,7 +438,7 @@ def _changed(after: list, before: list) -> bool:
 
 def _short_error(exc: BaseException) -> str:
     """``"ZeroDivisionError: division by zero (at line 3: y = 1 / 0)"``, with no traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]   # not check's own lines
     where = f" (at line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames and frames[-1].line else ""
     return f"{type(exc).__name__}: {exc}{where}"
 
@@ -499,6 +553,13 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     used = 0.0   # seconds the learner's function has run so far
     outer = timelimit.active()   # inside `minicomp check --timeout`, whose limit is the one that counts
     cases = checker.cases()
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, Case) for c in cases):
+        raise TypeError(f"the checker of {name!r} is broken: its cases() must return a non-empty list of Case, "
+                        f"got {_preview(cases, 120)}")
+    wrong = _wrong_signature(fn, cases[0]) if checker.call is None else None
+    if wrong:
+        return Report(name, "failed", message=f"your function takes {wrong}, but the exercise calls it as "
+                      f"{checker.signature}: give it {'that parameter' if len(checker.params) == 1 else 'those parameters, in that order'}.")
     for i, case in enumerate(cases):
         call = _call_text(checker.params, case)
         expected = _run(checker.reference, case, checker.call)
@@ -543,6 +604,20 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     else:   # an exception (the general hint), or only inputs changed in place (the problem line says it)
         hint = checker.hint if raised else ""
     return Report(name, "failed", results, hint=hint)
+
+
+def _wrong_signature(fn: Callable, case: Case) -> str | None:
+    """``"(x)"``, fn's parameters, when fn cannot be called with the case's arguments; else None
+    (also when its signature cannot be read, as for some builtins: then the call will tell)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(*case.args, **case.kwargs)
+    except TypeError:
+        return str(sig)
+    return None
 
 
 class _CappedOutput(io.TextIOBase):

@@ -23,12 +23,15 @@ encoder (`model[0].auto_model`), as `minicomp.models.load_minilm` returns.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from minicomp.data import _check_seed
 from minicomp.hardware import _check_positive_ints
 
 __all__ = ["calibration_batches", "forward", "embed", "token_embeddings", "mean_pool", "mean_cosine",
@@ -51,6 +54,14 @@ def _check_sentences(sentences, name: str = "sentences") -> list[str]:
     if not sentences:
         raise ValueError(f"{name} must hold at least one sentence, got an empty {kind}")
     return sentences
+
+
+def _check_model(model, name: str = "model") -> None:
+    """Raise unless `model` is a SentenceTransformer-like module: it tokenizes and encodes sentences."""
+    if not (isinstance(model, nn.Module) and hasattr(model, "encode")
+            and (hasattr(model, "tokenize") or hasattr(model, "preprocess"))):
+        raise TypeError(f"{name} must be a sentence_transformers.SentenceTransformer, such as "
+                        f"minicomp.models.load_minilm(), got {type(model).__name__}")
 
 
 def _tokenize(model, sentences: list[str]) -> dict:
@@ -77,6 +88,7 @@ def calibration_batches(model, sentences, batch_size: int = 32) -> list[dict]:
     """
     sentences = _check_sentences(sentences)
     _check_positive_ints(batch_size=batch_size)
+    _check_model(model)
     s = sorted(sentences, key=len)
     return [_tokenize(model, s[i:i + batch_size]) for i in range(0, len(s), batch_size)]
 
@@ -95,6 +107,7 @@ def embed(model, sentences, batch_size: int = 64) -> torch.Tensor:
     """Unit-length sentence embeddings [N, dim] (float32, CPU) of `sentences`, in their order."""
     sentences = _check_sentences(sentences)
     _check_positive_ints(batch_size=batch_size)
+    _check_model(model)
     emb = model.encode(sentences, convert_to_tensor=True, batch_size=batch_size,
                        normalize_embeddings=True, show_progress_bar=False)
     return emb.float().cpu()
@@ -109,7 +122,9 @@ def token_embeddings(model, sentences) -> tuple[torch.Tensor, torch.Tensor]:
     `mean_pool(tokens, attention_mask)` turns them into `embed(model, sentences)`. The model runs
     in eval mode (no dropout), as `embed` runs it; each module's train/eval mode is restored afterwards.
     """
-    features = _features(model, _check_sentences(sentences))
+    sentences = _check_sentences(sentences)
+    _check_model(model)
+    features = _features(model, sentences)
     # Each submodule's own mode, to restore: model.train(True) would switch on every dropout,
     # also in a model whose top is in train mode but whose layers are in eval (load_minilm's).
     modes = {m: m.training for m in model.modules()}
@@ -135,6 +150,7 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(tokens.shape[:2]):
         raise ValueError(f"attention_mask must be a [B, T] = {tuple(tokens.shape[:2])} tensor of 0s and 1s, "
                          f"got {_shape(attention_mask)}")
+    _check_same_device(tokens, attention_mask, "tokens", "attention_mask")
     if not ((attention_mask == 0) | (attention_mask == 1)).all():
         raise ValueError("attention_mask must hold only 0 (padding) and 1 (a real token); got values such as "
                          f"{attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()!r}")
@@ -153,6 +169,15 @@ def _check_pair(ref, emb) -> None:
     if ref.shape != emb.shape:
         raise ValueError(f"ref has shape {tuple(ref.shape)} but emb has shape {tuple(emb.shape)}; "
                          "they must be embeddings of the same sentences")
+    if ref.numel() == 0:   # a mean over no sentences is NaN
+        raise ValueError(f"ref and emb have shape {tuple(ref.shape)}; expected at least one sentence of dim >= 1")
+    _check_same_device(ref, emb, "ref", "emb")
+
+
+def _check_same_device(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}; move them to one device, "
+                         f"e.g. {b_name}.to({a_name}.device)")
 
 
 def mean_cosine(ref: torch.Tensor, emb: torch.Tensor) -> float:
@@ -189,12 +214,13 @@ def nn_agreement(ref: torch.Tensor, emb: torch.Tensor) -> float:
     return (nearest_neighbours(ref) == nearest_neighbours(emb)).float().mean().item()
 
 
-def encoder_layers(model) -> nn.ModuleList:
+def encoder_layers(model, name: str = "model") -> nn.ModuleList:
     """The transformer layers of a SentenceTransformer's encoder (BERT-style `encoder.layer`)."""
+    _check_model(model, name)
     auto = getattr(model[0], "auto_model", None) if len(model) else None
     layers = getattr(getattr(auto, "encoder", None), "layer", None)
     if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"model={type(model).__name__}: expected a SentenceTransformer whose first "
+        raise ValueError(f"{name}={type(model).__name__}: expected a SentenceTransformer whose first "
                          "module wraps a BERT-style encoder (model[0].auto_model.encoder.layer)")
     return layers
 
@@ -206,8 +232,13 @@ def layer_reduced_student(teacher, keep) -> nn.Module:
     initialisation for a layer-reduced student (sentence-transformers' `model_distillation`
     keeps layers 1, 4, 7, 10 of 12). The teacher is not changed.
     """
-    n = len(encoder_layers(teacher))
-    keep = list(keep) if not isinstance(keep, int) else [keep]
+    n = len(encoder_layers(teacher, "teacher"))
+    try:
+        keep = list(keep) if not isinstance(keep, numbers.Integral) else [keep]
+    except TypeError:
+        raise TypeError(f"keep must be a list of layer numbers such as [0, 3], got {type(keep).__name__}") from None
+    if all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in keep):
+        keep = [int(i) for i in keep]   # numpy integers too
     if (not keep or any(isinstance(i, bool) or not isinstance(i, int) for i in keep)
             or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= n):
         raise ValueError(f"keep={keep!r} must be increasing, distinct layer numbers in [0, {n - 1}]")
@@ -234,12 +265,22 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
     The student is trained in place and left in eval mode. One loss per step, in order.
     """
     sentences = _check_sentences(sentences)
+    _check_model(student, "student")
     if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or len(targets) != len(sentences):
         raise ValueError(f"targets must be a [N, dim] tensor with N = len(sentences) = {len(sentences)}, got "
                          f"{_shape(targets)}")
+    if not torch.isfinite(targets).all():   # one NaN target turns every weight of the student into NaN
+        raise ValueError("targets contains NaN or Inf; expected finite embeddings, e.g. embed(teacher, sentences)")
+    width = (getattr(student, "get_embedding_dimension", None)   # sentence-transformers' new name, then its old one
+             or getattr(student, "get_sentence_embedding_dimension", None))
+    dim = width() if width else None
+    if dim is not None and targets.shape[1] != dim:
+        raise ValueError(f"targets has shape {tuple(targets.shape)}, but the student's embeddings have {dim} "
+                         f"dimensions; expected [N, {dim}], e.g. embed(teacher, sentences)")
     _check_positive_ints(epochs=epochs, batch_size=batch_size)
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} must be > 0")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr={lr!r} must be a finite number > 0, such as 1e-4")
+    _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     lengths = torch.tensor([len(s) for s in sentences])
     steps, pool = [], 8 * batch_size  # shuffle, then sort each pool of 8 batches by length: less padding
@@ -250,6 +291,9 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
             chunk = chunk[lengths[chunk].argsort()]
             steps += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     params = [p for p in student.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("student has no parameter that requires grad: nothing to train; unfreeze some, "
+                         "e.g. student.requires_grad_(True)")
     opt = torch.optim.AdamW(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / len(steps))
     student.train()
