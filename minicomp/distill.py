@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from minicomp.data import _check_seed, check_rows
 from minicomp.hardware import check_device
+from minicomp.quant import check_flag
 
 
 # ── input checks ─────────────────────────────────────────────────────────────────────────────
@@ -526,7 +527,7 @@ class Distiller:
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device) if teacher is not None else None
         self.losses, self.lr, self.weight_decay, self.seed = losses, lr, weight_decay, seed
-        self.progress = progress
+        self.progress = check_flag("progress", progress)   # "no" would be true, and show the bar
         self.history: list[dict] = []
         self.seconds = 0.0
 

@@ -105,6 +105,9 @@ def expected_exercises(source: str) -> list[str]:
 
     ``source`` may be a notebook's JSON text or its code; broken JSON is fine.
     """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a notebook's text (str), got {type(source).__name__}; read it with "
+                        "Path(notebook).read_text()")
     names: list[str] = []
     for name in _CHECK_CALL.findall(source):
         if name not in names:
@@ -432,6 +435,9 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
     notebook starts."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int, the number of notebooks run at once")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a function called with each notebook's path, such as "
+                        f"lambda nb: print('grading', nb); got {type(progress).__name__} {progress!r:.80}")
     _check_timeout(timeout)
     notebooks = find_notebooks(paths)
     if not notebooks:

@@ -65,7 +65,7 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     from minicomp.calibrate import find_linears
     from minicomp.distill import _check_temperature, distillation_loss
     from minicomp.models import perplexity
-    from minicomp.quant import check_bits, check_group_size, group_len
+    from minicomp.quant import check_bits, check_flag, check_group_size, group_len
     from minicomp.rtn import convert_qat, prepare_qat
 
     # Every argument is checked before the caller's student is edited (prepare_qat swaps its layers).
@@ -98,6 +98,7 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
                          f"e.g. student.to({str(device)!r})")
     if not hasattr(corpus, "get_batch"):
         raise TypeError(f"corpus must be a minicomp.data.CharCorpus (e.g. CharCorpus()), got {type(corpus).__name__}")
+    check_flag("progress", progress)
     if fake_quant_bits is not None:
         check_bits(fake_quant_bits)
         check_group_size(group_size)
@@ -196,7 +197,9 @@ def quantize_variants(model: nn.Module, calibration, *, methods=("rtn", "gptq", 
     with `kernels.pack_model` to run the fused kernels.
     """
     from minicomp.calibrate import quantize_model
+    from minicomp.quant import check_flag
 
+    check_flag("progress", progress)
     methods = (methods,) if isinstance(methods, str) else methods   # one method, one bit width: fine too
     bits = (bits,) if isinstance(bits, int) else bits
     if not methods or not bits:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from minicomp.data import _check_seed
 from minicomp.hardware import _check_positive_ints
+from minicomp.quant import check_flag
 
 __all__ = ["calibration_batches", "forward", "embed", "token_embeddings", "mean_pool", "mean_cosine",
            "nearest_neighbours", "nn_agreement",
@@ -278,6 +279,7 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
         raise ValueError(f"targets has shape {tuple(targets.shape)}, but the student's embeddings have {dim} "
                          f"dimensions; expected [N, {dim}], e.g. embed(teacher, sentences)")
     _check_positive_ints(epochs=epochs, batch_size=batch_size)
+    check_flag("progress", progress)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
         raise ValueError(f"lr={lr!r} must be a finite number > 0, such as 1e-4")
     _check_seed(seed)

@@ -318,3 +318,26 @@ def test_a_file_that_cannot_be_copied_does_not_stop_the_grading(tmp_path):
     rows = grader.grade([subs], timeout=60)  # was shutil.Error: `.../pipe` is a named pipe, and no rows at all
     assert [r.student for r in rows] == ["a", "b"] and all(r.status == "ok" for r in rows), rows
     assert {p.name: _sha(p) for p in subs.iterdir() if p.is_file()} == before  # the submissions are unchanged
+
+
+def test_progress_must_be_a_bool_or_for_grade_a_function(tmp_path, minilm):
+    """progress="no" showed the bars (a non-empty str is true); grade(progress="yes") failed per
+    notebook with 'str' object is not callable; expected_exercises(None) gave re's TypeError."""
+    from minicomp.data import CharCorpus
+    from minicomp.pipeline import distill_tinygpt_student, quantize_variants
+
+    with pytest.raises(TypeError, match="progress='no' must be True or False"):
+        _distiller(progress="no")
+    with pytest.raises(TypeError, match="progress='no' must be True or False"):
+        sentence.distill_embeddings(sentence.layer_reduced_student(minilm, [0]), SENTENCES, torch.randn(4, 384),
+                                    progress="no")
+    teacher = models.TinyGPT(models.GPTConfig(n_layer=1, n_head=2, n_embd=128, block_size=16), seed=1)
+    with pytest.raises(TypeError, match="progress='no'"):
+        distill_tinygpt_student(teacher, CharCorpus(), steps=1, progress="no")
+    with pytest.raises(TypeError, match="progress='no'"):
+        quantize_variants(teacher, None, methods="rtn", bits=4, progress="no")
+    (tmp_path / "a.ipynb").write_text(json.dumps(nbformat.v4.new_notebook()))
+    with pytest.raises(TypeError, match="progress must be None or a function"):
+        grader.grade([tmp_path], progress="yes")
+    with pytest.raises(TypeError, match=r"source must be a notebook's text.*read_text"):
+        grader.expected_exercises(None)
