@@ -19,6 +19,7 @@ import numbers
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from minicomp.data import check_rows
+from minicomp.data import _check_seed, check_rows
 from minicomp.hardware import _check_positive_ints, check_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -43,6 +44,7 @@ def _seeded(seed: int | None):
     if seed is None:
         yield
         return
+    _check_seed(seed)  # "1" or 1.5 would be turned into some other seed by torch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -54,8 +56,17 @@ def _capturing() -> bool:
     return compiling or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
+def _check_module(name: str, model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module such as digits_mlp_student(), got {type(model).__name__}")
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; tied (shared) tensors are counted once."""
+    from minicomp.quant import check_flag
+
+    _check_module("model", model)
+    check_flag("trainable_only", trainable_only)
     params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
     return sum(p.numel() for p in params.values())
 
@@ -75,6 +86,25 @@ def _check_batch(x, features: int) -> None:
         raise ValueError(f"x has shape {tuple(x.shape)}; expected {expected}{hint}")
 
 
+def _explain_mismatch(x: torch.Tensor, model: nn.Module, error: RuntimeError) -> None:
+    """Called when a forward failed: raise a clear error if x's device or dtype is not the model's
+    (torch's own message names neither x nor the fix); otherwise return, and the caller re-raises."""
+    p = next((t for t in model.parameters() if t.is_floating_point()), None)
+    if p is None:
+        return
+    if x.device != p.device:
+        raise ValueError(f"x is on {x.device} but the model is on {p.device}; move it: "
+                         f"x.to({str(p.device)!r})") from error
+    if x.dtype != p.dtype:
+        raise TypeError(f"x is {x.dtype} but the model's weights are {p.dtype}; convert it: x.to({p.dtype}) "
+                        "(a numpy array becomes float64: torch.as_tensor(a, dtype=torch.float32))") from error
+
+
+def _check_dropout(dropout) -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout!r} must be a number in [0, 1)")
+
+
 class MLP(nn.Module):
     """x [N, in_features] (or [N, 1, 8, 8]) -> logits [N, num_classes].
 
@@ -86,12 +116,13 @@ class MLP(nn.Module):
         super().__init__()
         if isinstance(hidden, numbers.Integral):
             raise TypeError(f"hidden={hidden!r} must be a sequence of layer widths, e.g. hidden=({hidden},)")
-        if not hidden or any(int(h) <= 0 for h in hidden):
-            raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
+        widths = list(hidden) if isinstance(hidden, Iterable) and not isinstance(hidden, str) else []
+        if not widths or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h <= 0 for h in widths):
+            raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints, e.g. (256, 256)")
+        _check_positive_ints(in_features=in_features, num_classes=num_classes)
+        _check_dropout(dropout)
         self.config = dict(
-            in_features=in_features, hidden=list(hidden), num_classes=num_classes, dropout=dropout
+            in_features=in_features, hidden=[int(h) for h in widths], num_classes=num_classes, dropout=dropout
         )
         layers, width = OrderedDict(), in_features
         with _seeded(seed):
@@ -106,7 +137,11 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_batch(x, self.config["in_features"])
         x = x.flatten(1)  # [N, 1, 8, 8] -> [N, 64]; [N, 64] is unchanged
-        return self.head(self.hidden(x))
+        try:
+            return self.head(self.hidden(x))
+        except RuntimeError as e:  # e.g. float64 x from numpy: say so, not torch's "mat1 and mat2"
+            _explain_mismatch(x, self, e)
+            raise
 
 
 class CNN(nn.Module):
@@ -122,14 +157,15 @@ class CNN(nn.Module):
         super().__init__()
         if isinstance(channels, numbers.Integral):
             raise TypeError(f"channels={channels!r} must be a sequence of channel counts, e.g. channels=({channels},)")
-        if not channels or any(int(c) <= 0 for c in channels):
-            raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints")
+        counts = list(channels) if isinstance(channels, Iterable) and not isinstance(channels, str) else []
+        if not counts or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) or c <= 0 for c in counts):
+            raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints, e.g. (32, 64)")
         if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden <= 0:
             raise ValueError(f"hidden={hidden!r} must be a positive int (the width of fc1)")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} must be in [0, 1)")
+        _check_positive_ints(num_classes=num_classes)
+        _check_dropout(dropout)
         self.config = dict(
-            channels=list(channels), hidden=hidden, num_classes=num_classes, dropout=dropout
+            channels=[int(c) for c in counts], hidden=hidden, num_classes=num_classes, dropout=dropout
         )
         layers, c_in = OrderedDict(), 1
         with _seeded(seed):
@@ -150,9 +186,13 @@ class CNN(nn.Module):
         elif tuple(x.shape[1:]) != (1, 8, 8):  # e.g. [N, 1, 4, 16] would run, on scrambled images
             hint = "; add the channel dimension: x[:, None]" if tuple(x.shape[1:]) == (8, 8) else ""
             raise ValueError(f"x has shape {tuple(x.shape)}; expected [N, 64] or [N, 1, 8, 8] digit images{hint}")
-        h = self.features(x).flatten(1)  # [N, C*16]
-        h = self.drop(F.relu(self.fc1(h)))  # [N, hidden]
-        return self.head(h)  # [N, num_classes]
+        try:
+            h = self.features(x).flatten(1)  # [N, C*16]
+            h = self.drop(F.relu(self.fc1(h)))  # [N, hidden]
+            return self.head(h)  # [N, num_classes]
+        except RuntimeError as e:  # e.g. float64 x from numpy: say so, not torch's "Input type (double)"
+            _explain_mismatch(x, self, e)
+            raise
 
 
 def digits_mlp_teacher(seed: int = 0) -> MLP:
@@ -181,12 +221,15 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
     x [N, ...] is what the model takes; it returns logits [N, num_classes]; y [N] class ids.
     """
+    _check_module("model", model)
     check_rows(x, y)
     if y.dim() != 1:  # y [N, 1] would broadcast against the predictions [N] to [N, N]
         raise ValueError(f"y has shape {tuple(y.shape)}; expected [N] class ids (y.flatten() for a column "
                          "[N, 1], y.argmax(-1) for one-hot)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+    if y.is_floating_point() and not _capturing() and not y.is_meta and bool((y != y.round()).any()):
+        raise ValueError("y holds fractions such as 0.5; expected integer class ids [N] (y.long() if they are whole)")
     was_training = model.training
     model.eval()
     correct = 0
@@ -270,6 +313,10 @@ class TinyGPT(nn.Module):
             v = getattr(config, field)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
                 raise ValueError(f"config.{field}={v!r} must be a positive int")
+        if isinstance(config.dropout, bool) or not isinstance(config.dropout, numbers.Real) or not 0 <= config.dropout < 1:
+            raise ValueError(f"config.dropout={config.dropout!r} must be a number in [0, 1)")
+        if not isinstance(config.bias, bool):
+            raise TypeError(f"config.bias={config.bias!r} must be True or False")
         if config.n_embd % config.n_head != 0:
             raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head}")
         self.config = config
@@ -303,6 +350,8 @@ class TinyGPT(nn.Module):
             given = f"a {idx.dtype} tensor" if isinstance(idx, torch.Tensor) else type(idx).__name__
             raise TypeError(f"{name} must be an integer tensor [B, T] of token ids, got {given}; "
                             "encode text with corpus.encode(...)")
+        if idx.dtype not in (torch.int64, torch.int32):  # what nn.Embedding takes
+            raise TypeError(f"{name} is a {idx.dtype} tensor; expected int64 token ids: {name}.long()")
         if idx.dim() != 2:
             hint = f"; add a batch dimension: {name}[None]" if idx.dim() == 1 else ""
             raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected [B, T]{hint}")
@@ -314,6 +363,21 @@ class TinyGPT(nn.Module):
             raise ValueError(f"{name} holds ids from {int(idx.min())} to {int(idx.max())}; expected ids in "
                              f"[0, {V}) (vocab_size={V})")
 
+    def _check_targets(self, targets, idx: torch.Tensor) -> None:
+        """Raise a clear error unless targets is an int64 tensor shaped like idx, of ids in [-1, vocab_size)
+        (-1: a position the loss ignores)."""
+        if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
+            raise ValueError(f"targets has shape {tuple(getattr(targets, 'shape', ()))}; expected the same "
+                             f"shape as idx, {tuple(idx.shape)}")
+        if targets.dtype != torch.int64:  # what cross_entropy takes
+            raise TypeError(f"targets is a {targets.dtype} tensor; expected int64 token ids: targets.long()")
+        V = self.config.vocab_size
+        if _capturing() or targets.is_meta or not targets.numel():
+            return
+        if targets.min() < -1 or targets.max() >= V:
+            raise ValueError(f"targets holds ids from {int(targets.min())} to {int(targets.max())}; expected ids "
+                             f"in [0, {V}) (vocab_size={V}), or -1 for a position to ignore")
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         self._check_idx(idx)
         B, T = idx.shape
@@ -323,9 +387,8 @@ class TinyGPT(nn.Module):
             )
         if T == 0:
             raise ValueError("idx has no tokens (T=0); give at least one token per row")
-        if targets is not None and (not isinstance(targets, torch.Tensor) or targets.shape != idx.shape):
-            raise ValueError(f"targets has shape {tuple(getattr(targets, 'shape', ()))}; expected the same "
-                             f"shape as idx, {tuple(idx.shape)}")
+        if targets is not None:
+            self._check_targets(targets, idx)
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # [T]
         tok_emb = self.transformer.wte(idx)  # [B, T, C]
         pos_emb = self.transformer.wpe(pos)  # [T, C]
@@ -403,6 +466,7 @@ def next_char_scores(
     accuracy is top-1 next-character accuracy: the fraction of positions where the argmax of
     the logits [B, T, V] is the true next character.
     """
+    _check_module("model", model)
     if not hasattr(corpus, "split") or not hasattr(corpus, "vocab_size"):
         raise TypeError(f"corpus must be a minicomp.data.CharCorpus (e.g. CharCorpus()), got {type(corpus).__name__}; "
                         "to score your own text, build one: CharCorpus(text)")
@@ -410,9 +474,9 @@ def next_char_scores(
     T = block_size if block_size is not None else getattr(getattr(model, "config", None), "block_size", None)
     if T is None:
         raise ValueError("block_size=None, and the model has no config.block_size: pass one")
-    if not isinstance(T, int) or not 0 < T < len(data):
+    if isinstance(T, bool) or not isinstance(T, int) or not 0 < T < len(data):
         raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
-    if not isinstance(max_windows, int) or max_windows <= 0:
+    if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows <= 0:
         raise ValueError(f"max_windows={max_windows!r} must be a positive int")
     _check_positive_ints(batch_size=batch_size)  # windows per forward pass
     starts = torch.arange(0, len(data) - T, T)  # every window has T targets after it
@@ -444,6 +508,21 @@ def next_char_scores(
 # Shipped weights and the sentence-embedding model
 
 PRETRAINED = ("digits_mlp_teacher", "digits_cnn_teacher", "tinygpt", "tinygpt_student")
+_REGENERATE = "regenerate it with: python -m minicomp.pretrained --which all"
+
+
+def _weights_folder(weights_dir) -> Path:
+    """WEIGHTS_DIR for None, else weights_dir as a Path, which must be an existing folder."""
+    if weights_dir is None:
+        return WEIGHTS_DIR
+    if not isinstance(weights_dir, (str, os.PathLike)):
+        raise TypeError(f"weights_dir must be a folder (a str or pathlib.Path), got {type(weights_dir).__name__}")
+    folder = Path(weights_dir).expanduser()
+    if not folder.is_dir():
+        what = "a file, not a folder" if folder.exists() else "missing"
+        raise ModelFileNotFoundError(f"weights_dir={str(weights_dir)!r} is {what}; expected the folder holding "
+                                     "NAME.json and NAME.safetensors (the --out of python -m minicomp.pretrained)")
+    return folder
 
 
 def pretrained_metadata(name: str, weights_dir: str | os.PathLike | None = None) -> dict:
@@ -456,12 +535,16 @@ def pretrained_metadata(name: str, weights_dir: str | os.PathLike | None = None)
         raise ValueError(
             f"name={name!r} is not a shipped model; valid names: {', '.join(PRETRAINED)}"
         )
-    path = (WEIGHTS_DIR if weights_dir is None else Path(weights_dir)) / f"{name}.json"
-    if not path.exists():
-        raise ModelFileNotFoundError(
-            f"name={name!r}: {path} is missing; regenerate it with: python -m minicomp.pretrained --which all"
-        )
-    return json.loads(path.read_text())
+    path = _weights_folder(weights_dir) / f"{name}.json"
+    if not path.is_file():
+        raise ModelFileNotFoundError(f"name={name!r}: {path} is missing; {_REGENERATE}")
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"name={name!r}: {path} is not valid JSON ({e}); {_REGENERATE}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"name={name!r}: {path} holds a {type(meta).__name__}, not a JSON object; {_REGENERATE}")
+    return meta
 
 
 def load_pretrained(
@@ -471,15 +554,17 @@ def load_pretrained(
 
     weights_dir: the folder holding NAME.json and NAME.safetensors (default: WEIGHTS_DIR).
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     meta = pretrained_metadata(name, weights_dir)
-    weights = (WEIGHTS_DIR if weights_dir is None else Path(weights_dir)) / f"{name}.safetensors"
-    if not weights.exists():
-        raise ModelFileNotFoundError(
-            f"name={name!r}: {weights} is missing; regenerate it with: python -m minicomp.pretrained --which all"
-        )
-    arch, config = meta["arch"], meta["config"]
+    weights = _weights_folder(weights_dir) / f"{name}.safetensors"
+    if not weights.is_file():
+        raise ModelFileNotFoundError(f"name={name!r}: {weights} is missing; {_REGENERATE}")
+    arch, config = meta.get("arch"), meta.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"name={name!r}: {name}.json has config={config!r}, expected the model's "
+                         f"config as a JSON object; {_REGENERATE}")
     if arch == "MLP":
         model = MLP(**config)
     elif arch == "CNN":
@@ -488,7 +573,11 @@ def load_pretrained(
         model = TinyGPT(GPTConfig(**config))
     else:
         raise ValueError(f"{name}.json has arch={arch!r}; expected MLP, CNN or TinyGPT")
-    load_model(model, str(weights))  # handles TinyGPT's tied wte / lm_head
+    try:
+        load_model(model, str(weights))  # handles TinyGPT's tied wte / lm_head
+    except (RuntimeError, OSError, SafetensorError) as e:  # a damaged file, or another model's weights
+        raise ValueError(f"name={name!r}: {weights} does not hold this model's weights "
+                         f"({' '.join(str(e).split())[:300]}); {_REGENERATE}") from e
     if device is not None:
         model.to(check_device(device, "device"))
     return model.eval()
@@ -506,6 +595,16 @@ def load_minilm(name_or_path: str | os.PathLike | None = None, device: str | Non
     """
     if device is not None:
         device = str(check_device(device, "device"))   # "gpu" is named here, not deep in torch
+    if name_or_path is not None:
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise TypeError(f"name_or_path must be a folder or a hub id (str or pathlib.Path), got "
+                            f"{type(name_or_path).__name__}")
+        local = Path(name_or_path).expanduser()
+        if not str(name_or_path).strip():  # Path("") is the current folder
+            raise ValueError("name_or_path='' is empty; pass None for the bundled model, a folder or a hub id")
+        if local.is_dir() and not any((local / f).is_file() for f in ("modules.json", "config.json")):
+            raise ModelFileNotFoundError(f"name_or_path={str(name_or_path)!r} is a folder without modules.json or "
+                                         "config.json, so not a saved model; pass the folder model.save(...) wrote")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before the import: nothing reaches the network
     # huggingface_hub reads HF_HUB_OFFLINE once, when imported; if something imported it before
     # us, only local_files_only keeps a hub id off the network.

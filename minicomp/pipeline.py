@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -229,6 +230,10 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
 
     if not isinstance(models, dict) or not models:
         raise ValueError(f"models={models!r} must be a non-empty dict of name -> model")
+    if steps is not None and not isinstance(steps, Mapping):
+        raise TypeError(f"steps must be a dict of name -> step such as {{'teacher': 'teacher'}}, got {type(steps).__name__}")
+    if timed is not None and not isinstance(timed, str) and not isinstance(timed, Iterable):
+        raise TypeError(f"timed must be a model name or a list of names (None: all), got {type(timed).__name__} {timed!r}")
     _check_positive_ints(latency_tokens=latency_tokens, repeats=repeats)
     device = check_device(device, "device")
     for name, m in models.items():
@@ -276,6 +281,20 @@ def _buffer_params(model: nn.Module) -> int:
 
 
 # ── summaries ────────────────────────────────────────────────────────────────────────────────
+def _check_results(rows) -> list[Result]:
+    """rows as a list, or a clear error unless it is an iterable of Result (what `measure` returns)."""
+    if isinstance(rows, Result):
+        raise TypeError("rows must be a list of Result rows; got a single Result: wrap it, [row]")
+    if not isinstance(rows, Iterable) or isinstance(rows, (str, Mapping)):
+        raise TypeError(f"rows must be a list of Result rows, as measure() returns, got {type(rows).__name__}")
+    rows = list(rows)
+    for i, r in enumerate(rows):
+        if not isinstance(r, Result):
+            raise TypeError(f"rows[{i}] is a {type(r).__name__}, not a Result; pass the list measure() returns "
+                            "(or build rows with pipeline.Result(...))")
+    return rows
+
+
 _LOWER_IS_BETTER = ("bytes", "latency_ms", "perplexity", "params")  # the fields pareto_front can rank
 
 
@@ -292,7 +311,7 @@ def pareto_front(rows: list[Result], x: str = "bytes", y: str = "perplexity") ->
         if attr not in _LOWER_IS_BETTER:
             raise ValueError(f"{attr!r} must be a numeric field of Result where lower is better: "
                              f"one of {list(_LOWER_IS_BETTER)}")
-    rows = [r for r in rows if not (math.isnan(getattr(r, x)) or math.isnan(getattr(r, y)))]
+    rows = [r for r in _check_results(rows) if not (math.isnan(getattr(r, x)) or math.isnan(getattr(r, y)))]
     front = [r for r in rows
              if not any(getattr(o, x) <= getattr(r, x) and getattr(o, y) <= getattr(r, y)
                         and (getattr(o, x) < getattr(r, x) or getattr(o, y) < getattr(r, y)) for o in rows)]
@@ -315,6 +334,7 @@ def comparison_table(rows: list[Result], baseline: str) -> list[dict]:
     quality retained (accuracy / baseline accuracy, and baseline perplexity / perplexity), speed-up
     (baseline latency / latency). Values are floats; format them when printing.
     """
+    rows = _check_results(rows)
     base = {r.name: r for r in rows}.get(baseline)
     if base is None:
         raise ValueError(f"baseline={baseline!r} is not one of the rows: {[r.name for r in rows]}")
@@ -337,9 +357,16 @@ def format_table(table: list[dict]) -> str:
         if isinstance(v, float):
             return f"{100 * v:.1f}%" if "retained" in k else f"{v:.2f}×" if k in ("compression", "speed-up") else f"{v:.3g}"
         return f"{v:,}" if isinstance(v, int) else str(v)
+    if not isinstance(table, (list, tuple)) or not all(isinstance(row, Mapping) for row in table):
+        raise TypeError(f"table must be a list of dicts, as comparison_table() returns, got {type(table).__name__}"
+                        + (" of " + ", ".join(sorted({type(r).__name__ for r in table})) if isinstance(table, (list, tuple)) else ""))
     if not table:
         raise ValueError("table=[] has no rows")
     keys = list(table[0])
+    for i, row in enumerate(table):
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise ValueError(f"table[{i}] has no {missing}; every row needs the keys of table[0]: {keys}")
     return text_table(keys, [[cell(k, row[k]) for k in keys] for row in table])
 
 
@@ -358,10 +385,14 @@ def plot_pareto(rows: list[Result], axes=None):
     labelled (as are the teacher and the student).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+    rows = _check_results(rows)
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    elif not (isinstance(axes, Iterable) and len(pair := list(axes)) == 2 and all(isinstance(a, Axes) for a in pair)):
+        raise TypeError(f"axes must be two matplotlib Axes, e.g. plt.subplots(1, 2)[1], got {type(axes).__name__}")
     colours = {step: f"C{i}" for i, step in enumerate(dict.fromkeys(r.step for r in rows))}
     for ax, x, label in ((axes[0], "bytes", "stored bytes (KB)"), (axes[1], "latency_ms", "batch-1 latency (ms)")):
         scale = 1e-3 if x == "bytes" else 1.0
@@ -403,8 +434,11 @@ def check_claims(rows: list[Result], *, teacher: str, student: str, four_bit: li
     four_bit: rows of the student quantized to 4 bits (accuracy retained is against the student);
     combined: the row of the distilled and 4-bit (packed) student (compression against the teacher).
     """
-    by = {r.name: r for r in rows}
+    by = {r.name: r for r in _check_results(rows)}
     four_bit = [four_bit] if isinstance(four_bit, str) else four_bit
+    if not isinstance(four_bit, Iterable):
+        raise TypeError(f"four_bit must be a row name or a list of row names, got {type(four_bit).__name__}")
+    four_bit = list(four_bit)
     missing = [n for n in (teacher, student, *four_bit, combined) if n not in by]
     if missing or not four_bit:
         raise ValueError(f"rows have no {missing!r} (four_bit={four_bit!r} must be non-empty); rows: {list(by)}")

@@ -37,6 +37,8 @@ def time_limit(seconds: float, alarm: bool | None = None):
                         f"{type(seconds).__name__} {seconds!r}")
     if not seconds > 0:
         raise ValueError(f"seconds={seconds!r} must be a positive number (math.inf for no limit)")
+    if alarm is not None and not isinstance(alarm, bool):  # "no" would read as True
+        raise TypeError(f"alarm={alarm!r} must be True, False or None (None: SIGALRM where it can be used)")
     depth = getattr(_active, "depth", 0)
     _active.depth = depth + 1
     try:

@@ -16,6 +16,12 @@ from minicomp.hardware.timing import _check_counts, _timing_device, compare, mea
 _MATMUL_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int8)
 
 
+def _check_seed(seed) -> None:
+    from minicomp.data import _check_seed  # not at the top: minicomp.data imports minicomp.hardware
+
+    _check_seed(seed)
+
+
 def _check_positive_ints(**values) -> None:
     for name, value in values.items():
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
@@ -42,6 +48,7 @@ def make_matmul(m: int, k: int, n: int, dtype: torch.dtype = torch.float32,
     if dtype not in _MATMUL_DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of "
                          f"{[str(d) for d in _MATMUL_DTYPES]}")
+    _check_seed(seed)
     dev = _timing_device(device)
     g = torch.Generator().manual_seed(seed)
     info = {"dtype": str(dtype).replace("torch.", ""), "device": str(dev), "m": m, "k": k, "n": n,
@@ -119,15 +126,19 @@ def gemv_vs_gemm(batches: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512
     sizes are timed interleaved with `compare`. One row per batch: the `linear_cost` keys plus
     seconds, gflops and gbytes_per_s (bytes / seconds / 1e9).
     """
+    if not isinstance(batches, Iterable) or isinstance(batches, str):
+        raise TypeError(f"batches must be a list of batch sizes such as [1, 8, 64], got "
+                        f"{type(batches).__name__} {batches!r}")
     batches = list(batches)
+    _check_positive_ints(**{f"batches[{i}]": b for i, b in enumerate(batches)})
     if not batches:
         raise ValueError("batches must hold at least one batch size, got none")
     if len(set(batches)) != len(batches):
         raise ValueError(f"batches={batches} must not repeat a batch size")
-    _check_positive_ints(in_features=in_features, out_features=out_features,
-                         **{f"batches[{i}]": b for i, b in enumerate(batches)})
+    _check_positive_ints(in_features=in_features, out_features=out_features)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype={dtype!r} must be a floating torch dtype such as torch.float32")
+    _check_seed(seed)
     dev = _timing_device(device)
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(out_features, in_features, generator=g).to(device=dev, dtype=dtype)  # [out, in]

@@ -34,8 +34,11 @@ def model_bytes(model: nn.Module, include_buffers: bool = True) -> int:
     tensors over the same memory. Memory is counted as the union of the byte ranges the tensors
     span, so a view over part of another tensor (or an expanded one) adds nothing twice.
     """
+    from minicomp.quant import check_flag
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_flag("include_buffers", include_buffers)
     tensors = list(model.parameters())
     if include_buffers:
         tensors += list(model.buffers())
@@ -87,6 +90,8 @@ def human_bytes(n: float, *, binary: bool = False) -> str:
     write); ``binary=True`` gives IEC units (1 GiB = 2³⁰ B ≈ 1.074 GB, as `free -h` writes)."""
     if not isinstance(n, numbers.Real) or isinstance(n, bool) or not math.isfinite(n) or n < 0:
         raise ValueError(f"n must be a finite number of bytes >= 0, got {n!r}")
+    if not isinstance(binary, bool):  # "no" would read as True
+        raise TypeError(f"binary={binary!r} must be True or False")
     base = 1024 if binary else 1000
     units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB") if binary else ("B", "kB", "MB", "GB", "TB", "PB")
     if n < base:

@@ -80,6 +80,13 @@ def _timing_device(device) -> torch.device:
     return torch.device("cpu") if device is None else check_device(device, "device")
 
 
+def _check_flags(**values) -> None:
+    from minicomp.quant import check_flag  # (a string such as "no" would read as True)
+
+    for name, value in values.items():
+        check_flag(name, value)
+
+
 HOLD_CYCLES = 200_000  # ~0.1 ms of a GPU's clock: time for the host to queue a call behind it
 _flush_buffers: dict[torch.device, torch.Tensor] = {}
 
@@ -94,7 +101,10 @@ def flush_l2(device: torch.device) -> None:
     cache dirty, and the timed call would pay for writing them back to memory, more the more
     it reads. On an H200 that made fp16 cuBLAS at 8192², batch 1, 49 µs instead of 41."""
     buf = _flush_buffers.get(device)
-    if buf is None:
+    if buf is None:  # first call for this device: check it here, not on every timed call
+        if not isinstance(device, torch.device) or device.type != "cuda":
+            raise ValueError(f"device={device!r} must be a CUDA torch.device such as torch.device('cuda', 0): "
+                             "flush_l2 evicts a GPU's L2 cache")
         l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 64 << 20
         buf = _flush_buffers[device] = torch.zeros(2 * l2 // 4, dtype=torch.int32, device=device)
     buf.max()
@@ -145,6 +155,7 @@ def measure(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
     """
     _check_callable(fn, "fn")
     _check_counts(warmup, repeats)
+    _check_flags(hold=hold, flush=flush)
     dev = _timing_device(device)
     for _ in range(warmup):
         fn()
@@ -170,9 +181,10 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
         raise ValueError("fns must hold at least one function, got an empty dict")
     for name, fn in fns.items():
         _check_callable(fn, f"fns[{name!r}]")
-    if baseline is not None and baseline not in fns:
+    if baseline is not None and baseline not in list(fns):  # (a list: an unhashable baseline is just wrong)
         raise ValueError(f"baseline={baseline!r} is not one of the names in fns: {list(fns)}")
     _check_counts(warmup, repeats)
+    _check_flags(hold=hold, flush=flush)
     dev = _timing_device(device)
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -222,7 +234,7 @@ def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
     """Speed-up of each entry over ``baseline``: baseline median / its median (> 1 = faster)."""
     if not isinstance(timings, Mapping) or not all(isinstance(t, Timing) for t in timings.values()):
         raise TypeError("timings must be the dict of name -> Timing returned by compare()")
-    if baseline not in timings:
+    if baseline not in list(timings):
         raise ValueError(f"baseline={baseline!r} is not one of the names in timings: {list(timings)}")
     zero = [name for name, t in timings.items() if t.median <= 0]
     if zero:
@@ -252,6 +264,8 @@ def copies_beyond_cache(nbytes: int, *, factor: float = 2.0, most: int = 64) -> 
 def round_robin(fns: Sequence[Callable]) -> Callable:
     """One function that calls fns[0], fns[1], ..., fns[-1], fns[0], ... in turn, one per call,
     passing on its arguments."""
+    if not isinstance(fns, Iterable) or isinstance(fns, (str, Mapping)):
+        raise TypeError(f"fns must be a list of functions such as [f, g], got {type(fns).__name__}")
     fns = list(fns)
     if not fns:
         raise ValueError("fns must hold at least one function")
