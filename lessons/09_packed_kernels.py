@@ -308,9 +308,17 @@ print(f"bytes read per call: fp32 {hardware.human_bytes(fp32_bytes)}, int4 {hard
 # Claims: the fused kernel beats float32 at batch 1 (by 1.2× or more: `minicomp bench` measures
 # the course target, 2×, on an idle machine) and is several times faster than unpack-then-matmul,
 # which reads the same bytes. Another program busy on the same cores slows the two sides
-# unevenly, so if the check misses, the cell times both again, up to twice more, and says so.
+# unevenly, so if a check misses, the cell times both again, up to twice more, and says so.
 
 # %%
+for attempt in (2, 3):   # a busy machine slows the sum and the GEMV unevenly: measure both again
+    if 0.4 < fp32_bytes / t["fp32"].median / 1e9 / streamed < 1.5:
+        break
+    print(f"attempt {attempt - 1}: float32 at {fp32_bytes / t['fp32'].median / 1e9 / streamed:.0%} of the sum's "
+          "rate; the machine may be busy, timing again")
+    streamed = hardware.measure_bandwidth(256_000_000, repeats=3)["gbytes_per_s"]
+    t = time_cold(x, W32s, layers)
+    speed = hardware.ratios(t, "fp32")
 fp32_rate = fp32_bytes / t["fp32"].median / 1e9
 print(f"float32 streamed its weight at {fp32_rate:.1f} GB/s ({fp32_rate / streamed:.0%} of the {streamed:.1f} GB/s "
       f"a plain sum read in section 3); the int4 kernel ran at {speed[INT4]:.2f}x float32's speed")
