@@ -216,6 +216,14 @@ def digits_cnn_student(seed: int = 0) -> CNN:
 
 
 @torch.no_grad()
+def _check_class_ids(y: torch.Tensor, num_classes: int) -> None:
+    """y must hold class ids the model can predict: 0 .. num_classes − 1 (else accuracy is silently low)."""
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"y holds class ids from {lo} to {hi}, but the model predicts {num_classes} classes, "
+                         f"0 to {num_classes - 1}; is y the labels of this dataset, and of these rows of x?")
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored).
 
@@ -235,7 +243,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     correct = 0
     try:
         for i in range(0, len(x), batch_size):
-            correct += (model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum().item()
+            logits = model(x[i : i + batch_size])  # [B, num_classes]
+            if i == 0 and not _capturing() and not y.is_meta and len(y):
+                _check_class_ids(y, logits.shape[-1])
+            correct += (logits.argmax(-1) == y[i : i + batch_size]).sum().item()
     finally:
         model.train(was_training)
     return correct / len(x)
@@ -411,7 +422,7 @@ class TinyGPT(nn.Module):
         torch.Generator on idx's device) so that the text is reproducible. The model runs in
         eval mode (no dropout); its mode is restored afterwards.
         """
-        if not isinstance(temperature, numbers.Real) or not 0 <= temperature < math.inf:
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 <= temperature < math.inf:
             raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0):
             raise ValueError(f"top_k={top_k!r} must be a positive int or None")

@@ -266,3 +266,24 @@ def test_pretrained_training_sizes_are_named():
         pretrained.train_digits_teacher("mlp", epochs=0)
     with pytest.raises(ValueError, match="eval_interval=0 must be >= 1"):
         pretrained.train_tinygpt(eval_interval=0)
+
+
+def test_accuracy_names_labels_the_model_cannot_predict():
+    """Labels 0..10 for a 10-class model (or -1 for an unlabelled row) silently counted as wrong."""
+    from minicomp import models as m
+
+    model, x = m.digits_mlp_student(), torch.randn(6, 64)
+    with pytest.raises(ValueError, match=r"y holds class ids from 0 to 10, but the model predicts 10 classes, 0 to 9"):
+        m.accuracy(model, x, torch.tensor([0, 1, 2, 3, 4, 10]))
+    with pytest.raises(ValueError, match="from -1 to 3"):
+        m.accuracy(model, x, torch.tensor([-1, 1, 2, 3, 0, 0]))
+    assert 0 <= m.accuracy(model, x, torch.tensor([0, 1, 2, 3, 4, 9])) <= 1
+
+
+def test_generate_refuses_a_bool_temperature():
+    """temperature=True was read as 1 (sampling), False as 0 (greedy)."""
+    from minicomp import models as m
+
+    gpt = m.TinyGPT(m.GPTConfig(n_layer=1, n_head=2, n_embd=128, block_size=16), seed=1)
+    with pytest.raises(ValueError, match="temperature=True"):
+        gpt.generate(torch.zeros(1, 1, dtype=torch.long), 2, temperature=True)
