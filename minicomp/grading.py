@@ -349,7 +349,8 @@ class Report:
             return f"✅ {self.name}: all {self.n_total} checks passed. Well done!" + self._warned()
         if self.status == "not done":
             return f"⏳ {self.name}: not done yet. {self.message}"
-        lines = [f"❌ {self.name}: {self.n_passed} of {self.n_total} checks passed."]
+        lines = [f"❌ {self.name}: {self.n_passed} of {self.n_total} checks passed." if self.results
+                 else f"❌ {self.name}: not checked."]   # (the message says why, e.g. the wrong parameters)
         if self.message:
             lines.append(f"   {self.message}")
         bad = self._failure()

@@ -194,6 +194,7 @@ def test_a_function_with_the_wrong_parameters_is_told_so(fn, takes):
     report = grading.check("weight_bytes", fn)
     assert not report.passed
     assert f"your function takes {takes}, but the exercise calls it as fn(num_params, bits)" in report.message
+    assert str(report).startswith("❌ weight_bytes: not checked.")   # not "0 of 0 checks passed."
     assert grading.check("weight_bytes", _bytes).passed
 
 
