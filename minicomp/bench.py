@@ -463,6 +463,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _out_folder(text: str) -> Path:
+    """`--out`: a folder name; an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"--out={text!r}: expected a folder name, such as benchmarks/results "
+                                         "(use --out . for the current folder)")
+    return Path(text)
+
+
+def _too_big(sizes, batches, ram: int | None) -> str | None:
+    """Why these sizes and batches cannot fit in `ram` bytes (None if they may, or ram is unknown):
+    a lower bound, 8 bytes a weight (fp32 twice: the weight and its nn.Linear) and x and y in fp32."""
+    if not ram:
+        return None
+    need = max(out * n_in * 8 + max(batches) * (out + n_in) * 4 for out, n_in in sizes)
+    if need <= ram:
+        return None
+    return (f"needs at least {hardware.human_bytes(need)} of memory, more than this machine's "
+            f"{hardware.human_bytes(ram)}; choose smaller --sizes or --batches, such as 4096x4096 and 1,16")
+
+
 def _write_new(folder: Path, stem: str, text: str) -> Path:
     """Write text to folder/stem.json, or stem-2.json, -3, ... : never over an earlier result."""
     for n in itertools.count(1):
@@ -491,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=_positive_int, default=None,
                         help="timed repeats per contestant (default 20; 7 with --quick)")
     parser.add_argument("--quick", action="store_true", help="4096x4096 at batches 1 and 16, 7 repeats")
-    parser.add_argument("--out", type=Path, default=None, help="folder for the JSON (default benchmarks/results)")
+    parser.add_argument("--out", type=_out_folder, default=None, help="folder for the JSON (default benchmarks/results)")
     parser.add_argument("--no-save", action="store_true", help="print the table only")
     parser.add_argument("--warm-cache", action="store_true",
                         help="time one copy of each weight (it may stay in the CPU's cache) instead of "
@@ -503,13 +523,18 @@ def main(argv: list[str] | None = None) -> int:
     if "cuda" in devices and not torch.cuda.is_available():
         print("error: --device cuda, but CUDA is not available here", file=sys.stderr)
         return 2
+    repeats = args.repeats if args.repeats is not None else 7 if args.quick else 20
+    batches = args.batches or ([1, 16] if args.quick else [1, 4, 16, 64])
+    machine = hardware.describe_machine()
+    sizes = args.sizes or [(4096, 4096)]   # (4096x4096 is in every default)
+    if why := _too_big(sizes, batches, machine.get("ram_bytes")):   # an error now, not a traceback later
+        print(f"error: --sizes {','.join(f'{o}x{i}' for o, i in sizes)} with --batches "
+              f"{','.join(map(str, batches))} {why}", file=sys.stderr)
+        return 2
     folder = None if args.no_save else args.out or default_out_dir()
     if folder is not None and (why := unwritable(folder, create=True)):  # before the run, not after minutes of it
         print(f"error: --out {str(folder)!r} must be a folder that can be written to: {why}", file=sys.stderr)
         return 2
-    repeats = args.repeats if args.repeats is not None else 7 if args.quick else 20
-    batches = args.batches or ([1, 16] if args.quick else [1, 4, 16, 64])
-    machine = hardware.describe_machine()
     print(hardware.format_machine(machine))
     load_before = _load_average()
     print(format_table([], header=True))

@@ -30,10 +30,22 @@ from minicomp.timelimit import TookTooLong, time_limit
 START_PAGE = "lessons/00_bits_and_bytes.ipynb"
 
 
+def _course_root() -> Path | None:
+    """The course folder, or None after saying why there is none (a wheel install, run outside it)."""
+    from minicomp.course import repo_root
+
+    try:
+        return repo_root()
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
 def _course(args: argparse.Namespace) -> int:
     from minicomp import course
 
-    root = course.repo_root()
+    if (root := _course_root()) is None:
+        return 1
     if args.action in ("build", "sync"):
         try:
             written = course.build_exercises(root) if args.action == "build" else course.sync(root)
@@ -70,15 +82,34 @@ def lab_command(root: Path, port: int | None = None, browser: bool = True) -> li
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from minicomp.course import repo_root
-
-    root = repo_root()
+    if (root := _course_root()) is None:
+        return 1
     if not (root / START_PAGE).exists():
         print(f"error: the start page {START_PAGE} is missing; run `minicomp course sync`", file=sys.stderr)
         return 1
     cmd = lab_command(root, args.port, browser=not args.no_browser)
     os.chdir(root)
     os.execv(cmd[0], cmd)  # become JupyterLab, so that stopping this process stops the server
+
+
+def _port(text: str) -> int:
+    """`lab --port`: 0 (any free port) to 65535; JupyterLab would otherwise print a URL that cannot work."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"--port={text!r}: expected a port number from 1 to 65535, "
+                                         "such as 8888 (or 0 for any free port)")
+    return port
+
+
+def _folder(text: str) -> str:
+    """`tour --out`: a folder name; an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"--out={text!r}: expected a folder name, such as tour-output "
+                                         "(use --out . for the current folder)")
+    return text
 
 
 def _tour(args: argparse.Namespace) -> int:
@@ -106,6 +137,9 @@ def _load_target(target: str):
     as_path = where.endswith(".py") or "/" in where or os.sep in where
     if as_path:
         path = Path(where if where.endswith(".py") else where + ".py").expanduser().resolve()
+        if path.is_dir():
+            raise _TargetError(f"{str(path)!r} is a folder, not a .py file; give the path of your .py file, "
+                               f"e.g. my_answers.py:{attr}")
         if not path.is_file():
             raise _TargetError(f"no file {str(path)!r}; give the path of your .py file, e.g. my_answers.py:{attr}")
         sys.path.insert(0, str(path.parent))   # so that it can import its neighbours
@@ -127,6 +161,9 @@ def _load_target(target: str):
                                f"{e.name}) or remove that import") from None
         raise _TargetError(f"no module {where!r} in the current folder ({os.getcwd()}); run the check from the "
                            f"folder that holds {where}.py, or give its path: path/to/{where}.py:{attr}") from None
+    except SystemExit as e:   # sys.exit() at the top level of the file: without this, a silent exit 0
+        raise _TargetError(f"loading {where!r} called sys.exit({e.code!r}); code at the top level of the file "
+                           "runs when it is loaded: put it under `if __name__ == \"__main__\":`") from None
     except Exception as e:  # the learner's file ran and raised at import time
         mine = [f for f in traceback.extract_tb(e.__traceback__) if os.path.realpath(f.filename) == os.path.realpath(path)]
         where_in = f" at line {mine[-1].lineno} ({mine[-1].line.strip()})" if mine and mine[-1].line else ""
@@ -167,6 +204,10 @@ def _check(args: argparse.Namespace) -> int:
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:   # the function itself called sys.exit(): a failed check, not a silent exit
+        print(f"error: your function {args.target!r} called sys.exit({e.code!r}), which stops the check; "
+              "return a value instead", file=sys.stderr)
+        return 1
     except TookTooLong:
         print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your code loop forever, "
               "in the function or at the top level of its file? (--timeout sets the limit)", file=sys.stderr)
@@ -204,12 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_course)
 
     p = command("lab", "open the course in JupyterLab")
-    p.add_argument("--port", type=int, default=None, help="the port to serve on (default: JupyterLab's choice)")
+    p.add_argument("--port", type=_port, default=None, help="the port to serve on (default: JupyterLab's choice)")
     p.add_argument("--no-browser", action="store_true", help="serve without opening a browser")
     p.set_defaults(func=_lab)
 
     p = command("tour", "run the end-to-end demonstration and print a results table")
-    p.add_argument("--out", default="tour-output", help="folder for the plots (default: tour-output)")
+    p.add_argument("--out", type=_folder, default="tour-output", help="folder for the plots (default: tour-output)")
     p.add_argument("--quick", action="store_true", help="smaller measurements, for tests")
     p.set_defaults(func=_tour)
 
