@@ -15,6 +15,7 @@ the same numbers.
 
 from __future__ import annotations
 
+import numbers
 import re
 import zlib
 from collections.abc import Iterator
@@ -65,7 +66,7 @@ def load_digits(
             f"val_fraction={val_fraction} + test_fraction={test_fraction} must be below 1 "
             "so that some examples are left for training"
         )
-    _check_seed(seed)
+    seed = _check_seed(seed)
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -122,9 +123,11 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, 1, 8, 8)
 
 
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
+def _check_seed(seed) -> int:
+    """`seed` as a plain int (a numpy integer too, which torch.Generator refuses), else TypeError."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int such as 0 or 1234, got {type(seed).__name__} {seed!r}")
+    return int(seed)
 
 
 def _is_int(value) -> bool:
@@ -152,7 +155,7 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
     _check_tensor("y", y)
     if y.dim() != 1:
         raise ValueError(f"y has shape {tuple(y.shape)}; expected a 1-D tensor of class labels")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     y_cpu = y.detach().cpu()
     picked = []
@@ -388,7 +391,7 @@ def text_sentences(split: str = "calib", n: int | None = None, seed: int = 0) ->
         return sentences
     if not _is_int(n) or not 0 < n <= len(sentences):
         raise ValueError(f"n={n!r} must be an int in [1, {len(sentences)}] for split={split!r}")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(sentences), generator=g)[:n].sort().values
     return [sentences[i] for i in keep.tolist()]

@@ -226,7 +226,7 @@ def make_adapter(student_feature: torch.Tensor, teacher_feature: torch.Tensor, s
     s, t = student_feature, teacher_feature
     _check_logits(s, "student_feature")
     _check_logits(t, "teacher_feature")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     if s.dim() != t.dim() or s.dim() not in (2, 4) or (s.dim() == 4 and s.shape[2:] != t.shape[2:]):
         raise ValueError(f"student_feature has shape {tuple(s.shape)} and teacher_feature {tuple(t.shape)}; "
                          "expected [N, Cs] and [N, Ct], or [N, Cs, H, W] and [N, Ct, H, W] (same H, W)")
@@ -522,7 +522,7 @@ class Distiller:
         if next(student.parameters(), None) is None:
             raise ValueError(f"student ({type(student).__name__}) has no parameters to train; expected a model "
                              "with weights, such as models.digits_mlp_student()")
-        _check_seed(seed)
+        seed = _check_seed(seed)
         self.device = check_device(device, "device") if device is not None else next(student.parameters()).device
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device) if teacher is not None else None

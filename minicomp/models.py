@@ -44,7 +44,7 @@ def _seeded(seed: int | None):
     if seed is None:
         yield
         return
-    _check_seed(seed)  # "1" or 1.5 would be turned into some other seed by torch
+    seed = _check_seed(seed)  # "1" or 1.5 would be turned into some other seed by torch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

@@ -282,7 +282,7 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
     check_flag("progress", progress)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
         raise ValueError(f"lr={lr!r} must be a finite number > 0, such as 1e-4")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     lengths = torch.tensor([len(s) for s in sentences])
     steps, pool = [], 8 * batch_size  # shuffle, then sort each pool of 8 batches by length: less padding

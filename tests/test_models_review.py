@@ -208,3 +208,20 @@ def test_sizes_refuse_true_and_labels_must_be_tensors():
         few_label_split([0, 1, 0, 1], 1)
     with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
         as_images([[0.0] * 64])
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    """np.int64 (from np.random.randint, say) was refused by the data functions ("seed must be an
+    int ... got int64 3"), and torch.Generator().manual_seed refuses it too; it is an int."""
+    import numpy as np
+
+    from minicomp.data import few_label_split, load_digits, text_sentences
+    from minicomp.models import digits_mlp_student
+
+    seed = np.int64(3)
+    assert torch.equal(load_digits(seed=seed).y_val, load_digits(seed=3).y_val)
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    assert torch.equal(few_label_split(y, 2, seed=seed), few_label_split(y, 2, seed=3))
+    assert text_sentences("calib", 3, seed=seed) == text_sentences("calib", 3, seed=3)
+    a, b = digits_mlp_student(seed=seed), digits_mlp_student(seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

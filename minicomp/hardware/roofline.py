@@ -16,10 +16,10 @@ from minicomp.hardware.timing import _check_counts, _timing_device, compare, mea
 _MATMUL_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int8)
 
 
-def _check_seed(seed) -> None:
+def _check_seed(seed) -> int:
     from minicomp.data import _check_seed  # not at the top: minicomp.data imports minicomp.hardware
 
-    _check_seed(seed)
+    return _check_seed(seed)
 
 
 def _check_positive_ints(**values) -> None:
@@ -48,7 +48,7 @@ def make_matmul(m: int, k: int, n: int, dtype: torch.dtype = torch.float32,
     if dtype not in _MATMUL_DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of "
                          f"{[str(d) for d in _MATMUL_DTYPES]}")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     dev = _timing_device(device)
     g = torch.Generator().manual_seed(seed)
     info = {"dtype": str(dtype).replace("torch.", ""), "device": str(dev), "m": m, "k": k, "n": n,
@@ -138,7 +138,7 @@ def gemv_vs_gemm(batches: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512
     _check_positive_ints(in_features=in_features, out_features=out_features)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype={dtype!r} must be a floating torch dtype such as torch.float32")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     dev = _timing_device(device)
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(out_features, in_features, generator=g).to(device=dev, dtype=dtype)  # [out, in]
