@@ -56,6 +56,7 @@ from minicomp.quant import (
     check_flag,
     check_fraction,
     check_input,
+    check_module,
     dequantize_weight,
     group_len,
     qparams_from_range,
@@ -379,8 +380,7 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
     the outputs of almost any input, so a few examples show it, at a fraction of the cost of a
     whole batch: the check runs the model once per candidate.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise ValueError(f"tol={tol!r} must be a number in (0, 1)")
     names = [n for n, m in model.named_modules() if isinstance(m, AWQLinear)]

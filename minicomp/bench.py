@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minicomp import hardware
+from minicomp.cli import folder_argument
 from minicomp.doctor import unwritable
 from minicomp.kernels import BACKENDS, PackedLinear
 from minicomp.kernels.cpu import describe_threads
@@ -463,14 +464,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _out_folder(text: str) -> Path:
-    """`--out`: a folder name; an empty one would silently mean the current folder."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"--out={text!r}: expected a folder name, such as benchmarks/results "
-                                         "(use --out . for the current folder)")
-    return Path(text)
-
-
 def _too_big(sizes, batches, ram: int | None) -> str | None:
     """Why these sizes and batches cannot fit in `ram` bytes (None if they may, or ram is unknown):
     a lower bound, 8 bytes a weight (fp32 twice: the weight and its nn.Linear) and x and y in fp32."""
@@ -511,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=_positive_int, default=None,
                         help="timed repeats per contestant (default 20; 7 with --quick)")
     parser.add_argument("--quick", action="store_true", help="4096x4096 at batches 1 and 16, 7 repeats")
-    parser.add_argument("--out", type=_out_folder, default=None, help="folder for the JSON (default benchmarks/results)")
+    parser.add_argument("--out", type=folder_argument("benchmarks/results"), default=None, help="folder for the JSON (default benchmarks/results)")
     parser.add_argument("--no-save", action="store_true", help="print the table only")
     parser.add_argument("--warm-cache", action="store_true",
                         help="time one copy of each weight (it may stay in the CPU's cache) instead of "

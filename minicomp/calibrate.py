@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from minicomp.blockwise import Blockwise
 from minicomp.observers import Observer, check_observer, make_observer
-from minicomp.quant import check_bits, check_flag, check_group_size
+from minicomp.quant import check_bits, check_flag, check_group_size, check_module
 from minicomp.rtn import QuantLinear, rtn_quantize
 
 # ── the method registry ─────────────────────────────────────────────────────────────────────
@@ -108,15 +108,9 @@ def _matches(name: str, module: nn.Module, rule) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def check_model(model, name: str = "model") -> None:
-    """Raise TypeError unless `model` is a torch.nn.Module."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
-
-
 def tied_parameters(model: nn.Module) -> set[int]:
     """ids of parameters that more than one module uses (tied weights)."""
-    check_model(model)
+    check_module(model)
     seen: dict[int, int] = {}
     for _, p in model.named_parameters(remove_duplicate=False):
         seen[id(p)] = seen.get(id(p), 0) + 1
@@ -129,7 +123,7 @@ def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Line
     include / skip: a glob pattern ("*.attn.*"), a list of them, or a function (name, module) -> bool.
     Layers with a tied weight are left out unless `include` is given and matches them.
     """
-    check_model(model)
+    check_module(model)
     for label, rule in (("include", include), ("skip", skip)):
         if rule is not None and not (callable(rule) or isinstance(rule, str) or (
                 isinstance(rule, (list, tuple, set)) and all(isinstance(p, str) for p in rule))):
@@ -240,7 +234,7 @@ class _Stop(BaseException):
 @torch.no_grad()
 def run_batches(model: nn.Module, batches: list, forward: Callable | None = None) -> None:
     """Run every batch through `model` in eval mode without gradients (the mode is restored)."""
-    check_model(model)
+    check_module(model)
     if forward is not None and not callable(forward):
         raise TypeError(f"forward must be None or a function forward(model, batch), got {type(forward).__name__}")
     forward = forward or default_forward
@@ -277,7 +271,7 @@ def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Cal
     With stop_early, each forward pass ends as soon as the layer has its input (nothing after it
     needs to run), so capturing layer k costs a partial forward pass.
     """
-    check_model(layer, "layer")
+    check_module(layer, "layer")
     captured: list[torch.Tensor] = []
 
     def hook(module, args):
@@ -312,7 +306,7 @@ def capture_shared_inputs(model: nn.Module, layers: list[nn.Module], calibration
     if not isinstance(layers, (list, tuple)) or not layers:
         raise TypeError(f"layers must be a non-empty list of modules, got {layers!r}")
     for layer in layers:
-        check_model(layer, "layers")
+        check_module(layer, "layers")
     captured: list[torch.Tensor] = []
     shared = set(range(1, len(layers)))  # candidates; a batch removes those that do not share
 
@@ -483,7 +477,7 @@ def storage_bytes(model: nn.Module) -> dict[str, int]:
     from minicomp.hardware.sizes import union_bytes
     from minicomp.kernels import PackedLinear
 
-    check_model(model)
+    check_module(model)
     quantized, seen = 0, set()
     for layer in model.modules():
         if isinstance(layer, PackedLinear):

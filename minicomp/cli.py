@@ -104,12 +104,15 @@ def _port(text: str) -> int:
     return port
 
 
-def _folder(text: str) -> str:
-    """`tour --out`: a folder name; an empty one would silently mean the current folder."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"--out={text!r}: expected a folder name, such as tour-output "
-                                         "(use --out . for the current folder)")
-    return text
+def folder_argument(example: str):
+    """An argparse `type` for `--out FOLDER`: a folder name, such as `example`. An empty one would
+    silently mean the current folder (`tour` and `bench` both use it)."""
+    def folder(text: str) -> Path:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"--out={text!r}: expected a folder name, such as {example} "
+                                             "(use --out . for the current folder)")
+        return Path(text)
+    return folder
 
 
 def _tour(args: argparse.Namespace) -> int:
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_lab)
 
     p = command("tour", "run the end-to-end demonstration and print a results table")
-    p.add_argument("--out", type=_folder, default="tour-output", help="folder for the plots (default: tour-output)")
+    p.add_argument("--out", type=folder_argument("tour-output"), default="tour-output", help="folder for the plots (default: tour-output)")
     p.add_argument("--quick", action="store_true", help="smaller measurements, for tests")
     p.set_defaults(func=_tour)
 

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from minicomp.data import _check_seed, check_rows
 from minicomp.hardware import _check_positive_ints, check_device
+from minicomp.quant import check_module
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -56,16 +57,11 @@ def _capturing() -> bool:
     return compiling or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
-def _check_module(name: str, model) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module such as digits_mlp_student(), got {type(model).__name__}")
-
-
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; tied (shared) tensors are counted once."""
     from minicomp.quant import check_flag
 
-    _check_module("model", model)
+    check_module(model, "model")
     check_flag("trainable_only", trainable_only)
     params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
     return sum(p.numel() for p in params.values())
@@ -229,7 +225,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
     x [N, ...] is what the model takes; it returns logits [N, num_classes]; y [N] class ids.
     """
-    _check_module("model", model)
+    check_module(model, "model")
     check_rows(x, y)
     if y.dim() != 1:  # y [N, 1] would broadcast against the predictions [N] to [N, N]
         raise ValueError(f"y has shape {tuple(y.shape)}; expected [N] class ids (y.flatten() for a column "
@@ -477,7 +473,7 @@ def next_char_scores(
     accuracy is top-1 next-character accuracy: the fraction of positions where the argmax of
     the logits [B, T, V] is the true next character.
     """
-    _check_module("model", model)
+    check_module(model, "model")
     if not hasattr(corpus, "split") or not hasattr(corpus, "vocab_size"):
         raise TypeError(f"corpus must be a minicomp.data.CharCorpus (e.g. CharCorpus()), got {type(corpus).__name__}; "
                         "to score your own text, build one: CharCorpus(text)")

@@ -44,6 +44,12 @@ def check_flag(name: str, value) -> bool:
     return bool(value)
 
 
+def check_module(model, name: str = "model") -> None:
+    """Raise TypeError unless `model` is a torch.nn.Module."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+
+
 def check_fraction(name: str, value, meaning: str) -> float:
     """Return `value` as a float if it is a number in [0, 1), else raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:

@@ -33,6 +33,7 @@ from minicomp.quant import (
     check_flag,
     check_group_size,
     check_input,
+    check_module,
     check_scale_dtype,
     compute_qparams,
     dequantize_weight,
@@ -232,9 +233,9 @@ def prepare_qat(model: nn.Module, bits: int = 4, group_size: int = -1, symmetric
 
 def convert_qat(model: nn.Module) -> nn.Module:
     """Swap every QATLinear for the QuantLinear with the same (RTN) weights, in place."""
-    from minicomp.calibrate import check_model, set_module
+    from minicomp.calibrate import set_module
 
-    check_model(model)
+    check_module(model)
     for name, layer in list(model.named_modules()):
         if isinstance(layer, QATLinear):
             check_finite(f"{name}.weight", layer.weight)

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minicomp.data import _check_seed
+from minicomp.distill import _check_same_device
 from minicomp.hardware import _check_positive_ints
 from minicomp.quant import check_flag
 
@@ -173,12 +174,6 @@ def _check_pair(ref, emb) -> None:
     if ref.numel() == 0:   # a mean over no sentences is NaN
         raise ValueError(f"ref and emb have shape {tuple(ref.shape)}; expected at least one sentence of dim >= 1")
     _check_same_device(ref, emb, "ref", "emb")
-
-
-def _check_same_device(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
-    if a.device != b.device:
-        raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}; move them to one device, "
-                         f"e.g. {b_name}.to({a_name}.device)")
 
 
 def mean_cosine(ref: torch.Tensor, emb: torch.Tensor) -> float:

@@ -34,10 +34,9 @@ def model_bytes(model: nn.Module, include_buffers: bool = True) -> int:
     tensors over the same memory. Memory is counted as the union of the byte ranges the tensors
     span, so a view over part of another tensor (or an expanded one) adds nothing twice.
     """
-    from minicomp.quant import check_flag
+    from minicomp.quant import check_flag, check_module
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     check_flag("include_buffers", include_buffers)
     tensors = list(model.parameters())
     if include_buffers:

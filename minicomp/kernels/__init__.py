@@ -58,6 +58,7 @@ from minicomp.quant import (
     _check_scale,
     check_group_size,
     check_input,
+    check_module,
     check_perm,
     check_scale_dtype,
 )
@@ -322,8 +323,7 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
     from minicomp.calibrate import set_module, tied_parameters
     from minicomp.rtn import QuantLinear
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     _check_backend(backend)
     check_group_size(group_size)
     check_scale_dtype(scale_dtype, "keep the scales' dtype; float16 for plain nn.Linear layers")
@@ -347,8 +347,7 @@ def pack_model(model: nn.Module, *, linear_bits: int | None = None, group_size: 
 
 def set_backend(model: nn.Module, backend: str | None) -> nn.Module:
     """Set `backend` on every PackedLinear in `model` (None: automatic). Returns `model`."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     _check_backend(backend)
     for m in model.modules():
         if isinstance(m, PackedLinear):
@@ -358,8 +357,7 @@ def set_backend(model: nn.Module, backend: str | None) -> nn.Module:
 
 def packed_layers(model: nn.Module) -> dict[str, PackedLinear]:
     """{name: layer} of every PackedLinear in `model`."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     return {n: m for n, m in model.named_modules() if isinstance(m, PackedLinear)}
 
 
