@@ -46,17 +46,14 @@ import torch
 import torch.nn as nn
 
 from minicomp.calibrate import _batches, _head, default_forward, register_method, set_module
+from minicomp.checks import check_bits, check_finite, check_flag, check_module
 from minicomp.gptq import check_inputs, input_hessian
 from minicomp.kernels import PackedLinear, pack_model
 from minicomp.quant import (
     QuantizedWeight,
     _check_scale,
-    check_bits,
-    check_finite,
-    check_flag,
     check_fraction,
     check_input,
-    check_module,
     dequantize_weight,
     group_len,
     qparams_from_range,

@@ -34,8 +34,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from minicomp.blockwise import Blockwise
+from minicomp.checks import check_bits, check_flag, check_module
 from minicomp.observers import Observer, check_observer, make_observer
-from minicomp.quant import check_bits, check_flag, check_group_size, check_module
+from minicomp.quant import check_group_size
 from minicomp.rtn import QuantLinear, rtn_quantize
 
 # ── the method registry ─────────────────────────────────────────────────────────────────────

@@ -15,7 +15,6 @@ the same numbers.
 
 from __future__ import annotations
 
-import numbers
 import re
 import zlib
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import NamedTuple
 
 import torch
 
+from minicomp.checks import check_rows, check_seed, check_tensor
 from minicomp.hardware import check_device
 
 # ----------------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def load_digits(
             f"val_fraction={val_fraction} + test_fraction={test_fraction} must be below 1 "
             "so that some examples are left for training"
         )
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -115,7 +115,7 @@ def load_digits(
 
 def as_images(x: torch.Tensor) -> torch.Tensor:
     """Reshape flat digits [N, 64] to images [N, 1, 8, 8]. Images pass through unchanged."""
-    _check_tensor("x", x)
+    check_tensor("x", x)
     if x.dim() == 4 and tuple(x.shape[1:]) == (1, 8, 8):
         return x
     if x.dim() != 2 or x.shape[1] != 64:
@@ -123,22 +123,9 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, 1, 8, 8)
 
 
-def _check_seed(seed) -> int:
-    """`seed` as a plain int (a numpy integer too, which torch.Generator refuses), else TypeError."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int such as 0 or 1234, got {type(seed).__name__} {seed!r}")
-    return int(seed)
-
-
 def _is_int(value) -> bool:
     """An int that is not a bool: True is an int to Python, but never a size a learner meant."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_tensor(name: str, y) -> None:
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}; convert it with "
-                        f"torch.as_tensor({name})")
 
 
 def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> torch.Tensor:
@@ -152,10 +139,10 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
     """
     if not _is_int(labels_per_class) or labels_per_class <= 0:
         raise ValueError(f"labels_per_class={labels_per_class!r} must be a positive int")
-    _check_tensor("y", y)
+    check_tensor("y", y)
     if y.dim() != 1:
         raise ValueError(f"y has shape {tuple(y.shape)}; expected a 1-D tensor of class labels")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     y_cpu = y.detach().cpu()
     picked = []
@@ -167,20 +154,6 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
             )
         picked.append(idx[torch.randperm(len(idx), generator=g)[:labels_per_class]])
     return torch.cat(picked).sort().values
-
-
-def check_rows(x, y, x_name: str = "x", y_name: str = "y") -> None:
-    """Raise unless x and y are tensors with the same number of rows (examples and their labels), at
-    least one."""
-    for name, v in ((x_name, x), (y_name, y)):
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}; convert it with "
-                            f"torch.as_tensor({name})")
-    if x.dim() == 0 or y.dim() == 0 or len(x) == 0:
-        raise ValueError(f"{x_name} has shape {tuple(x.shape)} and {y_name} {tuple(y.shape)}; expected at least "
-                         "one row of inputs, and one label per row")
-    if len(x) != len(y):
-        raise ValueError(f"{x_name} has {len(x)} rows but {y_name} has {len(y)}; they must match (one label per row)")
 
 
 def batches(
@@ -391,7 +364,7 @@ def text_sentences(split: str = "calib", n: int | None = None, seed: int = 0) ->
         return sentences
     if not _is_int(n) or not 0 < n <= len(sentences):
         raise ValueError(f"n={n!r} must be an int in [1, {len(sentences)}] for split={split!r}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(sentences), generator=g)[:n].sort().values
     return [sentences[i] for i in keep.tolist()]

@@ -29,9 +29,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from minicomp.data import _check_seed, check_rows
+from minicomp.checks import (
+    check_flag,
+    check_positive_numbers,
+    check_rows,
+    check_same_device,
+    check_seed,
+)
 from minicomp.hardware import check_device
-from minicomp.quant import check_flag
 
 
 # ── input checks ─────────────────────────────────────────────────────────────────────────────
@@ -56,7 +61,7 @@ def _check_defined(x: torch.Tensor, name: str) -> None:
 def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
     _check_logits(s, s_name)
     _check_logits(t, t_name)
-    _check_same_device(s, t, s_name, t_name)
+    check_same_device(s, t, s_name, t_name)
     _check_defined(t, t_name)
     if s.shape != t.shape:
         raise ValueError(f"{s_name} has shape {tuple(s.shape)} but {t_name} has shape "
@@ -64,12 +69,6 @@ def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
     if s.numel() == 0:  # a mean over no rows is NaN
         raise ValueError(f"{s_name} has shape {tuple(s.shape)}: no rows or no classes; expected at least one "
                          "row of at least one class")
-
-
-def _check_same_device(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
-    if a.device != b.device:
-        raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}; move them to one device, "
-                         f"e.g. {b_name}.to({a_name}.device)")
 
 
 def _check_temperature(temperature) -> float:
@@ -103,7 +102,7 @@ def _check_labels(labels, logits, name="labels") -> torch.Tensor:
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"{name} has shape {tuple(labels.shape)}; expected {tuple(logits.shape[:-1])}, "
                          f"the logits' shape {tuple(logits.shape)} without its last (class) dimension")
-    _check_same_device(logits, labels, "student_logits", name)
+    check_same_device(logits, labels, "student_logits", name)
     C = logits.shape[-1]
     if labels.numel() and (labels.min() < 0 or labels.max() >= C):
         raise ValueError(f"{name} holds values from {labels.min().item()} to {labels.max().item()}; "
@@ -226,7 +225,7 @@ def make_adapter(student_feature: torch.Tensor, teacher_feature: torch.Tensor, s
     s, t = student_feature, teacher_feature
     _check_logits(s, "student_feature")
     _check_logits(t, "teacher_feature")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if s.dim() != t.dim() or s.dim() not in (2, 4) or (s.dim() == 4 and s.shape[2:] != t.shape[2:]):
         raise ValueError(f"student_feature has shape {tuple(s.shape)} and teacher_feature {tuple(t.shape)}; "
                          "expected [N, Cs] and [N, Ct], or [N, Cs, H, W] and [N, Ct, H, W] (same H, W)")
@@ -512,8 +511,7 @@ class Distiller:
                 raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a finite number >= 0")
             if getattr(pair[1], "needs_teacher", False) and teacher is None:
                 raise ValueError(f"losses[{name!r}] needs a teacher, but teacher=None")
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-            raise ValueError(f"lr={lr!r} must be a number > 0")
+        check_positive_numbers(lr=lr)
         _check_weights(weight_decay=weight_decay)
         if not isinstance(student, nn.Module):
             raise TypeError(f"student must be a torch.nn.Module, got {type(student).__name__}")
@@ -522,7 +520,7 @@ class Distiller:
         if next(student.parameters(), None) is None:
             raise ValueError(f"student ({type(student).__name__}) has no parameters to train; expected a model "
                              "with weights, such as models.digits_mlp_student()")
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         self.device = check_device(device, "device") if device is not None else next(student.parameters()).device
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device) if teacher is not None else None

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from minicomp.checks import check_finite
 from minicomp.kernels import PackedLinear
-from minicomp.quant import check_finite
 
 __all__ = ["save_quantized", "load_quantized", "quantize_q4_0", "quantize_q8_0", "dequantize_q4_0",
            "dequantize_q8_0", "q4_0_from_codes", "q8_0_from_codes", "save_gguf", "load_gguf",

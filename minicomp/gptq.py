@@ -36,12 +36,10 @@ import torch
 import torch.nn as nn
 
 from minicomp.calibrate import register_method
+from minicomp.checks import check_bits, check_finite, check_flag
 from minicomp.hardware import num_threads
 from minicomp.quant import (
     QuantizedWeight,
-    check_bits,
-    check_finite,
-    check_flag,
     compute_qparams,
     group_len,
     qrange,

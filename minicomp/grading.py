@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from minicomp import timelimit
+from minicomp.checks import check_flag
 
 #: The MIME type under which a report's machine-readable summary is displayed in a notebook.
 #: ``minicomp grade`` reads it back from executed notebooks.
@@ -92,6 +93,7 @@ class Checker:
 
 
 _REGISTRY: dict[str, Checker] = {}
+_BUILTIN: set[str] = set()   # the course's own exercises (registered by minicomp.checkers)
 
 
 def register(
@@ -106,8 +108,13 @@ def register(
     rtol: float = 1e-4,
     compare: Callable[[Any, Any], str | None] | None = None,
     call: Callable[..., Any] | None = None,
+    replace: bool = False,
 ) -> Checker:
     """Register a checker under ``name``; ``check(name, fn)`` will use it.
+
+    Registering a name again replaces your earlier checker (so a notebook cell can be rerun), but
+    a built-in exercise's name is refused unless ``replace=True``: otherwise which checker
+    ``check`` used would depend on what was imported first.
 
     ``cases`` is a function that builds the cases (so they are made fresh, and deterministically,
     on every check). ``compare(got, expected)`` may replace the default comparison; it returns
@@ -137,6 +144,13 @@ def register(
         if not isinstance(m, Mistake):
             raise TypeError(f"mistakes[{i}] must be a Mistake(name, fn, hint), got {type(m).__name__} {m!r:.80}")
     _check_tolerances(atol, rtol)
+    if sys._getframe(1).f_globals.get("__name__", "").startswith("minicomp.checkers."):
+        _BUILTIN.add(name)   # (a course checker, being loaded)
+    else:
+        _load_builtin_checkers()   # first, so that they cannot replace yours afterwards
+        if name in _BUILTIN and not check_flag("replace", replace):
+            raise ValueError(f"name={name!r} is a built-in exercise; register yours under another name, such "
+                             f"as 'my_{name}', or pass replace=True to replace the course's checker")
     checker = Checker(name, tuple(params), reference, cases, list(mistakes), hint, atol, rtol, compare, call)
     _REGISTRY[name] = checker
     return checker

@@ -27,9 +27,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from minicomp.data import _check_seed, check_rows
-from minicomp.hardware import _check_positive_ints, check_device
-from minicomp.quant import check_module
+from minicomp.checks import check_module, check_positive_ints, check_rows, check_seed
+from minicomp.hardware import check_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -45,7 +44,7 @@ def _seeded(seed: int | None):
     if seed is None:
         yield
         return
-    seed = _check_seed(seed)  # "1" or 1.5 would be turned into some other seed by torch
+    seed = check_seed(seed)  # "1" or 1.5 would be turned into some other seed by torch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -59,7 +58,7 @@ def _capturing() -> bool:
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; tied (shared) tensors are counted once."""
-    from minicomp.quant import check_flag
+    from minicomp.checks import check_flag
 
     check_module(model, "model")
     check_flag("trainable_only", trainable_only)
@@ -115,7 +114,7 @@ class MLP(nn.Module):
         widths = list(hidden) if isinstance(hidden, Iterable) and not isinstance(hidden, str) else []
         if not widths or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h <= 0 for h in widths):
             raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints, e.g. (256, 256)")
-        _check_positive_ints(in_features=in_features, num_classes=num_classes)
+        check_positive_ints(in_features=in_features, num_classes=num_classes)
         _check_dropout(dropout)
         self.config = dict(
             in_features=in_features, hidden=[int(h) for h in widths], num_classes=num_classes, dropout=dropout
@@ -158,7 +157,7 @@ class CNN(nn.Module):
             raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints, e.g. (32, 64)")
         if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden <= 0:
             raise ValueError(f"hidden={hidden!r} must be a positive int (the width of fc1)")
-        _check_positive_ints(num_classes=num_classes)
+        check_positive_ints(num_classes=num_classes)
         _check_dropout(dropout)
         self.config = dict(
             channels=[int(c) for c in counts], hidden=hidden, num_classes=num_classes, dropout=dropout
@@ -485,7 +484,7 @@ def next_char_scores(
         raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
     if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows <= 0:
         raise ValueError(f"max_windows={max_windows!r} must be a positive int")
-    _check_positive_ints(batch_size=batch_size)  # windows per forward pass
+    check_positive_ints(batch_size=batch_size)  # windows per forward pass
     starts = torch.arange(0, len(data) - T, T)  # every window has T targets after it
     if len(starts) > max_windows:
         starts = starts[torch.linspace(0, len(starts) - 1, max_windows).round().long()]
@@ -572,14 +571,14 @@ def load_pretrained(
     if not isinstance(config, dict):
         raise ValueError(f"name={name!r}: {name}.json has config={config!r}, expected the model's "
                          f"config as a JSON object; {_REGENERATE}")
-    if arch == "MLP":
-        model = MLP(**config)
-    elif arch == "CNN":
-        model = CNN(**config)
-    elif arch == "TinyGPT":
-        model = TinyGPT(GPTConfig(**config))
-    else:
+    builders = {"MLP": MLP, "CNN": CNN, "TinyGPT": lambda **c: TinyGPT(GPTConfig(**c))}
+    if not isinstance(arch, str) or arch not in builders:
         raise ValueError(f"{name}.json has arch={arch!r}; expected MLP, CNN or TinyGPT")
+    try:
+        model = builders[arch](**config)
+    except (TypeError, ValueError) as e:   # a key the model does not take, or a value it refuses
+        raise ValueError(f"name={name!r}: {name}.json has a config that {arch} does not accept ({e}); "
+                         f"{_REGENERATE}") from e
     try:
         load_model(model, str(weights))  # handles TinyGPT's tied wte / lm_head
     except (RuntimeError, OSError, SafetensorError) as e:  # a damaged file, or another model's weights

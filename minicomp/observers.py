@@ -22,7 +22,8 @@ import numbers
 
 import torch
 
-from minicomp.quant import check_bits, check_finite, check_flag, mse_range, qparams_from_range
+from minicomp.checks import check_bits, check_finite, check_flag
+from minicomp.quant import mse_range, qparams_from_range
 
 __all__ = ["Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
            "OBSERVERS", "check_observer", "make_observer"]
@@ -161,12 +162,13 @@ OBSERVERS = {"minmax": MinMaxObserver, "moving_average": MovingAverageMinMaxObse
              "percentile": PercentileObserver, "mse": MSEObserver}
 
 
-def check_observer(kind) -> None:
-    if kind not in OBSERVERS:
-        raise ValueError(f"observer={kind!r} is not one of {', '.join(map(repr, OBSERVERS))}")
+def check_observer(kind, name: str = "observer") -> None:
+    """Raise ValueError naming `name` unless `kind` is one of the observers' names."""
+    if not isinstance(kind, str) or kind not in OBSERVERS:
+        raise ValueError(f"{name}={kind!r} is not one of {', '.join(map(repr, OBSERVERS))}")
 
 
 def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, **options) -> Observer:
     """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'."""
-    check_observer(kind)
+    check_observer(kind, "kind")
     return OBSERVERS[kind](bits, symmetric, **options)

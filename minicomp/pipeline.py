@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.hardware import _check_positive_ints, check_device
+from minicomp.checks import check_positive_ints, check_positive_numbers
+from minicomp.hardware import check_device
 from minicomp.models import GPTConfig, TinyGPT, count_parameters
 
 STUDENT_NAME = "tinygpt_student"
@@ -64,18 +65,18 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     import time
 
     from minicomp.calibrate import find_linears
+    from minicomp.checks import check_bits, check_flag
     from minicomp.distill import _check_temperature, distillation_loss
     from minicomp.models import perplexity
-    from minicomp.quant import check_bits, check_flag, check_group_size, group_len
+    from minicomp.quant import check_group_size, group_len
     from minicomp.rtn import convert_qat, prepare_qat
 
     # Every argument is checked before the caller's student is edited (prepare_qat swaps its layers).
     _check_gpt("teacher", teacher)
-    _check_positive_ints(steps=steps, batch_size=batch_size)
+    check_positive_ints(steps=steps, batch_size=batch_size)
     if eval_every is not None:
-        _check_positive_ints(eval_every=eval_every)
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
-        raise ValueError(f"lr={lr!r} must be a finite number > 0")
+        check_positive_ints(eval_every=eval_every)
+    check_positive_numbers(lr=lr)
     if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
         raise ValueError(f"alpha={alpha!r} must be a number in [0, 1]")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < steps:
@@ -198,7 +199,7 @@ def quantize_variants(model: nn.Module, calibration, *, methods=("rtn", "gptq", 
     with `kernels.pack_model` to run the fused kernels.
     """
     from minicomp.calibrate import quantize_model
-    from minicomp.quant import check_flag
+    from minicomp.checks import check_flag
 
     check_flag("progress", progress)
     methods = (methods,) if isinstance(methods, str) else methods   # one method, one bit width: fine too
@@ -234,7 +235,7 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
         raise TypeError(f"steps must be a dict of name -> step such as {{'teacher': 'teacher'}}, got {type(steps).__name__}")
     if timed is not None and not isinstance(timed, str) and not isinstance(timed, Iterable):
         raise TypeError(f"timed must be a model name or a list of names (None: all), got {type(timed).__name__} {timed!r}")
-    _check_positive_ints(latency_tokens=latency_tokens, repeats=repeats)
+    check_positive_ints(latency_tokens=latency_tokens, repeats=repeats)
     device = check_device(device, "device")
     for name, m in models.items():
         _check_gpt(f"models[{name!r}]", m)

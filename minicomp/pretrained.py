@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_model
 from tqdm.auto import tqdm
 
+from minicomp.checks import check_positive_ints, check_positive_numbers
 from minicomp.data import CharCorpus, as_images, batches, load_digits
-from minicomp.hardware import _check_positive_ints
 from minicomp.models import (
     WEIGHTS_DIR,
     GPTConfig,
@@ -58,12 +58,6 @@ def save(model: torch.nn.Module, meta: dict, out_dir: Path = WEIGHTS_DIR) -> Non
     (out_dir / f"{meta['name']}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _check_rate(**values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise ValueError(f"{name}={value!r} must be a finite number > 0")
-
-
 # ----------------------------------------------------------------------------------------------
 # Digits teachers
 
@@ -79,8 +73,8 @@ def train_digits_teacher(
     """Train the MLP or CNN digits teacher on the train split; returns (model, metadata)."""
     if kind not in ("mlp", "cnn"):
         raise ValueError(f"kind={kind!r} must be 'mlp' or 'cnn'")
-    _check_positive_ints(epochs=epochs, batch_size=batch_size)
-    _check_rate(lr=lr)
+    check_positive_ints(epochs=epochs, batch_size=batch_size)
+    check_positive_numbers(lr=lr)
     t0 = time.time()
     torch.manual_seed(seed)  # dropout masks
     d = load_digits(seed=0)  # the split every lesson uses
@@ -144,10 +138,10 @@ def train_tinygpt(
     config: GPTConfig | None = None,
 ):
     """Train TinyGPT on the pydoc character corpus; returns (model, metadata)."""
-    _check_positive_ints(max_iters=max_iters, batch_size=batch_size, eval_interval=eval_interval)
+    check_positive_ints(max_iters=max_iters, batch_size=batch_size, eval_interval=eval_interval)
     if isinstance(warmup_iters, bool) or not isinstance(warmup_iters, int) or warmup_iters < 0:
         raise ValueError(f"warmup_iters={warmup_iters!r} must be an int >= 0")
-    _check_rate(lr=lr)
+    check_positive_numbers(lr=lr)
     t0 = time.time()
     config = config or GPTConfig()
     corpus = CharCorpus()

@@ -23,31 +23,11 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from minicomp.checks import check_bits, check_finite, check_flag
+
 # ── checking input ───────────────────────────────────────────────────────────────────────────
-
-
-def check_bits(bits, name: str = "bits") -> int:
-    """Return `bits` as an int if it is a whole number in 2..8, else raise ValueError naming `name`."""
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 8:
-        raise ValueError(f"{name}={bits!r} must be an int from 2 to 8")
-    return int(bits)
-
-
-def check_flag(name: str, value) -> bool:
-    """Return `value` as a bool if it is True or False (a numpy bool too), else raise TypeError:
-    a string such as "no" would otherwise be read as True."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}={value!r} must be True or False")
-    return bool(value)
-
-
-def check_module(model, name: str = "model") -> None:
-    """Raise TypeError unless `model` is a torch.nn.Module."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def check_fraction(name: str, value, meaning: str) -> float:
@@ -55,20 +35,6 @@ def check_fraction(name: str, value, meaning: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{name}={value!r} must be a number in [0, 1){meaning}")
     return float(value)
-
-
-def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise TypeError if `x` is not a floating-point tensor, ValueError if it holds NaN or Inf
-    (a tensor on the meta device has no values: only its type is checked)."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        given = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"{name} must be a floating-point torch.Tensor, got {given}")
-    if x.is_meta:  # a shape and a dtype, no values to check
-        return
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        raise ValueError(f"{name} contains NaN or Inf ({int(bad.sum())} of {x.numel()} values); "
-                         "expected finite values")
 
 
 def check_input(x, in_features: int, name: str = "x", device: torch.device | None = None) -> None:
@@ -500,7 +466,7 @@ def dequantize_weight(codes, scale, zero, group_size: int, perm=None, dtype=torc
 
 
 __all__ = [
-    "check_bits", "check_finite", "check_qrange", "qrange", "qparams_from_range", "compute_qparams",
+    "check_qrange", "qrange", "qparams_from_range", "compute_qparams",
     "group_len", "mse_range", "quantize", "dequantize", "dequantize_weight", "fake_quantize",
     "quantize_dequantize", "QuantizedWeight",
 ]

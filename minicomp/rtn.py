@@ -23,17 +23,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minicomp.checks import check_bits, check_finite, check_flag, check_module
 from minicomp.quant import (
     QuantizedWeight,
     _check_scale,
     _check_zero,
     _to_tensor,
-    check_bits,
-    check_finite,
-    check_flag,
     check_group_size,
     check_input,
-    check_module,
     check_scale_dtype,
     compute_qparams,
     dequantize_weight,

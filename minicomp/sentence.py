@@ -23,7 +23,6 @@ encoder (`model[0].auto_model`), as `minicomp.models.load_minilm` returns.
 from __future__ import annotations
 
 import copy
-import math
 import numbers
 
 import torch
@@ -31,10 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from minicomp.data import _check_seed
-from minicomp.distill import _check_same_device
-from minicomp.hardware import _check_positive_ints
-from minicomp.quant import check_flag
+from minicomp.checks import (
+    check_flag,
+    check_positive_ints,
+    check_positive_numbers,
+    check_same_device,
+    check_seed,
+)
 
 __all__ = ["calibration_batches", "forward", "embed", "token_embeddings", "mean_pool", "mean_cosine",
            "nearest_neighbours", "nn_agreement",
@@ -89,7 +91,7 @@ def calibration_batches(model, sentences, batch_size: int = 32) -> list[dict]:
     `quantize_model(model, ..., calibration=batches, forward=minicomp.sentence.forward)`.
     """
     sentences = _check_sentences(sentences)
-    _check_positive_ints(batch_size=batch_size)
+    check_positive_ints(batch_size=batch_size)
     _check_model(model)
     s = sorted(sentences, key=len)
     return [_tokenize(model, s[i:i + batch_size]) for i in range(0, len(s), batch_size)]
@@ -108,7 +110,7 @@ def forward(model, batch: dict) -> dict:
 def embed(model, sentences, batch_size: int = 64) -> torch.Tensor:
     """Unit-length sentence embeddings [N, dim] (float32, CPU) of `sentences`, in their order."""
     sentences = _check_sentences(sentences)
-    _check_positive_ints(batch_size=batch_size)
+    check_positive_ints(batch_size=batch_size)
     _check_model(model)
     emb = model.encode(sentences, convert_to_tensor=True, batch_size=batch_size,
                        normalize_embeddings=True, show_progress_bar=False)
@@ -152,7 +154,7 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(tokens.shape[:2]):
         raise ValueError(f"attention_mask must be a [B, T] = {tuple(tokens.shape[:2])} tensor of 0s and 1s, "
                          f"got {_shape(attention_mask)}")
-    _check_same_device(tokens, attention_mask, "tokens", "attention_mask")
+    check_same_device(tokens, attention_mask, "tokens", "attention_mask")
     if not ((attention_mask == 0) | (attention_mask == 1)).all():
         raise ValueError("attention_mask must hold only 0 (padding) and 1 (a real token); got values such as "
                          f"{attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()!r}")
@@ -164,16 +166,23 @@ def mean_pool(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return F.normalize((tokens * mask).sum(1) / counts, dim=1)  # [B, dim]
 
 
+def _check_real(name: str, t: torch.Tensor) -> None:
+    """Embeddings are real numbers: .float() would silently drop a complex tensor's imaginary part."""
+    if t.is_complex():
+        raise TypeError(f"{name} is a {t.dtype} tensor; expected real embeddings (float32, as embed() returns)")
+
+
 def _check_pair(ref, emb) -> None:
     for name, t in (("ref", ref), ("emb", emb)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2:
             raise ValueError(f"{name} must be a [N, dim] tensor of embeddings, got {_shape(t)}")
+        _check_real(name, t)
     if ref.shape != emb.shape:
         raise ValueError(f"ref has shape {tuple(ref.shape)} but emb has shape {tuple(emb.shape)}; "
                          "they must be embeddings of the same sentences")
     if ref.numel() == 0:   # a mean over no sentences is NaN
         raise ValueError(f"ref and emb have shape {tuple(ref.shape)}; expected at least one sentence of dim >= 1")
-    _check_same_device(ref, emb, "ref", "emb")
+    check_same_device(ref, emb, "ref", "emb")
 
 
 def mean_cosine(ref: torch.Tensor, emb: torch.Tensor) -> float:
@@ -190,6 +199,7 @@ def nearest_neighbours(emb: torch.Tensor) -> torch.Tensor:
     """
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or len(emb) < 2:
         raise ValueError(f"emb must be a [N, dim] tensor of embeddings with N ≥ 2, got {_shape(emb)}")
+    _check_real("emb", emb)
     if not torch.isfinite(emb).all():
         raise ValueError("emb contains NaN or Inf; expected finite embeddings")
     e = F.normalize(emb.float(), dim=1)
@@ -273,11 +283,10 @@ def distill_embeddings(student, sentences, targets: torch.Tensor, *, epochs: int
     if dim is not None and targets.shape[1] != dim:
         raise ValueError(f"targets has shape {tuple(targets.shape)}, but the student's embeddings have {dim} "
                          f"dimensions; expected [N, {dim}], e.g. embed(teacher, sentences)")
-    _check_positive_ints(epochs=epochs, batch_size=batch_size)
+    check_positive_ints(epochs=epochs, batch_size=batch_size)
     check_flag("progress", progress)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise ValueError(f"lr={lr!r} must be a finite number > 0, such as 1e-4")
-    seed = _check_seed(seed)
+    check_positive_numbers(lr=lr)
+    seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     lengths = torch.tensor([len(s) for s in sentences])
     steps, pool = [], 8 * batch_size  # shuffle, then sort each pool of 8 batches by length: less padding

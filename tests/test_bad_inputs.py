@@ -13,6 +13,7 @@ from torch import nn
 
 from minicomp import (
     calibrate,
+    checks,
     data,
     distill,
     export,
@@ -55,9 +56,9 @@ CATALOGUE = [
     ("Distiller: empty losses", lambda: distill.Distiller(_mlp(), _mlp(), {}), "losses"),
     ("Distiller: lr 0", lambda: distill.Distiller(_mlp(), _mlp(), {"kd": (1.0, distill.KD(4.0))}, lr=0.0), "lr"),
     # ── quantization: bits, group sizes, NaN/Inf, qranges ────────────────────────────────────
-    ("check_bits: 1 bit", lambda: quant.check_bits(1), "bits"),
-    ("check_bits: 16 bits", lambda: quant.check_bits(16), "bits"),
-    ("check_bits: float bits", lambda: quant.check_bits(4.5), "bits"),
+    ("check_bits: 1 bit", lambda: checks.check_bits(1), "bits"),
+    ("check_bits: 16 bits", lambda: checks.check_bits(16), "bits"),
+    ("check_bits: float bits", lambda: checks.check_bits(4.5), "bits"),
     ("compute_qparams: NaN", lambda: quant.compute_qparams(torch.tensor([1.0, math.nan]), 8), "x"),
     ("compute_qparams: Inf", lambda: quant.compute_qparams(torch.tensor([1.0, math.inf]), 8), "x"),
     ("compute_qparams: integer tensor", lambda: quant.compute_qparams(torch.arange(4), 8), "x"),
@@ -69,7 +70,7 @@ CATALOGUE = [
     ("rtn_quantize: 1-D weight", lambda: rtn.rtn_quantize(torch.randn(64), bits=4), "w"),
     ("rtn_quantize: bits 9", lambda: rtn.rtn_quantize(W, bits=9), "bits"),
     ("rtn_quantize: group_size 100", lambda: rtn.rtn_quantize(W, bits=4, group_size=100), "group_size"),
-    ("make_observer: unknown kind", lambda: observers.make_observer("median"), "observer"),
+    ("make_observer: unknown kind", lambda: observers.make_observer("median"), "kind='median'"),
     ("QuantLinear: not a QuantizedWeight", lambda: rtn.QuantLinear(W), "qweight"),
     # ── calibrate.quantize_model ─────────────────────────────────────────────────────────────
     ("quantize_model: unknown method", lambda: calibrate.quantize_model(_mlp(), "magic", progress=False), "method"),

@@ -342,3 +342,12 @@ def test_progress_must_be_a_bool_or_for_grade_a_function(tmp_path, minilm):
         grader.grade([tmp_path], progress="yes")
     with pytest.raises(TypeError, match=r"source must be a notebook's text.*read_text"):
         grader.expected_exercises(None)
+
+
+def test_complex_embeddings_are_refused_not_silently_made_real():
+    """.float() of a complex tensor drops the imaginary part (with only a warning)."""
+    ref = torch.randn(3, 4)
+    with pytest.raises(TypeError, match="emb is a torch.complex64 tensor; expected real embeddings"):
+        sentence.mean_cosine(ref, torch.randn(3, 4, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="emb is a torch.complex64 tensor"):
+        sentence.nearest_neighbours(torch.randn(3, 4, dtype=torch.complex64))

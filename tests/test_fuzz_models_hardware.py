@@ -142,6 +142,34 @@ def test_damaged_weight_files_are_named(tmp_path):
         models.load_pretrained("tinygpt", weights_dir=tmp_path)
 
 
+
+@pytest.mark.parametrize("change, says", [
+    (lambda m: m["config"].update(n_layers=4), r"does not accept \(.*n_layers"),   # a misspelt key: TypeError before
+    (lambda m: m["config"].update(dropout=2.0), "does not accept"),               # a value it refuses
+    (lambda m: m.update(arch=["TinyGPT"]), r"arch=\['TinyGPT'\]"),               # unhashable: TypeError before
+])
+def test_a_weights_config_the_model_refuses_names_the_file(tmp_path, change, says):
+    import json
+
+    meta = json.loads((models.WEIGHTS_DIR / "tinygpt.json").read_text())
+    change(meta)
+    (tmp_path / "tinygpt.json").write_text(json.dumps(meta))
+    (tmp_path / "tinygpt.safetensors").write_text("xx")
+    with pytest.raises(ValueError, match=says) as e:
+        models.load_pretrained("tinygpt", weights_dir=tmp_path)
+    assert "tinygpt.json" in str(e.value)
+
+
+def test_ratios_and_timings_refuse_undefined_times():
+    good = hardware.Timing.from_times([1e-3, 2e-3])
+    for bad in ([math.nan], [1e-3, -1e-3], [math.inf]):   # before: a Timing with a NaN or negative median
+        with pytest.raises(ValueError, match="times must be finite and >= 0 seconds"):
+            hardware.Timing.from_times(bad)
+    broken = hardware.Timing(median=math.nan, mean=math.nan, min=math.nan, times=(math.nan,), repeats=1)
+    with pytest.raises(ValueError, match=r"\['b'\] have a median of NaN or inf"):   # before: {'a': nan, ...}
+        hardware.ratios({"a": good, "b": broken}, "a")
+
+
 def test_load_minilm_names_a_path_that_is_not_a_model(tmp_path):
     # before: transformers' "Unrecognized model in ..." ('' loaded the current folder); 3: a hub lookup of '3'
     with pytest.raises(FileNotFoundError, match="name_or_path='.*' is a folder without modules.json or config.json"):

@@ -2,9 +2,18 @@
 
 import math
 
+import pytest
 import torch
 
-from minicomp.grading import REPORT_MIME, Case, Mistake, check, compare_values, register
+from minicomp.grading import (
+    REPORT_MIME,
+    Case,
+    Mistake,
+    check,
+    compare_values,
+    get_checker,
+    register,
+)
 
 
 def test_weight_bytes_right_answer():
@@ -261,3 +270,25 @@ def test_a_passing_function_that_warns_says_so_and_warnings_are_capped():
     assert text.startswith("✅") and "UserWarning: note 0" in text and "note 3" not in text
     quiet = check("weight_bytes", lambda num_params, bits: (num_params * bits + 7) // 8)
     assert quiet.warnings == [] and "warned" not in str(quiet)
+
+
+def test_a_builtin_exercise_name_is_refused_unless_replace():
+    """Registering 'kd_loss' silently replaced the course's checker, or was silently replaced by it,
+    depending on which was imported first."""
+    from minicomp import grading
+
+    builtin = get_checker("kd_loss")
+    args = dict(params=("x",), reference=lambda x: x, cases=lambda: [Case((1.0,))])
+    with pytest.raises(ValueError, match="name='kd_loss' is a built-in exercise; .*'my_kd_loss'.*replace=True"):
+        register("kd_loss", **args)
+    assert get_checker("kd_loss") is builtin
+    with pytest.raises(TypeError, match="replace='yes' must be True or False"):
+        register("kd_loss", replace="yes", **args)
+    try:
+        mine = register("kd_loss", replace=True, **args)
+        assert get_checker("kd_loss") is mine
+    finally:
+        grading._REGISTRY["kd_loss"] = builtin
+    # one's own name may be registered again (a notebook cell run twice)
+    first = register("_test_rerun", **args)
+    assert register("_test_rerun", **args) is not first and get_checker("_test_rerun").params == ("x",)

@@ -27,7 +27,6 @@ from minicomp.hardware.machine import (
     pick_device,
 )
 from minicomp.hardware.roofline import (
-    _check_positive_ints,  # noqa: F401  (sentence.py, pipeline.py)
     gemv_vs_gemm,
     linear_cost,
     make_matmul,

@@ -10,24 +10,11 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from minicomp.checks import check_positive_ints, check_seed
 from minicomp.hardware.sizes import dtype_bytes
 from minicomp.hardware.timing import _check_counts, _timing_device, compare, measure
 
 _MATMUL_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int8)
-
-
-def _check_seed(seed) -> int:
-    from minicomp.data import _check_seed  # not at the top: minicomp.data imports minicomp.hardware
-
-    return _check_seed(seed)
-
-
-def _check_positive_ints(**values) -> None:
-    for name, value in values.items():
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-        if value < 1:
-            raise ValueError(f"{name}={value} must be >= 1")
 
 
 def make_matmul(m: int, k: int, n: int, dtype: torch.dtype = torch.float32,
@@ -41,14 +28,14 @@ def make_matmul(m: int, k: int, n: int, dtype: torch.dtype = torch.float32,
     device cannot multiply gives ``(None, info)`` with ``info['supported'] = False``.
     Info keys: dtype, device, m, k, n, flops (= 2·m·k·n), backend, supported, note.
     """
-    _check_positive_ints(m=m, k=k, n=n)
+    check_positive_ints(m=m, k=k, n=n)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got "
                         f"{type(dtype).__name__} {dtype!r}")
     if dtype not in _MATMUL_DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of "
                          f"{[str(d) for d in _MATMUL_DTYPES]}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dev = _timing_device(device)
     g = torch.Generator().manual_seed(seed)
     info = {"dtype": str(dtype).replace("torch.", ""), "device": str(dev), "m": m, "k": k, "n": n,
@@ -105,7 +92,7 @@ def linear_cost(batch: int, in_features: int, out_features: int, *, weight_items
     each read or written once; intensity = flops / bytes, in FLOP per byte.
     ``weight_itemsize`` may be fractional: 0.5 for int4.
     """
-    _check_positive_ints(batch=batch, in_features=in_features, out_features=out_features)
+    check_positive_ints(batch=batch, in_features=in_features, out_features=out_features)
     for name, v in (("weight_itemsize", weight_itemsize), ("act_itemsize", act_itemsize)):
         if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v > 0:
             raise ValueError(f"{name}={v!r} must be a positive number of bytes per element")
@@ -130,15 +117,15 @@ def gemv_vs_gemm(batches: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512
         raise TypeError(f"batches must be a list of batch sizes such as [1, 8, 64], got "
                         f"{type(batches).__name__} {batches!r}")
     batches = list(batches)
-    _check_positive_ints(**{f"batches[{i}]": b for i, b in enumerate(batches)})
+    check_positive_ints(**{f"batches[{i}]": b for i, b in enumerate(batches)})
     if not batches:
         raise ValueError("batches must hold at least one batch size, got none")
     if len(set(batches)) != len(batches):
         raise ValueError(f"batches={batches} must not repeat a batch size")
-    _check_positive_ints(in_features=in_features, out_features=out_features)
+    check_positive_ints(in_features=in_features, out_features=out_features)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype={dtype!r} must be a floating torch dtype such as torch.float32")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dev = _timing_device(device)
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(out_features, in_features, generator=g).to(device=dev, dtype=dtype)  # [out, in]
@@ -165,7 +152,7 @@ def measure_bandwidth(nbytes: int = 64_000_000, *, method: str = "read",
     see main memory rather than cache. Returns method, nbytes, bytes_moved, seconds,
     gbytes_per_s and timing.
     """
-    _check_positive_ints(nbytes=nbytes)
+    check_positive_ints(nbytes=nbytes)
     if nbytes < 4:
         raise ValueError(f"nbytes={nbytes} must be at least 4 (one float32)")
     if method not in ("read", "copy"):

@@ -34,7 +34,7 @@ def model_bytes(model: nn.Module, include_buffers: bool = True) -> int:
     tensors over the same memory. Memory is counted as the union of the byte ranges the tensors
     span, so a view over part of another tensor (or an expanded one) adds nothing twice.
     """
-    from minicomp.quant import check_flag, check_module
+    from minicomp.checks import check_flag, check_module
 
     check_module(model)
     check_flag("include_buffers", include_buffers)

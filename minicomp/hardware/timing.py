@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from minicomp.checks import check_callable, check_flag, check_int
 from minicomp.hardware.machine import cache_bytes, check_device
 
 
@@ -55,6 +56,8 @@ class Timing:
         times = tuple(float(t) for t in times)
         if not times:
             raise ValueError("times must hold at least one measurement, got none")
+        if not all(0 <= t < math.inf for t in times):
+            raise ValueError(f"times must be finite and >= 0 seconds, got {[t for t in times if not 0 <= t < math.inf]}")
         return cls(median=statistics.median(times), mean=statistics.fmean(times),
                    min=min(times), times=times, repeats=len(times))
 
@@ -64,27 +67,12 @@ class Timing:
 
 def _check_counts(warmup, repeats) -> None:
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-        if value < low:
+        if check_int(name, value) < low:
             raise ValueError(f"{name}={value} must be >= {low}")
-
-
-def _check_callable(fn, name: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable (a function taking no arguments), got "
-                        f"{type(fn).__name__} {fn!r}")
 
 
 def _timing_device(device) -> torch.device:
     return torch.device("cpu") if device is None else check_device(device, "device")
-
-
-def _check_flags(**values) -> None:
-    from minicomp.quant import check_flag  # (a string such as "no" would read as True)
-
-    for name, value in values.items():
-        check_flag(name, value)
 
 
 HOLD_CYCLES = 200_000  # ~0.1 ms of a GPU's clock: time for the host to queue a call behind it
@@ -153,9 +141,10 @@ def measure(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
     ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`);
     ``flush`` (CUDA only): evict the L2 cache before each timed call (`flush_l2`).
     """
-    _check_callable(fn, "fn")
+    check_callable(fn, "fn")
     _check_counts(warmup, repeats)
-    _check_flags(hold=hold, flush=flush)
+    check_flag("hold", hold)
+    check_flag("flush", flush)
     dev = _timing_device(device)
     for _ in range(warmup):
         fn()
@@ -180,11 +169,12 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
     if not fns:
         raise ValueError("fns must hold at least one function, got an empty dict")
     for name, fn in fns.items():
-        _check_callable(fn, f"fns[{name!r}]")
+        check_callable(fn, f"fns[{name!r}]")
     if baseline is not None and baseline not in list(fns):  # (a list: an unhashable baseline is just wrong)
         raise ValueError(f"baseline={baseline!r} is not one of the names in fns: {list(fns)}")
     _check_counts(warmup, repeats)
-    _check_flags(hold=hold, flush=flush)
+    check_flag("hold", hold)
+    check_flag("flush", flush)
     dev = _timing_device(device)
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -209,7 +199,7 @@ def cuda_graph(fn: Callable[[], object], *, warmup: int = 3) -> Callable[[], obj
     fn runs `warmup` times first, on a side stream (compiling, tuning, allocating), then once
     under capture. fn must not synchronize or read GPU values on the host while captured.
     """
-    _check_callable(fn, "fn")
+    check_callable(fn, "fn")
     _check_counts(warmup, 1)
     if not torch.cuda.is_available():
         raise RuntimeError("cuda_graph needs a CUDA GPU; on other devices call fn itself")
@@ -240,6 +230,10 @@ def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
     if zero:
         raise ValueError(f"{zero} took 0 s by the clock (too little work for its resolution): time more "
                          "work per call, e.g. a loop of calls inside each function")
+    undefined = [name for name, t in timings.items() if not math.isfinite(t.median)]
+    if undefined:
+        raise ValueError(f"{undefined} have a median of NaN or inf seconds; expected Timings measured by "
+                         "measure() or compare()")
     base = timings[baseline].median
     return {name: base / t.median for name, t in timings.items()}
 
@@ -270,6 +264,6 @@ def round_robin(fns: Sequence[Callable]) -> Callable:
     if not fns:
         raise ValueError("fns must hold at least one function")
     for i, fn in enumerate(fns):
-        _check_callable(fn, f"fns[{i}]")
+        check_callable(fn, f"fns[{i}]")
     turn = itertools.cycle(fns)
     return lambda *args, **kwargs: next(turn)(*args, **kwargs)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from minicomp.checks import check_module
 from minicomp.kernels import cpu, reference
 from minicomp.kernels import triton as triton_backend
 from minicomp.pack import pack
@@ -58,7 +59,6 @@ from minicomp.quant import (
     _check_scale,
     check_group_size,
     check_input,
-    check_module,
     check_perm,
     check_scale_dtype,
 )

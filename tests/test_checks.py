@@ -1,0 +1,116 @@
+"""The shared input checks (`minicomp.checks`): each returns the value in the library's form or
+raises an error naming the argument, and the whole library uses these same functions."""
+
+import ast
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from minicomp import checks, data, distill, hardware, pipeline, pretrained, quant, sentence
+
+
+def test_checks_imports_nothing_else_from_minicomp():
+    """Every module can import it, so it must not import any of them (no import cycles)."""
+    tree = ast.parse(open(checks.__file__).read())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.split(".")[0] == "minicomp"], imported
+
+
+@pytest.mark.parametrize("good, expected", [(0, 0), (1234, 1234), (np.int64(3), 3), (-1, -1)])
+def test_seed_is_a_plain_int(good, expected):
+    got = checks.check_seed(good)
+    assert got == expected and type(got) is int
+
+
+@pytest.mark.parametrize("bad", [True, "1", 1.5, None, np.float64(2.0)])
+def test_seed_refuses_what_torch_would_turn_into_another_seed(bad):
+    with pytest.raises(TypeError, match="seed must be an int such as 0 or 1234"):
+        checks.check_seed(bad)
+
+
+def test_positive_ints_name_the_argument():
+    checks.check_positive_ints(a=1, b=np.int32(7))
+    with pytest.raises(TypeError, match="batch_size must be an int, got bool True"):
+        checks.check_positive_ints(batch_size=True)
+    with pytest.raises(TypeError, match="steps must be an int, got float 2.0"):
+        checks.check_positive_ints(steps=2.0)
+    with pytest.raises(ValueError, match="epochs=0 must be >= 1"):
+        checks.check_positive_ints(epochs=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1e-3, math.inf, math.nan, True, "1e-3", None])
+def test_positive_numbers_refuse(bad):
+    with pytest.raises(ValueError, match=r"lr=.* must be a finite number > 0"):
+        checks.check_positive_numbers(lr=bad)
+
+
+class _SentenceModel(torch.nn.Linear):
+    """Just enough of a SentenceTransformer for distill_embeddings' checks that come before lr's."""
+    encode = tokenize = None
+
+
+class _GPT(torch.nn.Linear):
+    config = None
+
+
+@pytest.mark.parametrize("call", [
+    lambda lr: distill.Distiller(torch.nn.Linear(2, 2), None, {"ce": (1.0, distill.CE())}, lr=lr),
+    lambda lr: pretrained.train_digits_teacher(lr=lr),
+    lambda lr: pretrained.train_tinygpt(lr=lr),
+    lambda lr: pipeline.distill_tinygpt_student(_GPT(2, 2), "abc", lr=lr),
+    lambda lr: sentence.distill_embeddings(_SentenceModel(2, 2), ["a"], torch.zeros(1, 2), lr=lr),
+], ids=["Distiller", "train_digits_teacher", "train_tinygpt", "distill_tinygpt_student", "distill_embeddings"])
+@pytest.mark.parametrize("lr", [math.inf, 0, -1.0, "1e-3", True])
+def test_every_learning_rate_gets_the_same_check(call, lr):
+    """Four trainers once checked lr four ways (one let inf through); now one check, one message."""
+    with pytest.raises(ValueError, match=rf"lr={lr!r} must be a finite number > 0"):
+        call(lr)
+
+
+@pytest.mark.parametrize("good", [True, False, np.bool_(True)])
+def test_flag_accepts_bools(good):
+    assert checks.check_flag("progress", good) is bool(good)
+
+
+@pytest.mark.parametrize("bad", ["no", 0, 1, None])
+def test_flag_refuses_what_would_be_read_by_truthiness(bad):
+    with pytest.raises(TypeError, match="progress=.* must be True or False"):
+        checks.check_flag("progress", bad)
+
+
+def test_bits():
+    assert checks.check_bits(np.int8(4)) == 4
+    for bad in (1, 9, 4.0, True, "4"):
+        with pytest.raises(ValueError, match="bits=.* must be an int from 2 to 8"):
+            checks.check_bits(bad)
+    with pytest.raises(ValueError, match="act_bits=16"):
+        checks.check_bits(16, "act_bits")
+
+
+def test_tensor_rows_and_devices():
+    with pytest.raises(TypeError, match=r"y must be a torch.Tensor, got list; convert it with torch.as_tensor\(y\)"):
+        checks.check_tensor("y", [1, 2])
+    with pytest.raises(ValueError, match="x has 3 rows but y has 2"):
+        checks.check_rows(torch.zeros(3, 4), torch.zeros(2))
+    with pytest.raises(ValueError, match="expected at least one row"):
+        checks.check_rows(torch.zeros(0, 4), torch.zeros(0))
+    with pytest.raises(ValueError, match=r"a is on cpu but b is on meta; .*b.to\(a.device\)"):
+        checks.check_same_device(torch.zeros(1), torch.zeros(1, device="meta"), "a", "b")
+
+
+def test_callable_and_module():
+    with pytest.raises(TypeError, match="fn must be callable"):
+        checks.check_callable(3, "fn")
+    with pytest.raises(TypeError, match="layer must be a torch.nn.Module, got str"):
+        checks.check_module("x", "layer")
+
+
+def test_the_library_uses_these_functions():
+    """The checks are shared, not copied: the modules hold the very same function objects."""
+    assert quant.check_bits is checks.check_bits and quant.check_flag is checks.check_flag
+    assert data.check_seed is checks.check_seed and data.check_rows is checks.check_rows
+    assert distill.check_same_device is checks.check_same_device
+    assert hardware.timing.check_callable is checks.check_callable
