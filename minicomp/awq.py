@@ -39,14 +39,13 @@ also feeds the residual, so only the value → attention-output pair folds.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 
 from minicomp.calibrate import _batches, _head, default_forward, register_method, set_module
-from minicomp.checks import check_bits, check_finite, check_flag, check_module
+from minicomp.checks import check_bits, check_finite, check_flag, check_module, is_int, is_real
 from minicomp.gptq import check_inputs, input_hessian
 from minicomp.kernels import PackedLinear, pack_model
 from minicomp.quant import (
@@ -102,7 +101,7 @@ def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch
 
 
 def _check_grid(n_grid) -> None:
-    if isinstance(n_grid, bool) or not isinstance(n_grid, numbers.Integral) or n_grid < 1:
+    if not is_int(n_grid) or n_grid < 1:
         raise ValueError(f"n_grid={n_grid!r} must be a positive int (the number of points searched)")
 
 
@@ -378,13 +377,13 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
     whole batch: the check runs the model once per candidate.
     """
     check_module(model)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+    if not is_real(tol) or not 0 < tol < 1:
         raise ValueError(f"tol={tol!r} must be a number in (0, 1)")
     names = [n for n, m in model.named_modules() if isinstance(m, AWQLinear)]
     if not names:
         raise ValueError("model has no AWQLinear layers; quantize it with quantize_model(model, 'awq', "
                          "calibration=..., fold=False) first")
-    if isinstance(check_examples, bool) or not isinstance(check_examples, numbers.Integral) or check_examples < 1:
+    if not is_int(check_examples) or check_examples < 1:
         raise ValueError(f"check_examples={check_examples!r} must be a positive int")
     batches = _batches(calibration)
     if not batches:

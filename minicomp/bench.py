@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minicomp import hardware
+from minicomp.checks import is_real
 from minicomp.cli import folder_argument
 from minicomp.doctor import unwritable
 from minicomp.kernels import BACKENDS, PackedLinear
@@ -266,7 +267,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
             raise ValueError(f"{name}={value!r} must be an int >= {low}")
-    if isinstance(max_call_s, bool) or not isinstance(max_call_s, (int, float)) or not max_call_s > 0:
+    if not is_real(max_call_s) or not max_call_s > 0:
         raise ValueError(f"max_call_s={max_call_s!r} must be a positive number of seconds")
     rows, skipped = [], []
     with warnings.catch_warnings():  # (torch.ao's deprecation notices, here only)

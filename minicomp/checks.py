@@ -29,6 +29,17 @@ import numpy as np
 import torch
 
 
+def is_int(value) -> bool:
+    """An int (a numpy integer too) that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A real number (an int, a float, a numpy float) that is not a bool. NaN and inf are real
+    numbers here: range checks such as `0 < value < math.inf` refuse them."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_flag(name: str, value) -> bool:
     """`value` as a bool if it is True or False (a numpy bool too), else TypeError."""
     if not isinstance(value, (bool, np.bool_)):
@@ -38,7 +49,7 @@ def check_flag(name: str, value) -> bool:
 
 def check_int(name: str, value) -> int:
     """`value` as a plain int (a numpy integer too), else TypeError. True is not an int here."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     return int(value)
 
@@ -53,20 +64,20 @@ def check_positive_ints(**values) -> None:
 def check_positive_numbers(**values) -> None:
     """Raise unless each keyword's value is a finite real number > 0, such as a learning rate."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        if not is_real(value) or not 0 < value < math.inf:
             raise ValueError(f"{name}={value!r} must be a finite number > 0")
 
 
 def check_bits(bits, name: str = "bits") -> int:
     """`bits` as an int if it is a whole number in 2..8, else ValueError naming `name`."""
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 8:
+    if not is_int(bits) or not 2 <= bits <= 8:
         raise ValueError(f"{name}={bits!r} must be an int from 2 to 8")
     return int(bits)
 
 
 def check_seed(seed) -> int:
     """`seed` as a plain int (a numpy integer too, which torch.Generator refuses), else TypeError."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int such as 0 or 1234, got {type(seed).__name__} {seed!r}")
     return int(seed)
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from minicomp.checks import check_rows, check_seed, check_tensor
+from minicomp.checks import check_rows, check_seed, check_tensor, is_int
 from minicomp.hardware import check_device
 
 # ----------------------------------------------------------------------------------------------
@@ -123,11 +123,6 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, 1, 8, 8)
 
 
-def _is_int(value) -> bool:
-    """An int that is not a bool: True is an int to Python, but never a size a learner meant."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> torch.Tensor:
     """Pick `labels_per_class` labelled examples of each class: the few-label setting.
 
@@ -137,7 +132,7 @@ def few_label_split(y: torch.Tensor, labels_per_class: int, seed: int = 0) -> to
         idx = few_label_split(d.y_train, 6)
         unlabelled = torch.ones(len(d.y_train), dtype=torch.bool); unlabelled[idx] = False
     """
-    if not _is_int(labels_per_class) or labels_per_class <= 0:
+    if not is_int(labels_per_class) or labels_per_class <= 0:
         raise ValueError(f"labels_per_class={labels_per_class!r} must be a positive int")
     check_tensor("y", y)
     if y.dim() != 1:
@@ -172,7 +167,7 @@ def batches(
     shuffle=True needs an explicit `generator` (torch.Generator().manual_seed(...)), so that
     the order is reproducible.
     """
-    if not _is_int(batch_size) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     check_rows(x, y)
     if shuffle and generator is None:
@@ -288,9 +283,9 @@ class CharCorpus:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows of a split: inputs x [B, T] and next-character targets y [B, T]."""
         data = self.split(split)
-        if not _is_int(batch_size) or batch_size <= 0:
+        if not is_int(batch_size) or batch_size <= 0:
             raise ValueError(f"batch_size={batch_size!r} must be a positive int")
-        if not _is_int(block_size) or not 0 < block_size < len(data):
+        if not is_int(block_size) or not 0 < block_size < len(data):
             raise ValueError(
                 f"block_size={block_size!r} must be a positive int below the length of "
                 f"split {split!r} ({len(data)})"
@@ -362,7 +357,7 @@ def text_sentences(split: str = "calib", n: int | None = None, seed: int = 0) ->
         sentences = [s for s in sentences if zlib.crc32(s.encode()) % 2 == want]
     if n is None:
         return sentences
-    if not _is_int(n) or not 0 < n <= len(sentences):
+    if not is_int(n) or not 0 < n <= len(sentences):
         raise ValueError(f"n={n!r} must be an int in [1, {len(sentences)}] for split={split!r}")
     seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +34,8 @@ from minicomp.checks import (
     check_rows,
     check_same_device,
     check_seed,
+    is_int,
+    is_real,
 )
 from minicomp.hardware import check_device
 
@@ -74,7 +75,7 @@ def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
 def _check_temperature(temperature) -> float:
     if isinstance(temperature, torch.Tensor) and temperature.numel() == 1:
         temperature = temperature.item()
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+    if not is_real(temperature):
         raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature={temperature} must be > 0 and finite")
@@ -82,7 +83,7 @@ def _check_temperature(temperature) -> float:
 
 
 def _check_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+    if not is_real(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
     return float(value)
 
@@ -90,7 +91,7 @@ def _check_fraction(value, name: str) -> float:
 def _check_weights(**weights) -> None:
     """Each loss weight must be a finite number >= 0."""
     for name, v in weights.items():
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < math.inf:
+        if not is_real(v) or not 0 <= v < math.inf:
             raise ValueError(f"{name}={v!r} must be a finite number >= 0")
 
 
@@ -507,7 +508,7 @@ class Distiller:
                 raise ValueError(f"losses[{name!r}]={pair!r}; expected a (weight, term) pair such as (0.9, KD(4.0))")
             _check_term(pair[1], name)
             w = pair[0]
-            if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w < math.inf:
+            if not is_real(w) or not 0 <= w < math.inf:
                 raise ValueError(f"losses[{name!r}] has weight {w!r}; expected a finite number >= 0")
             if getattr(pair[1], "needs_teacher", False) and teacher is None:
                 raise ValueError(f"losses[{name!r}] needs a teacher, but teacher=None")
@@ -556,7 +557,7 @@ class Distiller:
         """Train for `steps` optimizer steps on (x, y); y = −1 marks an unlabelled (transfer) row."""
         check_rows(x, y)
         for name, v in (("steps", steps), ("batch_size", batch_size), ("log_every", log_every)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ValueError(f"{name}={v!r} must be a positive int")
         if (x_val is None) != (y_val is None):
             raise ValueError("pass both x_val and y_val, or neither")

@@ -28,7 +28,6 @@ the whole model, layer by layer, each layer calibrated on what the quantized ear
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -36,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from minicomp.calibrate import register_method
-from minicomp.checks import check_bits, check_finite, check_flag
+from minicomp.checks import check_bits, check_finite, check_flag, is_int, is_real
 from minicomp.hardware import num_threads
 from minicomp.quant import (
     QuantizedWeight,
@@ -88,7 +87,7 @@ def input_hessian(inputs) -> torch.Tensor:
 
 
 def _check_damp(damp) -> None:
-    if isinstance(damp, bool) or not isinstance(damp, numbers.Real) or not 0 < damp < math.inf:
+    if not is_real(damp) or not 0 < damp < math.inf:
         raise ValueError(f"damp={damp!r} must be a positive number (a fraction of mean(diag(H)), e.g. 0.01)")
 
 
@@ -109,7 +108,7 @@ def _check(weight, hessian, bits, group_size, damp, block_size):
     bits = check_bits(bits)
     g = group_len(weight, group_size)  # raises ValueError naming group_size and in_features
     _check_damp(damp)
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size <= 0:
+    if not is_int(block_size) or block_size <= 0:
         raise ValueError(f"block_size={block_size!r} must be a positive int")
     return bits, g
 

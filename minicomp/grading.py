@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from minicomp import timelimit
-from minicomp.checks import check_flag
+from minicomp.checks import check_flag, is_real
 
 #: The MIME type under which a report's machine-readable summary is displayed in a notebook.
 #: ``minicomp grade`` reads it back from executed notebooks.
@@ -544,7 +544,7 @@ def check(name: str, fn: Callable, timeout: float = CHECK_TIMEOUT) -> Report:
     stopped (an endless loop) and the report says so.
     """
     checker = get_checker(name)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if not is_real(timeout) or not timeout > 0:
         raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
     printed, warned = _CappedOutput(), []
     try:

@@ -27,7 +27,14 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from minicomp.checks import check_module, check_positive_ints, check_rows, check_seed
+from minicomp.checks import (
+    check_module,
+    check_positive_ints,
+    check_rows,
+    check_seed,
+    is_int,
+    is_real,
+)
 from minicomp.hardware import check_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -96,7 +103,7 @@ def _explain_mismatch(x: torch.Tensor, model: nn.Module, error: RuntimeError) ->
 
 
 def _check_dropout(dropout) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+    if not is_real(dropout) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout={dropout!r} must be a number in [0, 1)")
 
 
@@ -112,7 +119,7 @@ class MLP(nn.Module):
         if isinstance(hidden, numbers.Integral):
             raise TypeError(f"hidden={hidden!r} must be a sequence of layer widths, e.g. hidden=({hidden},)")
         widths = list(hidden) if isinstance(hidden, Iterable) and not isinstance(hidden, str) else []
-        if not widths or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h <= 0 for h in widths):
+        if not widths or any(not is_int(h) or h <= 0 for h in widths):
             raise ValueError(f"hidden={hidden!r} must be a non-empty sequence of positive ints, e.g. (256, 256)")
         check_positive_ints(in_features=in_features, num_classes=num_classes)
         _check_dropout(dropout)
@@ -130,6 +137,7 @@ class MLP(nn.Module):
             self.head = nn.Linear(width, num_classes)  # weight [num_classes, hidden[-1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, in_features] (or [N, 1, 8, 8] digits) -> logits [N, num_classes]."""
         _check_batch(x, self.config["in_features"])
         x = x.flatten(1)  # [N, 1, 8, 8] -> [N, 64]; [N, 64] is unchanged
         try:
@@ -153,9 +161,9 @@ class CNN(nn.Module):
         if isinstance(channels, numbers.Integral):
             raise TypeError(f"channels={channels!r} must be a sequence of channel counts, e.g. channels=({channels},)")
         counts = list(channels) if isinstance(channels, Iterable) and not isinstance(channels, str) else []
-        if not counts or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) or c <= 0 for c in counts):
+        if not counts or any(not is_int(c) or c <= 0 for c in counts):
             raise ValueError(f"channels={channels!r} must be a non-empty sequence of positive ints, e.g. (32, 64)")
-        if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden <= 0:
+        if not is_int(hidden) or hidden <= 0:
             raise ValueError(f"hidden={hidden!r} must be a positive int (the width of fc1)")
         check_positive_ints(num_classes=num_classes)
         _check_dropout(dropout)
@@ -175,6 +183,7 @@ class CNN(nn.Module):
             self.head = nn.Linear(hidden, num_classes)  # [num_classes, hidden]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, 1, 8, 8] digit images (or flat [N, 64]) -> logits [N, num_classes]."""
         _check_batch(x, 64)
         if x.dim() == 2:
             x = x.reshape(-1, 1, 8, 8)  # flat digits [N, 64] -> images
@@ -229,7 +238,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     if y.dim() != 1:  # y [N, 1] would broadcast against the predictions [N] to [N, N]
         raise ValueError(f"y has shape {tuple(y.shape)}; expected [N] class ids (y.flatten() for a column "
                          "[N, 1], y.argmax(-1) for one-hot)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     if y.is_floating_point() and not _capturing() and not y.is_meta and bool((y != y.round()).any()):
         raise ValueError("y holds fractions such as 0.5; expected integer class ids [N] (y.long() if they are whole)")
@@ -253,6 +262,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 @dataclass
 class GPTConfig:
+    """TinyGPT's shape: the defaults are the course's teacher (4 layers, 128 wide, 0.8 M parameters)."""
     vocab_size: int = 96  # len(minicomp.data.VOCAB)
     block_size: int = 128  # longest context, in characters
     n_layer: int = 4
@@ -275,6 +285,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, C] -> [B, T, C]: each position attends to itself and the positions before it."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # each [B, T, C]
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # [B, nh, T, hs]
@@ -303,6 +314,7 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, C] -> [B, T, C]: attention, then the MLP, each a pre-LayerNorm residual branch."""
         x = x + self.attn(self.ln_1(x))
         m = self.mlp
         return x + m.dropout(m.c_proj(F.gelu(m.c_fc(self.ln_2(x)))))
@@ -317,9 +329,9 @@ class TinyGPT(nn.Module):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             v = getattr(config, field)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ValueError(f"config.{field}={v!r} must be a positive int")
-        if isinstance(config.dropout, bool) or not isinstance(config.dropout, numbers.Real) or not 0 <= config.dropout < 1:
+        if not is_real(config.dropout) or not 0 <= config.dropout < 1:
             raise ValueError(f"config.dropout={config.dropout!r} must be a number in [0, 1)")
         if not isinstance(config.bias, bool):
             raise TypeError(f"config.bias={config.bias!r} must be True or False")
@@ -385,6 +397,8 @@ class TinyGPT(nn.Module):
                              f"in [0, {V}) (vocab_size={V}), or -1 for a position to ignore")
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """idx [B, T] token ids -> (logits [B, T, vocab_size], loss). loss is the mean cross-entropy
+        against targets [B, T] (-1: a position to ignore), or None without targets."""
         self._check_idx(idx)
         B, T = idx.shape
         if T > self.config.block_size:
@@ -417,11 +431,11 @@ class TinyGPT(nn.Module):
         torch.Generator on idx's device) so that the text is reproducible. The model runs in
         eval mode (no dropout); its mode is restored afterwards.
         """
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 <= temperature < math.inf:
+        if not is_real(temperature) or not 0 <= temperature < math.inf:
             raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0):
+        if top_k is not None and (not is_int(top_k) or top_k <= 0):
             raise ValueError(f"top_k={top_k!r} must be a positive int or None")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+        if not is_int(max_new_tokens) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 0")
         self._check_idx(idx)
         was_training = self.training
@@ -480,9 +494,9 @@ def next_char_scores(
     T = block_size if block_size is not None else getattr(getattr(model, "config", None), "block_size", None)
     if T is None:
         raise ValueError("block_size=None, and the model has no config.block_size: pass one")
-    if isinstance(T, bool) or not isinstance(T, int) or not 0 < T < len(data):
+    if not is_int(T) or not 0 < T < len(data):
         raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
-    if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows <= 0:
+    if not is_int(max_windows) or max_windows <= 0:
         raise ValueError(f"max_windows={max_windows!r} must be a positive int")
     check_positive_ints(batch_size=batch_size)  # windows per forward pass
     starts = torch.arange(0, len(data) - T, T)  # every window has T targets after it

@@ -18,11 +18,10 @@ Everything is per tensor. `calibrate.observe_inputs` puts one on each layer's in
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from minicomp.checks import check_bits, check_finite, check_flag
+from minicomp.checks import check_bits, check_finite, check_flag, is_int, is_real
 from minicomp.quant import mse_range, qparams_from_range
 
 __all__ = ["Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "PercentileObserver", "MSEObserver",
@@ -51,12 +50,15 @@ class Observer:
         return x
 
     def observe(self, x: torch.Tensor) -> None:
+        """Update the statistics with one batch x (any shape, float32, no NaN or Inf)."""
         raise NotImplementedError
 
     def range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The proposed range (lo, hi), two 0-d tensors."""
         raise NotImplementedError
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, zero_point), two 0-d tensors, for the range seen so far at `bits`."""
         if self.batches == 0:
             raise ValueError(f"{type(self).__name__} has seen no data; call it on calibration batches first")
         lo, hi = self.range()
@@ -84,7 +86,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, averaging_constant: float = 0.01):
         super().__init__(bits, symmetric)
-        if (isinstance(averaging_constant, bool) or not isinstance(averaging_constant, numbers.Real)
+        if (not is_real(averaging_constant)
                 or not 0.0 < averaging_constant <= 1.0):
             raise ValueError(f"averaging_constant={averaging_constant!r} must be in (0, 1]")
         self.c = averaging_constant
@@ -103,7 +105,7 @@ class PercentileObserver(Observer):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, percentile: float = 99.99):
         super().__init__(bits, symmetric)
-        if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 50.0 < percentile <= 100.0:
+        if not is_real(percentile) or not 50.0 < percentile <= 100.0:
             raise ValueError(f"percentile={percentile!r} must be in (50, 100]")
         self.percentile = percentile
         self.lo = self.hi = torch.tensor(0.0)
@@ -131,9 +133,9 @@ class MSEObserver(MinMaxObserver):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, max_samples: int = 2**16, seed: int = 0):
         super().__init__(bits, symmetric)
-        if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 16:
+        if not is_int(max_samples) or max_samples < 16:
             raise ValueError(f"max_samples={max_samples!r} must be an int >= 16 (values kept for the search)")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        if not is_int(seed):
             raise TypeError(f"seed={seed!r} must be an int (it seeds the choice of the values kept)")
         self.max_samples = int(max_samples)
         self.generator = torch.Generator().manual_seed(int(seed))

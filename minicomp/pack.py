@@ -26,9 +26,9 @@ trip is exact: ``unpack_int4(pack_int4(q))`` equals ``q``.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
+
+from minicomp.checks import is_int
 
 __all__ = ["pack_int4", "unpack_int4", "pack_int2", "unpack_int2", "pack", "unpack",
            "codes_per_byte", "SUPPORTED_BITS"]
@@ -39,7 +39,7 @@ SUPPORTED_BITS = (2, 4, 8)
 
 def codes_per_byte(bits: int) -> int:
     """How many codes of ``bits`` bits share one byte: 2 -> 4, 4 -> 2, 8 -> 1."""
-    if not isinstance(bits, numbers.Integral) or isinstance(bits, bool) or bits not in SUPPORTED_BITS:
+    if not is_int(bits) or bits not in SUPPORTED_BITS:
         raise ValueError(f"bits={bits!r} is not supported; expected one of {SUPPORTED_BITS}")
     return 8 // int(bits)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.checks import check_positive_ints, check_positive_numbers
+from minicomp.checks import check_positive_ints, check_positive_numbers, is_int, is_real
 from minicomp.hardware import check_device
 from minicomp.models import GPTConfig, TinyGPT, count_parameters
 
@@ -79,10 +79,10 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     check_positive_numbers(lr=lr)
     if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
         raise ValueError(f"alpha={alpha!r} must be a number in [0, 1]")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < steps:
+    if not is_int(warmup) or not 0 <= warmup < steps:
         raise ValueError(f"warmup={warmup!r} must be an int in [0, steps={steps})")
     min_lr = lr / 10 if min_lr is None else min_lr
-    if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not 0 <= min_lr <= lr:
+    if not is_real(min_lr) or not 0 <= min_lr <= lr:
         raise ValueError(f"min_lr={min_lr!r} must be a number in [0, lr={lr}]: the cosine decays from lr to min_lr")
     _check_temperature(temperature)
     device = next(teacher.parameters()).device

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_model
 from tqdm.auto import tqdm
 
-from minicomp.checks import check_positive_ints, check_positive_numbers
+from minicomp.checks import check_positive_ints, check_positive_numbers, is_int
 from minicomp.data import CharCorpus, as_images, batches, load_digits
 from minicomp.models import (
     WEIGHTS_DIR,
@@ -139,7 +139,7 @@ def train_tinygpt(
 ):
     """Train TinyGPT on the pydoc character corpus; returns (model, metadata)."""
     check_positive_ints(max_iters=max_iters, batch_size=batch_size, eval_interval=eval_interval)
-    if isinstance(warmup_iters, bool) or not isinstance(warmup_iters, int) or warmup_iters < 0:
+    if not is_int(warmup_iters) or warmup_iters < 0:
         raise ValueError(f"warmup_iters={warmup_iters!r} must be an int >= 0")
     check_positive_numbers(lr=lr)
     t0 = time.time()

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 
 import torch
 
-from minicomp.checks import check_bits, check_finite, check_flag
+from minicomp.checks import check_bits, check_finite, check_flag, is_int, is_real
 
 # ── checking input ───────────────────────────────────────────────────────────────────────────
 
 
 def check_fraction(name: str, value, meaning: str) -> float:
     """Return `value` as a float if it is a number in [0, 1), else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    if not is_real(value) or not 0 <= value < 1:
         raise ValueError(f"{name}={value!r} must be a number in [0, 1){meaning}")
     return float(value)
 
@@ -54,7 +54,7 @@ def check_input(x, in_features: int, name: str = "x", device: torch.device | Non
 
 def check_qrange(qmin, qmax) -> tuple[int, int]:
     for name, v in (("qmin", qmin), ("qmax", qmax)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        if not is_int(v):
             raise TypeError(f"{name}={v!r} must be an int")
     if qmin >= qmax:
         raise ValueError(f"qmin={qmin} must be smaller than qmax={qmax}")
@@ -118,7 +118,7 @@ def check_scale_dtype(scale_dtype, none_means: str = "float32") -> None:
 
 def check_group_size(group_size) -> None:
     """Raise unless group_size is a positive int or -1 (one group per row)."""
-    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or not (
+    if not is_int(group_size) or not (
             group_size > 0 or group_size == -1):
         raise ValueError(f"group_size={group_size!r} must be a positive int (e.g. 128) or -1 (one group per row)")
 
@@ -139,7 +139,7 @@ def group_len(x: torch.Tensor, group_size) -> int:
         raise TypeError(f"x must be a torch.Tensor [..., in_features], got {type(x).__name__}")
     n_in = x.shape[-1] if x.dim() else 1
     g = n_in if group_size == -1 else group_size
-    if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+    if not is_int(g) or g <= 0 or n_in % g:
         raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} "
                          "(or be -1 for one group per row)")
     return int(g)
@@ -159,7 +159,7 @@ def _rows(x: torch.Tensor, axis: int | None, group_size: int | None) -> tuple[to
         g = group_len(x, group_size)
         return x.reshape(-1, g), (*x.shape[:-1], x.shape[-1] // g)
     if axis is not None:
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        if not is_int(axis):
             raise TypeError(f"axis={axis!r} must be an int (0: one range per row of a weight [out, in]) or None")
         if not -x.dim() <= axis < x.dim():
             raise ValueError(f"axis={axis} is out of range for a tensor with {x.dim()} dimensions")
@@ -239,7 +239,7 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
     check_finite("rows", rows)
     if rows.dim() != 2 or rows.shape[1] == 0:
         raise ValueError(f"rows has shape {tuple(rows.shape)}; expected [R, n] with n >= 1 (one range per row)")
-    if isinstance(grid, bool) or not isinstance(grid, numbers.Integral) or grid < 1:
+    if not is_int(grid) or grid < 1:
         raise ValueError(f"grid={grid!r} must be a positive int")
     check_fraction("maxshrink", maxshrink, ": the largest fraction of a range cut")
     rows = rows.float()

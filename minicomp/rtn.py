@@ -17,13 +17,11 @@ kernels do the integer arithmetic for real; the numbers they produce are the sam
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minicomp.checks import check_bits, check_finite, check_flag, check_module
+from minicomp.checks import check_bits, check_finite, check_flag, check_module, is_int
 from minicomp.quant import (
     QuantizedWeight,
     _check_scale,
@@ -162,6 +160,8 @@ class QuantLinear(nn.Module):
         return quantize_dequantize(rows, self.act_bits, self.act_symmetric, axis=0).reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = q(x) Ŵᵀ + b: x [..., in] -> [..., out] in x's dtype, with Ŵ the dequantized weight
+        and q(x) = `quantize_input(x)`."""
         check_input(x, self.in_features, device=self.codes.device)
         w = dequantize_weight(self.codes, self.scale, self.zero, self.group_size, self.perm, x.dtype)
         b = None if self.bias is None else self.bias.to(x.dtype)
@@ -186,7 +186,7 @@ class QATLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, bits: int = 4,
                  group_size: int = -1, symmetric: bool = False):
         for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            if not is_int(n):
                 hint = "; to wrap an nn.Linear use QATLinear.from_linear(linear)" if isinstance(n, nn.Module) else ""
                 raise TypeError(f"{name} must be a positive int, got {type(n).__name__}{hint}")
             if n < 1:
@@ -198,6 +198,8 @@ class QATLinear(nn.Linear):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, **kwargs) -> QATLinear:
+        """A QATLinear starting from `linear`'s weight and bias (copied); kwargs: bits, group_size,
+        symmetric."""
         _check_linear(linear)
         qat = cls(linear.in_features, linear.out_features, linear.bias is not None, **kwargs)
         qat.to(linear.weight.device, linear.weight.dtype)
@@ -208,6 +210,8 @@ class QATLinear(nn.Linear):
         return qat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = x Ŵᵀ + b with Ŵ = fake_quantize(W): x [..., in] -> [..., out]. The rounding's gradient
+        is the straight-through estimator's, so W keeps training."""
         check_input(x, self.in_features, device=self.weight.device)
         w_hat = quantize_dequantize(self.weight, self.bits, self.symmetric, group_size=self.group_size)
         b = None if self.bias is None else self.bias.to(x.dtype)

@@ -36,6 +36,7 @@ from minicomp.checks import (
     check_positive_numbers,
     check_same_device,
     check_seed,
+    is_int,
 )
 
 __all__ = ["calibration_batches", "forward", "embed", "token_embeddings", "mean_pool", "mean_cosine",
@@ -245,7 +246,7 @@ def layer_reduced_student(teacher, keep) -> nn.Module:
         raise TypeError(f"keep must be a list of layer numbers such as [0, 3], got {type(keep).__name__}") from None
     if all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in keep):
         keep = [int(i) for i in keep]   # numpy integers too
-    if (not keep or any(isinstance(i, bool) or not isinstance(i, int) for i in keep)
+    if (not keep or any(not is_int(i) for i in keep)
             or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= n):
         raise ValueError(f"keep={keep!r} must be increasing, distinct layer numbers in [0, {n - 1}]")
     student = copy.deepcopy(teacher)

@@ -114,3 +114,22 @@ def test_the_library_uses_these_functions():
     assert data.check_seed is checks.check_seed and data.check_rows is checks.check_rows
     assert distill.check_same_device is checks.check_same_device
     assert hardware.timing.check_callable is checks.check_callable
+
+
+@pytest.mark.parametrize("value, integer, real", [
+    (3, True, True), (np.int64(3), True, True), (True, False, False), (np.bool_(True), False, False),
+    (2.5, False, True), (np.float32(2.5), False, True), (math.nan, False, True), ("3", False, False),
+    (None, False, False), (torch.tensor(3), False, False),
+])
+def test_is_int_and_is_real(value, integer, real):
+    assert checks.is_int(value) is integer and checks.is_real(value) is real
+
+
+def test_a_numpy_integer_is_a_size_everywhere():
+    """Some checks took only Python's int (np.int64(4) from a numpy computation was refused), others
+    numbers.Integral; all use is_int now."""
+    y = torch.arange(10).repeat(3)
+    assert len(data.few_label_split(y, np.int64(2))) == 20
+    x = torch.zeros(10, 3)
+    assert [len(b) for b, _ in data.batches(x, x, np.int64(4))] == [4, 4, 2]
+    assert hardware.copies_beyond_cache(np.int64(1000), most=np.int64(3)) >= 1

@@ -724,6 +724,14 @@ def test_tune_keeps_the_fastest_candidate_and_remembers_it(monkeypatch):
     assert all(c["us"] is not None and "error" not in c for c in record["candidates"])
 
 
+
+@needs_triton
+def test_tune_names_an_x_that_is_not_a_matrix(monkeypatch):
+    layer, x = _fresh_tuning(monkeypatch)   # before: "too many values to unpack (expected 2)"
+    with pytest.raises(ValueError, match=r"x must be a \[M, in_features\] tensor, as linear\(\) passes it, got \(1, 1, 512\)"):
+        triton_backend.tune(layer, x[None], timer=lambda fn: 1e-6)
+
+
 @needs_triton
 @pytest.mark.parametrize("steps_first_wins", [False, True])
 def test_tune_keeps_a_steps_first_copy_only_if_the_winner_reads_it(monkeypatch, steps_first_wins):
@@ -1441,8 +1449,8 @@ def test_dequantize_blocks_is_the_reference_dequantization(bits):
 def test_cpu_backend_fuses_below_gemm_rows_and_uses_slabs_from_there(monkeypatch):
     layer = exact_layer(16, 64, 4, 32)
     calls = []
-    monkeypatch.setattr(cpu_backend, "fused_linear", lambda lay, x: calls.append(("fused", len(x))))
-    monkeypatch.setattr(cpu_backend, "slab_linear", lambda lay, x: calls.append(("slab", len(x))))
+    monkeypatch.setattr(cpu_backend, "fused_linear", lambda lay, x, check: calls.append(("fused", len(x))))
+    monkeypatch.setattr(cpu_backend, "slab_linear", lambda lay, x, check: calls.append(("slab", len(x))))
     for m in (1, cpu_backend.GEMM_ROWS - 1, cpu_backend.GEMM_ROWS, 4 * cpu_backend.GEMM_ROWS):
         cpu_backend.linear(layer, torch.zeros(m, 64))
     rows = cpu_backend.GEMM_ROWS
@@ -1640,3 +1648,24 @@ def test_without_numba_the_library_still_runs_and_says_why(tmp_path, broken):
         assert warned == "1"
     else:
         assert why == "numba is not installed (pip install numba)" and warned == "0"
+
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_numba)])
+def test_a_layer_checks_x_once_and_a_direct_call_checks_it_too(monkeypatch, backend):
+    """PackedLinear.forward checks x, then calls the backend with check=False: x is not checked
+    twice on the hot path. A backend's linear called directly (lesson 09 does) still checks."""
+    from minicomp.kernels import reference as reference_backend
+    layer = exact_layer(16, 64, 4, 32)
+    layer.backend = backend
+    calls = []
+    real = reference_backend.check_call
+    monkeypatch.setattr(reference_backend, "check_call", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(cpu_backend, "check_call", reference_backend.check_call)
+    x = torch.randn(3, 64)
+    y = layer(x)
+    assert calls == []
+    module = reference_backend if backend == "reference" else cpu_backend
+    assert torch.allclose(module.linear(layer, x) + layer.bias, y, atol=1e-5) and calls == [1]
+    with pytest.raises(ValueError, match=r"x has shape \(3, 65\); expected \[..., 64\]"):
+        module.linear(layer, torch.randn(3, 65))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from minicomp.checks import check_positive_ints, check_seed
+from minicomp.checks import check_positive_ints, check_seed, is_real
 from minicomp.hardware.sizes import dtype_bytes
 from minicomp.hardware.timing import _check_counts, _timing_device, compare, measure
 
@@ -94,7 +94,7 @@ def linear_cost(batch: int, in_features: int, out_features: int, *, weight_items
     """
     check_positive_ints(batch=batch, in_features=in_features, out_features=out_features)
     for name, v in (("weight_itemsize", weight_itemsize), ("act_itemsize", act_itemsize)):
-        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v > 0:
+        if not is_real(v) or not v > 0:
             raise ValueError(f"{name}={v!r} must be a positive number of bytes per element")
     flops = 2 * batch * in_features * out_features
     w = in_features * out_features * weight_itemsize
@@ -177,7 +177,7 @@ def roofline(peak_flops: float, bandwidth: float, intensity):
     ``intensity`` may be a number (returns a float) or an iterable of numbers (returns a list).
     """
     for name, v in (("peak_flops", peak_flops), ("bandwidth", bandwidth)):
-        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v > 0:
+        if not is_real(v) or not v > 0:
             raise ValueError(f"{name}={v!r} must be a positive number")
     if isinstance(intensity, numbers.Real) and not isinstance(intensity, bool):
         if not intensity >= 0:  # also nan, which min() would turn into the peak

@@ -4,10 +4,11 @@ weights counted once), `weight_bytes(num_params, bits)` and `human_bytes`."""
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import nn
+
+from minicomp.checks import is_int, is_real
 
 
 def dtype_bytes(dtype: torch.dtype) -> int:
@@ -74,7 +75,7 @@ def weight_bytes(num_params: int, bits: int) -> int:
     points of a quantized model come on top; later lessons count them).
     """
     for name, value in (("num_params", num_params), ("bits", bits)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        if not is_int(value):
             hint = f"; write int({value!r})" if isinstance(value, float) and value.is_integer() else ""
             raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}{hint}")
     if num_params < 0:
@@ -87,7 +88,7 @@ def weight_bytes(num_params: int, bits: int) -> int:
 def human_bytes(n: float, *, binary: bool = False) -> str:
     """``28e9 -> '28.0 GB'``. Decimal SI units by default (1 GB = 10⁹ B, as disk and GPU makers
     write); ``binary=True`` gives IEC units (1 GiB = 2³⁰ B ≈ 1.074 GB, as `free -h` writes)."""
-    if not isinstance(n, numbers.Real) or isinstance(n, bool) or not math.isfinite(n) or n < 0:
+    if not is_real(n) or not math.isfinite(n) or n < 0:
         raise ValueError(f"n must be a finite number of bytes >= 0, got {n!r}")
     if not isinstance(binary, bool):  # "no" would read as True
         raise TypeError(f"binary={binary!r} must be True or False")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from minicomp.checks import check_callable, check_flag, check_int
+from minicomp.checks import check_callable, check_flag, check_int, is_int, is_real
 from minicomp.hardware.machine import cache_bytes, check_device
 
 
@@ -245,11 +244,11 @@ def copies_beyond_cache(nbytes: int, *, factor: float = 2.0, most: int = 64) -> 
     by the others, as a model's layers are: a "cold" timing. At least 1, at most `most`; 1 if
     the cache size is unknown.
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes <= 0:
+    if not is_int(nbytes) or nbytes <= 0:
         raise ValueError(f"nbytes={nbytes!r} must be a positive int (bytes of one copy)")
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < math.inf:
+    if not is_real(factor) or not 0 < factor < math.inf:
         raise ValueError(f"factor={factor!r} must be a positive number (the copies exceed factor x the cache)")
-    if isinstance(most, bool) or not isinstance(most, numbers.Integral) or most < 1:
+    if not is_int(most) or most < 1:
         raise ValueError(f"most={most!r} must be a positive int (the most copies to make)")
     cache = cache_bytes()
     return 1 if cache is None else max(1, min(most, math.ceil(factor * cache / nbytes)))

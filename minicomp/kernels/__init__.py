@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minicomp.checks import check_module
+from minicomp.checks import check_module, is_int
 from minicomp.kernels import cpu, reference
 from minicomp.kernels import triton as triton_backend
 from minicomp.pack import pack
@@ -81,7 +81,7 @@ def available_backends() -> list[str]:
 
 def pack_bits_for(bits: int) -> int:
     """The slot width codes of `bits` bits are packed in: 2 -> 2, 3..4 -> 4, 5..8 -> 8."""
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8:
+    if not is_int(bits) or not 1 <= bits <= 8:
         raise ValueError(f"bits={bits!r} must be an int from 1 to 8")
     return 2 if bits <= 2 else 4 if bits <= 4 else 8
 
@@ -109,14 +109,14 @@ class PackedLinear(nn.Module):
         if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8 or out is None:
             raise TypeError("qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · "
                             f"pack_bits / 8], got {getattr(qweight, 'dtype', type(qweight).__name__)}")
-        if isinstance(in_features, bool) or not isinstance(in_features, numbers.Integral) or in_features <= 0:
+        if not is_int(in_features) or in_features <= 0:
             raise ValueError(f"in_features={in_features!r} must be a positive int")
         if qweight.shape[1] * 8 != in_features * self.pack_bits:
             raise ValueError(f"qweight has shape {tuple(qweight.shape)}; expected [{out}, "
                              f"{in_features * self.pack_bits / 8:g}] for in_features={in_features} at "
                              f"{self.pack_bits} bits per code")
         g = in_features if group_size == -1 else group_size
-        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or in_features % g:
+        if not is_int(g) or g <= 0 or in_features % g:
             raise ValueError(f"group_size={group_size!r} must divide in_features={in_features} (or be -1)")
         n_groups = in_features // g
         for name, t in (("scales", scales), ("zeros", zeros)):
@@ -213,6 +213,8 @@ class PackedLinear(nn.Module):
         return fast if BACKENDS[fast].unsupported(self, x) is None else "reference"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = x Ŵᵀ + b: x [..., in_features] -> y [..., out_features] in x's dtype, on the backend
+        `choose_backend(x)` names."""
         check_input(x, self.in_features)
         name = self.choose_backend(x)
         backend = BACKENDS[_check_backend(name)]
@@ -224,7 +226,7 @@ class PackedLinear(nn.Module):
                              "in torch.no_grad() or use backend='reference'")
         x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # [M, in]
         if x2.shape[0] and self.out_features:
-            y = backend.linear(self, x2)
+            y = backend.linear(self, x2, check=False)   # (x is checked above)
         else:   # nothing to compute (no rows of x, or a layer of no outputs): the kernels need some
             y = x2.new_zeros(x2.shape[0], self.out_features)
         if self.bias is not None:

@@ -17,10 +17,9 @@ The arithmetic is float32 whatever the input dtype, and the result is cast back 
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
+from minicomp.checks import is_int
 from minicomp.pack import unpack
 from minicomp.quant import check_input, check_perm
 
@@ -55,7 +54,7 @@ def _check_packed(codes: torch.Tensor, scales, zeros, group_size, perm) -> int:
     and that scales and zeros hold one value per group (else they would broadcast, silently)."""
     out, n_in = codes.shape
     g = n_in if group_size == -1 else group_size
-    if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g <= 0 or n_in % g:
+    if not is_int(g) or g <= 0 or n_in % g:
         raise ValueError(f"group_size={group_size!r} must divide in_features={n_in} (or be -1); "
                          f"in_features is read from qweight at this pack_bits")
     for name, t in (("scales", scales), ("zeros", zeros)):
@@ -69,7 +68,7 @@ def _check_packed(codes: torch.Tensor, scales, zeros, group_size, perm) -> int:
 def check_call(layer, x, *, matrix: bool = True) -> None:
     """Raise unless `layer` is a PackedLinear and x a floating-point tensor [M, in_features] (any
     [..., in_features] if not `matrix`): the arguments of a backend's `linear`, called directly.
-    (PackedLinear's forward checks x itself and hands the backends [M, in_features].)"""
+    (PackedLinear's forward checks x itself, then calls the backend with check=False.)"""
     if not callable(getattr(layer, "kept_layout", None)):
         raise TypeError(f"layer must be a minicomp.kernels.PackedLinear, got {type(layer).__name__}; "
                         "make one with PackedLinear.from_linear(...) or PackedLinear.from_quantized(...)")
@@ -80,9 +79,11 @@ def check_call(layer, x, *, matrix: bool = True) -> None:
                          f"x.reshape(-1, {n}), or call the layer itself, which takes [..., {n}]")
 
 
-def linear(layer, x: torch.Tensor) -> torch.Tensor:
-    """y = x Wᵀ + b for a `PackedLinear` `layer`, x [M, in] -> y [M, out], in float32."""
-    check_call(layer, x, matrix=False)
+def linear(layer, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+    """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out], in float32 (the layer adds
+    the bias). check=False skips checking the arguments: `PackedLinear.forward` has already."""
+    if check:
+        check_call(layer, x, matrix=False)
     w = dequantize_packed(layer.qweight, layer.scales, layer.zeros, pack_bits=layer.pack_bits,
                           group_size=layer.group_size, perm=layer.perm)     # [out, in]
     return x.to(torch.float32) @ w.T                                       # [M, out]

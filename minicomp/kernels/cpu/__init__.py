@@ -314,11 +314,12 @@ def unsupported(layer, x: torch.Tensor) -> str | None:
     return None
 
 
-def linear(layer, x: torch.Tensor) -> torch.Tensor:
+def linear(layer, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
     """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out] float32, W never built
-    whole: the fused kernel below `GEMM_ROWS` rows of x, slabs and BLAS from there on (item 9)."""
+    whole: the fused kernel below `GEMM_ROWS` rows of x, slabs and BLAS from there on (item 9).
+    check=False skips checking the arguments: `PackedLinear.forward` has already."""
     many = isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] >= GEMM_ROWS  # (either checks x)
-    return (slab_linear if many else fused_linear)(layer, x)
+    return (slab_linear if many else fused_linear)(layer, x, check=check)
 
 
 def _codes_order(lay: Layout, x: torch.Tensor) -> torch.Tensor:
@@ -331,10 +332,11 @@ def _codes_order(lay: Layout, x: torch.Tensor) -> torch.Tensor:
     return xf
 
 
-def fused_linear(layer, x: torch.Tensor) -> torch.Tensor:
+def fused_linear(layer, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
     """y = x Wᵀ [M, out] float32 by the fused kernel (`run_blocks`): each code is decoded in
     the loop that multiplies it, on threads. (Few torch calls here: see item 8 above.)"""
-    check_call(layer, x)
+    if check:
+        check_call(layer, x)
     lay = layout(layer)
     per = 32 // layer.pack_bits
     run, openmp_run = kernels(layer.pack_bits)
@@ -355,11 +357,12 @@ def fused_linear(layer, x: torch.Tensor) -> torch.Tensor:
     return y if y.shape[1] == layer.out_features else y[:, :layer.out_features]
 
 
-def slab_linear(layer, x: torch.Tensor) -> torch.Tensor:
+def slab_linear(layer, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
     """y = x Wᵀ [M, out] float32 for many rows of x (item 9): a slab of blocks of W at a time,
     at most `SLAB_BYTES` of float32, dequantized by `dequantize_blocks` (on PyTorch's threads,
     as the fused kernel) and multiplied with torch's matmul (BLAS, on the same threads)."""
-    check_call(layer, x)
+    if check:
+        check_call(layer, x)
     lay = layout(layer)
     xf = _codes_order(lay, x).contiguous()
     n_blocks, n_in = lay.words.shape[0], layer.in_features

@@ -246,6 +246,9 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     A steps-first copy of the codes made only to time candidates is dropped again unless the
     winner reads it, so the layer keeps the extra memory only where it buys speed. (A copy made
     before, by an earlier winner, stays: a CUDA graph may have captured it.)"""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:   # (linear checks x fully; this runs on every call)
+        raise ValueError(f"x must be a [M, in_features] tensor, as linear() passes it, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     m, k = x.shape
     n = layer.out_features
     key = (batch_class(m), n, k, layer.pack_bits, layer.group_size, x.dtype)
@@ -376,7 +379,7 @@ def _run_kernel(layer, x: torch.Tensor, cfg: dict, grid: tuple, y: torch.Tensor,
                                  ASM=cfg.get("ASM", False) and not interp, **shared)
 
 
-def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
+def linear(layer, x: torch.Tensor, config: dict | None = None, *, check: bool = True) -> torch.Tensor:
     """y = x Wᵀ for a `PackedLinear` `layer`, x [M, in] -> y [M, out], W never built.
 
     y is x's dtype when there is no bias, else float32 (the bias is added in float32), and float32
@@ -384,8 +387,11 @@ def linear(layer, x: torch.Tensor, config: dict | None = None) -> torch.Tensor:
     y itself); PackedLinear casts it to x's dtype.
 
     config: which kernel and block sizes (one of `candidates`); by default `tune` picks them on a
-    GPU (when `TUNE`) and `_config` does under the interpreter."""
-    check_call(layer, x)   # (a wrong width would have the kernel read past x's rows)
+    GPU (when `TUNE`) and `_config` does under the interpreter.
+
+    check=False skips checking the arguments: `PackedLinear.forward` has already."""
+    if check:
+        check_call(layer, x)   # (a wrong width would have the kernel read past x's rows)
     if config is not None:
         _check_config(config)
     _import()
