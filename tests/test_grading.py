@@ -278,7 +278,7 @@ def test_a_builtin_exercise_name_is_refused_unless_replace():
     from minicomp import grading
 
     builtin = get_checker("kd_loss")
-    args = dict(params=("x",), reference=lambda x: x, cases=lambda: [Case((1.0,))])
+    args = dict(params=("x",), reference=lambda x: x, cases=lambda: [Case("one", (1.0,))])
     with pytest.raises(ValueError, match="name='kd_loss' is a built-in exercise; .*'my_kd_loss'.*replace=True"):
         register("kd_loss", **args)
     assert get_checker("kd_loss") is builtin
@@ -292,3 +292,17 @@ def test_a_builtin_exercise_name_is_refused_unless_replace():
     # one's own name may be registered again (a notebook cell run twice)
     first = register("_test_rerun", **args)
     assert register("_test_rerun", **args) is not first and get_checker("_test_rerun").params == ("x",)
+
+
+def test_the_readmes_own_checker_example_runs_and_diagnoses():
+    """The README shows teachers how to register a checker; its code must run as printed."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"\*\*A checker for your own exercise\.\*\*.*?```python\n(.*?)```", readme, re.S).group(1)
+    space: dict = {}
+    exec(compile(code, "README.md", "exec"), space)
+    report = check("relu", lambda x: x.abs())
+    assert not report.passed and "this looks like absolute value. A negative input gives 0" in str(report)
+    assert check("relu", torch.relu).passed
