@@ -86,8 +86,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
 
     def __init__(self, bits: int = 8, symmetric: bool = False, averaging_constant: float = 0.01):
         super().__init__(bits, symmetric)
-        if (not is_real(averaging_constant)
-                or not 0.0 < averaging_constant <= 1.0):
+        if not is_real(averaging_constant) or not 0.0 < averaging_constant <= 1.0:
             raise ValueError(f"averaging_constant={averaging_constant!r} must be in (0, 1]")
         self.c = averaging_constant
 
