@@ -190,19 +190,21 @@ def _did_you_mean(word: str, choices) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from minicomp.grading import available, check
+    from minicomp.grading import available, check, get_checker
 
-    if args.name not in available():
-        print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
-              f"the exercises: {', '.join(available())}", file=sys.stderr)
-        return 2
     if not args.timeout > 0:
         print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
         return 2
 
     try:
         with time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
-            fn = _load_target(args.target)
+            fn = _load_target(args.target)   # (first: the file may register an exercise of its own)
+            try:
+                get_checker(args.name)
+            except ValueError:
+                print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
+                      f"the exercises: {', '.join(available())}", file=sys.stderr)
+                return 2
             report = check(args.name, fn)
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)

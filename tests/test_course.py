@@ -168,6 +168,25 @@ def test_check_loads_answers_or_says_why_in_one_line(tmp_path, monkeypatch, caps
         assert code == 2 and said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+
+def test_check_runs_an_exercise_that_the_file_registers(tmp_path, monkeypatch, capsys):
+    """A teacher's own exercise: the answer file registers its checker (the README's example).
+    The name used to be refused before the file was loaded."""
+    (tmp_path / "mine.py").write_text(
+        "from minicomp.grading import Case, register\n"
+        "register('_cli_double', params=('x',), reference=lambda x: 2 * x,\n"
+        "         cases=lambda: [Case('two', (2,)), Case('minus one', (-1,))])\n"
+        "def double(x):\n    return x + x\n"
+        "def wrong(x):\n    return x * x\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["check", "_cli_double", "mine.py:double"]) == 0
+    assert "all 2 checks passed" in capsys.readouterr().out
+    assert main(["check", "_cli_double", "mine.py:wrong"]) == 1
+    assert main(["check", "_cli_doubel", "mine.py:double"]) == 2
+    assert "did you mean '_cli_double'?" not in capsys.readouterr().err   # (private names are not offered)
+
+
 def test_check_names_the_known_exercises_and_stops_an_endless_loop(tmp_path, monkeypatch, capsys):
     _answers(tmp_path)
     monkeypatch.chdir(tmp_path)
