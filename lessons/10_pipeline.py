@@ -70,7 +70,7 @@ print(f"teacher: {count_parameters(teacher):,} parameters, val perplexity {q_tea
 #
 # The teacher gives a whole distribution over the 96 characters at each of the 128 positions of a
 # window, far more signal per example than the one true next character. Here are 60 steps, from
-# scratch (a few seconds):
+# scratch (the cell prints how long they took on your machine):
 
 # %%
 t0 = time.perf_counter()
@@ -83,7 +83,6 @@ for row in demo_history:
 first, last = demo_history[0]["val_ppl"], demo_history[-1]["val_ppl"]
 demo_s = time.perf_counter() - t0
 assert last < first < 96  # better than guessing among 96 characters (perplexity 96), and improving
-assert demo_s < 30, demo_s  # "a few seconds", loosely: a slow or busy machine takes longer
 print(f"checked: in {demo_s:.1f} s, 60 steps take the student below uniform guessing's perplexity (96) "
       f"by step {demo_history[0]['step']} ({first:.1f}), then to {last:.1f}")
 
@@ -316,9 +315,10 @@ plt.show()
 
 # %% [markdown]
 # Claims: PTQ at 2 bits costs a lot (RTN more than doubles the perplexity, GPTQ adds over 20 %).
-# QAD beats every distill-then-PTQ variant, the strongest (GPTQ) included, and
-# the control shows it is not the extra training: the same steps in float, then GPTQ, is still
-# worse. All INT2 models have the same size.
+# QAD beats every distill-then-PTQ variant, the strongest (GPTQ) included, and recovers much of
+# the gap with 2 % of the training windows the student itself was distilled on. The control
+# shows it is not the extra training: the same steps in float, then GPTQ, is still worse. All
+# INT2 models have the same size.
 
 # %%
 low_by = {r.name: r for r in low_rows}
@@ -329,10 +329,14 @@ assert low_by["QAD"].perplexity < best_ptq.perplexity and low_by["QAD"].accuracy
 assert low_by["QAD"].perplexity < low_by["control + GPTQ"].perplexity
 assert len({r.bytes for r in low_rows}) == 1
 recovered = (best_ptq.perplexity - low_by["QAD"].perplexity) / (best_ptq.perplexity - by["student"].perplexity)
-assert recovered > 0.4 and qad_seconds < 60  # much of the gap, in seconds
+assert recovered > 0.4  # much of the gap
+qad_windows = QAD_STEPS * qad_options["batch_size"]
+student_windows = meta["recipe"]["steps"] * meta["recipe"]["batch_size"]
+assert round(100 * qad_windows / student_windows) == 2  # "2 % of the training windows"
 print(f"checked: INT{QAD_BITS} QAD perplexity {low_by['QAD'].perplexity:.2f} vs best PTQ "
       f"({best_ptq.name}) {best_ptq.perplexity:.2f}: {recovered:.0%} of the gap to the float student "
-      f"recovered in {qad_seconds:.0f} s of training")
+      f"recovered in {qad_windows:,} training windows ({qad_windows / student_windows:.0%} of the "
+      f"{student_windows:,} the student was distilled on; {qad_seconds:.0f} s here)")
 
 # %% [markdown]
 # ## 8. On a GPU
@@ -376,8 +380,8 @@ else:
 # * Fewer layers buy speed at batch 1 on a CPU; packed kernels buy bytes, and only buy time when
 #   layers are large enough for memory traffic to dominate (lesson 09).
 # * At 2 bits, post-training quantization costs a lot, and quantization-aware distillation
-#   (distilling through fake-quantized weights) recovers much of the gap in seconds of training;
-#   the same training in float, then quantized, does not.
+#   (distilling through fake-quantized weights) recovers much of the gap with 2 % of the
+#   training the student had; the same training in float, then quantized, does not.
 #
 # Exercise 10 asks you to find the Pareto front yourself (`pareto_front_indices`): which models
 # no other model beats on both size and error.
