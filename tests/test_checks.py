@@ -65,7 +65,7 @@ class _GPT(torch.nn.Linear):
 ], ids=["Distiller", "train_digits_teacher", "train_tinygpt", "distill_tinygpt_student", "distill_embeddings"])
 @pytest.mark.parametrize("lr", [math.inf, 0, -1.0, "1e-3", True])
 def test_every_learning_rate_gets_the_same_check(call, lr):
-    """Four trainers once checked lr four ways (one let inf through); now one check, one message."""
+    """Five trainers checked lr in four copies (with three different messages); now one check, one message."""
     with pytest.raises(ValueError, match=rf"lr={lr!r} must be a finite number > 0"):
         call(lr)
 
