@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minicomp import hardware
-from minicomp.checks import is_real
+from minicomp.checks import is_int, is_real
 from minicomp.cli import folder_argument
 from minicomp.doctor import unwritable
 from minicomp.kernels import BACKENDS, PackedLinear
@@ -265,7 +265,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
     if not (isinstance(batches, (tuple, list)) and batches and all(_is_positive_int(b) for b in batches)):
         raise ValueError(f"batches={batches!r} must be a list of positive ints, e.g. (1, 4, 16)")
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+        if not is_int(value) or value < low:
             raise ValueError(f"{name}={value!r} must be an int >= {low}")
     if not is_real(max_call_s) or not max_call_s > 0:
         raise ValueError(f"max_call_s={max_call_s!r} must be a positive number of seconds")
@@ -283,7 +283,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
 
 
 def _is_positive_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    return is_int(v) and v > 0
 
 
 def _run_size(dev: torch.device, out: int, n_in: int, batches, *, warmup: int, repeats: int, seed: int,

@@ -1,9 +1,8 @@
 """Input checks shared by the whole library.
 
-Each `check_*` function raises a `TypeError` (the wrong kind of value) or a `ValueError` (the
-right kind, out of range) whose message names the argument, says what was expected and, where
-there is one, the fix. Some also return the value in the form the library uses (a plain `int`
-for a numpy integer, a `bool` for a numpy bool):
+Each `check_*` function raises a `TypeError` or a `ValueError` whose message names the argument,
+says what was expected and, where there is one, the fix. Some also return the value in the form
+the library uses (a plain `int` for a numpy integer, a `bool` for a numpy bool):
 
     >>> check_seed("1")
     Traceback (most recent call last):

@@ -189,8 +189,19 @@ def _did_you_mean(word: str, choices) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+def _is_exercise(name: str) -> bool:
+    """Whether a checker is registered under `name`: a course exercise, or one a file registered."""
+    from minicomp.grading import get_checker
+
+    try:
+        get_checker(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _check(args: argparse.Namespace) -> int:
-    from minicomp.grading import available, check, get_checker
+    from minicomp.grading import available, check
 
     if not args.timeout > 0:
         print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
@@ -198,10 +209,8 @@ def _check(args: argparse.Namespace) -> int:
 
     try:
         with time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
-            fn = _load_target(args.target)   # (first: the file may register an exercise of its own)
-            try:
-                get_checker(args.name)
-            except ValueError:
+            fn = _load_target(args.target)
+            if not _is_exercise(args.name):   # (looked up after loading: the file may register its own)
                 print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
                       f"the exercises: {', '.join(available())}", file=sys.stderr)
                 return 2

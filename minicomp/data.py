@@ -260,7 +260,7 @@ class CharCorpus:
             ids = ids.tolist()
         elif isinstance(ids, Iterator):  # a generator: the checks below would use it up
             ids = list(ids)
-        if isinstance(ids, str) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if isinstance(ids, str) or not all(is_int(i) for i in ids):
             raise TypeError(f"ids must be a 1-D tensor or a list of int token ids, got {str(ids)[:40]!r}")
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:

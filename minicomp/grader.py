@@ -24,6 +24,7 @@ import csv
 import hashlib
 import json
 import math
+import numbers
 import os
 import re
 import shutil
@@ -35,8 +36,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
-from minicomp.checks import is_int
 
 #: Same as :data:`minicomp.grading.REPORT_MIME`, repeated so that ``minicomp --help`` need not
 #: import torch (a test checks that the two agree).
@@ -435,7 +434,7 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
     30 on a 4-core laptop: ``jobs=4``, about 4x sooner). More than the CPU's cores slows each
     notebook down, and one that runs past ``timeout`` is stopped. progress(nb) is called as each
     notebook starts."""
-    if not is_int(jobs) or jobs < 1:
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:   # (checks.is_int: no torch here)
         raise ValueError(f"jobs={jobs!r} must be a positive int, the number of notebooks run at once")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a function called with each notebook's path, such as "

@@ -144,16 +144,23 @@ def register(
         if not isinstance(m, Mistake):
             raise TypeError(f"mistakes[{i}] must be a Mistake(name, fn, hint), got {type(m).__name__} {m!r:.80}")
     _check_tolerances(atol, rtol)
-    if sys._getframe(1).f_globals.get("__name__", "").startswith("minicomp.checkers."):
-        _BUILTIN.add(name)   # (a course checker, being loaded)
+    replace = check_flag("replace", replace)
+    if _called_from_course_checkers():
+        _BUILTIN.add(name)
     else:
         _load_builtin_checkers()   # first, so that they cannot replace yours afterwards
-        if name in _BUILTIN and not check_flag("replace", replace):
+        if name in _BUILTIN and not replace:
             raise ValueError(f"name={name!r} is a built-in exercise; register yours under another name, such "
                              f"as 'my_{name}', or pass replace=True to replace the course's checker")
     checker = Checker(name, tuple(params), reference, cases, list(mistakes), hint, atol, rtol, compare, call)
     _REGISTRY[name] = checker
     return checker
+
+
+def _called_from_course_checkers() -> bool:
+    """Whether `register`'s caller is one of the course's own checker modules (minicomp/checkers/)."""
+    caller = sys._getframe(2)   # (0: this function, 1: register, 2: who called register)
+    return caller.f_globals.get("__name__", "").startswith("minicomp.checkers.")
 
 
 def _load_builtin_checkers() -> None:

@@ -55,7 +55,8 @@ def save(model: torch.nn.Module, meta: dict, out_dir: Path = WEIGHTS_DIR) -> Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, str(out_dir / f"{meta['name']}.safetensors"))  # drops the tied lm_head copy
-    (out_dir / f"{meta['name']}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    plain = lambda v: v.item() if hasattr(v, "item") else str(v)   # noqa: E731  (np.int64(3) -> 3)
+    (out_dir / f"{meta['name']}.json").write_text(json.dumps(meta, indent=2, default=plain) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ def layer_reduced_student(teacher, keep) -> nn.Module:
         keep = list(keep) if not isinstance(keep, numbers.Integral) else [keep]
     except TypeError:
         raise TypeError(f"keep must be a list of layer numbers such as [0, 3], got {type(keep).__name__}") from None
-    if all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in keep):
+    if all(is_int(i) for i in keep):
         keep = [int(i) for i in keep]   # numpy integers too
     if (not keep or any(not is_int(i) for i in keep)
             or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= n):

@@ -6,11 +6,10 @@ library, so that ``minicomp --help`` stays fast.
 
 from __future__ import annotations
 
+import numbers
 import signal
 import threading
 from contextlib import contextmanager
-
-from minicomp.checks import is_real
 
 _active = threading.local()   # .depth: how many time limits this thread is inside
 
@@ -33,7 +32,7 @@ def time_limit(seconds: float, alarm: bool | None = None):
     covers the notebook-style limit inside ``check``), so an inner block runs unlimited by itself.
     ``seconds=math.inf`` (or anything beyond `threading.TIMEOUT_MAX`, about 292 years) sets no limit.
     """
-    if not is_real(seconds):
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):   # (checks.is_real; this file imports no torch)
         raise TypeError(f"seconds must be a number of seconds such as 10 or 0.5, got "
                         f"{type(seconds).__name__} {seconds!r}")
     if not seconds > 0:

@@ -133,3 +133,15 @@ def test_a_numpy_integer_is_a_size_everywhere():
     x = torch.zeros(10, 3)
     assert [len(b) for b, _ in data.batches(x, x, np.int64(4))] == [4, 4, 2]
     assert hardware.copies_beyond_cache(np.int64(1000), most=np.int64(3)) >= 1
+    with hardware.num_threads(np.int64(1)):
+        assert torch.get_num_threads() == 1
+
+
+def test_weights_metadata_with_numpy_numbers_is_saved(tmp_path):
+    """Numbers a numpy computation gave (now accepted as sizes) must not break the JSON written
+    after a training run has finished."""
+    import json
+
+    meta = {"name": "m", "recipe": {"warmup_iters": np.int64(10), "lr": np.float32(0.5)}}
+    pretrained.save(torch.nn.Linear(2, 2), meta, tmp_path)
+    assert json.loads((tmp_path / "m.json").read_text())["recipe"] == {"warmup_iters": 10, "lr": 0.5}

@@ -134,3 +134,21 @@ def test_a_widget_extension_too_old_for_ipywidgets_8_is_named(monkeypatch, tmp_p
     monkeypatch.setattr(doctor, "_version", lambda module: "7.8.0")   # ipywidgets 7 with either is fine
     pkg.write_text('{"name": "@jupyter-widgets/jupyterlab-manager", "version": "3.1.1"}')
     assert doctor.check_widgets().level == doctor.OK
+
+
+def test_the_command_line_starts_without_torch():
+    """`minicomp --help`, `minicomp doctor` and `minicomp grade` must not import torch at start:
+    it is slow, and a broken torch install must reach the doctor, which names it. (A shared check
+    imported into timelimit.py once pulled torch in through minicomp.checks.)"""
+    import subprocess
+
+    code = ("import sys; sys.modules['torch'] = None   # `import torch` raises ImportError\n"
+            "import minicomp.cli, minicomp.timelimit, minicomp.grader, minicomp.doctor\n"
+            "for argv in (['--help'], ['grade', '--help'], ['doctor', '--help']):\n"
+            "    try:\n"
+            "        minicomp.cli.main(argv)\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 0, (argv, e.code)\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("\nok"), out.stderr[-2000:]

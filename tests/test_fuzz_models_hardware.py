@@ -166,8 +166,11 @@ def test_ratios_and_timings_refuse_undefined_times():
         with pytest.raises(ValueError, match="times must be finite and >= 0 seconds"):
             hardware.Timing.from_times(bad)
     broken = hardware.Timing(median=math.nan, mean=math.nan, min=math.nan, times=(math.nan,), repeats=1)
-    with pytest.raises(ValueError, match=r"\['b'\] have a median of NaN or inf"):   # before: {'a': nan, ...}
+    with pytest.raises(ValueError, match=r"\['b'\] have a median that is negative, NaN or inf"):   # before: {'a': nan, ...}
         hardware.ratios({"a": good, "b": broken}, "a")
+    negative = hardware.Timing(median=-1e-3, mean=-1e-3, min=-1e-3, times=(-1e-3,), repeats=1)
+    with pytest.raises(ValueError, match="negative, NaN or inf"):   # not "took 0 s by the clock"
+        hardware.ratios({"a": good, "b": negative}, "a")
 
 
 def test_load_minilm_names_a_path_that_is_not_a_model(tmp_path):

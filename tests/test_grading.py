@@ -291,6 +291,8 @@ def test_a_builtin_exercise_name_is_refused_unless_replace():
         grading._REGISTRY["kd_loss"] = builtin
     # one's own name may be registered again (a notebook cell run twice)
     first = register("_test_rerun", **args)
+    with pytest.raises(TypeError, match="replace='no' must be True or False"):   # checked for any name
+        register("_test_rerun", replace="no", **args)
     assert register("_test_rerun", **args) is not first and get_checker("_test_rerun").params == ("x",)
 
 

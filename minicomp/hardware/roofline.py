@@ -5,7 +5,6 @@ against batch size), `measure_bandwidth` and `roofline`."""
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable
 
 import torch
@@ -179,7 +178,7 @@ def roofline(peak_flops: float, bandwidth: float, intensity):
     for name, v in (("peak_flops", peak_flops), ("bandwidth", bandwidth)):
         if not is_real(v) or not v > 0:
             raise ValueError(f"{name}={v!r} must be a positive number")
-    if isinstance(intensity, numbers.Real) and not isinstance(intensity, bool):
+    if is_real(intensity):
         if not intensity >= 0:  # also nan, which min() would turn into the peak
             raise ValueError(f"intensity={intensity!r} must be >= 0 FLOP per byte")
         return float(min(peak_flops, bandwidth * intensity))

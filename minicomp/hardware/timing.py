@@ -28,7 +28,7 @@ def num_threads(n: int):
     One thread gives steadier timings on a machine shared with other programs: a multi-threaded
     kernel waits for its slowest thread, and a busy core makes that thread slow.
     """
-    if not isinstance(n, int) or isinstance(n, bool):
+    if not is_int(n):
         raise TypeError(f"n must be an int number of threads, got {type(n).__name__} {n!r}")
     if n < 1:
         raise ValueError(f"n={n} must be >= 1")
@@ -225,14 +225,14 @@ def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
         raise TypeError("timings must be the dict of name -> Timing returned by compare()")
     if baseline not in list(timings):
         raise ValueError(f"baseline={baseline!r} is not one of the names in timings: {list(timings)}")
-    zero = [name for name, t in timings.items() if t.median <= 0]
+    undefined = [name for name, t in timings.items() if not 0 <= t.median < math.inf]
+    if undefined:
+        raise ValueError(f"{undefined} have a median that is negative, NaN or inf seconds; expected Timings "
+                         "measured by measure() or compare()")
+    zero = [name for name, t in timings.items() if t.median == 0]
     if zero:
         raise ValueError(f"{zero} took 0 s by the clock (too little work for its resolution): time more "
                          "work per call, e.g. a loop of calls inside each function")
-    undefined = [name for name, t in timings.items() if not math.isfinite(t.median)]
-    if undefined:
-        raise ValueError(f"{undefined} have a median of NaN or inf seconds; expected Timings measured by "
-                         "measure() or compare()")
     base = timings[baseline].median
     return {name: base / t.median for name, t in timings.items()}
 
