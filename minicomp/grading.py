@@ -195,7 +195,7 @@ def _as_tensor(x: Any) -> Any:
 
 def _check_tolerances(atol, rtol) -> None:
     for name, v in (("atol", atol), ("rtol", rtol)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not v >= 0:
+        if not is_real(v) or not v >= 0:
             raise ValueError(f"{name}={v!r} must be a number >= 0, such as 1e-5")
 
 

@@ -203,7 +203,8 @@ def test_an_error_in_a_builtin_does_not_point_into_grading():
     assert "grading" not in str(report) and "result = fn(" not in str(report)
 
 
-@pytest.mark.parametrize("kwargs", [dict(atol=-1), dict(rtol=math.nan), dict(atol=True), dict(rtol="1e-4")])
+@pytest.mark.parametrize("kwargs", [dict(atol=-1), dict(rtol=math.nan), dict(atol=True), dict(rtol="1e-4"),
+                                    dict(atol=np.complex64(1))])
 def test_compare_values_checks_its_tolerances(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=f"{name}=.* must be a number >= 0"):
