@@ -71,6 +71,7 @@ from minicomp import hardware
 from minicomp.checks import is_int, is_real
 from minicomp.cli import folder_argument
 from minicomp.doctor import unwritable
+from minicomp.hardware.timing import _check_counts
 from minicomp.kernels import BACKENDS, PackedLinear
 from minicomp.kernels.cpu import describe_threads
 from minicomp.kernels.triton import tuned as triton_tuned
@@ -264,9 +265,7 @@ def run(device: str = "cpu", sizes=((4096, 4096),), batches=(1, 4, 16, 64), *, w
                          f"not {', '.join(str(s[1]) for s in bad)}")
     if not (isinstance(batches, (tuple, list)) and batches and all(_is_positive_int(b) for b in batches)):
         raise ValueError(f"batches={batches!r} must be a list of positive ints, e.g. (1, 4, 16)")
-    for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
-        if not is_int(value) or value < low:
-            raise ValueError(f"{name}={value!r} must be an int >= {low}")
+    _check_counts(warmup, repeats)   # (the same check as hardware.measure's)
     if not is_real(max_call_s) or not max_call_s > 0:
         raise ValueError(f"max_call_s={max_call_s!r} must be a positive number of seconds")
     rows, skipped = [], []

@@ -246,11 +246,13 @@ def tune(layer, x: torch.Tensor, timer=None) -> dict:
     A steps-first copy of the codes made only to time candidates is dropped again unless the
     winner reads it, so the layer keeps the extra memory only where it buys speed. (A copy made
     before, by an earlier winner, stays: a CUDA graph may have captured it.)"""
-    if not isinstance(x, torch.Tensor):   # (linear checks x fully; tune runs on every GPU call)
-        raise TypeError(f"x must be a [M, in_features] torch.Tensor, as linear() passes it, got {type(x).__name__}")
-    if x.dim() != 2:
-        raise ValueError(f"x must be a [M, in_features] tensor, as linear() passes it, got {tuple(x.shape)}")
-    m, k = x.shape
+    try:   # (linear has checked x; tune runs on every GPU call, so a bad x costs nothing until it fails)
+        m, k = x.shape
+    except (AttributeError, ValueError):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a [M, in_features] torch.Tensor, as linear() passes it, "
+                            f"got {type(x).__name__}") from None
+        raise ValueError(f"x must be a [M, in_features] tensor, as linear() passes it, got {tuple(x.shape)}") from None
     n = layer.out_features
     key = (batch_class(m), n, k, layer.pack_bits, layer.group_size, x.dtype)
     if key not in _tuned:
