@@ -45,13 +45,19 @@ import torch
 import torch.nn as nn
 
 from minicomp.calibrate import _batches, _head, default_forward, register_method, set_module
-from minicomp.checks import check_bits, check_finite, check_flag, check_module, is_int, is_real
+from minicomp.checks import (
+    check_bits,
+    check_finite,
+    check_flag,
+    check_fraction,
+    check_module,
+    is_int,
+)
 from minicomp.gptq import check_inputs, input_hessian
 from minicomp.kernels import PackedLinear, pack_model
 from minicomp.quant import (
     QuantizedWeight,
     _check_scale,
-    check_fraction,
     check_input,
     dequantize_weight,
     group_len,
@@ -159,7 +165,7 @@ def awq_search_clip(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, 
     """Per (row, group) range ratio r ∈ {1, 1 − 1/n_grid, ...} ≥ 1 − max_shrink with the least output
     error of that group, Δw_g H_gg Δw_gᵀ (auto_clip). Returns ratios [out, in / g]; r = 1 is min-max."""
     _check_grid(n_grid)
-    check_fraction("max_shrink", max_shrink, ": the largest fraction of a group's range cut")
+    check_fraction("max_shrink", max_shrink, "[0, 1)", ": the largest fraction of a group's range cut")
     _check_shapes(weight, hessian)
     W = weight.detach().float()
     out, n_in = W.shape
@@ -377,8 +383,7 @@ def fold_awq_scales(model: nn.Module, calibration, forward=None, *, tol: float =
     whole batch: the check runs the model once per candidate.
     """
     check_module(model)
-    if not is_real(tol) or not 0 < tol < 1:
-        raise ValueError(f"tol={tol!r} must be a number in (0, 1)")
+    check_fraction("tol", tol, "(0, 1)")
     names = [n for n, m in model.named_modules() if isinstance(m, AWQLinear)]
     if not names:
         raise ValueError("model has no AWQLinear layers; quantize it with quantize_model(model, 'awq', "

@@ -13,6 +13,11 @@ group sizes (`quant.check_group_size`), devices (`hardware.check_device`), logit
 (`distill._check_logits`). This module imports nothing else from minicomp, so every module can
 import it.
 
+Checks of one value take its name first, as their messages read (`check_flag("pack", pack)`),
+except those whose name has a usual default, which take the value first (`check_bits(bits)`,
+`check_bits(act_bits, "act_bits")`, `check_seed(seed)`, `check_module(model)`). Checks of two
+tensors take both, then both names (`check_rows(x_val, y_val, "x_val", "y_val")`).
+
 Two rules run through all of them:
 
 - `True` is an int to Python, but never a size, a seed or a number of bits a learner meant.
@@ -67,6 +72,20 @@ def check_positive_numbers(**values) -> None:
             raise ValueError(f"{name}={value!r} must be a finite number > 0")
 
 
+def check_fraction(name: str, value, interval: str = "[0, 1]", meaning: str = "") -> float:
+    """`value` as a float if it is a real number in `interval`, one of "[0, 1]", "[0, 1)" and
+    "(0, 1)", else ValueError; `meaning` ends the message (": the share of rows held out")."""
+    if interval not in _FRACTIONS:
+        raise ValueError(f"interval={interval!r} must be one of {', '.join(map(repr, _FRACTIONS))}")
+    open_low, open_high = _FRACTIONS[interval]
+    if not (is_real(value) and (0 < value if open_low else 0 <= value) and (value < 1 if open_high else value <= 1)):
+        raise ValueError(f"{name}={value!r} must be a number in {interval}{meaning}")
+    return float(value)
+
+
+_FRACTIONS = {"[0, 1]": (False, False), "[0, 1)": (False, True), "(0, 1)": (True, True)}  # open at 0, at 1
+
+
 def check_bits(bits, name: str = "bits") -> int:
     """`bits` as an int if it is a whole number in 2..8, else ValueError naming `name`."""
     if not is_int(bits) or not 2 <= bits <= 8:
@@ -81,7 +100,7 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def check_callable(fn, name: str) -> None:
+def check_callable(name: str, fn) -> None:
     """Raise TypeError unless `fn` can be called (the timing helpers call it with no arguments)."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable (a function taking no arguments), got "

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from minicomp.checks import check_rows, check_seed, check_tensor, is_int
+from minicomp.checks import check_fraction, check_rows, check_seed, check_tensor, is_int
 from minicomp.hardware import check_device
 
 # ----------------------------------------------------------------------------------------------
@@ -40,11 +40,6 @@ class Digits(NamedTuple):
     y_test: torch.Tensor  # [N_test]
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name}={value!r} must be a number in the open interval (0, 1)")
-
-
 def load_digits(
     seed: int = 0,
     val_fraction: float = 0.1,
@@ -59,8 +54,8 @@ def load_digits(
     Returns a `Digits` tuple: `x_*` are [N, 64] float32 in [0, 1], `y_*` are [N] int64.
     Use `as_images(x)` to get [N, 1, 8, 8] for a CNN.
     """
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction, "(0, 1)", ": the share of each class held out for validation")
+    check_fraction("test_fraction", test_fraction, "(0, 1)", ": the share of each class held out for testing")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(
             f"val_fraction={val_fraction} + test_fraction={test_fraction} must be below 1 "

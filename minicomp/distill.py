@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from minicomp.checks import (
     check_flag,
+    check_fraction,
     check_positive_numbers,
     check_rows,
     check_same_device,
@@ -80,12 +81,6 @@ def _check_temperature(temperature) -> float:
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature={temperature} must be > 0 and finite")
     return float(temperature)
-
-
-def _check_fraction(value, name: str) -> float:
-    if not is_real(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
-    return float(value)
 
 
 def _check_weights(**weights) -> None:
@@ -165,7 +160,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     """
     _check_pair(student_logits, teacher_logits)
     T = _check_temperature(temperature)
-    a = _check_fraction(alpha, "alpha")
+    a = check_fraction("alpha", alpha, "[0, 1]", ": the weight of the teacher's soft targets (1 − alpha weights the labels)")
     labels = _check_labels(labels, student_logits)  # int64, whatever integer dtype came in
     C = student_logits.shape[-1]
     ce = F.cross_entropy(student_logits.reshape(-1, C), labels.reshape(-1))  # T = 1

@@ -28,6 +28,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from minicomp.checks import (
+    check_fraction,
     check_module,
     check_positive_ints,
     check_rows,
@@ -103,8 +104,7 @@ def _explain_mismatch(x: torch.Tensor, model: nn.Module, error: RuntimeError) ->
 
 
 def _check_dropout(dropout) -> None:
-    if not is_real(dropout) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout!r} must be a number in [0, 1)")
+    check_fraction("dropout", dropout, "[0, 1)")
 
 
 class MLP(nn.Module):
@@ -331,8 +331,7 @@ class TinyGPT(nn.Module):
             v = getattr(config, field)
             if not is_int(v) or v <= 0:
                 raise ValueError(f"config.{field}={v!r} must be a positive int")
-        if not is_real(config.dropout) or not 0 <= config.dropout < 1:
-            raise ValueError(f"config.dropout={config.dropout!r} must be a number in [0, 1)")
+        check_fraction("config.dropout", config.dropout, "[0, 1)")
         if not isinstance(config.bias, bool):
             raise TypeError(f"config.bias={config.bias!r} must be True or False")
         if config.n_embd % config.n_head != 0:

@@ -21,7 +21,13 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from minicomp.checks import check_positive_ints, check_positive_numbers, is_int, is_real
+from minicomp.checks import (
+    check_fraction,
+    check_positive_ints,
+    check_positive_numbers,
+    is_int,
+    is_real,
+)
 from minicomp.hardware import check_device
 from minicomp.models import GPTConfig, TinyGPT, count_parameters
 
@@ -77,8 +83,7 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     if eval_every is not None:
         check_positive_ints(eval_every=eval_every)
     check_positive_numbers(lr=lr)
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
-        raise ValueError(f"alpha={alpha!r} must be a number in [0, 1]")
+    check_fraction("alpha", alpha, "[0, 1]", ": the weight of the teacher's soft targets")
     if not is_int(warmup) or not 0 <= warmup < steps:
         raise ValueError(f"warmup={warmup!r} must be an int in [0, steps={steps})")
     min_lr = lr / 10 if min_lr is None else min_lr

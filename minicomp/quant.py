@@ -25,16 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from minicomp.checks import check_bits, check_finite, check_flag, is_int, is_real
+from minicomp.checks import check_bits, check_finite, check_flag, check_fraction, is_int
 
 # ── checking input ───────────────────────────────────────────────────────────────────────────
-
-
-def check_fraction(name: str, value, meaning: str) -> float:
-    """Return `value` as a float if it is a number in [0, 1), else raise ValueError."""
-    if not is_real(value) or not 0 <= value < 1:
-        raise ValueError(f"{name}={value!r} must be a number in [0, 1){meaning}")
-    return float(value)
 
 
 def check_input(x, in_features: int, name: str = "x", device: torch.device | None = None) -> None:
@@ -241,7 +234,7 @@ def mse_range(rows: torch.Tensor, bits: int, symmetric: bool = False, grid: int 
         raise ValueError(f"rows has shape {tuple(rows.shape)}; expected [R, n] with n >= 1 (one range per row)")
     if not is_int(grid) or grid < 1:
         raise ValueError(f"grid={grid!r} must be a positive int")
-    check_fraction("maxshrink", maxshrink, ": the largest fraction of a range cut")
+    check_fraction("maxshrink", maxshrink, "[0, 1)", ": the largest fraction of a range cut")
     rows = rows.float()
     lo, hi = rows.amin(dim=1).clamp(max=0), rows.amax(dim=1).clamp(min=0)  # [R]
     qmin, qmax = qrange(bits, symmetric)

@@ -103,9 +103,40 @@ def test_tensor_rows_and_devices():
 
 def test_callable_and_module():
     with pytest.raises(TypeError, match="fn must be callable"):
-        checks.check_callable(3, "fn")
+        checks.check_callable("fn", 3)
     with pytest.raises(TypeError, match="layer must be a torch.nn.Module, got str"):
         checks.check_module("x", "layer")
+
+
+@pytest.mark.parametrize("interval, ends_in", [("[0, 1]", (True, True)), ("[0, 1)", (True, False)),
+                                               ("(0, 1)", (False, False))])
+def test_fraction_intervals(interval, ends_in):
+    got = checks.check_fraction("f", np.float32(0.25), interval)
+    assert got == 0.25 and type(got) is float
+    for end, inside in zip((0, 1), ends_in):
+        if inside:
+            assert checks.check_fraction("f", end, interval) == end
+        else:
+            with pytest.raises(ValueError, match=rf"f={end} must be a number in \{interval[0]}0, 1\{interval[-1]}"):
+                checks.check_fraction("f", end, interval)
+    for bad in (-0.1, 1.5, math.nan, True, "0.5", None):
+        with pytest.raises(ValueError, match="f=.* must be a number in"):
+            checks.check_fraction("f", bad, interval)
+
+
+def test_every_fraction_gets_the_same_check():
+    """data, distill, quant and awq checked fractions in three copies; one accepted only Python's
+    float (np.float32(0.1) was refused). The message names the argument, its interval and its meaning."""
+    with pytest.raises(ValueError, match=r"val_fraction=0 must be a number in \(0, 1\): the share of each class"):
+        data.load_digits(val_fraction=0)
+    assert len(data.load_digits(val_fraction=np.float32(0.1)).y_val) > 0
+    logits = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"alpha=1.5 must be a number in \[0, 1\]: the weight of the teacher"):
+        distill.distillation_loss(logits, logits, torch.zeros(2, dtype=torch.long), alpha=1.5)
+    with pytest.raises(ValueError, match=r"maxshrink=1 must be a number in \[0, 1\): the largest fraction"):
+        quant.mse_range(torch.ones(4, 8), bits=4, maxshrink=1)
+    with pytest.raises(ValueError, match="interval='0..1' must be one of"):
+        checks.check_fraction("f", 0.5, "0..1")
 
 
 def test_the_library_uses_these_functions():
@@ -114,6 +145,7 @@ def test_the_library_uses_these_functions():
     assert data.check_seed is checks.check_seed and data.check_rows is checks.check_rows
     assert distill.check_same_device is checks.check_same_device
     assert hardware.timing.check_callable is checks.check_callable
+    assert data.check_fraction is distill.check_fraction is quant.check_fraction is checks.check_fraction
 
 
 @pytest.mark.parametrize("value, integer, real", [

@@ -80,6 +80,7 @@ def test_fake_quant_distillation_returns_quantized_student(teacher, corpus):
     (dict(steps=0), "steps=0"),
     (dict(batch_size=-1), "batch_size=-1"),
     (dict(alpha=1.5), "alpha=1.5"),
+    (dict(alpha=True), "alpha=True"),  # before: taken as 1 (pure distillation)
     (dict(lr=0), "lr=0"),
     (dict(steps=5, warmup=5), "warmup=5"),
     (dict(eval_every=0), "eval_every=0"),

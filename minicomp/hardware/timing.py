@@ -140,7 +140,7 @@ def measure(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
     ``hold`` (CUDA only): time the GPU's work without the host's launch (see `_time_once`);
     ``flush`` (CUDA only): evict the L2 cache before each timed call (`flush_l2`).
     """
-    check_callable(fn, "fn")
+    check_callable("fn", fn)
     _check_counts(warmup, repeats)
     check_flag("hold", hold)
     check_flag("flush", flush)
@@ -168,7 +168,7 @@ def compare(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeats
     if not fns:
         raise ValueError("fns must hold at least one function, got an empty dict")
     for name, fn in fns.items():
-        check_callable(fn, f"fns[{name!r}]")
+        check_callable(f"fns[{name!r}]", fn)
     if baseline is not None and baseline not in list(fns):  # (a list: an unhashable baseline is just wrong)
         raise ValueError(f"baseline={baseline!r} is not one of the names in fns: {list(fns)}")
     _check_counts(warmup, repeats)
@@ -198,7 +198,7 @@ def cuda_graph(fn: Callable[[], object], *, warmup: int = 3) -> Callable[[], obj
     fn runs `warmup` times first, on a side stream (compiling, tuning, allocating), then once
     under capture. fn must not synchronize or read GPU values on the host while captured.
     """
-    check_callable(fn, "fn")
+    check_callable("fn", fn)
     _check_counts(warmup, 1)
     if not torch.cuda.is_available():
         raise RuntimeError("cuda_graph needs a CUDA GPU; on other devices call fn itself")
@@ -263,6 +263,6 @@ def round_robin(fns: Sequence[Callable]) -> Callable:
     if not fns:
         raise ValueError("fns must hold at least one function")
     for i, fn in enumerate(fns):
-        check_callable(fn, f"fns[{i}]")
+        check_callable(f"fns[{i}]", fn)
     turn = itertools.cycle(fns)
     return lambda *args, **kwargs: next(turn)(*args, **kwargs)
