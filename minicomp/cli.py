@@ -218,10 +218,6 @@ def _check(args: argparse.Namespace) -> int:
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except SystemExit as e:   # the function itself called sys.exit(): a failed check, not a silent exit
-        print(f"error: your function {args.target!r} called sys.exit({e.code!r}), which stops the check; "
-              "return a value instead", file=sys.stderr)
-        return 1
     except TookTooLong:
         print(f"error: the check took longer than {args.timeout:g} s and was stopped; does your code loop forever, "
               "in the function or at the top level of its file? (--timeout sets the limit)", file=sys.stderr)

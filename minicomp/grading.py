@@ -8,7 +8,8 @@ A *checker* is registered under the exercise's name. It knows
 
 ``check`` calls the learner's function on every case and compares the result with the reference.
 When a case fails it also runs each known mistake on that case: if the learner's output equals
-the output of, say, "floor instead of round", the report names that mistake. The same list of
+the output of, say, "floor instead of round", the report names that mistake; when the function
+raises, a mistake that raises the same error there is named. The same list of
 mistakes is what the test-suite uses to prove that every checker rejects them.
 
 A report never shows a traceback. An unfinished exercise (``NotImplementedError``) is reported
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import functools
 import html
 import inspect
 import io
@@ -203,14 +205,16 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
     """``None`` if ``got`` matches ``expected``; otherwise one sentence describing the difference.
 
     Tensors must match in shape, dtype kind (floating/integer/bool) and value (``allclose``, NaN in
-    the same places). Tuples and lists are compared element by element; numbers with tolerance.
+    the same places); a numpy array counts as a tensor (an answer written with numpy is right if its
+    values are; checkers that need a gradient or an exact dtype check for that themselves). Tuples
+    and lists are compared element by element; numbers with tolerance.
     """
     _check_tolerances(atol, rtol)
     got_type = "numpy array" if isinstance(got, np.ndarray) else type(got).__name__   # as the learner wrote it
     got, expected = _as_tensor(got), _as_tensor(expected)
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
-            return f"expected a torch.Tensor but got {got_type}"
+            return f"expected a torch.Tensor but got {got_type}{_item_fix(got, expected)}"
         if tuple(got.shape) != tuple(expected.shape):
             return f"expected shape {tuple(expected.shape)} but got shape {tuple(got.shape)}"
         if _kind(got.dtype) != _kind(expected.dtype):
@@ -268,6 +272,14 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
             return f"expected {expected!r} but got {got!r}"
         return None
     return None if got == expected else f"expected {expected!r} but got {got!r}"
+
+
+def _item_fix(got: Any, expected: torch.Tensor) -> str:
+    """The fix for a number where a 0-dim tensor belongs: the tensor's .item() was returned."""
+    if expected.dim() == 0 and isinstance(got, (int, float, np.number)) and not isinstance(got, bool):
+        return ("; return the 0-dim tensor itself, without .item() or float(): a loss must stay a tensor "
+                "for .backward() to train through it")
+    return ""
 
 
 def _kind(dtype: torch.dtype) -> str:
@@ -459,10 +471,39 @@ def _changed(after: list, before: list) -> bool:
 
 
 def _short_error(exc: BaseException) -> str:
-    """``"ZeroDivisionError: division by zero (at line 3: y = 1 / 0)"``, with no traceback."""
+    """``"ZeroDivisionError: division by zero (at line 3: y = 1 / 0)"``, with no traceback.
+
+    The line is the learner's own: the last one in the traceback that is not in minicomp, PyTorch,
+    numpy or Python's own library (an error raised deep inside F.cross_entropy is shown at the
+    learner's call of it). Where no line of theirs is in it, as when a checker's `call`
+    back-propagates through their output, the checker's line is shown and named as such."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]   # not check's own lines
-    where = f" (at line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames and frames[-1].line else ""
+    theirs = [f for f in frames if not _library_file(f.filename)]
+    if theirs and theirs[-1].line:
+        where = f" (at line {theirs[-1].lineno}: {theirs[-1].line.strip()})"
+    else:
+        checking = [f for f in frames if f.filename.startswith(_CHECKERS_DIR) and f.line]
+        where = (f" (while the check ran `{checking[-1].line.strip()}` on your function's output)" if checking
+                 else f" (at line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames and frames[-1].line
+                 else "")
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+_CHECKERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkers") + os.sep
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Folders whose code is not the learner's: minicomp's, torch's, numpy's, the installed
+    packages' and Python's own library."""
+    import sysconfig
+    dirs = {os.path.dirname(os.path.abspath(m.__file__)) for m in (sys.modules[__package__], torch, np, os)}
+    dirs |= {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    return tuple(os.path.join(os.path.abspath(d), "") for d in dirs)
+
+
+def _library_file(filename: str) -> bool:
+    return filename.startswith("<frozen ") or os.path.abspath(filename).startswith(_library_dirs())
 
 
 def _compare(checker: Checker, got: Any, expected: Any) -> str | None:
@@ -537,6 +578,19 @@ def _diagnose(checker: Checker, failed: tuple[Case, Any, Any, str], answers: lis
     return f"this looks like {suspects[0].name}. {suspects[0].hint}"
 
 
+def _diagnose_raised(checker: Checker, case: Case, exc: BaseException) -> str:
+    """The hint for the first known mistake that raises the learner's exception on `case` (the same
+    type and message: F.cross_entropy given [B, T, C] logits names the shapes it refused), else
+    the general hint."""
+    for m in checker.mistakes:
+        try:
+            _run(m.fn, case, checker.call)
+        except Exception as theirs:
+            if type(theirs) is type(exc) and str(theirs) == str(exc):
+                return f"this looks like {m.name}. {m.hint}"
+    return checker.hint
+
+
 #: Seconds a learner's function may take over all of a check's cases before it is stopped.
 CHECK_TIMEOUT = 60.0
 #: The most different warnings a report shows.
@@ -571,7 +625,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     results: list[CaseResult] = []
     answers: list[tuple[Case, Any]] = []   # every answer the function returned, for `_diagnose`
     failed: tuple[Case, Any, Any, str] | None = None   # the first wrong answer, for `_diagnose`
-    raised = False
+    raised: tuple[Case, BaseException] | None = None   # the first exception, for `_diagnose_raised`
     used = 0.0   # seconds the learner's function has run so far
     outer = timelimit.active()   # inside `minicomp check --timeout`, whose limit is the one that counts
     cases = checker.cases()
@@ -602,11 +656,13 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
             return Report(name, "failed", results, hint="Does it loop forever? Look at each loop's condition, "
                           "and at what changes on every pass. If it is just slow, check(..., timeout=...) "
                           "allows more time.")
-        except Exception as exc:  # the learner's code may raise anything; report it, never re-raise
+        except (Exception, SystemExit) as exc:  # the learner's code may raise anything; report it, never re-raise
             used += time.monotonic() - start
-            results.append(CaseResult(case.label, False, call, _preview(expected), "",
-                                      f"your function raised {_short_error(exc)}"))
-            raised = True
+            said = (f"your function called exit() (SystemExit: {exc.code!r}), which would stop the notebook's "
+                    "kernel; return a value instead" if isinstance(exc, SystemExit)
+                    else f"your function raised {_short_error(exc)}")
+            results.append(CaseResult(case.label, False, call, _preview(expected), "", said))
+            raised = raised or (case, exc)
             continue
         used += time.monotonic() - start
         answers.append((case, got))
@@ -623,8 +679,10 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         return Report(name, "passed", results)
     if failed:
         hint = _diagnose(checker, failed, answers)
-    else:   # an exception (the general hint), or only inputs changed in place (the problem line says it)
-        hint = checker.hint if raised else ""
+    elif raised:   # an exception: a known mistake that raises it, else the general hint
+        hint = _diagnose_raised(checker, *raised)
+    else:   # only inputs changed in place: the problem line says it all
+        hint = ""
     return Report(name, "failed", results, hint=hint)
 
 

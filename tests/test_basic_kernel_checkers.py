@@ -42,6 +42,13 @@ def test_weight_bytes_mistakes_are_named(fn, named):
     assert not report.passed and named in report.hint, report.hint
 
 
+def test_weight_bytes_testing_num_params_for_the_last_byte_is_named():
+    """n * b // 8 + (n % 8 > 0) matched round(x + 0.5) on every case and was named as it; the case
+    of 8 weights at 5 bits (exactly 5 bytes, n % 8 == 0) tells them apart."""
+    report = check("weight_bytes", lambda n, b: n * b // 8 + (n % 8 > 0))
+    assert not report.passed and "num_params % 8" in report.hint and "round(x + 0.5)" not in report.hint
+
+
 # ── pack_int4 / unpack_int4 ──────────────────────────────────────────────────────────────────
 
 
@@ -135,3 +142,24 @@ def test_gemv_in_half_precision_is_named(fn, named):
 def test_converting_instead_of_reinterpreting_is_named():
     report = check("two_codes_fp16", lambda w: ((w & 0x000F000F) | 0x64006400).to(torch.float16))
     assert not report.passed and ".view(torch.float16)" in report.hint and "converts" in report.hint
+
+
+def test_gemv_lows_then_highs_is_named():
+    """Unpacking all the low nibbles, then all the high ones, got only the general hint."""
+    def lows_then_highs(packed, scales, zeros, x, group_size):
+        q = torch.cat((packed & 15, packed >> 4), -1).float()
+        w = (q - zeros.float().repeat_interleave(group_size, -1)) * scales.float().repeat_interleave(group_size, -1)
+        return w @ x.float()
+
+    report = check("packed_gemv", lows_then_highs)
+    assert not report.passed and "no interleave" in report.hint and "torch.stack((low, high)" in report.hint
+
+
+def test_codes_in_numpy_are_refused():
+    """An int64 numpy array passed where uint8 codes are asked for: compare_values read its values."""
+    def pack_int4(q):
+        q = q.long()
+        return (q[..., 0::2] | (q[..., 1::2] << 4)).numpy()
+
+    text = str(check("pack_int4", pack_int4))
+    assert "expected a torch.Tensor of dtype torch.uint8 (one byte per element) but got a numpy array of int64" in text

@@ -238,3 +238,44 @@ def test_a_loss_that_ran_backward_itself_is_reported_not_a_crash():
 
     report = check("kd_loss", kd_and_backward)
     assert report.status == "failed" and ".backward()" in str(report) and "Traceback" not in str(report)
+
+
+def _backward_kept(loss):
+    if loss.requires_grad:
+        loss.backward(retain_graph=True)   # the graph survives, but .grad is filled: the loop's backward doubles it
+    return loss
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("kd_loss", lambda s, t, T: _backward_kept(kd_with_kl_div(s, t, T))),
+    ("distillation_loss", lambda s, t, y, T, a: _backward_kept(dl_right(s, t, y, T, a))),
+    ("hint_loss", lambda s, t, r: _backward_kept(F.mse_loss(r(s), t.detach()))),
+], ids=["kd_loss", "distillation_loss", "hint_loss"])
+def test_a_loss_that_ran_backward_with_retain_graph_is_caught(name, fn):
+    """These passed: with retain_graph=True the graph is still there, only .grad gives it away."""
+    report = check(name, fn)
+    assert report.status == "failed" and "already ran .backward()" in str(report)
+    assert "without calling .backward()" in str(report) and "Traceback" not in str(report)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("kd_loss", lambda s, t, T: kd_with_kl_div(s, t, T).detach().numpy()),
+    ("distillation_loss", lambda s, t, y, T, a: dl_right(s, t, y, T, a).detach().numpy()),
+    ("hint_loss", lambda s, t, r: np.float32(F.mse_loss(r(s), t.detach()).item())),
+], ids=["kd_loss", "distillation_loss", "hint_loss"])
+def test_a_loss_in_numpy_is_refused(name, fn):
+    """These passed: compare_values reads a numpy answer by its values, and a loss has no other use
+    than its gradient, which numpy has lost."""
+    report = check(name, fn)
+    assert report.status == "failed" and "a loss must stay a tensor for .backward()" in str(report)
+
+
+def test_cross_entropy_on_3d_logits_is_named_by_the_error_it_raises():
+    """The mistake the exercise warns of raises inside F.cross_entropy; it used to get only the
+    general hint (a raised error was never matched with a known mistake)."""
+    def distillation_loss(s, t, y, T, a):
+        return a * kd_with_kl_div(s, t, T) + (1 - a) * F.cross_entropy(s, y)   # [B, T, C] not flattened
+
+    report = check("distillation_loss", distillation_loss)
+    assert report.hint.startswith("this looks like cross-entropy on [B, T, C] logits without flattening them")
+    assert "F.cross_entropy(s, y)" in str(report)   # the learner's own line, not PyTorch's

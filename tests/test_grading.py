@@ -308,3 +308,78 @@ def test_the_readmes_own_checker_example_runs_and_diagnoses():
     report = check("relu", lambda x: x.abs())
     assert not report.passed and "this looks like absolute value. A negative input gives 0" in str(report)
     assert check("relu", torch.relu).passed
+
+
+# ── answers that are not tensors, errors and where they happened ─────────────────────────────
+def _kd_loss(s, t, T):
+    """A right kd_loss (3-D logits too: a row is [C]), to be spoiled below."""
+    C = s.shape[-1]
+    log_p_s = torch.nn.functional.log_softmax(s.reshape(-1, C) / T, dim=-1)
+    p_t = torch.nn.functional.softmax(t.detach().reshape(-1, C) / T, dim=-1)
+    return T * T * torch.nn.functional.kl_div(log_p_s, p_t, reduction="batchmean")
+
+
+def test_an_answer_in_numpy_is_compared_by_its_values():
+    """Checkers that need more than values (a loss's gradient, an exact dtype) check for it themselves."""
+    assert check("kd_loss", _kd_loss).passed
+    assert compare_values(torch.zeros(2).numpy(), torch.zeros(2)) is None
+    assert "expected shape (2,)" in compare_values(torch.zeros(3).numpy(), torch.zeros(2))
+
+
+def test_a_number_where_a_loss_tensor_belongs_names_item():
+    report = check("kd_loss", lambda s, t, T: _kd_loss(s, t, T).item())
+    assert "expected a torch.Tensor but got float; return the 0-dim tensor itself, without .item()" in str(report)
+    assert ".item()" not in compare_values([1.0], torch.zeros(1))   # not a 0-dim tensor: no such fix
+
+
+def test_an_error_inside_torch_is_shown_at_the_learners_line():
+    """The last line outside grading.py used to be PyTorch's own (`ret = input.log_softmax(dim)`)."""
+    def kd_loss(s, t, T):
+        log_p_s = torch.nn.functional.log_softmax(s / T, dim=2)   # the learner's slip
+        return log_p_s.sum()
+
+    text = str(check("kd_loss", kd_loss))
+    assert "IndexError" in text and "(at line" in text
+    assert "log_p_s = torch.nn.functional.log_softmax(s / T, dim=2)" in text
+    assert "ret = input.log_softmax" not in text
+
+
+def test_an_error_in_the_checkers_backward_pass_says_so():
+    """Nothing of the learner's is on the stack when the checker back-propagates through their x̂."""
+    def fake_quantize_ste(x, s, z, lo, hi):
+        y = torch.sigmoid(x)   # saved for backward ...
+        y.mul_(1.0)            # ... and changed in place: backward fails
+        x_hat = (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
+        return x_hat + (y - y.detach())
+
+    text = str(check("fake_quantize_ste", fake_quantize_ste))
+    assert "RuntimeError" in text and "while the check ran `" in text and "on your function's output" in text
+    assert "run_backward" not in text
+
+
+def test_exit_is_reported_not_raised():
+    import sys
+
+    report = check("weight_bytes", lambda n, bits: sys.exit(1))
+    assert not report.passed
+    assert "your function called exit() (SystemExit: 1), which would stop the notebook's kernel" in str(report)
+
+
+def test_a_known_mistake_that_raises_is_named():
+    """A mistake that raises (here: cross_entropy on [B, T, C] logits) is matched by the exception
+    it raises, type and message, on the case where the learner's raised it."""
+    def flat(x):
+        return x.reshape(-1, x.shape[-1]).sum(dim=1)
+
+    def unflattened(x):
+        return torch.mm(x, torch.ones(x.shape[-1], 1))[:, 0]
+
+    register("_rows_sum", params=("x",), reference=flat,
+             cases=lambda: [Case("2-D", (torch.ones(2, 3),)), Case("3-D", (torch.ones(2, 2, 3),))],
+             mistakes=[Mistake("a wrong sum", lambda x: flat(x) + 1, "off by one"),
+                       Mistake("a 3-D input not flattened", unflattened, "flatten it first: x.reshape(-1, C)")],
+             hint="the general hint")
+    report = check("_rows_sum", lambda x: torch.mm(x, torch.ones(x.shape[-1], 1)).flatten())
+    assert report.hint == "this looks like a 3-D input not flattened. flatten it first: x.reshape(-1, C)"
+    report = check("_rows_sum", lambda x: 1 / 0)   # another error: the general hint
+    assert report.hint == "the general hint"

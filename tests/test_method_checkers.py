@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minicomp.awq import output_error
-from minicomp.grading import check
+from minicomp.grading import check, get_checker
 from minicomp.quant import quantize_dequantize
 
 # ── awq_scale_search ─────────────────────────────────────────────────────────────────────────
@@ -359,3 +359,65 @@ def test_pareto_scan_sorted_by_size_alone_is_named():
 def test_pareto_right_models_in_wrong_order_says_so():
     report = check("pareto_front_indices", lambda s, e: pareto(s, e)[::-1])
     assert "right models, in the wrong order" in report.to_dict()["problem"]
+
+
+# ── found by an audit of the exercises: each is caught and named ────────────────────────────
+
+
+def gptq_as_written(W, Hinv, scale, zero, qmax, *, feedback="row", codes=False):
+    W = W.clone()
+    Q = torch.zeros_like(W)
+    s, z = scale[:, 0], zero[:, 0]
+    for i in range(W.shape[1]):
+        w = W[:, i]
+        c = torch.clamp(torch.round(w / s) + z, 0, qmax)
+        q = (c - z) * s
+        Q[:, i] = c if codes else q
+        err = (w - q) / Hinv[i, i]
+        if feedback == "row":
+            W[:, i:] -= err[:, None] * Hinv[i, i:][None, :]
+        elif feedback == "column":
+            W[:, i:] -= err[:, None] * Hinv[i:, i][None, :]
+    return Q
+
+
+@pytest.mark.parametrize("feedback", ["column", "none"])
+def test_gptq_feedback_along_the_column_is_told_to_use_the_row(feedback):
+    """Hinv[i:, i] of the upper-triangular factor is zero below the diagonal: the answer is RTN,
+    and the hint must say that the feedback never reached the later columns (true with none too)."""
+    report = check("gptq_columns", lambda *a: gptq_as_written(*a, feedback=feedback))
+    assert not report.passed and "never reached the later" in report.hint
+    assert "row i of Hinv" in report.hint and "Hinv[i:, i]" in report.hint
+
+
+def test_gptq_returning_the_codes_is_named_and_the_general_hint_asks_for_values():
+    report = check("gptq_columns", lambda *a: gptq_as_written(*a, codes=True))
+    assert not report.passed and "this looks like returning the codes" in report.hint
+    assert "not the integer codes" in get_checker("gptq_columns").hint
+
+
+def awq_as_written(W, xs, H, bits, gs, *, alphas=None, give="s"):
+    best_err, best_s, best_alpha = float("inf"), None, None
+    for alpha in [k / 20 for k in range(20)] if alphas is None else alphas:
+        s = xs.pow(alpha).clamp(min=1e-4)
+        s = s / (s.max() * s.min()).sqrt()
+        err = output_error(W, quantize_dequantize(W * s, bits, group_size=gs) / s, H).item()
+        if err < best_err:
+            best_err, best_s, best_alpha = err, s, alpha
+    return best_s if give == "s" else best_alpha
+
+
+@pytest.mark.parametrize("alphas", [
+    torch.linspace(0, 1, 20),
+    torch.linspace(0, 1, 20).tolist(),
+    [k / 19 for k in range(20)],
+], ids=["linspace", "linspace-list", "k-over-19"])
+def test_awq_linspace_grid_is_named(alphas):
+    report = check("awq_scale_search", lambda *a: awq_as_written(*a, alphas=alphas))
+    assert not report.passed and "torch.linspace(0, 1, 20)" in report.hint and "k/20" in report.hint
+
+
+def test_awq_returning_alpha_is_named():
+    """It got only "expected a torch.Tensor but got float" and the general hint."""
+    report = check("awq_scale_search", lambda *a: awq_as_written(*a, give="alpha"))
+    assert not report.passed and "returning α instead of the scales" in report.hint

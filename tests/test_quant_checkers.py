@@ -3,6 +3,7 @@ that are *not* in their list of known mistakes (tests/test_checkers.py covers th
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,3 +295,85 @@ def test_per_group_with_an_epsilon_guard_passes():
         return (((wg / scale).round() + zero).clamp(0, 2**bits - 1) - zero).mul(scale).flatten(-2)
 
     assert check("quantize_per_group", eps_guard).passed
+
+
+# ── found by an audit of the exercises: each is accepted, or caught and named ───────────────
+
+
+def test_compute_qparams_accepts_numpy_scalars():
+    """np.float32(scale), np.int64(zero_point) with the right values were refused as "got float32"."""
+    def numpy_scalars(x, bits, symmetric):
+        scale, zero = qparams_as_python_numbers(x, bits, symmetric)
+        return np.float32(scale), np.int64(zero)
+
+    assert check("compute_qparams", numpy_scalars).passed
+
+
+@pytest.mark.parametrize("wrap,named", [
+    (lambda scale, zero: (scale, np.bool_(zero)), "zero_point should be a number"),
+    (lambda scale, zero: (np.complex64(scale), zero), "scale should be a number"),
+], ids=["numpy-bool", "numpy-complex"])
+def test_compute_qparams_still_refuses_numpy_bools_and_complex(wrap, named):
+    report = check("compute_qparams", lambda x, b, sym: wrap(*qparams_as_python_numbers(x, b, sym)))
+    assert not report.passed and named in str(report)
+
+
+def _qparams_as_written(x, bits, symmetric, sym_scale=None, guard_first=True):
+    """A learner's compute_qparams, with the all-zero guard `if scale == 0` (and its two slips)."""
+    if symmetric:
+        scale = sym_scale(x, bits) if sym_scale else x.abs().max() / (2 ** (bits - 1) - 1)
+        zero_point = 0
+    else:
+        lo = torch.clamp(x.min(), max=0.0)
+        hi = torch.clamp(x.max(), min=0.0)
+        scale = (hi - lo) / (2**bits - 1)
+        if not guard_first:
+            zero_point = int(torch.round(-lo / scale))
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    if not symmetric and guard_first:
+        zero_point = int(torch.round(-lo / scale))
+    return scale, zero_point
+
+
+def test_compute_qparams_precedence_slip_is_named():
+    report = check("compute_qparams", lambda x, b, sym: _qparams_as_written(
+        x, b, sym, sym_scale=lambda x, b: x.abs().max() / 2 ** (b - 1) - 1))
+    assert not report.passed and "missing parentheses" in report.hint and "/ binds tighter than -" in report.hint
+
+
+def test_compute_qparams_zero_point_before_the_guard_is_named():
+    """int(NaN) raises on the all-zero tensor: the report names the order, not only the exception."""
+    report = check("compute_qparams", lambda x, b, sym: _qparams_as_written(x, b, sym, guard_first=False))
+    assert not report.passed and "cannot convert float NaN to integer" in str(report)
+    assert "the zero point computed before the guard" in report.hint, report.hint
+
+
+def _group_as_written(w, bits, g, keepdim=True, zero_rounding=torch.round):
+    out, n_in = w.shape
+    wg = w.reshape(out, n_in // g, g)
+    lo = wg.amin(dim=-1, keepdim=keepdim).clamp(max=0)
+    hi = wg.amax(dim=-1, keepdim=keepdim).clamp(min=0)
+    scale = (hi - lo) / (2**bits - 1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = zero_rounding(-lo / scale)
+    q = torch.clamp(torch.round(wg / scale) + zero, 0, 2**bits - 1)
+    return ((q - zero) * scale).reshape(out, n_in)
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    ({"keepdim": False}, "without keepdim=True"),                  # the general hint before
+    ({"zero_rounding": torch.floor}, "a zero point truncated"),    # the general hint before
+    ({"zero_rounding": lambda t: t.long()}, "a zero point truncated"),
+], ids=["no-keepdim", "floor-zero", "long-zero"])
+def test_per_group_keepdim_and_truncated_zero_are_named(kwargs, named):
+    report = check("quantize_per_group", lambda w, b, g: _group_as_written(w, b, g, **kwargs))
+    assert not report.passed and named in report.hint, report.hint
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dequantize_in_half_precision_is_named(dtype):
+    """It got only a bare "values differ ... 0.0001953" and the general hint."""
+    report = check("dequantize", lambda q, s, z: ((q.to(dtype) - z) * s).to(dtype))
+    assert not report.passed
+    assert f"your answer is {dtype}" in str(report) and "keep the arithmetic in float32" in str(report)

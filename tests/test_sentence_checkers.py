@@ -57,7 +57,7 @@ def nn_loop(emb):
 
 def nn_below_any_cosine(emb):
     s = cosines(emb) - 3 * torch.eye(len(emb))   # every cosine is >= -1, so -2 or less never wins
-    return s.argmax(1).int()
+    return s.argmax(1)
 
 
 def nn_distance_of_unit_rows(emb):
@@ -135,3 +135,13 @@ def test_report_names_the_mistake_made(name, what, fn, named):
     report = check(name, fn)
     assert report.status == "failed", f"{what} was accepted"
     assert report.hint.startswith("this looks like") and named in report.hint, f"{what}: {report.hint}"
+
+
+@pytest.mark.parametrize("fn", [
+    lambda emb: nn_below_any_cosine(emb).int(),
+    lambda emb: nn_numpy(emb).astype(np.int32),
+], ids=["torch-int32", "numpy-int32"])
+def test_nearest_neighbours_in_int32_is_refused_naming_int64(fn):
+    """The right indices as int32 passed, though the exercise asks for int64."""
+    report = check("nearest_neighbours", fn)
+    assert not report.passed and "expected dtype torch.int64" in str(report) and "torch.int32" in str(report)

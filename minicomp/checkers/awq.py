@@ -25,12 +25,13 @@ from minicomp.quant import quantize_dequantize
 
 
 def search(W, x_scale, H, bits, group_size, *, measure="output", undo=True, normalise=True, invert=False,
-           grid=range(20), clamp=True, statistic=None, grouped=True):
-    """A transcription of the search; the keyword arguments produce the known mistakes."""
-    best, best_s = float("inf"), None
+           grid=range(20), clamp=True, statistic=None, grouped=True, alphas=None, give="s"):
+    """A transcription of the search; the keyword arguments produce the known mistakes (`alphas`,
+    the α themselves, replaces the grid of k in α = k/20)."""
+    best, best_s, best_alpha = float("inf"), None, None
     base = x_scale if statistic is None else statistic(W, x_scale)
-    for k in grid:
-        s = base.pow(k / 20)
+    for alpha in ([k / 20 for k in grid] if alphas is None else alphas):
+        s = base.pow(alpha)
         if clamp:
             s = s.clamp(min=1e-4)
         if normalise:
@@ -44,8 +45,8 @@ def search(W, x_scale, H, bits, group_size, *, measure="output", undo=True, norm
                 W_hat = W_hat / s
         err = output_error(W, W_hat, H).item() if measure == "output" else (W - W_hat).pow(2).sum().item()
         if err < best:
-            best, best_s = err, s
-    return best_s
+            best, best_s, best_alpha = err, s, alpha
+    return best_s if give == "s" else best_alpha
 
 
 def reference(W, x_scale, H, bits, group_size):
@@ -120,6 +121,12 @@ register(
                 "The grid is α = k/20 for k = 0, 1, …, 19 (range(20)): it starts at α = 0, plain "
                 "round-to-nearest, so the search never does worse than RTN, and it stops at 19/20, "
                 "before α = 1."),
+        Mistake("an α grid of k/19 (torch.linspace(0, 1, 20))", lambda *a: search(*a, alphas=torch.linspace(0, 1, 20)),
+                "torch.linspace(0, 1, 20), like k / 19, steps by 1/19 and ends at α = 1. The grid is α = k/20 "
+                "for k = 0, 1, …, 19: [k / 20 for k in range(20)], or torch.arange(20) / 20."),
+        Mistake("returning α instead of the scales", lambda *a: search(*a, give="alpha"),
+                "Return the scales s of the best α (a tensor of shape [in], x_scale ** α, floored and "
+                "normalised), not α itself."),
         Mistake("no floor of 1e-4 on s", lambda *a: search(*a, clamp=False),
                 "An almost silent input channel (mean |x| ≈ 0) gives x_scale ** α ≈ 0, and "
                 "sqrt(s.max() * s.min()) with it: clamp s to at least 1e-4 before normalising."),

@@ -16,8 +16,10 @@ def _cases():
         Case("1,000 float16 weights", (1000, 16)),
         Case("a 7B-parameter model in int4", (7_000_000_000, 4)),
         Case("3 weights at 4 bits (1.5 bytes: a byte can't be split)", (3, 4)),
-        Case("10 weights at 3 bits", (10, 3)),
         Case("one weight at 3 bits (a byte, mostly unused)", (1, 3)),
+        # 8 × 5 bits fill 5 bytes exactly, 5 × 8 bits too: n * bits // 8 + (n % 8 > 0) is right on
+        # the first and wrong on the second, round(x + 0.5) wrong on both, which tells them apart
+        Case("8 weights at 5 bits (40 bits: exactly 5 bytes)", (8, 5)),
         Case("5 int8 weights (5 bytes, an odd number)", (5, 8)),
         Case("no weights at all", (0, 8)),
     ]
@@ -59,6 +61,9 @@ register(
                 "round(x + 0.5) is not a ceiling: 5 whole bytes become round(5.5) = 6 (Python rounds "
                 "halves to the even neighbour, so it hid on the even sizes). Use "
                 "math.ceil(num_params * bits / 8), or (num_params * bits + 7) // 8."),
+        Mistake("a byte added when num_params % 8 > 0", lambda n, b: n * b // 8 + (n % 8 > 0),
+                "Whether the last byte is only partly used depends on the total number of bits, num_params * "
+                "bits, not on num_params: 5 int8 weights are exactly 5 bytes. Use (num_params * bits + 7) // 8."),
         Mistake("returning gigabytes", lambda n, b: math.ceil(n * b / 8) / 1e9,
                 "Return plain bytes; convert to GB only when you print."),
     ],

@@ -13,6 +13,7 @@ copy of the student's output, whose value is right but which trains nothing, is 
 import math
 from collections import Counter
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -78,6 +79,9 @@ def _compare_with_grads(atol: float, rtol: float):
     student and the adapter), then that gradient itself: a term built from a detached copy of the
     student's output leaves the value right and the gradient wrong."""
     def compare(got, expected):
+        if isinstance(got, (np.ndarray, np.generic)):   # compare_values would take its values for a tensor's
+            return (f"expected a torch.Tensor but got a numpy {'array' if isinstance(got, np.ndarray) else 'number'}: "
+                    "a loss must stay a tensor for .backward() to train through it; return it without .numpy()")
         problem = compare_values(got, expected, atol, rtol)
         if problem is not None or not isinstance(got, torch.Tensor):
             return problem
@@ -97,6 +101,10 @@ def _compare_with_grads(atol: float, rtol: float):
             return ("the value is right, but your function already ran .backward() through it, which frees "
                     "its graph: the training loop's own loss.backward() would then fail. Return the loss "
                     "without calling .backward()")
+        if any(v.grad is not None for v in _leaves(got)):   # the case's tensors come fresh, without .grad
+            return ("the value is right, but your function already ran .backward(), so the gradients are in "
+                    ".grad already: the training loop's own loss.backward() would add them a second time. "
+                    "Return the loss without calling .backward()")
         for shape, want in grad_expected.items():
             if shape in grad_got:
                 problem = compare_values(grad_got[shape].to(want.dtype), want, atol, rtol)
@@ -371,6 +379,10 @@ register(
                 + (1 - a) * _ce(s, y),
                 "The KD term is KL(p_t ‖ p_s) = Σ p_t (log p_t − log p_s), not −Σ p_t log p_s: the same gradient, "
                 "but the value is off by the teacher's entropy. Does your kd_loss from task 1 pass its check?"),
+        Mistake("cross-entropy on [B, T, C] logits without flattening them",
+                lambda s, t, y, T, a: a * _kd(s, t, T) + (1 - a) * F.cross_entropy(s, y),
+                "F.cross_entropy wants [N, C] logits and [N] labels (given 3-D logits, it takes dimension 1 for "
+                "the classes): flatten both first, F.cross_entropy(s.reshape(-1, C), labels.reshape(-1))."),
         Mistake("averaging the KD term over the first dimension only",
                 lambda s, t, y, T, a: a * T * T * _kl(_lsm(t.detach(), T), _lsm(s, T)).sum() / s.shape[0] + (1 - a) * _ce(s, y),
                 "For [B, T, C] logits all B·T positions are rows, for the KD term as for the cross-entropy."),

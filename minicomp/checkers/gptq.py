@@ -21,20 +21,23 @@ from minicomp.grading import Case, Mistake, register
 from minicomp.quant import compute_qparams
 
 
+def _code(w, scale, zero, qmax, clamp=True):  # the codes of one column [out], per-row [out, 1] params
+    code = torch.round(w / scale[:, 0]) + zero[:, 0]
+    return torch.clamp(code, 0, qmax) if clamp else code
+
+
 def _q(w, scale, zero, qmax, clamp=True):  # quantize-dequantize one column [out] with per-row [out, 1] params
-    s, z = scale[:, 0], zero[:, 0]
-    code = torch.round(w / s) + z
-    return ((torch.clamp(code, 0, qmax) if clamp else code) - z) * s
+    return (_code(w, scale, zero, qmax, clamp) - zero[:, 0]) * scale[:, 0]
 
 
-def gptq_columns(W, Hinv, scale, zero, qmax, *, sign=1.0, divide=True, propagate="row", clamp=True):
+def gptq_columns(W, Hinv, scale, zero, qmax, *, sign=1.0, divide=True, propagate="row", clamp=True, codes=False):
     """The reference loop; the keyword arguments produce the known mistakes."""
     W = W.clone()
     Q = torch.zeros_like(W)
     for i in range(W.shape[1]):
         w = W[:, i]
         q = _q(w, scale, zero, qmax, clamp)
-        Q[:, i] = q
+        Q[:, i] = _code(w, scale, zero, qmax, clamp) if codes else q
         d = Hinv[i, i]
         err = (w - q) / d if divide else (w - q)
         if propagate == "row":
@@ -84,13 +87,16 @@ register(
     atol=1e-4,
     rtol=1e-4,
     mistakes=[
-        # (quantizing each *original* column while updating W gives exactly these numbers too:
-        # the updates never reach a rounding; one mistake, one hint for both)
-        Mistake("no error feedback (that is RTN)",
+        # (these numbers come from no feedback at all, from quantizing each *original* column while
+        # updating W, and from feedback along the column Hinv[i:, i], which the upper-triangular
+        # factor holds zero below the diagonal: in all three the later columns are rounded as they
+        # were; one mistake, one hint for all of them)
+        Mistake("no error feedback reaching the later columns (that is RTN)",
                 lambda W, Hinv, s, z, m: torch.stack([_q(W[:, i], s, z, m) for i in range(W.shape[1])], 1),
-                "After quantizing column i, subtract err · Hinv[i, i:] from the columns not yet quantized, "
-                "and quantize each column as those updates left it (the current W[:, i], not the original): "
-                "that feedback is all that separates GPTQ from round-to-nearest."),
+                "Each column was rounded as it was, so the error of column i never reached the later ones. "
+                "After quantizing column i, subtract err · Hinv[i, i:] (row i of Hinv: its column Hinv[i:, i] "
+                "is zero below the diagonal) from the columns not yet quantized, and quantize each column as "
+                "those updates left it (the current W[:, i], not the original)."),
         Mistake("the update's sign flipped", lambda *a: gptq_columns(*a, sign=-1.0),
                 "err = (w − q) / Hinv[i, i] is what column i lost; the later columns compensate by "
                 "W[:, i:] -= err · Hinv[i, i:] (minus, not plus)."),
@@ -101,11 +107,15 @@ register(
                 "of its upper Cholesky factor Hinv already account for that. Use Hinv[i, i:], not H⁻¹[i, i:]."),
         Mistake("propagating only to the next column", lambda *a: gptq_columns(*a, propagate="next"),
                 "The error goes to *every* column not yet quantized: W[:, i:] -= err · Hinv[i, i:]."),
+        Mistake("returning the codes", lambda *a: gptq_columns(*a, codes=True),
+                "Q holds the quantized weight: store q = (code − zero) · scale, the values on the grid, not "
+                "the codes."),
         Mistake("no clamp to [0, qmax]", lambda *a: gptq_columns(*a, clamp=False),
                 "The error feedback can push a later column past its row's original min and max, where "
                 "the grid ends: clamp the codes, q = (clamp(round(w / scale) + zero, 0, qmax) − zero) · scale."),
     ],
     hint="For each column i: q = (clamp(round(W[:, i] / scale) + zero, 0, qmax) − zero) · scale, with "
          "scale and zero of shape [out] (scale[:, 0]); err = (W[:, i] − q) / Hinv[i, i]; "
-         "W[:, i:] -= err[:, None] * Hinv[i, i:][None, :]. Return the q's, as floats.",
+         "W[:, i:] -= err[:, None] * Hinv[i, i:][None, :]. Return Q, the dequantized q's (the values on the "
+         "grid, not the integer codes), as floats.",
 )

@@ -12,8 +12,10 @@ different answer on at least one of them (the test-suite checks this).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from minicomp.checkers._common import noting_half_precision
 from minicomp.grading import Case, Mistake, register
 
 
@@ -26,6 +28,9 @@ def _exactly_as(dtype: torch.dtype, meaning: str, fix: str):
     def compare(got, expected) -> str | None:
         from minicomp.grading import compare_values
 
+        if isinstance(got, np.ndarray):   # compare_values would take its values for a tensor's
+            return (f"expected a torch.Tensor of dtype {dtype} ({meaning}) but got a numpy array of {got.dtype}; "
+                    f"return the tensor itself, without .numpy(), and {fix}")
         if isinstance(got, torch.Tensor) and got.dtype != dtype:
             return f"expected dtype {dtype} ({meaning}) but got {got.dtype}; {fix}"
         return compare_values(got, expected, atol=0.0, rtol=0.0)
@@ -121,6 +126,10 @@ def _unpack_cases():
     ]
 
 
+_NO_INTERLEAVE = "lows first, then highs (no interleave)"
+_NO_INTERLEAVE_HINT = "Interleave: low0, high0, low1, high1, ... e.g. torch.stack((low, high), dim=-1).flatten(-2)."
+
+
 def _interleave(low, high):
     return torch.stack((low, high), dim=-1).flatten(-2)
 
@@ -137,8 +146,7 @@ register(
         Mistake("a missing mask", lambda p: _interleave(p, p >> 4),
                 "The low code is only bits 0-3: keep them with `p & 0x0F` (or `p & 15`); without the "
                 "mask the high nibble's bits stay in."),
-        Mistake("lows first, then highs (no interleave)", lambda p: torch.cat((p & 0x0F, p >> 4), dim=-1),
-                "Interleave: low0, high0, low1, high1, ... e.g. torch.stack((low, high), dim=-1).flatten(-2)."),
+        Mistake(_NO_INTERLEAVE, lambda p: torch.cat((p & 0x0F, p >> 4), dim=-1), _NO_INTERLEAVE_HINT),
         Mistake("masking the high nibble without shifting", lambda p: _interleave(p & 0x0F, p & 0xF0),
                 "p & 0xF0 keeps the high nibble where it is (16× too big); shift it down: p >> 4."),
         Mistake("p & 0xF0 >> 4: >> binds tighter than &",
@@ -190,20 +198,10 @@ def _gemv_cases():
     ]
 
 
-def _gemv_compare(got, expected) -> str | None:
-    """compare_values at the checker's tolerance; a miss as small as half-precision rounding is
-    named as such (a dequantize or a product done in float16 or bfloat16)."""
-    from minicomp.grading import compare_values
-
-    problem = compare_values(got, expected, atol=1e-4, rtol=1e-4)
-    if problem is None or not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return problem
-    if not got.is_floating_point() or not torch.allclose(got.double(), expected.double(), rtol=2e-2, atol=2e-2):
-        return problem
-    where = f"your answer is {got.dtype}" if got.dtype in (torch.float16, torch.bfloat16) else \
-        "the differences are as small as float16 or bfloat16 rounding"
-    return (f"{problem}. Close, but {where}: keep the arithmetic in float32 (scales.float(), "
-            "x.float(), and q − zero computed as float32), as the reference does")
+#: A miss as small as half-precision rounding (a dequantize or a product done in float16 or
+#: bfloat16) is named as such.
+_gemv_compare = noting_half_precision(1e-4, 1e-4, "keep the arithmetic in float32 (scales.float(), x.float(), "
+                                      "and q − zero computed as float32), as the reference does")
 
 
 def _gemv_wrong(transform):
@@ -216,6 +214,13 @@ def _gemv_wrong(transform):
         w = transform(q, scales.float()[..., None], zeros.float()[..., None])
         return w.reshape(out, n_in) @ x.float()
     return fn
+
+
+def _lows_then_highs(packed, scales, zeros, x, group_size):
+    """(a mistake) The codes unpacked as all the low nibbles, then all the high ones."""
+    q = torch.cat((packed & 0x0F, packed >> 4), dim=-1).float()
+    w = (q - zeros.float().repeat_interleave(group_size, -1)) * scales.float().repeat_interleave(group_size, -1)
+    return w @ x.float()
 
 
 def _swapped_nibbles(packed, scales, zeros, x, group_size):
@@ -276,6 +281,7 @@ register(
                 "The zero point is in code units: (q − zero)·scale, not q·scale − zero."),
         Mistake("swapped nibbles", _swapped_nibbles,
                 "Unpack element 2i from the low nibble (p & 0x0F) and 2i+1 from the high nibble (p >> 4)."),
+        Mistake(_NO_INTERLEAVE, _lows_then_highs, _NO_INTERLEAVE_HINT),
         Mistake("one scale per row", _gemv_wrong(lambda q, s, z: (q - z[:, :1]) * s[:, :1]),
                 "Each group of `group_size` consecutive inputs has its own scale and zero: group "
                 "j // group_size, not group 0 for all."),

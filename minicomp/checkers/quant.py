@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
+from minicomp.checkers._common import noting_half_precision
 from minicomp.grading import Case, Mistake, register
 from minicomp.quant import compute_qparams, dequantize, qrange, quantize, quantize_dequantize
 
@@ -120,6 +122,8 @@ register(
     params=("q", "scale", "zero_point"),
     reference=lambda q, scale, zero_point: dequantize(q, scale, zero_point),
     cases=_dequantize_cases,
+    compare=noting_half_precision(1e-5, 1e-4, "keep the arithmetic in float32 (q.to(torch.int32) or q.float(), "
+                                  "not .half() or .bfloat16()), as the reference does", close=(1e-2, 1e-6)),
     mistakes=[
         Mistake("the zero point's sign flipped", lambda q, s, z: (q.to(torch.int32) + z) * s,
                 "Subtract the zero point: x = (q - zero_point) * scale, so the code zero_point gives 0.0."),
@@ -170,10 +174,12 @@ def _qparams_cases():
 
 
 def _number(v, what: str):
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        if (v.size if isinstance(v, np.ndarray) else v.numel()) != 1:
             return None, f"{what} should be a single number (per-tensor), got a tensor of shape {tuple(v.shape)}"
         v = v.item()
+    elif isinstance(v, np.generic):   # a numpy scalar, np.float32(0.5) or np.int64(3): its Python number
+        v = v.item()                  # (np.bool_ gives a bool, a complex one a complex: both refused below)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None, f"{what} should be a number or a 0-dim tensor, got {type(v).__name__}"
     return float(v), None
@@ -208,6 +214,11 @@ def _qp(lo, hi, bits, levels=None, round_zero=True, zero_sign=1):
     return scale, zero_sign * (torch.round(zero) if round_zero else zero)
 
 
+_TRUNCATED_ZERO = "a zero point truncated (int() or floor) instead of rounded"
+_TRUNCATED_ZERO_HINT = ("int(), math.floor and torch.floor cut the fraction off: 105.7 becomes 105, one code away "
+                        "from where 0.0 lies. Round to the nearest code: round(-lo / scale).")
+
+
 def _qp_truncated(x, bits):
     scale, zero = _qp(*_wide(x), bits, round_zero=False)
     return scale, torch.floor(zero)   # -lo / scale >= 0: int() and floor agree
@@ -215,6 +226,19 @@ def _qp_truncated(x, bits):
 
 def _wide(x):
     return torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+
+
+def _zero_point_before_guard(x, bits, symmetric):
+    """(a mistake) round(-lo / scale) taken before the all-zero guard: 0 / 0 is NaN there, and int()
+    of NaN raises "ValueError: cannot convert float NaN to integer"."""
+    if symmetric:
+        return compute_qparams(x, bits, True)
+    lo, hi = _wide(x)
+    scale = (hi - lo) / (2**bits - 1)
+    zero_point = int(torch.round(-lo / scale))
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return scale, zero_point
 
 
 def _sym(x, levels):
@@ -241,6 +265,9 @@ register(
                 lambda x, b, sym: ((x.abs().max() / (2 ** (b - 1) - 1), 0) if sym else _qp(*_wide(x), b)),
                 "If the range is 0 (all zeros), the scale would be 0 and x / scale divides by zero: "
                 "use scale = 1.0 in that case."),
+        Mistake("the zero point computed before the guard against an all-zero tensor", _zero_point_before_guard,
+                "For an all-zero tensor -lo / scale is 0 / 0 = NaN, and a NaN cannot become an integer code: "
+                "replace a zero scale by 1.0 first, then compute zero_point = round(-lo / scale)."),
         Mistake("a scale from the maximum only, ignoring the minimum",
                 _asym_only(lambda x, b: (_wide(x)[1] / (2**b - 1),
                                          torch.round(-_wide(x)[0] / (_wide(x)[1] / (2**b - 1))))),
@@ -256,14 +283,16 @@ register(
                 _asym_only(lambda x, b: _qp(*_wide(x), b, round_zero=False)),
                 "The zero point is a code, so it must be an integer: round(-lo / scale). That is what "
                 "makes 0.0 exactly representable."),
-        Mistake("a zero point truncated (int() or floor) instead of rounded", _asym_only(_qp_truncated),
-                "int() and math.floor cut the fraction off: 105.7 becomes 105, one code away from where 0.0 "
-                "lies. Round to the nearest code: round(-lo / scale)."),
+        Mistake(_TRUNCATED_ZERO, _asym_only(_qp_truncated), _TRUNCATED_ZERO_HINT),
         Mistake("the zero point's sign flipped", _asym_only(lambda x, b: _qp(*_wide(x), b, zero_sign=-1)),
                 "zero_point = -round(lo / scale): lo is negative (or 0), so the zero point is >= 0."),
         Mistake("symmetric from the maximum instead of the largest magnitude",
                 lambda x, b, sym: (x.max().clamp(min=0) / (2 ** (b - 1) - 1), 0) if sym else compute_qparams(x, b),
                 "Symmetric uses max(|x|): a large negative value needs the range as much as a positive one."),
+        Mistake("missing parentheses: max|x| / 2**(bits-1) - 1",
+                lambda x, b, sym: (x.abs().max() / 2 ** (b - 1) - 1, 0) if sym else compute_qparams(x, b),
+                "/ binds tighter than -, so max|x| / 2**(bits-1) - 1 divides first and subtracts 1 from the "
+                "quotient (a negative scale). Write max|x| / (2**(bits-1) - 1)."),
         Mistake("symmetric dividing by 2**(bits-1)",
                 lambda x, b, sym: (x.abs().max() / 2 ** (b - 1), 0) if sym else compute_qparams(x, b),
                 "The largest positive code is 2**(bits-1) - 1 (127 for int8): scale = max|x| / 127, so "
@@ -307,11 +336,11 @@ def _group_cases():
 
 
 def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetric=False, guard=True,
-                     round_zero=True):
+                     round_zero=True, keepdim=True, zero_rounding=torch.round):
     def wrong(w, bits, group_size):
         out, n_in = w.shape
         wg = reshape(w, group_size)  # some [.., .., ..] view
-        lo, hi = wg.amin(dim=reduce_dim, keepdim=True), wg.amax(dim=reduce_dim, keepdim=True)
+        lo, hi = wg.amin(dim=reduce_dim, keepdim=keepdim), wg.amax(dim=reduce_dim, keepdim=keepdim)
         if widen:
             lo, hi = lo.clamp(max=0), hi.clamp(min=0)
         if symmetric:
@@ -323,7 +352,7 @@ def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetri
         scale = (hi - lo) / levels
         if guard:
             scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        zero = torch.round(-lo / scale) if round_zero else -lo / scale
+        zero = zero_rounding(-lo / scale) if round_zero else -lo / scale
         q = torch.clamp(torch.round(wg / scale) + zero, 0, 2**bits - 1)
         return ((q - zero) * scale).reshape(out, n_in)
     return wrong
@@ -376,6 +405,11 @@ register(
                 "The zero point is a code, an integer: zero = torch.round(-lo / scale). Unrounded, the "
                 "codes round(w / scale) + zero are not whole numbers, and the clamp to 0 .. 2**bits - 1 "
                 "cuts the ends of the range off the grid."),
+        Mistake(_TRUNCATED_ZERO, _per_group_wrong(_RIGHT, -1, zero_rounding=torch.floor), _TRUNCATED_ZERO_HINT),
+        Mistake("the group minimum and maximum without keepdim=True", _per_group_wrong(_RIGHT, -1, keepdim=False),
+                "wg.amin(dim=-1) has shape [out, groups], not [out, groups, 1]: dividing the [out, groups, "
+                "group_size] groups by a scale of that shape lines it up with the members of a group, not "
+                "the groups (or fails, when groups ≠ group_size). Use amin/amax(dim=-1, keepdim=True)."),
         Mistake("returning the codes", _codes_not_values,
                 "Return the dequantized weight, (q - zero_point) * scale, with w's shape."),
     ],

@@ -22,10 +22,11 @@ second of a sort can return the row itself).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from minicomp.grading import Case, Mistake, register
+from minicomp.grading import Case, Mistake, compare_values, register
 from minicomp.sentence import mean_pool, nearest_neighbours
 
 # ── mean_pool ────────────────────────────────────────────────────────────────────────────────
@@ -230,11 +231,25 @@ def _euclidean(emb):
     return d.argmin(1)
 
 
+def _int64_indices(got, expected) -> str | None:
+    """The indices compared exactly, then their dtype: torch.int64, as the exercise asks and as
+    argmax returns them (a numpy array counts by its dtype too)."""
+    problem = compare_values(got, expected, atol=0.0, rtol=0.0)
+    if problem is not None:
+        return problem
+    dtype = torch.from_numpy(got).dtype if isinstance(got, np.ndarray) else getattr(got, "dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype != torch.int64:
+        return (f"expected dtype torch.int64 (the indices argmax returns) but got {dtype}; return argmax's "
+                "result as it is (no .int()), or finish with .long()")
+    return None
+
+
 register(
     "nearest_neighbours",
     params=("emb",),
     reference=nearest_neighbours,
     cases=_neighbour_cases,
+    compare=_int64_indices,
     # the zero diagonal first: where it fails (all cosines < 0) it looks like "its own neighbour" too
     mistakes=[
         Mistake("the diagonal set to 0 instead of ruled out", _zero_diagonal,
