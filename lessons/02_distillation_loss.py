@@ -314,12 +314,13 @@ no_labels = torch.full((int(keep.sum()),), -1)
 
 
 def accuracy_with_shift(model, x, y, shift):
-    """(overall accuracy, accuracy on the omitted digit) with `shift` added to its logit."""
+    """(overall accuracy, accuracy on the omitted digit, accuracy on the other digits) with
+    `shift` added to the omitted digit's logit."""
     with torch.no_grad():
         z = model(x)
     z[:, OMIT] += shift
-    pred = z.argmax(-1)
-    return (pred == y).float().mean().item(), (pred[y == OMIT] == OMIT).float().mean().item()
+    right = z.argmax(-1) == y
+    return right.float().mean().item(), right[y == OMIT].float().mean().item(), right[y != OMIT].float().mean().item()
 
 
 results = []
@@ -333,7 +334,7 @@ for seed in tqdm((0, 1), desc="seeds"):
     after = accuracy_with_shift(s, digits.x_test, digits.y_test, best)
     results.append((before, after, best))
     print(f"seed {seed}: 3s right {before[1]:.1%} -> {after[1]:.1%} with bias shift +{best:.2f}; "
-          f"all digits {before[0]:.1%} -> {after[0]:.1%}")
+          f"the other digits {before[2]:.1%} -> {after[2]:.1%}; all digits {before[0]:.1%} -> {after[0]:.1%}")
 
 control = digits_mlp_student(seed=0)
 Distiller(control, None, {"ce": (1.0, CE())}, lr=1e-2, seed=0, progress=False).fit(
@@ -343,13 +344,15 @@ print(f"control, teacher's hard labels without 3s: {control_3s:.1%} of the 3s ri
 
 # %%
 # Claims: hard labels without 3s teach nothing about 3s; soft targets teach most of it, and a
-# bias shift chosen on validation data recovers more, without hurting the other digits.
+# bias shift chosen on validation data recovers more, without hurting the other digits (they lose
+# at most a point).
 before_3s = mean([r[0][1] for r in results])
 after_3s = mean([r[1][1] for r in results])
 assert control_3s < 0.05
 assert before_3s > 0.6
 assert after_3s >= before_3s and after_3s > 0.85
 assert all(r[1][0] > r[0][0] - 0.01 for r in results)
+assert all(r[1][2] >= r[0][2] - 0.01 for r in results)   # the other digits: at most a point lost
 
 # %% [markdown]
 # ## On a GPU

@@ -15,6 +15,7 @@
 
 # %%
 import copy
+import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -160,6 +161,11 @@ for method, r in table.items():
 for method in ("gptq", "awq"):
     assert table[method]["ppl3"] < table["rtn"]["ppl3"] and table[method]["cos"] > table["rtn"]["cos"]
 assert table["awq"]["cos"] > 0.97 and table["gptq"]["cos"] > 0.98
+awq_layers = dict(minilm_models["awq"].named_modules())   # every s explicit (fold=False)
+blocks = [name for name in awq_layers if re.fullmatch(r".*encoder\.layer\.\d+", name)]
+qkv_s = [[awq_layers[f"{b}.attention.self.{p}"].input_scale for p in ("query", "key", "value")] for b in blocks]
+assert len(blocks) == 6 and all(torch.equal(q, k) and torch.equal(q, v) for q, k, v in qkv_s)
+print(f"MiniLM AWQ: query, key and value share one s in each of its {len(blocks)} layers")
 
 # %% [markdown]
 # ## 5. Where the scale goes: folding

@@ -159,6 +159,8 @@ for m in OPTIONS:
     int4_bytes = rows[f"teacher int4 {m}"]["bytes"]
     assert rows["teacher fp32"]["bytes"] / 2 < int4_bytes < rows["teacher fp32"]["bytes"]
     assert 4 * n_word > int4_bytes - 4 * n_word  # the float32 vocabulary table outweighs all the rest
+if MODEL is None:
+    assert 0.45 < n_word / n_params < 0.55, n_word / n_params  # the bundled model: "half of the parameters"
 best = max(OPTIONS, key=cos.get)
 print(f"checked; best INT4 method here: {best} (cosine {cos[best]:.4f})")
 
