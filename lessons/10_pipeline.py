@@ -175,7 +175,7 @@ assert by["GPTQ INT8"].bytes < by["teacher GPTQ INT4"].bytes
 assert by["GPTQ INT8"].perplexity < by["teacher GPTQ INT4"].perplexity
 assert 0.4 < by["student"].bytes / by["teacher"].bytes < 0.6  # half the size
 assert by["student"].perplexity < by["teacher"].perplexity   # no worse ...
-assert by["student"].accuracy > by["teacher"].accuracy - 0.01   # ... within a point of accuracy
+assert by["student"].accuracy > by["teacher"].accuracy - 0.005   # ... within a fraction of a point of accuracy
 train_ppl = {n: quality(m, corpus, "train", max_windows=WINDOWS)["perplexity"] for n, m in
              (("teacher", teacher), ("student", student))}
 gaps = {n: by[n].perplexity / train_ppl[n] for n in train_ppl}  # val / train perplexity

@@ -26,31 +26,35 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import functools
-import html
 import inspect
 import io
 import json
-import linecache
-import math
 import os
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from minicomp import timelimit
 from minicomp.checks import check_flag, is_real
+from minicomp.feedback import (
+    REPORT_MIME,
+    CaseResult,
+    Report,
+    check_tolerances,
+    compare_values,
+    preview,
+    short_error,
+    warning_text,
+)
 
-#: The MIME type under which a report's machine-readable summary is displayed in a notebook.
-#: ``minicomp grade`` reads it back from executed notebooks.
-REPORT_MIME = "application/vnd.minicomp.check+json"
+__all__ = ["Case", "Mistake", "Checker", "register", "available", "get_checker", "check", "compare_values",
+           "Report", "CaseResult", "REPORT_MIME", "REPORTS_ENV", "CHECK_TIMEOUT", "MAX_WARNINGS"]
+
 #: The environment variable in which ``minicomp grade`` names a file for every report's summary.
 REPORTS_ENV = "MINICOMP_CHECK_REPORTS"
 
@@ -145,7 +149,7 @@ def register(
     for i, m in enumerate(mistakes):
         if not isinstance(m, Mistake):
             raise TypeError(f"mistakes[{i}] must be a Mistake(name, fn, hint), got {type(m).__name__} {m!r:.80}")
-    _check_tolerances(atol, rtol)
+    check_tolerances(atol, rtol)
     replace = check_flag("replace", replace)
     if _called_from_course_checkers():
         _BUILTIN.add(name)
@@ -188,235 +192,11 @@ def get_checker(name: str) -> Checker:
     return _REGISTRY[name]
 
 
-# ── comparing values ─────────────────────────────────────────────────────────────────────────
-def _as_tensor(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x)
-    return x
-
-
-def _check_tolerances(atol, rtol) -> None:
-    for name, v in (("atol", atol), ("rtol", rtol)):
-        if not is_real(v) or not v >= 0:
-            raise ValueError(f"{name}={v!r} must be a number >= 0, such as 1e-5")
-
-
-def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
-    """``None`` if ``got`` matches ``expected``; otherwise one sentence describing the difference.
-
-    Tensors must match in shape, dtype kind (floating/integer/bool) and value (``allclose``, NaN in
-    the same places); a numpy array counts as a tensor (an answer written with numpy is right if its
-    values are; checkers that need a gradient or an exact dtype check for that themselves). Tuples
-    and lists are compared element by element; numbers with tolerance.
-    """
-    _check_tolerances(atol, rtol)
-    got_type = "numpy array" if isinstance(got, np.ndarray) else type(got).__name__   # as the learner wrote it
-    got, expected = _as_tensor(got), _as_tensor(expected)
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(got, torch.Tensor):
-            return f"expected a torch.Tensor but got {got_type}{_item_fix(got, expected)}"
-        if tuple(got.shape) != tuple(expected.shape):
-            return f"expected shape {tuple(expected.shape)} but got shape {tuple(got.shape)}"
-        if _kind(got.dtype) != _kind(expected.dtype):
-            kind = _kind(expected.dtype)
-            return f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} tensor ({expected.dtype}) but got {got.dtype}"
-        as_ = torch.complex128 if expected.is_complex() else torch.float64   # .double() drops an imaginary part
-        g, e = got.detach().cpu().to(as_), expected.detach().cpu().to(as_)
-        if not torch.equal(torch.isnan(g), torch.isnan(e)):
-            return "NaN where none was expected" if torch.isnan(g).any() else "expected NaN values"
-        if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
-            diff = (g - e).abs().nan_to_num(0.0)
-            i = int(diff.argmax())
-            return (f"values differ: largest difference {diff.max().item():.4g} at flat index {i} "
-                    f"(expected {e.flatten()[i].item():.6g}, got {g.flatten()[i].item():.6g})")
-        return None
-    if isinstance(expected, (tuple, list)):
-        if not isinstance(got, (tuple, list)):
-            return f"expected a {type(expected).__name__} of {len(expected)} values but got {got_type}"
-        if len(got) != len(expected):
-            return f"expected {len(expected)} values but got {len(got)}"
-        for i, (g, e) in enumerate(zip(got, expected)):
-            msg = compare_values(g, e, atol, rtol)
-            if msg:
-                return f"item {i}: {msg}"
-        return None
-    if isinstance(expected, dict):
-        if not isinstance(got, dict):
-            return f"expected a dict but got {got_type}"
-        if set(got) != set(expected):
-            return f"expected the keys {sorted(map(repr, expected))} but got {sorted(map(repr, got))}"
-        for k in expected:
-            msg = compare_values(got[k], expected[k], atol, rtol)
-            if msg:
-                return f"item {k!r}: {msg}"
-        return None
-    if isinstance(expected, (bool, np.bool_, int, float, np.number)) and isinstance(got, torch.Tensor) \
-            and got.numel() == 1:
-        got = got.item()   # a one-value tensor (or numpy array) where a number or a bool is expected
-    if isinstance(expected, (bool, np.bool_)):
-        if isinstance(got, torch.Tensor):   # `got == expected` would be a tensor, true or false for all of it
-            return f"expected {expected} but got {got_type} of shape {tuple(got.shape)}"
-        return None if got == expected else f"expected {expected} but got {got!r}"
-    if isinstance(expected, (int, float, np.number)):
-        if not isinstance(got, (int, float, np.number)) or isinstance(got, bool):
-            return f"expected a number but got {got_type}"
-        try:
-            g, e = float(got), float(expected)
-        except OverflowError:   # an int past float's range: compared exactly
-            return None if got == expected else f"expected {expected!r} but got {got!r}"
-        if isinstance(expected, (int, np.integer)) and not g.is_integer():
-            return f"expected a whole number {expected} but got {got!r}"
-        if math.isnan(e) and math.isnan(g):   # as for tensors: NaN where NaN is expected is right
-            return None
-        if not math.isclose(g, e, rel_tol=rtol, abs_tol=atol):
-            return f"expected {expected!r} but got {got!r}"
-        return None
-    return None if got == expected else f"expected {expected!r} but got {got!r}"
-
-
-def _item_fix(got: Any, expected: torch.Tensor) -> str:
-    """The fix for a number where a 0-dim tensor belongs: the tensor's .item() was returned."""
-    if expected.dim() == 0 and isinstance(got, (int, float, np.number)) and not isinstance(got, bool):
-        return ("; return the 0-dim tensor itself, without .item() or float(): a loss must stay a tensor "
-                "for .backward() to train through it")
-    return ""
-
-
-def _kind(dtype: torch.dtype) -> str:
-    if dtype.is_floating_point:
-        return "floating-point"
-    if dtype == torch.bool:
-        return "boolean"
-    if dtype.is_complex:
-        return "complex"
-    return "integer"
-
-
-def _preview(x: Any, limit: int = 240) -> str:
-    if isinstance(x, torch.Tensor):
-        with torch.no_grad():
-            text = repr(x.detach())
-        if x.numel() > 12:
-            text = f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}"
-    elif isinstance(x, (tuple, list)):
-        items = [_preview(v, 80) for v in x]
-        if hasattr(x, "_fields"):   # a namedtuple: name each item
-            items = [f"{name}={item}" for name, item in zip(x._fields, items)]
-        inside = ", ".join(items) + ("," if len(items) == 1 and isinstance(x, tuple) else "")
-        text = f"[{inside}]" if isinstance(x, list) else f"({inside})"   # brackets as Python prints them
-    else:
-        text = repr(x)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _call_text(params: Sequence[str], case: Case) -> str:
     names = list(params) + [f"arg{i}" for i in range(len(params), len(case.args))]
-    parts = [f"{n}={_preview(a, 120)}" for n, a in zip(names, case.args)]
-    parts += [f"{k}={_preview(v, 120)}" for k, v in case.kwargs.items()]
+    parts = [f"{n}={preview(a, 120)}" for n, a in zip(names, case.args)]
+    parts += [f"{k}={preview(v, 120)}" for k, v in case.kwargs.items()]
     return f"fn({', '.join(parts)})"
-
-
-# ── the report ───────────────────────────────────────────────────────────────────────────────
-@dataclass
-class CaseResult:
-    label: str
-    ok: bool
-    call: str = ""
-    expected: str = ""
-    got: str = ""
-    problem: str = ""
-
-
-_STATUS_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "not done": "#9a6700"}
-
-
-@dataclass
-class Report:
-    """What ``check`` found. ``.passed`` is True only when every case passed.
-
-    ``status`` is ``"passed"``, ``"failed"`` or ``"not done"``. In a notebook the report renders
-    as a short coloured summary; ``str(report)`` gives the same text for a terminal.
-    """
-
-    name: str
-    status: str
-    results: list[CaseResult] = field(default_factory=list)
-    message: str = ""
-    hint: str = ""
-    #: What the learner's function warned while it ran (each different warning once, at most
-    #: `MAX_WARNINGS`), shown under the report, passed or not.
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-    @property
-    def n_passed(self) -> int:
-        return sum(r.ok for r in self.results)
-
-    @property
-    def n_total(self) -> int:
-        return len(self.results)
-
-    def __post_init__(self) -> None:
-        if self.status not in _STATUS_COLOURS:
-            raise ValueError(f"status={self.status!r} must be one of {', '.join(map(repr, _STATUS_COLOURS))}")
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def to_dict(self) -> dict:
-        bad = self._failure()
-        return {"name": self.name, "status": self.status, "passed": self.passed,
-                "n_passed": self.n_passed, "n_total": self.n_total,
-                "message": self.message, "hint": self.hint, "warnings": list(self.warnings),
-                "problem": "" if bad is None else f"{bad.label}: {bad.problem}"}
-
-    def _failure(self) -> CaseResult | None:
-        return next((r for r in self.results if not r.ok), None)
-
-    def __str__(self) -> str:
-        if self.status == "passed":
-            return f"✅ {self.name}: all {self.n_total} checks passed. Well done!" + self._warned()
-        if self.status == "not done":
-            return f"⏳ {self.name}: not done yet. {self.message}"
-        lines = [f"❌ {self.name}: {self.n_passed} of {self.n_total} checks passed." if self.results
-                 else f"❌ {self.name}: not checked."]   # (the message says why, e.g. the wrong parameters)
-        if self.message:
-            lines.append(f"   {self.message}")
-        bad = self._failure()
-        if bad is not None:
-            lines.append(f"   First failure, {bad.label}:")
-            if bad.call:
-                lines.append(f"     called    {bad.call}")
-            if bad.expected:
-                lines.append(f"     expected  {bad.expected}")
-            if bad.got:
-                lines.append(f"     got       {bad.got}")
-            lines.append(f"     problem   {bad.problem}")
-        if self.hint:
-            lines.append(f"   Hint: {self.hint}")
-        return "\n".join(lines) + self._warned()
-
-    def _warned(self) -> str:
-        if not self.warnings:
-            return ""
-        lines = ["", "   Your function warned (worth reading: a warning often names a bug):"]
-        lines += [f"     {w}" for w in self.warnings]
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        colour = _STATUS_COLOURS[self.status]
-        text = html.escape(str(self))
-        return (f'<pre style="border-left:4px solid {colour};padding:6px 10px;'
-                f'white-space:pre-wrap">{text}</pre>')
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        return {"text/plain": str(self), "text/html": self._repr_html_(), REPORT_MIME: self.to_dict()}
 
 
 # ── check ────────────────────────────────────────────────────────────────────────────────────
@@ -441,22 +221,10 @@ def _call(fn: Callable, case: Case, call: Callable | None = None,
         finally:
             if warned is not None:
                 for w in caught:
-                    text = _warning_text(w)
+                    text = warning_text(w)
                     if text not in warned:
                         warned.append(text)
     return result, _changed(list(args) + list(kwargs.values()), list(case.args) + list(case.kwargs.values()))
-
-
-def _warning_text(w: warnings.WarningMessage, limit: int = 300) -> str:
-    """``"UserWarning: Implicit dimension choice ... (at line 3: p = F.softmax(z))"``: one line."""
-    where = ""
-    try:
-        line = linecache.getline(w.filename, w.lineno).strip()
-        where = f" (at line {w.lineno}: {line})" if line else ""
-    except Exception:   # a file that cannot be read back: the message alone
-        pass
-    text = " ".join(f"{w.category.__name__}: {w.message}{where}".split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _changed(after: list, before: list) -> bool:
@@ -470,42 +238,6 @@ def _changed(after: list, before: list) -> bool:
     return False
 
 
-def _short_error(exc: BaseException) -> str:
-    """``"ZeroDivisionError: division by zero (at line 3: y = 1 / 0)"``, with no traceback.
-
-    The line is the learner's own: the last one in the traceback that is not in minicomp, PyTorch,
-    numpy or Python's own library (an error raised deep inside F.cross_entropy is shown at the
-    learner's call of it). Where no line of theirs is in it, as when a checker's `call`
-    back-propagates through their output, the checker's line is shown and named as such."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]   # not check's own lines
-    theirs = [f for f in frames if not _library_file(f.filename)]
-    if theirs and theirs[-1].line:
-        where = f" (at line {theirs[-1].lineno}: {theirs[-1].line.strip()})"
-    else:
-        checking = [f for f in frames if f.filename.startswith(_CHECKERS_DIR) and f.line]
-        where = (f" (while the check ran `{checking[-1].line.strip()}` on your function's output)" if checking
-                 else f" (at line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames and frames[-1].line
-                 else "")
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
-_CHECKERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkers") + os.sep
-
-
-@functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    """Folders whose code is not the learner's: minicomp's, torch's, numpy's, the installed
-    packages' and Python's own library."""
-    import sysconfig
-    dirs = {os.path.dirname(os.path.abspath(m.__file__)) for m in (sys.modules[__package__], torch, np, os)}
-    dirs |= {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
-    return tuple(os.path.join(os.path.abspath(d), "") for d in dirs)
-
-
-def _library_file(filename: str) -> bool:
-    return filename.startswith("<frozen ") or os.path.abspath(filename).startswith(_library_dirs())
-
-
 def _compare(checker: Checker, got: Any, expected: Any) -> str | None:
     """The checker's own comparison if it has one, else `compare_values` with its tolerances. An
     answer of a kind the checker's comparison did not foresee (a tuple of tensors where a list of
@@ -516,7 +248,7 @@ def _compare(checker: Checker, got: Any, expected: Any) -> str | None:
             return checker.compare(got, expected)
         except Exception as exc:
             plain = compare_values(got, expected, checker.atol, checker.rtol)
-            return plain if plain is not None else f"your answer could not be checked: {_short_error(exc)}"
+            return plain if plain is not None else f"your answer could not be checked: {short_error(exc)}"
     return compare_values(got, expected, checker.atol, checker.rtol)
 
 
@@ -578,17 +310,25 @@ def _diagnose(checker: Checker, failed: tuple[Case, Any, Any, str], answers: lis
     return f"this looks like {suspects[0].name}. {suspects[0].hint}"
 
 
-def _diagnose_raised(checker: Checker, case: Case, exc: BaseException) -> str:
-    """The hint for the first known mistake that raises the learner's exception on `case` (the same
-    type and message: F.cross_entropy given [B, T, C] logits names the shapes it refused), else
-    the general hint."""
-    for m in checker.mistakes:
+def _diagnose_raised(checker: Checker, raised: list[tuple[Case, BaseException]],
+                     answers: list[tuple[Case, Any]]) -> str:
+    """The hint for the known mistake that raises the learner's errors, else the general hint.
+
+    raised: each case where the learner's function raised, with what it raised; answers: what it
+    returned on the others. The mistake must raise the same error (type and message: F.cross_entropy
+    given [B, T, C] logits names the shapes it refused) on every one of those cases, and give the
+    learner's answers on at least half of the others. Where two mistakes do, which one was made
+    cannot be told: the general hint."""
+    def raises_the_same(m: Mistake, case: Case, exc: BaseException) -> bool:
         try:
             _run(m.fn, case, checker.call)
         except Exception as theirs:
-            if type(theirs) is type(exc) and str(theirs) == str(exc):
-                return f"this looks like {m.name}. {m.hint}"
-    return checker.hint
+            return type(theirs) is type(exc) and str(theirs) == str(exc)
+        return False
+
+    suspects = [m for m in checker.mistakes if all(raises_the_same(m, c, e) for c, e in raised)
+                and 2 * sum(_same(checker, g, _gives(checker, m, c)) for c, g in answers) >= len(answers)]
+    return f"this looks like {suspects[0].name}. {suspects[0].hint}" if len(suspects) == 1 else checker.hint
 
 
 #: Seconds a learner's function may take over all of a check's cases before it is stopped.
@@ -625,13 +365,13 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     results: list[CaseResult] = []
     answers: list[tuple[Case, Any]] = []   # every answer the function returned, for `_diagnose`
     failed: tuple[Case, Any, Any, str] | None = None   # the first wrong answer, for `_diagnose`
-    raised: tuple[Case, BaseException] | None = None   # the first exception, for `_diagnose_raised`
+    raised: list[tuple[Case, BaseException]] = []   # every exception the function raised, for `_diagnose_raised`
     used = 0.0   # seconds the learner's function has run so far
     outer = timelimit.active()   # inside `minicomp check --timeout`, whose limit is the one that counts
     cases = checker.cases()
     if not isinstance(cases, list) or not cases or not all(isinstance(c, Case) for c in cases):
         raise TypeError(f"the checker of {name!r} is broken: its cases() must return a non-empty list of Case, "
-                        f"got {_preview(cases, 120)}")
+                        f"got {preview(cases, 120)}")
     wrong = _wrong_signature(fn, cases[0]) if checker.call is None else None
     if wrong:
         return Report(name, "failed", message=f"your function takes {wrong}, but the exercise calls it as "
@@ -649,7 +389,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         except timelimit.TookTooLong:
             if outer:
                 raise
-            results.append(CaseResult(case.label, False, call, _preview(expected), "",
+            results.append(CaseResult(case.label, False, call, preview(expected), "",
                                       f"your function was still running after {timeout:g} s (all cases so far "
                                       "together) and was stopped"))
             results += [CaseResult(c.label, False, problem="not run: stopped on an earlier case") for c in cases[i + 1:]]
@@ -660,9 +400,9 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
             used += time.monotonic() - start
             said = (f"your function called exit() (SystemExit: {exc.code!r}), which would stop the notebook's "
                     "kernel; return a value instead" if isinstance(exc, SystemExit)
-                    else f"your function raised {_short_error(exc)}")
-            results.append(CaseResult(case.label, False, call, _preview(expected), "", said))
-            raised = raised or (case, exc)
+                    else f"your function raised {short_error(exc)}")
+            results.append(CaseResult(case.label, False, call, preview(expected), "", said))
+            raised.append((case, exc))
             continue
         used += time.monotonic() - start
         answers.append((case, got))
@@ -674,13 +414,13 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         else:
             results.append(CaseResult(case.label, True, call))
             continue
-        results.append(CaseResult(case.label, False, call, _preview(expected), _preview(got), problem))
+        results.append(CaseResult(case.label, False, call, preview(expected), preview(got), problem))
     if all(r.ok for r in results):
         return Report(name, "passed", results)
     if failed:
         hint = _diagnose(checker, failed, answers)
     elif raised:   # an exception: a known mistake that raises it, else the general hint
-        hint = _diagnose_raised(checker, *raised)
+        hint = _diagnose_raised(checker, raised, answers)
     else:   # only inputs changed in place: the problem line says it all
         hint = ""
     return Report(name, "failed", results, hint=hint)

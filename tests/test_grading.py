@@ -206,9 +206,9 @@ def test_an_answer_the_checkers_comparison_did_not_foresee_is_a_failure_not_a_tr
 
 def test_lists_are_shown_as_lists_and_tuples_as_tuples():
     """A learner who must return a list is shown one: '[0, 1, 3]', not '(0, 1, 3)'."""
-    from minicomp.grading import _preview
+    from minicomp.feedback import preview
 
-    assert (_preview([0, 1, 3]), _preview((1, 2)), _preview((1,)), _preview([])) == ("[0, 1, 3]", "(1, 2)", "(1,)", "[]")
+    assert (preview([0, 1, 3]), preview((1, 2)), preview((1,)), preview([])) == ("[0, 1, 3]", "(1, 2)", "(1,)", "[]")
     report = check("pareto_front_indices", lambda sizes, errors: [3, 1, 0])
     assert "expected  [0, 1, 3]" in str(report), str(report)
 
@@ -328,7 +328,8 @@ def test_an_answer_in_numpy_is_compared_by_its_values():
 
 def test_a_number_where_a_loss_tensor_belongs_names_item():
     report = check("kd_loss", lambda s, t, T: _kd_loss(s, t, T).item())
-    assert "expected a torch.Tensor but got float; return the 0-dim tensor itself, without .item()" in str(report)
+    assert "expected a torch.Tensor but got float " in str(report) and "without .item(), float() or .numpy()" in str(report)
+    assert "return the 0-dim tensor itself, not its .item()" in compare_values(0.5, torch.tensor(0.5))
     assert ".item()" not in compare_values([1.0], torch.zeros(1))   # not a 0-dim tensor: no such fix
 
 
@@ -374,12 +375,39 @@ def test_a_known_mistake_that_raises_is_named():
     def unflattened(x):
         return torch.mm(x, torch.ones(x.shape[-1], 1))[:, 0]
 
-    register("_rows_sum", params=("x",), reference=flat,
+    register("_test_rows_sum", params=("x",), reference=flat,
              cases=lambda: [Case("2-D", (torch.ones(2, 3),)), Case("3-D", (torch.ones(2, 2, 3),))],
              mistakes=[Mistake("a wrong sum", lambda x: flat(x) + 1, "off by one"),
                        Mistake("a 3-D input not flattened", unflattened, "flatten it first: x.reshape(-1, C)")],
              hint="the general hint")
-    report = check("_rows_sum", lambda x: torch.mm(x, torch.ones(x.shape[-1], 1)).flatten())
+    report = check("_test_rows_sum", lambda x: torch.mm(x, torch.ones(x.shape[-1], 1)).flatten())
     assert report.hint == "this looks like a 3-D input not flattened. flatten it first: x.reshape(-1, C)"
-    report = check("_rows_sum", lambda x: 1 / 0)   # another error: the general hint
+    report = check("_test_rows_sum", lambda x: 1 / 0)   # another error: the general hint
     assert report.hint == "the general hint"
+
+
+def test_a_function_made_by_exec_is_still_shown_at_its_own_line():
+    """It has no source to show; its line was skipped for PyTorch's (`return torch._C._nn.cross_entropy_loss(`)."""
+    scope = {"F": torch.nn.functional}
+    exec("def kd_loss(s, t, T):\n    return F.cross_entropy(s, t.argmax(0))\n", scope)
+    text = str(check("kd_loss", scope["kd_loss"]))
+    assert "(at line 2 of <string>)" in text and "torch._C" not in text
+
+
+def test_two_mistakes_that_raise_alike_get_the_general_hint():
+    """Which of the two was made cannot be told from the error: naming the first would be a guess."""
+    def boom(x):
+        raise ValueError("no")
+
+    register("_test_two_alike", params=("x",), reference=lambda x: x + 1,
+             cases=lambda: [Case("one", (torch.ones(2),))],
+             mistakes=[Mistake("first", boom, "h1"), Mistake("second", boom, "h2")], hint="the general hint")
+    assert check("_test_two_alike", boom).hint == "the general hint"
+
+
+def test_a_reversed_numpy_view_is_compared_not_a_crash():
+    """torch.from_numpy refuses negative strides; check() ended in a traceback."""
+    import numpy as np
+
+    assert compare_values(np.arange(3)[::-1], torch.tensor([2, 1, 0])) is None
+    assert "expected a torch.Tensor but got numpy array" in compare_values(np.array([None]), torch.zeros(1))

@@ -79,9 +79,11 @@ def _compare_with_grads(atol: float, rtol: float):
     student and the adapter), then that gradient itself: a term built from a detached copy of the
     student's output leaves the value right and the gradient wrong."""
     def compare(got, expected):
-        if isinstance(got, (np.ndarray, np.generic)):   # compare_values would take its values for a tensor's
-            return (f"expected a torch.Tensor but got a numpy {'array' if isinstance(got, np.ndarray) else 'number'}: "
-                    "a loss must stay a tensor for .backward() to train through it; return it without .numpy()")
+        if isinstance(got, (np.ndarray, np.generic, int, float)) and not isinstance(got, bool):
+            # (compare_values would read a numpy answer by its values): the gradient is what a loss is for
+            kind = "a numpy array" if isinstance(got, np.ndarray) else f"{type(got).__name__} {got!r}"
+            return (f"expected a torch.Tensor but got {kind}: a loss must stay a tensor for .backward() to train "
+                    "through it; return it without .item(), float() or .numpy()")
         problem = compare_values(got, expected, atol, rtol)
         if problem is not None or not isinstance(got, torch.Tensor):
             return problem
@@ -382,7 +384,7 @@ register(
         Mistake("cross-entropy on [B, T, C] logits without flattening them",
                 lambda s, t, y, T, a: a * _kd(s, t, T) + (1 - a) * F.cross_entropy(s, y),
                 "F.cross_entropy wants [N, C] logits and [N] labels (given 3-D logits, it takes dimension 1 for "
-                "the classes): flatten both first, F.cross_entropy(s.reshape(-1, C), labels.reshape(-1))."),
+                "the classes): flatten both first, F.cross_entropy(student_logits.reshape(-1, C), labels.reshape(-1))."),
         Mistake("averaging the KD term over the first dimension only",
                 lambda s, t, y, T, a: a * T * T * _kl(_lsm(t.detach(), T), _lsm(s, T)).sum() / s.shape[0] + (1 - a) * _ce(s, y),
                 "For [B, T, C] logits all B·T positions are rows, for the KD term as for the cross-entropy."),

@@ -12,10 +12,9 @@ different answer on at least one of them (the test-suite checks this).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from minicomp.checkers._common import noting_half_precision
+from minicomp.checkers._common import exactly_as, noting_half_precision
 from minicomp.grading import Case, Mistake, register
 
 
@@ -23,21 +22,7 @@ def _codes(shape, seed: int) -> torch.Tensor:
     return torch.randint(0, 16, shape, generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
-def _exactly_as(dtype: torch.dtype, meaning: str, fix: str):
-    """A compare that wants `dtype` (saying what it means and how to get it), then exact values."""
-    def compare(got, expected) -> str | None:
-        from minicomp.grading import compare_values
-
-        if isinstance(got, np.ndarray):   # compare_values would take its values for a tensor's
-            return (f"expected a torch.Tensor of dtype {dtype} ({meaning}) but got a numpy array of {got.dtype}; "
-                    f"return the tensor itself, without .numpy(), and {fix}")
-        if isinstance(got, torch.Tensor) and got.dtype != dtype:
-            return f"expected dtype {dtype} ({meaning}) but got {got.dtype}; {fix}"
-        return compare_values(got, expected, atol=0.0, rtol=0.0)
-    return compare
-
-
-_require_uint8 = _exactly_as(torch.uint8, "one byte per element", "finish with .to(torch.uint8)")
+_require_uint8 = exactly_as(torch.uint8, "one byte per element", "finish with .to(torch.uint8)")
 
 
 # ── pack_int4 ────────────────────────────────────────────────────────────────────────────────
@@ -343,7 +328,7 @@ register(
     params=("words",),
     reference=_two_codes_reference,
     cases=_two_codes_cases,
-    compare=_exactly_as(torch.float16, "the int32's 32 bits read as two fp16",
+    compare=exactly_as(torch.float16, "the int32's 32 bits read as two fp16",
                         "reinterpret the bits with .view(torch.float16)"),
     mistakes=[
         Mistake("the mask of code 0 only (0x0000000F)", lambda w: _bits_as_pairs((w & 0xF) | 0x64006400),

@@ -123,7 +123,7 @@ register(
     reference=lambda q, scale, zero_point: dequantize(q, scale, zero_point),
     cases=_dequantize_cases,
     compare=noting_half_precision(1e-5, 1e-4, "keep the arithmetic in float32 (q.to(torch.int32) or q.float(), "
-                                  "not .half() or .bfloat16()), as the reference does", close=(1e-2, 1e-6)),
+                                  "not .half() or .bfloat16()), as the reference does", close_atol=1e-6, close_rtol=1e-2),
     mistakes=[
         Mistake("the zero point's sign flipped", lambda q, s, z: (q.to(torch.int32) + z) * s,
                 "Subtract the zero point: x = (q - zero_point) * scale, so the code zero_point gives 0.0."),
@@ -214,11 +214,6 @@ def _qp(lo, hi, bits, levels=None, round_zero=True, zero_sign=1):
     return scale, zero_sign * (torch.round(zero) if round_zero else zero)
 
 
-_TRUNCATED_ZERO = "a zero point truncated (int() or floor) instead of rounded"
-_TRUNCATED_ZERO_HINT = ("int(), math.floor and torch.floor cut the fraction off: 105.7 becomes 105, one code away "
-                        "from where 0.0 lies. Round to the nearest code: round(-lo / scale).")
-
-
 def _qp_truncated(x, bits):
     scale, zero = _qp(*_wide(x), bits, round_zero=False)
     return scale, torch.floor(zero)   # -lo / scale >= 0: int() and floor agree
@@ -283,7 +278,9 @@ register(
                 _asym_only(lambda x, b: _qp(*_wide(x), b, round_zero=False)),
                 "The zero point is a code, so it must be an integer: round(-lo / scale). That is what "
                 "makes 0.0 exactly representable."),
-        Mistake(_TRUNCATED_ZERO, _asym_only(_qp_truncated), _TRUNCATED_ZERO_HINT),
+        Mistake("a zero point truncated (int() or floor) instead of rounded", _asym_only(_qp_truncated),
+                "int(), math.floor and torch.floor cut the fraction off: 105.7 becomes 105, one code away from "
+                "where 0.0 lies. Round to the nearest code: round(-lo / scale)."),
         Mistake("the zero point's sign flipped", _asym_only(lambda x, b: _qp(*_wide(x), b, zero_sign=-1)),
                 "zero_point = -round(lo / scale): lo is negative (or 0), so the zero point is >= 0."),
         Mistake("symmetric from the maximum instead of the largest magnitude",
@@ -405,7 +402,10 @@ register(
                 "The zero point is a code, an integer: zero = torch.round(-lo / scale). Unrounded, the "
                 "codes round(w / scale) + zero are not whole numbers, and the clamp to 0 .. 2**bits - 1 "
                 "cuts the ends of the range off the grid."),
-        Mistake(_TRUNCATED_ZERO, _per_group_wrong(_RIGHT, -1, zero_rounding=torch.floor), _TRUNCATED_ZERO_HINT),
+        Mistake("a zero point truncated (torch.floor, .int() or .long()) instead of rounded",
+                _per_group_wrong(_RIGHT, -1, zero_rounding=torch.floor),
+                "torch.floor, .int() and .long() cut the fraction off: 105.7 becomes 105, one code away from where "
+                "0.0 lies. Round to the nearest code: zero = torch.round(-lo / scale)."),
         Mistake("the group minimum and maximum without keepdim=True", _per_group_wrong(_RIGHT, -1, keepdim=False),
                 "wg.amin(dim=-1) has shape [out, groups], not [out, groups, 1]: dividing the [out, groups, "
                 "group_size] groups by a scale of that shape lines it up with the members of a group, not "

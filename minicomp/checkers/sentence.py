@@ -22,11 +22,11 @@ second of a sort can return the row itself).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from minicomp.grading import Case, Mistake, compare_values, register
+from minicomp.checkers._common import exactly_as
+from minicomp.grading import Case, Mistake, register
 from minicomp.sentence import mean_pool, nearest_neighbours
 
 # ── mean_pool ────────────────────────────────────────────────────────────────────────────────
@@ -231,17 +231,10 @@ def _euclidean(emb):
     return d.argmin(1)
 
 
-def _int64_indices(got, expected) -> str | None:
-    """The indices compared exactly, then their dtype: torch.int64, as the exercise asks and as
-    argmax returns them (a numpy array counts by its dtype too)."""
-    problem = compare_values(got, expected, atol=0.0, rtol=0.0)
-    if problem is not None:
-        return problem
-    dtype = torch.from_numpy(got).dtype if isinstance(got, np.ndarray) else getattr(got, "dtype", None)
-    if isinstance(dtype, torch.dtype) and dtype != torch.int64:
-        return (f"expected dtype torch.int64 (the indices argmax returns) but got {dtype}; return argmax's "
-                "result as it is (no .int()), or finish with .long()")
-    return None
+# argmax returns int64, as the exercise asks; a wrong answer is told by its values first (the
+# known mistakes are told apart by them), a right one in another dtype by its dtype
+_int64_indices = exactly_as(torch.int64, "the indices argmax returns",
+                            "return argmax's result as it is (no .int()), or finish with .long()", values_first=True)
 
 
 register(
