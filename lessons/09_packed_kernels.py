@@ -381,10 +381,13 @@ else:
 # which would also have to share the cores with PyTorch's still-spinning threads.
 #
 # What that is worth depends on the machine: on how long its operating system takes to wake a
-# sleeping thread and on how long PyTorch's threads spin, so on some machines it is a good part
-# of the kernel's lead and on others the two come out even. The claim checked here is only that
-# borrowing is never slower (within 5%); the cell prints what it saved on *this* machine, per
-# call. Time both, each call after float32 as in a model:
+# sleeping thread, on how long PyTorch's threads spin, and on whether the packed weight stays in
+# the cache. On the 2-core VM this course was first measured on, borrowing cut the 4096 × 4096
+# GEMV from 0.85 to 0.64 ms; on a later host of the same VM (a larger cache), a pool of its own
+# came out 5 to 15 % *faster*. So the claim checked here is a modest one: either way the fused
+# kernel keeps its lead over float32, and the choice of threads moves the time by far less than
+# that lead. The cell prints which won on *this* machine, per call. Time both, each call after
+# float32 as in a model:
 
 # %%
 from minicomp.kernels import cpu as cpu_kernels
@@ -406,21 +409,20 @@ def with_threading(mode):
 # With OMP_WAIT_POLICY=PASSIVE, PyTorch's threads sleep between ops too, and the two are even.
 spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE" and os.environ.get("GOMP_SPINCOUNT") != "0"
 if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openmp() is not None and spinning:
-    for attempt in (1, 2, 3):
-        with torch.no_grad():
-            t_thr = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
-                                      "int4, PyTorch's threads": with_threading("auto"),
-                                      "int4, own thread pool": with_threading("pool")}, warmup=3, repeats=30)
-        for name, timing in t_thr.items():
-            print(f"{name:<24} {timing.median * 1e3:6.3f} ms")
-        borrow = t_thr["int4, own thread pool"].median / t_thr["int4, PyTorch's threads"].median
-        if borrow > 0.95:
-            break
-        print(f"attempt {attempt}: {borrow:.2f}x; the machine may be busy, timing again")
-    assert borrow > 0.95, borrow
+    with torch.no_grad():
+        t_thr = hardware.compare({"fp32": hardware.round_robin([lambda W=W: F.linear(x, W) for W in W32s]),
+                                  "int4, PyTorch's threads": with_threading("auto"),
+                                  "int4, own thread pool": with_threading("pool")}, warmup=3, repeats=30)
+    for name, timing in t_thr.items():
+        print(f"{name:<24} {timing.median * 1e3:6.3f} ms")
+    thr_speed = hardware.ratios(t_thr, "fp32")
+    borrow = t_thr["int4, own thread pool"].median / t_thr["int4, PyTorch's threads"].median
+    lead = min(thr_speed["int4, PyTorch's threads"], thr_speed["int4, own thread pool"])
+    assert lead > 1.5, thr_speed   # either way, the fused kernel keeps its lead over float32 ...
+    assert abs(borrow - 1) < 0.3 and abs(borrow - 1) < (lead - 1) / 2, (borrow, lead)   # ... and threads move it less
     saved_us = (t_thr["int4, own thread pool"].median - t_thr["int4, PyTorch's threads"].median) * 1e6
-    print(f"checked: borrowing PyTorch's threads is not slower: {borrow:.2f}x the speed of a pool of its own, "
-          f"{saved_us:+.0f} µs a call on this machine")
+    print(f"checked: both are {lead:.1f}x float32's speed or more; borrowing PyTorch's threads is {borrow:.2f}x "
+          f"the speed of a pool of its own here ({saved_us:+.0f} µs a call)")
 else:
     print("skipped: needs the cpu kernel, more than one thread, and PyTorch on OpenMP (Linux) "
           "with its threads spinning between ops (OpenMP's default)")
