@@ -72,6 +72,9 @@ def check_positive_numbers(**values) -> None:
             raise ValueError(f"{name}={value!r} must be a finite number > 0")
 
 
+_FRACTIONS = {"[0, 1]": (False, False), "[0, 1)": (False, True), "(0, 1)": (True, True)}  # open at 0, at 1
+
+
 def check_fraction(name: str, value, interval: str = "[0, 1]", meaning: str = "") -> float:
     """`value` as a float if it is a real number in `interval`, one of "[0, 1]", "[0, 1)" and
     "(0, 1)", else ValueError; `meaning` ends the message (": the share of rows held out")."""
@@ -81,9 +84,6 @@ def check_fraction(name: str, value, interval: str = "[0, 1]", meaning: str = ""
     if not (is_real(value) and (0 < value if open_low else 0 <= value) and (value < 1 if open_high else value <= 1)):
         raise ValueError(f"{name}={value!r} must be a number in {interval}{meaning}")
     return float(value)
-
-
-_FRACTIONS = {"[0, 1]": (False, False), "[0, 1)": (False, True), "(0, 1)": (True, True)}  # open at 0, at 1
 
 
 def check_bits(bits, name: str = "bits") -> int:
