@@ -110,6 +110,21 @@ def test_backends_agree_exactly_with_reference(backend, case, m):
     assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("backend", ["reference", *FAST])
+def test_each_call_adds_its_bias_into_a_new_tensor(backend):
+    """forward adds the bias in place (fewer torch calls): into the backend's new output, never
+    into a tensor an earlier call returned, and with a float16 bias (after .half()) as well."""
+    layer = exact_layer(64, 128, 4, 64)
+    x = int_input(2, 128)
+    first = run(layer, x, backend)
+    kept = first.clone()
+    second = run(layer, x, backend)
+    assert torch.equal(first, kept) and torch.equal(second, kept)
+    assert first.data_ptr() != second.data_ptr()
+    half = run(layer.half(), x.half(), backend)   # small integers: exact in float16 too
+    assert half.dtype == torch.float16 and torch.equal(half.float(), kept)
+
+
 def test_reference_matches_hand_computation():
     # one row, codes [1, 2, 3, 4], group_size 2: groups (1, 2) and (3, 4)
     qw = QuantizedWeight(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[0.5, 2.0]]),
