@@ -274,8 +274,10 @@ print(f"checked: distill + INT4 = {together:.1f}x fewer bytes (bound if every we
 # Packed kernels are another matter: lesson 09 measured a big win on a 4096 × 4096 layer,
 # where reading the weight dominates. TinyGPT's layers are 128 wide: a whole INT4 layer is 9 to
 # 35 KB and sits in cache, so there is no memory traffic to save, and the kernel's fixed cost per call
-# (layouts, threads, Python) is larger than the matrix-vector product itself. Packed INT4 is
-# *slower* than dense float here; its benefit at this size is bytes, not time.
+# (checks, layouts, Python) is larger than the matrix-vector product itself: a layer with four
+# times the weights (the MLP's 128 → 512 against attention's 128 → 128 output projection) takes
+# well under twice as long (timed below, interleaved). Packed INT4 is *slower* than dense float
+# here; its benefit at this size is bytes, not time.
 
 # %%
 layer_kb = [m.weight_nbytes / 1e3 for m in packed_layers(packed["packed GPTQ INT4"]).values()]
@@ -285,7 +287,19 @@ print(f"student vs teacher: {speed['student']:.2f}x;  packed INT4 vs float stude
       f"{speed_s['packed GPTQ INT4']:.2f}x;  packed INT8 vs float student: {speed_s['packed GPTQ INT8']:.2f}x")
 assert speed["student"] > 1.2
 assert speed_s["packed GPTQ INT4"] < 1.0  # slower than the float student at 128 wide
-print("checked: distillation speeds batch-1 up; packing a 128-wide model does not")
+
+int4_layers = packed_layers(packed["packed GPTQ INT4"])
+one_token = torch.randn(1, 128)
+with torch.no_grad():
+    per_call = hardware.compare({"128 -> 128": lambda: int4_layers["transformer.h.0.attn.c_proj"](one_token),
+                                 "128 -> 512": lambda: int4_layers["transformer.h.0.mlp.c_fc"](one_token)},
+                                warmup=20, repeats=200)
+small_us, big_us = (per_call[n].median * 1e6 for n in ("128 -> 128", "128 -> 512"))
+print(f"one packed INT4 layer, one token: 128 -> 128 {small_us:.0f} µs, 128 -> 512 {big_us:.0f} µs "
+      f"({big_us / small_us:.2f}x the time for 4x the weights)")
+assert big_us < 1.5 * small_us   # "well under twice as long": most of a call is its fixed cost
+print("checked: distillation speeds batch-1 up; packing a 128-wide model does not, and a packed "
+      "call is mostly fixed cost")
 
 # %% [markdown]
 # ## 7. Quantization-aware distillation
