@@ -234,3 +234,25 @@ moved = ((e_forced - e_explicit).abs().amax(dim=1) > 1e-4).float().mean().item()
 print(f"forced post-LN fold: cosine to the correct model {cos_forced:.4f}; "
       f"{moved:.0%} of the {len(held)} sentences moved by more than 1e-4")
 assert cos_forced < 0.999 and moved > 0.9  # a wrong fold shows on almost every input
+
+# %% [markdown]
+# ## Summary
+#
+# * A few input channels carry larger activations, and the weights they meet matter most.
+#   Keeping the top 1 % of columns by activation in float lowered the output error most, but
+#   mixed precision is awkward for kernels.
+# * AWQ gets the effect with one number per channel: y = (x / s)(W s)ᵀ, with s = s_xᵅ and α
+#   searched on a grid of 20 points in [0, 1). The search includes α = 0, plain RTN, so it can
+#   only do as well or better, and on this layer it did better. Clipping, after scaling,
+#   shrank most groups' ranges and did not raise the error.
+# * On whole models, AWQ beat RTN on both TinyGPT and MiniLM. Layers fed the same tensor (q, k, v)
+#   share one s.
+# * The division by s is free where the op before can absorb it: a LayerNorm's weight and bias,
+#   or the value projection's rows for the attention output. `fold_awq_scales` keeps a fold only
+#   if the model's output does not change. In a post-LN BERT like MiniLM most folds are
+#   refused, and forcing one changed almost every embedding.
+#
+# Exercise 08 asks you to write the scale search for one layer yourself (`awq_scale_search`).
+#
+# Next: lesson 09 stores these codes in real bytes, two per byte, and runs them in kernels that
+# never expand the weight.
