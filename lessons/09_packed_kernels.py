@@ -383,11 +383,11 @@ else:
 # What that is worth depends on the machine: on how long its operating system takes to wake a
 # sleeping thread, on how long PyTorch's threads spin, and on whether the packed weight stays in
 # the cache. On the 2-core VM this course was first measured on, borrowing cut the 4096 × 4096
-# GEMV from 0.85 to 0.64 ms; on a later host of the same VM (a larger cache), a pool of its own
-# came out 5 to 15 % *faster*. So the claim checked here is a modest one: either way the fused
-# kernel keeps its lead over float32, and the choice of threads moves the time by far less than
-# that lead. The cell prints which won on *this* machine, per call. Time both, each call after
-# float32 as in a model:
+# GEMV from 0.85 to 0.64 ms. On later hosts of the same VM (a larger cache), the two traded
+# places from run to run: a pool of its own came out anywhere from 15 % *faster* to 1.6× slower.
+# So the claim checked here is a modest one: either way the fused kernel keeps its lead over
+# float32, and the choice of threads moves the time by less than that lead does. The cell prints
+# which won on *this* machine, per call. Time both, each call after float32 as in a model:
 
 # %%
 from minicomp.kernels import cpu as cpu_kernels
@@ -419,7 +419,7 @@ if layer.backend == "cpu" and torch.get_num_threads() > 1 and cpu_kernels._openm
     borrow = t_thr["int4, own thread pool"].median / t_thr["int4, PyTorch's threads"].median
     lead = min(thr_speed["int4, PyTorch's threads"], thr_speed["int4, own thread pool"])
     assert lead > 1.5, thr_speed   # either way, the fused kernel keeps its lead over float32 ...
-    assert abs(borrow - 1) < 0.3 and abs(borrow - 1) < (lead - 1) / 2, (borrow, lead)   # ... and threads move it less
+    assert abs(borrow - 1) < lead - 1, (borrow, lead)   # ... and the threads move the time less than that lead
     saved_us = (t_thr["int4, own thread pool"].median - t_thr["int4, PyTorch's threads"].median) * 1e6
     print(f"checked: both are {lead:.1f}x float32's speed or more; borrowing PyTorch's threads is {borrow:.2f}x "
           f"the speed of a pool of its own here ({saved_us:+.0f} µs a call)")

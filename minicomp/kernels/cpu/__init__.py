@@ -22,8 +22,9 @@ How it runs:
    at once, where threads of our own would first have to be woken (~60 µs on a small VM) and
    would then share the cores with PyTorch's spinning ones (each block 1.5× slower). On
    PyTorch's threads the GEMV at 4096 × 4096 went from 0.85 ms to 0.64 ms in `minicomp bench`,
-   and 1024 × 1024 became worth splitting. (On a later host of that VM, with a 32 MiB cache that
-   holds the packed weight, the pool below was 5-15 % faster instead: lesson 09 times both.) Where PyTorch is not on an OpenMP runtime that can be
+   and 1024 × 1024 became worth splitting. (On later hosts of that VM, with a 32 MiB cache that
+   holds the packed weight, the two traded places from run to run, the pool below from 15 %
+   faster to 1.6× slower: lesson 09 times both.) Where PyTorch is not on an OpenMP runtime that can be
    found, a `ThreadPoolExecutor` runs the same `run_blocks`, and the calling thread computes any
    block a paused helper has not finished rather than wait for it (`_run_shared`); `THREADING`
    chooses between the two. (numba's own `prange` brings a second OpenMP runtime, whose threads
