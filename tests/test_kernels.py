@@ -125,6 +125,16 @@ def test_each_call_adds_its_bias_into_a_new_tensor(backend):
     assert half.dtype == torch.float16 and torch.equal(half.float(), kept)
 
 
+@pytest.mark.parametrize("backend", ["reference", *FAST])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_no_rows_of_x_give_no_rows_of_y_in_x_dtype(backend, dtype):
+    """x with no rows ([0, in], or [2, 0, in]) skips the kernels: y has no rows, x's dtype and shape."""
+    layer = exact_layer(64, 128, 4, 64)   # with a bias, added to nothing
+    for shape in ((0, 128), (2, 0, 128)):
+        y = run(layer, torch.zeros(shape, dtype=dtype), backend)
+        assert y.shape == (*shape[:-1], 64) and y.dtype == dtype, (shape, y.shape, y.dtype)
+
+
 def test_reference_matches_hand_computation():
     # one row, codes [1, 2, 3, 4], group_size 2: groups (1, 2) and (3, 4)
     qw = QuantizedWeight(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[0.5, 2.0]]),

@@ -228,11 +228,11 @@ class PackedLinear(nn.Module):
         if x2.shape[0] and self.out_features:
             y = backend.linear(self, x2, check=False)   # (x is checked above)
         else:   # nothing to compute (no rows of x, or a layer of no outputs): the kernels need some
-            y = x2.new_zeros(x2.shape[0], self.out_features)
+            y = x2.new_zeros(x2.shape[0], self.out_features, dtype=torch.float32)   # (as a backend's)
         # y is new and on x's device (a backend computes where x is): the bias is added in place,
         # and y only changes dtype if it must (each torch call saved here is µs on a small layer)
         if self.bias is not None:
-            y.add_(self.bias)   # (y is float32 here: only without a bias can triton's be 16-bit)
+            y.add_(self.bias)   # (y is float32 here: only without a bias is triton's y 16-bit)
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
