@@ -485,32 +485,34 @@ else:
 
 # %% [markdown]
 # Claims: from 16 rows of x on, the fused kernel's lead over float32 shrinks as the batch grows,
-# and at batch 256 float32 is faster than it. (Below 16 rows the lead is largest, at 1 or 4 rows
-# depending on the CPU: on some, torch's float32 matmul for a handful of rows reads the whole
-# weight once per row, so that 4 rows take 4× or more the time of one; see the fp32 times
-# printed above.) Decoding a slab first loses badly at batch 1 (it writes 4 bytes a
-# weight and reads them back, which is all that packing saved), but wins at batch 256, where it
-# comes within reach of float32 itself: it is float32's matmul plus the decoding, so expect
-# about float32's speed, a little under or (with the matmul done a cache-sized slab at a time,
-# or a noisy neighbour slowing float32's turn) a little over. Each check is loose, as machines
-# are noisy: the slabs must land between 0.4× and 1.5× float32's speed, and beat the fused kernel
-# by 10% (on this course's 2-core EPYC: by 1.2× to 1.35×, and once, on a fresh CI clone, not at
-# all, 0.93×; so if that check misses, the cell times batch 256 again, up to twice, and says so).
+# and by batch 256 it is gone: within a quarter of float32's speed, either way. (Below 16 rows,
+# where the lead is largest, at 1, 4 or even 16 rows, depends on the CPU and on the run: on
+# some, torch's float32 matmul for a handful of rows reads the whole weight once per row, so that
+# 4 rows take 2.5× to 4× the time of one, and 16 rows not much more than 4; see the fp32 times
+# printed above.) Decoding a slab first loses badly at batch 1 (it writes 4 bytes a weight and
+# reads them back, which is all that packing saved), and at batch 256 comes within reach of
+# float32 itself: it is float32's matmul plus the decoding, so expect about float32's speed, a
+# little under or (with the matmul done a cache-sized slab at a time, or a noisy neighbour
+# slowing float32's turn) a little over.
+#
+# Whether the slabs beat the fused kernel at 256 rows depends on how much better the CPU's BLAS
+# does than a plain loop of multiply-adds, and so does the best `GEMM_ROWS`. On the 2-core
+# machines this course was first written on, the slabs won at 256 rows by 1.2× to 1.35× in most
+# runs. On a 2-core EPYC whose AVX-512 runs in two 256-bit halves, the two were within 20% of
+# each other, either way round, and at 64 rows the fused kernel was faster than the slabs in
+# every run, by 1.1× to 2.7×: there the switch at 64 rows costs time. `GEMM_ROWS = 64` is one setting for all of them.
+# Each check is loose, as machines are noisy: at batch 1 the fused kernel must lead the slabs by
+# 2×, and at batch 256 the slabs must land between 0.4× and 1.5× float32's speed and reach at
+# least 0.7× the fused kernel's.
 
 # %%
 if layer.backend == "cpu":
     fused, slab = advantage["fused"], advantage["slab + BLAS"]
-    assert max(fused[1], fused[4]) > fused[16] > fused[64] > fused[256] and fused[256] < 1, fused
+    assert fused[16] > fused[64] > fused[256] and fused[256] < 1.25, fused
     print(f"float32 took {fp32_s[4] / fp32_s[1]:.1f}x as long for 4 rows as for 1; the fused kernel's lead "
-          f"is largest at {max((1, 4), key=fused.get)} row(s)")
+          f"is largest at {max((1, 4, 16), key=fused.get)} row(s)")
     assert fused[1] > 2 * slab[1], (fused, slab)
-    for attempt in (2, 3):   # "wins at batch 256", timed again if a busy moment hid it
-        if slab[256] > 1.1 * fused[256]:
-            break
-        print(f"attempt {attempt - 1}: at batch 256 slabs {slab[256]:.2f}x, fused {fused[256]:.2f}x; "
-              "the machine may be busy, timing again")
-        time_batch(256)
-    assert slab[256] > 1.1 * fused[256] and 0.4 < slab[256] < 1.5, (fused, slab)
+    assert 0.4 < slab[256] < 1.5 and slab[256] > 0.7 * fused[256], (fused, slab)
     print(f"checked: at batch 1 fused {fused[1]:.2f}x against slabs {slab[1]:.2f}x; at batch 256 "
           f"slabs {slab[256]:.2f}x against fused {fused[256]:.2f}x (float32 = 1)")
 
