@@ -18,6 +18,9 @@ except those whose name has a usual default, which take the value first (`check_
 `check_bits(act_bits, "act_bits")`, `check_seed(seed)`, `check_module(model)`). Checks of two
 tensors take both, then both names (`check_rows(x_val, y_val, "x_val", "y_val")`).
 
+Two helpers that checks and models share live here too: `capturing()`, whether a value may be
+read back to check it now, and `seeded(seed)`, a block run under a seed.
+
 Two rules run through all of them:
 
 - `True` is an int to Python, but never a size, a seed or a number of bits a learner meant.
@@ -26,6 +29,7 @@ Two rules run through all of them:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -151,3 +155,21 @@ def check_same_device(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str
     if a.device != b.device:
         raise ValueError(f"{a_name} is on {a.device} but {b_name} is on {b.device}; move them to one device, "
                          f"e.g. {b_name}.to({a_name}.device)")
+
+
+def capturing() -> bool:
+    """True while a CUDA graph is being captured or torch.compile traces: no reading values back."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+    return compiling or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None):
+    """Run the block under torch.manual_seed(seed) without disturbing the global RNG (None: no seed)."""
+    if seed is None:
+        yield
+        return
+    seed = check_seed(seed)  # "1" or 1.5 would be turned into some other seed by torch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -31,6 +31,26 @@ def test_seed_refuses_what_torch_would_turn_into_another_seed(bad):
         checks.check_seed(bad)
 
 
+def test_seeded_runs_a_block_under_a_seed_and_leaves_the_global_rng_alone():
+    torch.manual_seed(7)
+    expected_next = torch.rand(1)
+    torch.manual_seed(7)
+    with checks.seeded(3):
+        a = torch.rand(2)
+    assert torch.equal(torch.rand(1), expected_next)   # the global stream went on as if untouched
+    with checks.seeded(np.int64(3)):
+        assert torch.equal(torch.rand(2), a)            # the same seed, the same numbers
+    with checks.seeded(None):                           # None: no seed, the global RNG as it is
+        torch.rand(1)
+    with pytest.raises(TypeError, match="seed must be an int such as 0 or 1234, got str '3'"):
+        with checks.seeded("3"):
+            pass
+
+
+def test_capturing_is_false_in_plain_eager_code():
+    assert checks.capturing() is False
+
+
 def test_positive_ints_name_the_argument():
     checks.check_positive_ints(a=1, b=np.int32(7))
     with pytest.raises(TypeError, match="batch_size must be an int, got bool True"):

@@ -70,6 +70,15 @@ def test_factories_are_seeded_and_leave_global_rng_alone():
     assert not torch.equal(a.head.weight, c.head.weight)
 
 
+def test_tinygpt_lives_in_its_own_file_and_models_gives_the_same_objects():
+    import minicomp.tinygpt as tinygpt
+
+    for name in ("GPTConfig", "TinyGPT", "perplexity", "next_char_scores"):
+        assert getattr(models, name) is getattr(tinygpt, name), name
+        assert name in models.__all__
+    assert TinyGPT.__module__ == "minicomp.tinygpt"
+
+
 def test_students_are_much_smaller_than_teachers():
     assert count_parameters(digits_mlp_student()) * 10 < count_parameters(digits_mlp_teacher())
     assert count_parameters(digits_cnn_student()) * 10 < count_parameters(digits_cnn_teacher())
