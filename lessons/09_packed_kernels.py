@@ -500,7 +500,8 @@ else:
 # machines this course was first written on, the slabs won at 256 rows by 1.2× to 1.35× in most
 # runs. On a 2-core EPYC whose AVX-512 runs in two 256-bit halves, the two were within 20% of
 # each other, either way round, and at 64 rows the fused kernel was faster than the slabs in
-# every run, by 1.1× to 2.7×: there the switch at 64 rows costs time. `GEMM_ROWS = 64` is one setting for all of them.
+# every run, by 1.1× to 2.3×: there the switch at 64 rows costs time. `GEMM_ROWS = 64` is one
+# setting for all of them.
 # Each check is loose, as machines are noisy: at batch 1 the fused kernel must lead the slabs by
 # 2×, and at batch 256 the slabs must land between 0.4× and 1.5× float32's speed and reach at
 # least 0.7× the fused kernel's.
