@@ -485,8 +485,8 @@ else:
 
 # %% [markdown]
 # Claims: from 16 rows of x on, the fused kernel's lead over float32 shrinks as the batch grows,
-# and by batch 256 it is gone: within a quarter of float32's speed, either way. (Below 16 rows,
-# where the lead is largest, at 1, 4 or even 16 rows, depends on the CPU and on the run: on
+# and by batch 256 it is gone: at most 1.25× float32's speed there, and on some CPUs half of it.
+# (Where the lead is largest, at 1, 4 or even 16 rows, depends on the CPU and on the run: on
 # some, torch's float32 matmul for a handful of rows reads the whole weight once per row, so that
 # 4 rows take 2.5× to 4× the time of one, and 16 rows not much more than 4; see the fp32 times
 # printed above.) Decoding a slab first loses badly at batch 1 (it writes 4 bytes a weight and
@@ -499,8 +499,8 @@ else:
 # does than a plain loop of multiply-adds, and so does the best `GEMM_ROWS`. On the 2-core
 # machines this course was first written on, the slabs won at 256 rows by 1.2× to 1.35× in most
 # runs. On a 2-core EPYC whose AVX-512 runs in two 256-bit halves, the two were within 20% of
-# each other, either way round, and at 64 rows the fused kernel was faster than the slabs in
-# every run, by 1.1× to 2.3×: there the switch at 64 rows costs time. `GEMM_ROWS = 64` is one
+# each other, either way round, and on these 4096 × 4096 layers at 64 rows the fused kernel was
+# faster than the slabs in every run, by 1.1× to 2.3×: there the switch at 64 rows costs time. `GEMM_ROWS = 64` is one
 # setting for all of them.
 # Each check is loose, as machines are noisy: at batch 1 the fused kernel must lead the slabs by
 # 2×, and at batch 256 the slabs must land between 0.4× and 1.5× float32's speed and reach at

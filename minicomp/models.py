@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from minicomp.checks import (
     capturing,
+    check_flag,
     check_fraction,
     check_module,
     check_positive_ints,
@@ -36,12 +37,7 @@ from minicomp.checks import (
     seeded,
 )
 from minicomp.hardware import check_device
-from minicomp.tinygpt import GPTConfig, TinyGPT, next_char_scores, perplexity
-
-__all__ = ["WEIGHTS_DIR", "PRETRAINED", "ModelFileNotFoundError", "count_parameters", "MLP", "CNN",
-           "digits_mlp_teacher", "digits_mlp_student", "digits_cnn_teacher", "digits_cnn_student", "accuracy",
-           "GPTConfig", "TinyGPT", "perplexity", "next_char_scores", "pretrained_metadata", "load_pretrained",
-           "load_minilm"]
+from minicomp.tinygpt import GPTConfig, TinyGPT, next_char_scores, perplexity  # noqa: F401 (the last two: for importers)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -53,8 +49,6 @@ class ModelFileNotFoundError(FileNotFoundError, ValueError):
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; tied (shared) tensors are counted once."""
-    from minicomp.checks import check_flag
-
     check_module(model, "model")
     check_flag("trainable_only", trainable_only)
     params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}

@@ -48,8 +48,9 @@ How it runs:
    2-core Xeon at 4096 × 4096 and 256 rows, 0.90× float32's speed against the fused kernel's
    0.51× (lesson 09); 2–3× the fused kernel's speed at 512 rows, from 384 × 384 to 4096 × 4096.
    How much BLAS gains depends on the CPU: on a 2-core EPYC whose AVX-512 runs in two 256-bit
-   halves, the two strategies were within 20% of each other at 256 rows, and at 64 rows the
-   fused kernel was 1.1–2.3× the slabs' speed in every run, so `GEMM_ROWS` there is too low.
+   halves, at 4096 × 4096 the two strategies were within 20% of each other at 256 rows, and at
+   64 rows the fused kernel was 1.1–2.3× the slabs' speed in every run: `GEMM_ROWS` is too low
+   there for large layers (at 384 × 384 the slabs won from ~24 rows).
    `slab_linear` and `fused_linear` run either path by name.
 
 The kernel layout, made once from the interchange layout of `minicomp.pack` and cached on the
