@@ -265,13 +265,29 @@ assert abs(drop_s) < 0.05 and abs(drop_s) < 0.5 * distill_cost, (drop_s, distill
 # %% [markdown]
 # ## 5. Latency on the CPU
 #
-# One query sentence (batch 1, the case lesson 09 says packed kernels are for), every model in
-# one interleaved run, medians, reported as a speed ratio against the float teacher measured in
-# the same run (> 1 = faster). The first call of a packed model compiles its kernel, so there
-# is a warm-up.
+# One query sentence, every model in one interleaved run, medians, reported as a speed ratio
+# against the float teacher measured in the same run (> 1 = faster). The first call of a packed
+# model compiles its kernel, so there is a warm-up.
+#
+# One sentence is batch 1, but it is not one row. The sentence is T tokens, and every linear
+# layer multiplies all T at once: its input is [1, T, 384], so it computes a small matrix
+# product of T rows, not the one-row matrix-vector product of lesson 09's batch 1. A hook on the
+# first linear layer shows what it receives.
 
 # %%
 query = calibration_batches(teacher, [held[1]])[0]
+n_tokens = query["input_ids"].shape[1]
+seen = []
+first_linear = next(iter(linears.values()))
+hook = first_linear.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+with torch.no_grad():
+    forward(teacher, query)
+hook.remove()
+rows_per_layer = torch.Size(seen[0][:-1]).numel()   # every dimension but the features
+print(f"query: {held[1]!r}, {n_tokens} tokens; the first linear layer's input: {seen[0]}")
+assert n_tokens > 1 and rows_per_layer == n_tokens, (n_tokens, seen)  # T rows per layer, not 1
+
+# %%
 with torch.no_grad():
     timings = hardware.compare({name: (lambda m=r["model"]: forward(m, query)) for name, r in rows.items()},
                                warmup=3, repeats=15)
@@ -283,11 +299,12 @@ for name, t in timings.items():
 # %% [markdown]
 # Claim: the 2-layer student is faster than the 6-layer teacher (it has a third of the layers).
 #
-# The INT4 rows are measured, not promised. At batch 1 every layer is a matrix-vector product that
-# waits on memory (lesson 09), which is where reading 4-bit codes should pay. But MiniLM's layers
-# are small (at most 384 × 1536, 2.4 MB in float32), so their float weights can stay in the CPU's
-# cache, and the ratio depends on your CPU and on what else it is running. Read it off your run;
-# the check below is only the student's.
+# The INT4 rows are measured, not promised. Reading 4-bit codes instead of float32 weights pays
+# when a layer waits on memory, as one row does (lesson 09). Here two things work against it:
+# each weight read serves T rows of multiply-adds, and lesson 09 measured the fused kernel's lead
+# shrinking as rows are added; and MiniLM's layers are small (at most 384 × 1536, 2.4 MB in
+# float32), so their float weights can stay in the CPU's cache. The ratio depends on your CPU
+# and on what else it is running. Read it off your run; the check below is only the student's.
 
 # %%
 assert speed["student fp32"] > 1.5, speed
