@@ -300,11 +300,11 @@ for name, t in timings.items():
 # Claim: the 2-layer student is faster than the 6-layer teacher (it has a third of the layers).
 #
 # The INT4 rows are measured, not promised. Reading 4-bit codes instead of float32 weights pays
-# when a layer waits on memory, as one row does (lesson 09). Here two things work against it:
-# each weight read serves T rows of multiply-adds, and lesson 09 measured the fused kernel's lead
-# shrinking as rows are added; and MiniLM's layers are small (at most 384 × 1536, 2.4 MB in
-# float32), so their float weights can stay in the CPU's cache. The ratio depends on your CPU
-# and on what else it is running. Read it off your run; the check below is only the student's.
+# when a layer waits on memory for its weights (lesson 09). MiniLM's layers are small (at most
+# 384 × 1536, 2.4 MB in float32), so their float weights can stay in the CPU's cache, and then
+# little waits on memory: what counts is how fast the multiply-adds run, T of them for each
+# weight read, and there float's BLAS is hard to beat. The ratio depends on your CPU and on what
+# else it is running. Read it off your run; the check below is only the student's.
 
 # %%
 assert speed["student fp32"] > 1.5, speed
