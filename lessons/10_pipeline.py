@@ -147,7 +147,8 @@ for r in rows:
 # ## 4. Pareto plots
 #
 # A model is on the **Pareto front** when no other model is both smaller (or faster) and better.
-# Only those are worth deploying; everything else is beaten on both axes.
+# Only those are worth deploying; every other model is matched or beaten on both axes by one
+# on the front, and beaten on at least one.
 
 # %%
 fig = plot_pareto(rows)
@@ -257,17 +258,21 @@ print(f"checked: 4-bit keeps >= {claims[1]['value']:.1%} of the accuracy; 8-bit 
 
 # %% [markdown]
 # **"The two together reach 50× or more"** does not hold. Bytes multiply: about 2× from fewer
-# parameters, times at most 32 / 4.19 ≈ 7.6× from INT4 with a float16 scale and a one-byte zero
-# point per group of 128, and the embeddings (tied with the output layer) and LayerNorms stay in float32.
+# parameters, times at most 32 / 4.31 ≈ 7.4× from packed INT4, which stores a float32 scale and
+# a one-byte zero point per group of 128 (4 + 40/128 = 4.31 bits a weight; float16 scales would
+# make it 4.19), and the embeddings (tied with the output layer) and LayerNorms stay in float32.
 # That is about 10×. Reaching 50× needs a student at least 7× smaller *and* 4-bit, and that
 # is again a question of how much larger the teacher is than its task.
 
 # %%
 together = claims[2]["value"]
-upper = (by["teacher"].params / by["student"].params) * 32 / 4
-assert not claims[2]["holds"] and 8 < together < 12 and together < upper < 50   # "about 10x"
-assert by["GPTQ INT4"].perplexity < 1.05 * by["teacher"].perplexity   # "about as good" (the summary)
-print(f"checked: distill + INT4 = {together:.1f}x fewer bytes (bound if every weight were 4-bit: {upper:.1f}x)")
+bits_per_weight = {m.bits_per_weight for m in packed_layers(packed["packed GPTQ INT4"]).values()}
+assert bits_per_weight == {4 + 40 / 128}, bits_per_weight                # "4.31 bits a weight"
+upper = fewer * 32 / (4 + 40 / 128)   # if every weight were packed INT4: fewer params × 7.4
+assert not claims[2]["holds"] and 8 < together < 12 and together < upper   # "about 10x", under the bound
+packed_int4 = by["packed GPTQ INT4"]   # "about as good" (the summary): the packed model itself
+assert packed_int4.perplexity < 1.05 * by["teacher"].perplexity and packed_int4.accuracy > 0.98 * by["teacher"].accuracy
+print(f"checked: distill + INT4 = {together:.1f}x fewer bytes (bound if every weight were packed INT4: {upper:.1f}x)")
 
 # %% [markdown]
 # **Speed on this CPU.** Half the layers do half the work, so the student is faster at batch 1.
@@ -276,8 +281,9 @@ print(f"checked: distill + INT4 = {together:.1f}x fewer bytes (bound if every we
 # 35 KB and sits in cache, so there is no memory traffic to save, and the kernel's fixed cost per call
 # (checks, layouts, Python) is larger than the matrix-vector product itself: a layer with four
 # times the weights (the MLP's 128 → 512 against attention's 128 → 128 output projection) takes
-# well under twice as long (timed below, interleaved). Packed INT4 is *slower* than dense float
-# here; its benefit at this size is bytes, not time.
+# well under twice as long (timed below, interleaved). Packed INT4 is no faster than dense float
+# here (0.7× to 0.95× of the float student's speed on the CPUs we ran it on; the check allows
+# for noise); its benefit at this size is bytes, not time.
 
 # %%
 layer_kb = [m.weight_nbytes / 1e3 for m in packed_layers(packed["packed GPTQ INT4"]).values()]
@@ -286,7 +292,7 @@ assert round(min(layer_kb)) == 9 and round(max(layer_kb)) == 35   # "9 to 35 KB"
 print(f"student vs teacher: {speed['student']:.2f}x;  packed INT4 vs float student: "
       f"{speed_s['packed GPTQ INT4']:.2f}x;  packed INT8 vs float student: {speed_s['packed GPTQ INT8']:.2f}x")
 assert speed["student"] > 1.2
-assert speed_s["packed GPTQ INT4"] < 1.0  # slower than the float student at 128 wide
+assert speed_s["packed GPTQ INT4"] < 1.1  # no faster than the float student at 128 wide (noise allowed)
 
 int4_layers = packed_layers(packed["packed GPTQ INT4"])
 one_token = torch.randn(1, 128)
@@ -308,7 +314,7 @@ print("checked: distillation speeds batch-1 up; packing a 128-wide model does no
 # float student's, section 6), so training through the rounding
 # has nothing to win. At **2 bits** (four levels per weight) post-training quantization hurts
 # badly: RTN more than doubles the student's perplexity, and even GPTQ loses a lot. Quantization-aware distillation (QAD) starts from the distilled student, swaps
-# every Linear for a `QATLinear` (lesson 06: fake-quantized weights in the forward pass, the
+# every Linear but the output layer (it shares its weight with the embeddings) for a `QATLinear` (lesson 06: fake-quantized weights in the forward pass, the
 # straight-through estimator in the backward pass), and distills from the teacher again for a
 # short while. The control is the honest comparison: the same steps of ordinary distillation in
 # float, *then* quantized. Both run the same function; only `fake_quant_bits` differs.
