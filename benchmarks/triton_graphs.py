@@ -9,7 +9,7 @@ interleaved with fp16 cuBLAS on the same shape. It also measures the card's copy
 ceiling a batch-1 GEMV streams its weight at. The JSON keeps every time.
 
 --warm-l2 leaves the L2 cache as the previous call left it. All configurations share one layer,
-so each then finds much of the weight in the cache (an H200's L2 is 60 MB, the 8192² 4-bit
+so each then finds much of the weight in the cache (an H200's L2 is 50 MB, the 8192² 4-bit
 weight 35 MB): the runs before 2026-11-30 timed that way, and a kernel that waits on memory
 looked faster than it is in a model.
 """

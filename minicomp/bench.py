@@ -30,7 +30,7 @@ to launch a kernel, and serving stacks replay graphs for that reason. Each repla
 behind a kernel that spins for ~0.1 ms (`hardware.measure(hold=True)`), so even the replay's own
 launch is out of the time. The eager times (one call at a time, launch included) are kept too, as
 `eager_median_s`. One copy of each weight, and the L2 cache flushed before each timed call
-(`hardware.flush_l2`; `--warm-cache` leaves it): an H200's 60 MB L2 holds a whole 8192² 4-bit
+(`hardware.flush_l2`; `--warm-cache` leaves it): an H200's 50 MB L2 holds a whole 8192² 4-bit
 weight, which a model's other layers would have evicted.
 
     minicomp bench                       # CPU, and the GPU too when there is one

@@ -153,7 +153,7 @@ def describe_machine() -> dict:
     Keys: cpu, cpu_capability (the SIMD level PyTorch dispatches to, e.g. 'AVX2'), cpu_features,
     physical_cores, logical_cores, torch_threads, cache_bytes (last level), ram_bytes, os, machine, python, torch,
     compilers (versions of numba, llvmlite and triton, which compile the packed kernels; None if absent),
-    cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability), mps_available, device (what `pick_device()` chooses). A value this OS cannot tell is None.
+    cuda_available, cuda_version, gpus (list of dicts: index, name, memory_bytes, capability, sms, l2_bytes), mps_available, device (what `pick_device()` chooses). A value this OS cannot tell is None.
     """
     cpu, flags, physical = _cpu_info()
     try:
@@ -165,7 +165,8 @@ def describe_machine() -> dict:
         for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
             p = torch.cuda.get_device_properties(i)
             gpus.append({"index": i, "name": p.name, "memory_bytes": int(p.total_memory),
-                         "capability": f"{p.major}.{p.minor}"})
+                         "capability": f"{p.major}.{p.minor}", "sms": int(p.multi_processor_count),
+                         "l2_bytes": int(getattr(p, "L2_cache_size", 0)) or None})
     except Exception:  # a broken driver must not stop us describing the rest
         pass
     try:

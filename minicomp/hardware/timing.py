@@ -81,7 +81,7 @@ _flush_buffers: dict[torch.device, torch.Tensor] = {}
 def flush_l2(device: torch.device) -> None:
     """Read twice the GPU's L2 cache worth of bytes (queued on the current stream), so that the
     next call finds none of its own data there: as a layer of a model does, whose weight the
-    layers before it evicted. An 8192² 4-bit weight (35 MB) fits in an H200's 60 MB L2, so
+    layers before it evicted. An 8192² 4-bit weight (35 MB) fits in an H200's 50 MB L2, so
     without this, repeated calls would read it from the cache instead of from memory.
 
     It reads rather than writes (triton's do_bench writes zeros): written lines stay in the

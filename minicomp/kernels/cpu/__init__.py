@@ -40,10 +40,11 @@ How it runs:
 9. **Many rows of x: stop fusing.** The fused kernel does every multiply-add itself, and from a
    few dozen rows of x on the work is arithmetic, not memory, where a BLAS matmul (blocked for
    the caches, tuned for years) is several times faster per multiply-add. So from `GEMM_ROWS`
-   rows on, `linear` dequantizes one slab of `BLOCK_ROWS` output rows at a time into a small
-   buffer (`dequantize_blocks`; at most `SLAB_BYTES`, in the caches; its pieces shared by
-   PyTorch's threads, as item 7) and multiplies x by it with torch (llama.cpp's BLAS backend
-   makes the same switch, from 32 rows). The whole float weight is still never built, and the
+   rows on, `linear` dequantizes one slab of output rows at a time (whole blocks of `BLOCK_ROWS`,
+   up to `SLAB_BYTES` of float32 but at least one block: 2 MiB at 4096 inputs) into a buffer
+   (`dequantize_blocks`; its pieces shared by PyTorch's threads, as item 7) and multiplies x
+   by it with torch (llama.cpp's BLAS backend makes the same switch, from 32 rows). The whole
+   float weight is still never built, and the
    time becomes float32's matmul plus one pass of decoding, which the batch amortizes: on the
    2-core Xeon at 4096 × 4096 and 256 rows, 0.90× float32's speed against the fused kernel's
    0.51× (lesson 09); 2–3× the fused kernel's speed at 512 rows, from 384 × 384 to 4096 × 4096.
@@ -111,7 +112,7 @@ NAME = "cpu"
 BLOCK_ROWS = 128   # output rows per block: 128 measured best for 4096 × 4096 GEMV on AVX2
 GEMM_ROWS = 64     # from this many rows of x on, `linear` multiplies dequantized slabs with BLAS
                    # (4- and 8-bit codes: the two cross at 24 to 64 rows, 384² to 4096²; 2 bits: below 32)
-SLAB_BYTES = 1 << 20  # the most float32 bytes of dequantized weight held at once (measured best: 0.5-2 MB)
+SLAB_BYTES = 1 << 20  # float32 bytes of dequantized weight held at once, one block at least (best: 0.5-2 MB)
 CHUNK_CODES = 128  # the most codes of a row the fused kernel sums before finishing them (see "Long groups")
 PACK_BITS = (2, 4, 8)
 WAIT_SPINS = 2000  # checks per `wait_done` call (a few µs) between looks at the clock
@@ -371,7 +372,7 @@ def fused_linear(layer, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
 
 def slab_linear(layer, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
     """y = x Wᵀ [M, out] float32 for many rows of x (item 9): a slab of blocks of W at a time,
-    at most `SLAB_BYTES` of float32, dequantized by `dequantize_blocks` (on PyTorch's threads,
+    up to `SLAB_BYTES` of float32 (at least one block), dequantized by `dequantize_blocks` (on PyTorch's threads,
     as the fused kernel) and multiplied with torch's matmul (BLAS, on the same threads)."""
     if check:
         check_call(layer, x)
