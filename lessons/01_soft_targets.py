@@ -29,7 +29,7 @@ from minicomp.data import load_digits
 from minicomp.distill import soft_targets
 from minicomp.models import accuracy, load_pretrained
 
-torch.set_num_threads(1)  # these models are tiny: one thread is faster than several
+torch.set_num_threads(1)  # these models are tiny: one thread is plenty, and runs the same on any machine
 torch.manual_seed(0)
 
 digits = load_digits(seed=0)  # scikit-learn's 8x8 digits: [N, 64] pixels in [0, 1]
@@ -122,10 +122,12 @@ tops = [soft_targets(z_test[i], T) for T in temps]
 assert len({int(p.argmax()) for p in tops}) == 1
 assert all(a.max() > b.max() for a, b in zip(tops, tops[1:], strict=False))
 assert tops[0].topk(2).values[1] < 0.1 < tops[2].topk(2).values[1]
-# "the order of the classes never changes": the same ranking at every T, for every test image
-# (from the logits, where ties are exact; far-behind classes all round to 0 in float32 probabilities)
-order = z_test.argsort(dim=-1)
-assert all(torch.equal((z_test / T).argsort(dim=-1), order) for T in temps)
+# "the order of the classes never changes": the same top three at every T, for every test image,
+# read from soft_targets itself (far-behind classes can all round to 0 in float32 probabilities)
+top3 = z_test.topk(3, dim=-1).indices
+assert all(torch.equal(soft_targets(z_test, T).topk(3, dim=-1).indices, top3) for T in temps)
+# and not only on this image: over all test images, the runner-up's share at T = 4 averages over 5 %
+assert second.mean() > 0.05, second.mean()
 
 # %% [markdown]
 # ## 4. Entropy against temperature
