@@ -174,8 +174,9 @@ assert naive2_ms / lib2_ms > max(2.0, naive_ms / lib_ms)   # the lead is larger 
 # ## 5. The whole model, layer by layer
 #
 # `quantize_model(model, "gptq", calibration=...)` captures each layer's inputs *in the model
-# quantized so far*, so every layer also corrects for the errors of the layers before it. We
-# compare TinyGPT's perplexity at 3 bits, and each layer's relative output error.
+# quantized so far*, so each layer's Hessian describes the inputs it will really see, errors of
+# the layers before it included (the GPTQ reference code does the same). We compare TinyGPT's
+# perplexity at 3 bits, and each layer's relative output error.
 
 # %%
 def layer_errors(model, reference):
