@@ -2,11 +2,12 @@
 
 For each weight size [out, in] and batch size, time y = x Wᵀ in every format, all in one run,
 interleaved (see `hardware.compare`), and report each as a speed-up over float32 measured in that
-same run, plus the bytes its weight takes. (A contestant over SLOW_FACTOR times slower than
-float32, such as the reference kernel, is interleaved with float32 alone, in a round of its own.)
+same run, plus the bytes its weight takes. (A contestant over SLOW_FACTOR times slower than the
+faster baseline, fp32 or, on a GPU, fp16, such as the reference kernel, is interleaved with the
+baselines alone, in a round of its own.)
 
     fp32             torch F.linear, the baseline
-    bf16 / fp16      torch F.linear in 16 bits (bf16 on CPU, fp16 = cuBLAS on GPU)
+    bf16 / fp16      torch F.linear in 16 bits (bf16 on CPU; fp16 = cuBLAS and bf16 on GPU)
     int8-fused       PackedLinear, 8-bit codes, the fast backend (cpu or triton; as int4-fused)
     int8-torch       torch's dynamic int8 Linear (fbgemm; it quantizes activations too: W8A8)
     int4-reference   PackedLinear, backend="reference": unpack, dequantize, matmul
@@ -553,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                            "max_error_vs_fp32": MAX_ERROR_VS_FP32,
                            "max_error_vs_reference": MAX_ERROR_VS_REFERENCE,
                            "timing": "median of interleaved repeats (hardware.compare); contestants over "
-                                     f"{SLOW_FACTOR}x slower than fp32 in a round of their own; on a GPU, "
+                                     f"{SLOW_FACTOR}x slower than the faster baseline (fp32 or fp16) in a round of their own; on a GPU, "
                                      "replays of CUDA graphs queued behind a spinning kernel, so that the GPU's "
                                      "work alone is timed (each row's 'launch'; eager times, launch included, as "
                                      "eager_median_s)",

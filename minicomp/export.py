@@ -332,7 +332,8 @@ def _check_codes(codes, scale, bits: int) -> None:
 
 def q4_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Q4_0 blocks [out, in / 32 · 18] uint8 from 4-bit codes [out, in] (integers 0..15, standing
-    for (q − 8)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block)."""
+    for (q − 8)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block, stored as
+    float16: a scale float16 cannot hold is rounded here; `save_gguf` refuses such scales)."""
     _check_codes(codes, scale, 4)
     out, n_in = codes.shape
     q = codes.reshape(-1, GGUF_BLOCK)                         # [n_blocks, 32]
@@ -342,7 +343,8 @@ def q4_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 def q8_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Q8_0 blocks [out, in / 32 · 34] uint8 from 8-bit codes [out, in] (integers 0..255, standing
-    for (q − 128)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block)."""
+    for (q − 128)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block, stored as
+    float16: a scale float16 cannot hold is rounded here; `save_gguf` refuses such scales)."""
     _check_codes(codes, scale, 8)
     out, n_in = codes.shape
     q = (codes.reshape(-1, GGUF_BLOCK).to(torch.int16) - 128).to(torch.int8)
@@ -378,8 +380,9 @@ def _to_gguf(name: str, value, qtype: str):
         raise TypeError(f"tensors[{name!r}] must be a float tensor, QuantizedWeight or PackedLinear, "
                         f"got {getattr(value, 'dtype', type(value).__name__)}")
     w = value.detach().cpu().float()
-    if w.dim() < 2 or w.shape[-1] % GGUF_BLOCK or qtype == "F32":
-        return w.numpy(), T.F32          # biases and norms stay float, as in llama.cpp
+    blocks = qtype in ("Q4_0", "Q8_0")
+    if w.dim() < 2 or qtype == "F32" or (blocks and w.shape[-1] % GGUF_BLOCK):
+        return w.numpy(), T.F32          # biases and norms stay float, as in llama.cpp; rows of no whole block too
     check_finite(f"tensors[{name!r}]", w)
     if qtype == "F16":
         if w.numel() and w.abs().max() > FP16_MAX:
@@ -439,7 +442,8 @@ def save_gguf(path, tensors: Mapping[str, object], qtype: str = "Q4_0", *, arch:
     """Write `tensors` {name: float tensor | QuantizedWeight | PackedLinear} as a GGUF file.
 
     qtype: "Q4_0" or "Q8_0" for the 2-D (and larger) float tensors whose rows are whole blocks of
-    32; "F16" or "F32" to keep them in float (F16 refuses values float16 cannot hold). A
+    32 (other rows stay F32); "F16" or "F32" to keep the 2-D ones in float (F16 refuses values
+    float16 cannot hold). 1-D tensors (biases, norms) are always F32, as in llama.cpp. A
     PackedLinear's bias is written too, as F32, under GGUF's name for it: "blk.0.attn_q.weight"'s
     bias is "blk.0.attn_q.bias" (so the name of a layer with a bias must end in ".weight").
     metadata: {key: str | bool | int | float}, beside "general.name" (the file's stem, unless

@@ -180,6 +180,14 @@ def test_save_gguf_f16_refuses_values_float16_cannot_hold(tmp_path, bad):
     assert torch.equal(load_gguf(save_gguf(tmp_path / "ok.gguf", {"w": w}, "F16"))["w"], w.half().float())
 
 
+def test_save_gguf_f16_keeps_any_width_in_f16(tmp_path):
+    w, b = torch.randn(3, 20), torch.randn(3)         # rows of 20: not whole blocks of 32, fine for F16
+    tensors = {t.name: t for t in gguf.GGUFReader(str(save_gguf(tmp_path / "f.gguf", {"w": w, "b": b}, "F16"))).tensors}
+    assert tensors["w"].tensor_type == T.F16 and tensors["b"].tensor_type == T.F32
+    q4 = {t.name: t for t in gguf.GGUFReader(str(save_gguf(tmp_path / "q.gguf", {"w": w}, "Q4_0"))).tensors}
+    assert q4["w"].tensor_type == T.F32               # Q4_0 needs whole blocks: such rows stay float32
+
+
 def test_from_codes_check_their_arguments():
     ones = torch.ones(2, 2)
     codes = torch.full((2, 64), 8, dtype=torch.uint8)

@@ -570,7 +570,7 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     count = lambda prefix: sum(n for op, n in loop16["ops"].items() if op.startswith(prefix))  # noqa: E731
     assert count("HMMA") >= 16 and count("I2F") <= 4 and count("LDGSTS") >= 4, loop16["ops"]
     assert loop16["spilled"] == 0 and loop16["per_weight"] < 0.0145, loop16  # the first version: 0.0157
-    # the 4-bit codes made fp16 by inline PTX (8 instructions for 16 codes): a third fewer instructions
+    # the 4-bit codes made fp16 by inline PTX (8 instructions for 8 codes): a third fewer instructions
     assert asm16["spilled"] == 0 and asm16["per_weight"] < 0.75 * loop16["per_weight"], (asm16, loop16)
     # from 64 rows on, taller tiles too: each code decoded once for 64 or 128 rows of x. Each
     # compiles for an H100 without spilling, and at 256 rows the best issues under half the
@@ -991,6 +991,21 @@ def test_forced_fast_backend_refuses_grad():
 def test_bad_backend_name():
     with pytest.raises(ValueError, match="backend='gpu'"):
         PackedLinear.from_linear(nn.Linear(32, 8), group_size=16, backend="gpu")
+
+
+def test_bad_packed_buffers_name_the_argument():
+    layer = exact_layer(8, 32, 4, 16)
+    common = dict(scales=layer.scales, zeros=layer.zeros, group_size=16)
+    with pytest.raises(ValueError, match="pack_bits=3 must be 2, 4 or 8"):
+        dequantize_packed(layer.qweight, pack_bits=3, **common)
+    with pytest.raises(TypeError, match=r"qweight must be a 2-D torch.uint8 tensor .* got torch.int32 of shape \(8, 16\)"):
+        dequantize_packed(layer.qweight.int(), pack_bits=4, **common)
+    with pytest.raises(TypeError, match="qweight must be .* got list"):
+        dequantize_packed([[1, 2]], pack_bits=4, **common)
+    with pytest.raises(ValueError, match=r"qweight must be 2-D .* got shape \(1, 8, 16\)"):
+        PackedLinear(layer.qweight[None], layer.scales, layer.zeros, in_features=32, bits=4, group_size=16)
+    with pytest.raises(TypeError, match="qweight must be a 2-D torch.uint8 tensor .* got torch.float32"):
+        PackedLinear(layer.qweight.float(), layer.scales, layer.zeros, in_features=32, bits=4, group_size=16)
 
 
 def test_shapes_and_dtypes():

@@ -8,7 +8,8 @@
 What it stores (buffers, so `state_dict`, `.to()` and `export` see them):
 
     qweight [out, in · pack_bits / 8] uint8   codes packed by `minicomp.pack` (interchange layout)
-    scales  [out, n_groups]           float16 by default (what GPTQ, AWQ and GGUF store)
+    scales  [out, n_groups]           float16 from `from_linear`; from `from_quantized`, the
+                                      QuantizedWeight's dtype unless scale_dtype is given
     zeros   [out, n_groups]           uint8   integer zero points
     perm    [in] int64 or None        GPTQ act-order: column j of the codes is input perm[j]
     bias    [out] or None             kept as given (one vector, 1/in of the weight's size)
@@ -105,10 +106,12 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.pack_bits = pack_bits_for(bits)   # checks bits (an int from 1 to 8) first
         self.bits = int(bits)
-        out = qweight.shape[0] if isinstance(qweight, torch.Tensor) and qweight.dim() == 2 else None
-        if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8 or out is None:
+        if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8:
             raise TypeError("qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · "
                             f"pack_bits / 8], got {getattr(qweight, 'dtype', type(qweight).__name__)}")
+        if qweight.dim() != 2:
+            raise ValueError(f"qweight must be 2-D [out, in · pack_bits / 8], got shape {tuple(qweight.shape)}")
+        out = qweight.shape[0]
         if not is_int(in_features) or in_features <= 0:
             raise ValueError(f"in_features={in_features!r} must be a positive int")
         if qweight.shape[1] * 8 != in_features * self.pack_bits:

@@ -12,7 +12,8 @@ Simple, and slow where it matters: step 2 writes a float32 weight as big as the 
 on every call. The fused backends (`cpu`, `triton`) never build W; they dequantize a few codes
 at a time, inside the loop that multiplies.
 
-The arithmetic is float32 whatever the input dtype, and the result is cast back to x's dtype.
+The arithmetic is float32 whatever the input dtype: `linear` returns float32, and
+`PackedLinear.forward` adds the bias and casts the result back to x's dtype.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
     k·group_size ... (k+1)·group_size − 1 (in the permuted order, if there is a `perm`);
     group_size -1: one group per row.
     """
+    if not is_int(pack_bits) or pack_bits not in (2, 4, 8):
+        raise ValueError(f"pack_bits={pack_bits!r} must be 2, 4 or 8 (the slot width of the packed codes)")
+    if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8 or qweight.dim() != 2:
+        got = (f"{qweight.dtype} of shape {tuple(qweight.shape)}" if isinstance(qweight, torch.Tensor)
+               else type(qweight).__name__)
+        raise TypeError(f"qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · pack_bits / 8], "
+                        f"got {got}")
     codes = unpack(qweight, pack_bits)                                     # [out, in] uint8
     out, n_in = codes.shape
     group_size = _check_packed(codes, scales, zeros, group_size, perm)

@@ -128,11 +128,7 @@ class Layout:
     words: np.ndarray    # [n_blocks, in / PER, BLOCK_ROWS] int32
     scales: np.ndarray   # [n_blocks, n_chunks, BLOCK_ROWS] float32, one per chunk of a group
     zeros: np.ndarray    # [n_blocks, n_chunks, BLOCK_ROWS] float32
-    perm: np.ndarray | None
-
-    @property
-    def nbytes(self) -> int:
-        return self.words.nbytes + self.scales.nbytes + self.zeros.nbytes
+    perm: np.ndarray | None   # [in] int64, GPTQ act-order (`PackedLinear.kernel_cache_nbytes` counts it all)
 
 
 def _blocked(a: np.ndarray, rows: int) -> np.ndarray:

@@ -19,7 +19,7 @@ def nibbles(magic: int) -> str:
     magic | q of their low nibbles in $0 (bytes 0, 1) and $1 (bytes 2, 3), of their high nibbles in
     $2 and $3. A PRMT spreads two bytes into the two 16-bit halves of a register, a LOP3 masks a
     nibble out of each half and or-s in the magic bits at once; a shift by 4 brings the high
-    nibbles down. 8 instructions for 16 codes."""
+    nibbles down. 8 instructions for 8 codes (4 bytes)."""
     two = f"0x{magic:04X}{magic:04X}"
     return ("{ .reg .b32 t, u; prmt.b32 t, $4, 0, 0x4140; prmt.b32 u, $4, 0, 0x4342;"   # (b0, b1), (b2, b3)
             f" lop3.b32 $0, t, 0x000F000F, {two}, 0xea; lop3.b32 $1, u, 0x000F000F, {two}, 0xea;"

@@ -44,8 +44,8 @@ def spread_codes(packed, BITS: tl.constexpr):
 @triton.jit
 def magic_codes(packed, BITS: tl.constexpr, MAGIC_BITS: tl.constexpr, ASM: tl.constexpr):
     """Bytes [R, B] -> MAGIC_BITS | q, int16 [R, B·8/BITS], the codes in the inputs' order: the
-    bits of the 16-bit float MAGIC + q. For 4-bit codes on a GPU (ASM), 8 instructions make
-    16 of them (`ptx.nibbles`), against ~10 a byte for what triton makes of the plain code."""
+    bits of the 16-bit float MAGIC + q. For 4-bit codes on a GPU (ASM), 8 instructions make the
+    8 codes of 4 bytes (`ptx.nibbles`), against ~10 a byte for what triton makes of the plain code."""
     if ASM and BITS == 4:
         if MAGIC_BITS == FP16_MAGIC:
             code: tl.constexpr = NIBBLES_FP16
