@@ -2,7 +2,11 @@
 
 Lin, Tang, Tang, Yang, Dang, Gan & Han, "AWQ: Activation-aware Weight Quantization for LLM
 Compression and Acceleration" (MLSys 2024). The loop follows mit-han-lab/llm-awq's `auto_scale`
-and `auto_clip`.
+and `auto_clip`, with these differences, each kept simple on purpose: the scale search scores
+each layer's own output (llm-awq scores a whole block's for some layers), on inputs from the model
+quantized so far (as GPTQ does here; llm-awq calibrates on the float model); and the clipping
+search shrinks each group's [min, max] range toward its ends, by up to 50 % in steps of 1/n_grid,
+for every layer, q and k included (llm-awq clamps to ±max|w|·r, down to 55 %, and skips q and k).
 
 A few input channels carry much larger activations than the rest, so the error of their weights
 matters most. Multiplying input channel j of W by s_j > 1 (and dividing the input by s_j) leaves
@@ -190,6 +194,8 @@ def awq_quantize(weight: torch.Tensor, inputs, bits: int = 4, group_size: int = 
     """AWQ for one layer: (QuantizedWeight of W·s, s [in]). The layer computes (x / s) Q(W s)ᵀ.
 
     inputs: calibration inputs of this layer, a [tokens, in] tensor or an iterable of them.
+    n_grid: points of both searches, α's (`awq_search_scale`) and the clipping ratio's
+    (`awq_search_clip`). clip=False: min-max ranges after scaling.
     """
     inputs = check_inputs(inputs)  # a list: used twice below, a generator would be empty the second time
     clip = check_flag("clip", clip)
@@ -204,7 +210,7 @@ def awq_quantize(weight: torch.Tensor, inputs, bits: int = 4, group_size: int = 
     s, _ = awq_search_scale(weight, activation_scales(inputs), H, bits, g, symmetric, n_grid)
     Ws = weight.detach().float() * s  # [out, in]
     Hs = H / s[:, None] / s[None, :]  # the Hessian of the scaled input x / s
-    ratio = awq_search_clip(Ws, Hs, bits, g, symmetric) if clip else 1.0
+    ratio = awq_search_clip(Ws, Hs, bits, g, symmetric, n_grid) if clip else 1.0
     codes, scale, zero = _quantize_groups(Ws, g, bits, symmetric, ratio)
     offset = -qrange(bits, symmetric)[0]
     return QuantizedWeight(codes + offset, scale, zero + offset, bits, g, symmetric=symmetric), s
@@ -250,6 +256,7 @@ class PackedAWQLinear(PackedLinear):
         if not isinstance(input_scale, torch.Tensor) or tuple(input_scale.shape) != (self.in_features,):
             raise ValueError(f"input_scale must be a tensor of shape [in_features] = [{self.in_features}], "
                              f"got {getattr(input_scale, 'shape', type(input_scale).__name__)}")
+        _check_scale(input_scale.float(), "input_scale")  # x / s: a 0 or NaN would make every output inf or NaN
         self.register_buffer("input_scale", input_scale.detach().float().clone())
 
     @classmethod
@@ -353,7 +360,7 @@ def _candidates(model, producer: str | None, before: str, n_in: int) -> list[tup
 def _fold_into(m: nn.Module, rows: slice | None, s: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Divide the output channels of `m` (rows of a linear) by s in place; returns what to undo."""
     if rows is None:  # norm: y = norm(x) · w + b  →  y / s = norm(x) · (w / s) + b / s
-        targets = [(m.weight, None), (m.bias, None)]
+        targets = [(m.weight, None), (getattr(m, "bias", None), None)]   # (an RMSNorm has no bias)
     else:  # linear: row i of W (QuantLinear: of its scales, W = (codes − zero) · scale) and b_i
         targets = [(m.scale if isinstance(m, QuantLinear) else m.weight, rows), (m.bias, rows)]
     undo = []

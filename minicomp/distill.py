@@ -51,13 +51,19 @@ def _check_logits(x, name: str) -> None:
 
 
 def _check_defined(x: torch.Tensor, name: str) -> None:
-    """Raise unless x is free of NaN and +inf: a softmax of either is NaN, and `_kl_rows` would
-    silently drop those rows' terms. −inf (a class ruled out, probability 0) is allowed."""
+    """Raise unless x is free of NaN and +inf, and no row is −inf throughout: a softmax of any of
+    these is NaN, and `_kl_rows` would silently drop those rows' terms. A −inf (a class ruled
+    out, probability 0) is allowed where the row keeps at least one finite class."""
     bad = torch.isnan(x) | (x == math.inf)
     if bad.any():
         raise ValueError(f"{name} contains NaN or +inf ({int(bad.sum())} of {x.numel()} values); expected "
                          "finite logits (−inf, for a class ruled out, is allowed). Check the model that "
                          "produced them, e.g. with torch.isfinite(...).all()")
+    empty = (x == -math.inf).all(dim=-1)
+    if x.shape[-1] and empty.any():
+        raise ValueError(f"{name} has {int(empty.sum())} row(s) of −inf only: no class has any probability "
+                         "there, so the softmax is NaN. Keep at least one finite logit per row, or leave "
+                         "those rows out")
 
 
 def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
@@ -65,6 +71,7 @@ def _check_pair(s, t, s_name="student_logits", t_name="teacher_logits") -> None:
     _check_logits(t, t_name)
     check_same_device(s, t, s_name, t_name)
     _check_defined(t, t_name)
+    _check_defined(s, s_name)
     if s.shape != t.shape:
         raise ValueError(f"{s_name} has shape {tuple(s.shape)} but {t_name} has shape "
                          f"{tuple(t.shape)}; they must match")
@@ -239,7 +246,8 @@ def make_adapter(student_feature: torch.Tensor, teacher_feature: torch.Tensor, s
 
 def _check_adapter(adapter) -> None:
     if adapter is not None and not callable(adapter):
-        raise TypeError(f"adapter must be a module such as make_adapter(s, t), or None, got {type(adapter).__name__}")
+        raise TypeError(f"adapter must be a module such as make_adapter(s, t), a function of the student's "
+                        f"feature, or None, got {type(adapter).__name__}")
 
 
 def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
@@ -440,7 +448,9 @@ class Hint:
         s, t = o.student_features[self.student_layers[0]], o.teacher_features[self.teacher_layers[0]]
         if self.adapter is None and s.shape != t.shape:
             self.adapter = make_adapter(s, t, seed)
-        return list(self.adapter.parameters()) if self.adapter is not None else []
+        if self.adapter is None or not isinstance(self.adapter, nn.Module):
+            return []   # identity, or a plain function (nothing to train)
+        return list(self.adapter.parameters())
 
     def __call__(self, o: Outputs) -> torch.Tensor:
         s, t = o.student_features[self.student_layers[0]], o.teacher_features[self.teacher_layers[0]]
@@ -627,10 +637,15 @@ class Distiller:
         mode = self.student.training
         self.student.eval()
         try:
-            pred = self.student(x.to(self.device)).argmax(-1)
+            logits = self.student(x.to(self.device))
         finally:
             self.student.train(mode)
+        pred = logits.argmax(-1)
         if pred.shape != y.shape:   # [N, 1] labels would broadcast against [N] predictions to [N, N]
             raise ValueError(f"y has shape {tuple(y.shape)}, but the student predicts shape {tuple(pred.shape)} "
                              "for x: expected one class index per row, of that shape")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[-1]):   # else silently low
+            raise ValueError(f"y holds class ids from {int(y.min())} to {int(y.max())}, but the student predicts "
+                             f"{logits.shape[-1]} classes, 0 to {logits.shape[-1] - 1}; accuracy needs a label for "
+                             "every row (−1, 'unlabelled', is for fit's y only)")
         return (pred == y.to(self.device)).float().mean().item()

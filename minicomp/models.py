@@ -109,7 +109,7 @@ class MLP(nn.Module):
         )
         layers, width = OrderedDict(), in_features
         with seeded(seed):
-            for i, h in enumerate(hidden, start=1):
+            for i, h in enumerate(self.config["hidden"], start=1):   # (the checked list: `hidden` may be a generator)
                 layers[f"fc{i}"] = nn.Linear(width, h)  # weight [h, width]
                 layers[f"act{i}"] = nn.ReLU()
                 layers[f"drop{i}"] = nn.Dropout(dropout)
@@ -153,7 +153,7 @@ class CNN(nn.Module):
         )
         layers, c_in = OrderedDict(), 1
         with seeded(seed):
-            for i, c in enumerate(channels, start=1):
+            for i, c in enumerate(self.config["channels"], start=1):   # (the checked list, as above)
                 layers[f"conv{i}"] = nn.Conv2d(c_in, c, kernel_size=3, padding=1)  # [c, c_in, 3, 3]
                 layers[f"relu{i}"] = nn.ReLU()
                 c_in = c

@@ -71,7 +71,7 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     import time
 
     from minicomp.calibrate import find_linears
-    from minicomp.checks import check_bits, check_flag
+    from minicomp.checks import check_bits, check_flag, check_seed
     from minicomp.distill import _check_temperature, distillation_loss
     from minicomp.models import perplexity
     from minicomp.quant import check_group_size, group_len
@@ -90,6 +90,7 @@ def distill_tinygpt_student(teacher: nn.Module, corpus, student: nn.Module | Non
     if not is_real(min_lr) or not 0 <= min_lr <= lr:
         raise ValueError(f"min_lr={min_lr!r} must be a number in [0, lr={lr}]: the cosine decays from lr to min_lr")
     _check_temperature(temperature)
+    seed = check_seed(seed)   # (also with student=: it seeds the batches)
     device = next(teacher.parameters()).device
     if student is None:
         student = TinyGPT(config or STUDENT_CONFIG, seed=seed).to(device)
@@ -204,13 +205,19 @@ def quantize_variants(model: nn.Module, calibration, *, methods=("rtn", "gptq", 
     with `kernels.pack_model` to run the fused kernels.
     """
     from minicomp.calibrate import quantize_model
-    from minicomp.checks import check_flag
+    from minicomp.checks import check_bits, check_flag
 
     check_flag("progress", progress)
     methods = (methods,) if isinstance(methods, str) else methods   # one method, one bit width: fine too
-    bits = (bits,) if isinstance(bits, int) else bits
+    bits = (bits,) if is_int(bits) else bits
+    if not isinstance(methods, (list, tuple)) or not all(isinstance(m, str) for m in methods):
+        raise TypeError(f"methods must be a method name or a list of them, such as ('rtn', 'gptq'), got {methods!r}")
+    if not isinstance(bits, (list, tuple)):
+        raise TypeError(f"bits must be an int or a list of ints, such as (8, 4), got {bits!r}")
     if not methods or not bits:
         raise ValueError(f"methods={methods!r} and bits={bits!r} must both be non-empty")
+    for b in bits:
+        check_bits(b)
     out = {}
     jobs = [(m, b) for m in methods for b in bits]
     for method, b in tqdm(jobs, desc="quantize", disable=not progress, leave=False):
@@ -250,6 +257,9 @@ def measure(models: dict, corpus, *, steps: dict | None = None, timed=None, late
                 f"models[{name!r}] has tensors on {sorted(map(str, where))} but device={str(device)!r}; "
                 f"move it with model.to({str(device)!r}), or pass the model's device as device="
             )
+        if latency_tokens > m.config.block_size:
+            raise ValueError(f"latency_tokens={latency_tokens} is longer than models[{name!r}]'s context "
+                             f"(config.block_size={m.config.block_size}): pass {m.config.block_size} or less")
     idx = torch.zeros(1, latency_tokens, dtype=torch.long, device=device)  # [1, T]
 
     def forward(m):

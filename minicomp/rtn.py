@@ -105,6 +105,10 @@ class QuantLinear(nn.Module):
             raise ValueError("act_scale needs act_bits (e.g. act_bits=8)")
         if act_scale is not None:   # as a weight's (scale, zero point) are checked
             act_scale, act_zero = _to_tensor("act_scale", act_scale).float(), _to_tensor("act_zero", act_zero)
+            for name, t in (("act_scale", act_scale), ("act_zero", act_zero)):
+                if t.numel() != 1:   # static activations here are per-tensor: one (scale, zero) pair
+                    raise ValueError(f"{name} must be a single value (per-tensor, static), got shape "
+                                     f"{tuple(t.shape)}; for per-token ranges leave act_scale and act_zero None")
             _check_scale(act_scale, "act_scale")
             act_zero = _check_zero(act_zero, "act_zero")
             qmin, qmax = qrange(self.act_bits, self.act_symmetric)

@@ -267,6 +267,10 @@ def next_char_scores(
         raise ValueError("block_size=None, and the model has no config.block_size: pass one")
     if not is_int(T) or not 0 < T < len(data):
         raise ValueError(f"block_size={T!r} must be a positive int below len({split})={len(data)}")
+    most = getattr(getattr(model, "config", None), "block_size", None)
+    if is_int(most) and T > most:
+        raise ValueError(f"block_size={T} is longer than the model's context, model.config.block_size={most}: "
+                         f"pass block_size={most} or less (None: the model's own)")
     if not is_int(max_windows) or max_windows <= 0:
         raise ValueError(f"max_windows={max_windows!r} must be a positive int")
     check_positive_ints(batch_size=batch_size)  # windows per forward pass

@@ -358,3 +358,32 @@ def test_packed_awq_linear_checks_its_input_scale():
                         in_features=64, bits=4, group_size=32, input_scale=torch.ones(3))
     with pytest.raises(TypeError, match="must be an AWQLinear"):
         PackedAWQLinear.from_awq(lin)
+
+
+def test_awq_scale_folds_into_an_rmsnorm_which_has_no_bias():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.RMSNorm(32), nn.Linear(32, 8))
+    x = torch.randn(64, 32)
+    q = quantize_model(copy.deepcopy(model), "awq", bits=4, group_size=16, calibration=[x], progress=False)
+    assert type(q[1]) is QuantLinear                      # folded: the norm's weight took s
+    assert not torch.equal(q[0].weight, model[0].weight)
+    with torch.no_grad():
+        assert (q(x) - model(x)).abs().max() < 0.5        # still the same layer, up to 4-bit rounding
+
+
+def test_packed_awq_linear_rejects_a_zero_input_scale():
+    layer = PackedLinear.from_linear(nn.Linear(16, 4), bits=4, group_size=16)
+    args = (layer.qweight, layer.scales, layer.zeros)
+    with pytest.raises(ValueError, match="input_scale"):
+        PackedAWQLinear(*args, in_features=16, bits=4, group_size=16, input_scale=torch.zeros(16))
+
+
+def test_awq_quantize_passes_n_grid_to_the_clip_search(monkeypatch):
+    import minicomp.awq as awq_module
+
+    seen = []
+    real = awq_module.awq_search_clip
+    monkeypatch.setattr(awq_module, "awq_search_clip", lambda *a, **k: seen.append((a, k)) or real(*a, **k))
+    W, X = torch.randn(8, 32), torch.randn(64, 32)
+    awq_module.awq_quantize(W, [X], bits=4, group_size=16, n_grid=5)
+    assert seen and (seen[0][0][5:6] == (5,) or seen[0][1].get("n_grid") == 5)

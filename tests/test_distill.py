@@ -17,6 +17,7 @@ from minicomp.distill import (
     RKD,
     Distiller,
     Hint,
+    Outputs,
     Taps,
     distillation_loss,
     dkd_loss,
@@ -464,3 +465,35 @@ def test_distiller_accepts_any_integer_dtype_of_labels():
     a.fit(x, y, steps=3, batch_size=16)
     b.fit(x, y.int(), steps=3, batch_size=16)
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+
+
+def test_losses_refuse_rows_of_no_class_and_undefined_student_logits():
+    s, t = torch.randn(4, 5), torch.randn(4, 5)
+    t[0] = -math.inf                                    # no class possible: its softmax is NaN
+    with pytest.raises(ValueError, match=r"teacher_logits has 1 row\(s\) of −inf only"):
+        kd_loss(s, t)
+    with pytest.raises(ValueError, match="teacher_logits has 1 row"):
+        dkd_terms(s, t, torch.zeros(4, dtype=torch.long))
+    s[2, 1] = math.nan
+    with pytest.raises(ValueError, match="student_logits contains NaN"):
+        kd_loss(s, torch.randn(4, 5))
+
+
+def test_hint_takes_a_plain_function_as_its_adapter():
+    hint = Hint("a", "b", adapter=lambda x: 2 * x)
+    o = Outputs(torch.zeros(3, 2), None, torch.zeros(3, dtype=torch.long), {"a": torch.ones(3, 4)},
+                {"b": torch.ones(3, 4)})
+    assert hint.build(o, 0) == []                                         # nothing to train
+    assert hint(o) > 0                                                    # mean((2·1 − 1)²) = 1
+    with pytest.raises(TypeError, match="adapter must be a module .* a function"):
+        Hint("a", "b", adapter=3)
+
+
+def test_distiller_accuracy_refuses_labels_the_student_cannot_predict():
+    d = Distiller(nn.Linear(4, 3), None, {"ce": (1.0, CE())}, progress=False)
+    x = torch.randn(5, 4)
+    with pytest.raises(ValueError, match="y holds class ids from 0 to 20"):
+        d.accuracy(x, torch.tensor([0, 1, 2, 1, 20]))
+    with pytest.raises(ValueError, match="from -1 to"):
+        d.accuracy(x, torch.tensor([-1, 1, 2, 1, 0]))
+    assert 0 <= d.accuracy(x, torch.tensor([0, 1, 2, 1, 0])) <= 1

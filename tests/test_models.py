@@ -243,3 +243,10 @@ def test_load_minilm_missing_path_is_named():
     pytest.importorskip("sentence_transformers")
     with pytest.raises(FileNotFoundError, match="no/such/dir"):
         load_minilm("./no/such/dir")
+
+
+def test_layer_sizes_may_come_from_a_generator():
+    mlp = MLP(64, (h for h in [32]), 10)
+    assert mlp.hidden.fc1.out_features == 32 and mlp.head.in_features == 32
+    cnn = CNN((c for c in [8]), 32)
+    assert cnn.config["channels"] == [8] and any(isinstance(m, nn.Conv2d) for m in cnn.modules())

@@ -231,3 +231,17 @@ def test_check_claims_names_a_zero_it_would_divide_by():
             r("INT4", 500, 400, 2.6, 0.48, 4.0)]
     with pytest.raises(ValueError, match="row 'student' has accuracy=0.0"):
         check_claims(rows, teacher="teacher", student="student", four_bit=["INT4"], combined="INT4")
+
+
+def test_argument_errors_name_the_argument(teacher, corpus):
+    student = TinyGPT(GPTConfig(n_layer=1, n_head=2, n_embd=64, block_size=16), seed=0)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        distill_tinygpt_student(teacher, corpus, student, steps=1, seed=1.5, progress=False)
+    with pytest.raises(ValueError, match="bits=4.0 must be an int"):
+        quantize_variants(teacher, None, methods=("rtn",), bits=[4.0], progress=False)
+    with pytest.raises(TypeError, match="bits must be an int or a list"):
+        quantize_variants(teacher, None, methods=("rtn",), bits=4.0, progress=False)
+    with pytest.raises(ValueError, match=r"latency_tokens=100 is longer than models\['t'\]'s context"):
+        measure({"t": teacher}, corpus, latency_tokens=100)
+    with pytest.raises(ValueError, match="block_size=64 is longer than the model's context"):
+        perplexity(teacher, corpus, block_size=64)

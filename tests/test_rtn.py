@@ -124,6 +124,10 @@ def test_quant_linear_static_w8a8_uses_the_calibrated_range():
         with pytest.raises(ValueError, match=rf"act_zero={zero} must lie in \[-?\d+, \d+\]"):
             QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=s, act_zero=zero, act_symmetric=symmetric)
     QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=s, act_zero=-128, act_symmetric=True)  # the edge
+    with pytest.raises(ValueError, match=r"act_scale must be a single value .* got shape \(3,\)"):
+        QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=torch.ones(3), act_zero=torch.zeros(3, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"act_zero must be a single value"):
+        QuantLinear.from_linear(lin, bits=8, act_bits=8, act_scale=s, act_zero=torch.zeros(16, dtype=torch.int32))
 
 
 def test_quant_linear_memory_buffers_and_state_dict_round_trip():
