@@ -140,10 +140,13 @@ def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch
     """The AWQ scale s [in] for one layer, and the search curve [(α, error), ...].
 
     s = x_scale^α normalised to sqrt(max·min) = 1, for α = 0, 1/n_grid, ..., (n_grid−1)/n_grid;
-    the error of each α is ‖X Wᵀ − (X/s) Q(W s)ᵀ‖², measured through `hessian` (H = 2XᵀX/n).
+    the error of each α is ‖X Wᵀ − (X/s) Q(W s)ᵀ‖² / n, measured through `hessian` (H = 2XᵀX/n).
     """
     _check_grid(n_grid)
     check_finite("x_scale", x_scale)  # required here (_check_shapes takes None as "not given")
+    if isinstance(x_scale, torch.Tensor) and bool((x_scale < 0).any()):
+        raise ValueError("x_scale must be >= 0 everywhere: it is mean |x| per input channel "
+                         "(activation_scales), and a negative value has no power s_x^α")
     _check_shapes(weight, hessian, x_scale)
     W = weight.detach().float()  # [out, in]
     g = group_len(W, group_size)

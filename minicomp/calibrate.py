@@ -344,6 +344,7 @@ def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibratio
     """One pass over the calibration batches with an observer on each layer's input."""
     if not isinstance(layers, Mapping):
         raise TypeError(f"layers must be a dict {{name: module}} (as find_linears returns), got {type(layers).__name__}")
+    check_observer(observer)   # (make_observer would name it `kind`)
     observers = {name: make_observer(observer, bits, symmetric, **observer_options) for name in layers}
 
     def hook_for(obs: Observer):

@@ -105,6 +105,10 @@ def _check(weight, hessian, bits, group_size, damp, block_size):
     check_finite("hessian", hessian)
     if (torch.diagonal(hessian) < 0).any():
         raise ValueError("hessian has negative diagonal entries; expected a positive multiple of XᵀX")
+    scale = hessian.abs().max().clamp(min=1e-30)
+    if not torch.allclose(hessian / scale, hessian.T / scale, atol=1e-4):   # Cholesky reads one triangle only
+        raise ValueError("hessian is not symmetric; expected a multiple of XᵀX (input_hessian builds it), "
+                         "which is symmetric: a Cholesky factorisation would silently read only one triangle")
     bits = check_bits(bits)
     g = group_len(weight, group_size)  # raises ValueError naming group_size and in_features
     _check_damp(damp)

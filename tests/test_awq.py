@@ -387,3 +387,9 @@ def test_awq_quantize_passes_n_grid_to_the_clip_search(monkeypatch):
     W, X = torch.randn(8, 32), torch.randn(64, 32)
     awq_module.awq_quantize(W, [X], bits=4, group_size=16, n_grid=5)
     assert seen and (seen[0][0][5:6] == (5,) or seen[0][1].get("n_grid") == 5)
+
+
+def test_awq_search_scale_names_a_negative_x_scale():
+    W, X = torch.randn(8, 16), torch.randn(32, 16)
+    with pytest.raises(ValueError, match="x_scale must be >= 0"):
+        awq_search_scale(W, -torch.rand(16), input_hessian([X]), group_size=-1)

@@ -372,3 +372,11 @@ def test_storage_bytes_counts_shared_memory_once():
     model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10, bias=False))
     model[1].weight = nn.Parameter(model[0].weight.data)
     assert storage_bytes(model) == {"quantized": 0, "float": 10 * 4 * 4, "total": 160}
+
+
+def test_observe_inputs_names_its_observer_argument():
+    from minicomp.calibrate import observe_inputs
+
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="observer='pct' is not one of"):
+        observe_inputs(model, {"0": model[0]}, [torch.randn(2, 4)], observer="pct")

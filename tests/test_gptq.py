@@ -329,3 +329,12 @@ def test_layers_sharing_an_input_share_one_capture():
     assert n == 3 and [x.shape[0] for x in inputs] == [2, 3] and torch.equal(inputs[1], batches[1])
     _, n = capture_shared_inputs(model, [model.o], batches)
     assert n == 1
+
+
+def test_gptq_refuses_a_hessian_that_is_not_symmetric():
+    W = torch.randn(4, 16)
+    X = torch.randn(64, 16)
+    H = input_hessian([X])
+    with pytest.raises(ValueError, match="hessian is not symmetric"):
+        gptq_quantize(W, H + torch.triu(torch.ones(16, 16)), bits=4, group_size=-1)
+    gptq_quantize(W, H, bits=4, group_size=-1)   # the real one passes

@@ -476,3 +476,12 @@ def test_any_power_of_two_grid_matches_torch_exactly(qmin, width, log2_scale, da
     x = torch.cat([x, (torch.arange(-20, 20) + 0.5) * scale])  # exact ties
     ours = fake_quantize(x, torch.tensor(scale), zero, qmin, qmax)
     assert torch.equal(ours, torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax))
+
+
+def test_zero_point_outside_the_codes_and_ranges_that_do_not_broadcast_are_refused():
+    x = torch.randn(4, 8)
+    for fn in (quantize, fake_quantize):
+        with pytest.raises(ValueError, match=r"zero_point must lie in \[qmin, qmax\] = \[0, 15\] .* from 100 to 100"):
+            fn(x, 0.1, 100, 0, 15)
+    with pytest.raises(ValueError, match=r"lo has shape \(3,\) and hi \(4,\): they must broadcast"):
+        qparams_from_range(torch.zeros(3), torch.ones(4), 8)
