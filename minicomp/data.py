@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from minicomp.checks import check_fraction, check_rows, check_seed, check_tensor, is_int
+from minicomp.checks import check_fraction, check_rows, check_seed, check_tensor, is_int, is_real
 from minicomp.hardware import check_device
 
 # ----------------------------------------------------------------------------------------------
@@ -220,7 +220,13 @@ class CharCorpus:
     def __init__(
         self, text: str | None = None, splits: tuple[float, float, float] = (0.9, 0.05, 0.05)
     ):
-        if len(splits) != 3 or any(s <= 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"text must be a str (or None: the bundled corpus), got {type(text).__name__}"
+                            + ("; decode bytes first, e.g. text.decode('utf-8')" if isinstance(text, bytes) else ""))
+        if (not isinstance(splits, (tuple, list)) or len(splits) != 3
+                or not all(is_real(s) and not isinstance(s, bool) for s in splits)):
+            raise TypeError(f"splits must be three fractions (train, val, test) such as (0.9, 0.05, 0.05), got {splits!r}")
+        if any(s <= 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
             raise ValueError(f"splits={splits!r} must be three positive fractions summing to 1")
         self.text = pydoc_text() if text is None else text
         self.vocab = VOCAB  # sorted characters; token id i is the character vocab[i]

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from minicomp.checks import (
+    check_finite,
     check_flag,
     check_positive_ints,
     check_positive_numbers,
@@ -178,6 +179,9 @@ def _check_pair(ref, emb) -> None:
         if not isinstance(t, torch.Tensor) or t.dim() != 2:
             raise ValueError(f"{name} must be a [N, dim] tensor of embeddings, got {_shape(t)}")
         _check_real(name, t)
+        if not t.is_floating_point():   # bool or integer "embeddings" are a mix-up (ids, a mask?)
+            raise TypeError(f"{name} is a {t.dtype} tensor; expected float embeddings, as embed() returns")
+        check_finite(name, t)           # a NaN would make the mean NaN, or a neighbour arbitrary
     if ref.shape != emb.shape:
         raise ValueError(f"ref has shape {tuple(ref.shape)} but emb has shape {tuple(emb.shape)}; "
                          "they must be embeddings of the same sentences")

@@ -225,3 +225,11 @@ def test_get_batch_device_error_names_the_argument(corpus):
     """Was torch's "Expected one of cpu, cuda, ... at start of device string: gpu"."""
     with pytest.raises(ValueError, match="device='gpu'"):
         corpus.get_batch("val", 2, 8, torch.Generator().manual_seed(0), device="gpu")
+
+
+def test_char_corpus_names_a_wrong_text_or_splits():
+    with pytest.raises(TypeError, match=r"text must be a str .* decode bytes first"):
+        CharCorpus(text=b"abc")
+    for bad in (5, ("a", 0.1, 0.1), (0.5, None, 0.5)):
+        with pytest.raises(TypeError, match="splits must be three fractions"):
+            CharCorpus(text="hello world", splits=bad)

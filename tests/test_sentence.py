@@ -202,3 +202,13 @@ def test_distill_embeddings_rejects_bad_input(minilm):
         distill_embeddings(student, [], torch.zeros(0, 384), progress=False)
     with pytest.raises(TypeError, match="sentences"):
         embed(student, "one string")
+
+
+def test_scores_refuse_non_float_or_undefined_embeddings():
+    ref = torch.randn(4, 3)
+    with pytest.raises(TypeError, match="emb is a torch.bool tensor; expected float embeddings"):
+        nn_agreement(ref, torch.ones(4, 3, dtype=torch.bool))
+    bad = ref.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="emb"):
+        mean_cosine(ref, bad)
