@@ -7,7 +7,7 @@
 # 1. **Teacher**: the shipped TinyGPT (4 layers, 128 wide, about 0.8 M parameters).
 # 2. **Distilled student**: 2 layers, trained on the teacher's soft targets (lesson 01–02).
 # 3. **Quantized student**: RTN, GPTQ and AWQ at INT8 and INT4 (lessons 05–08).
-# 4. **Packed student**: the INT8 / INT4 codes packed into bytes and run by the fused kernels
+# 4. **Packed student**: the INT8 / INT4 codes packed into bytes and run by the packed kernels
 #    (lesson 09).
 #
 # Then we rebuild the comparison table that articles on compression like to print, from our own

@@ -335,10 +335,10 @@ def pareto_front(rows: list[Result], x: str = "bytes", y: str = "perplexity") ->
 
 
 WHAT_CHANGES = {
-    "teacher": ("nothing: the 4-layer float32 model", "no"),
-    "distilled": ("architecture: half the layers, trained on the teacher's soft targets", "yes (distillation)"),
+    "teacher": ("nothing: the float32 teacher", "no"),
+    "distilled": ("architecture: fewer layers, trained on the teacher's soft targets", "yes (distillation)"),
     "quantized": ("weights stored in fewer bits, same architecture; simulated (dequantized) here", "no (RTN); calibration data (GPTQ, AWQ)"),
-    "packed": ("codes packed into bytes, run by the fused kernel", "no (beyond the quantizer's)"),
+    "packed": ("codes packed into bytes, run by the packed kernels", "no (beyond the quantizer's)"),
     "QAD": ("student trained through fake-quantized weights (STE)", "yes (distillation through the rounding)"),
 }
 
