@@ -490,3 +490,12 @@ def test_flush_l2_reads_twice_the_cache_and_writes_nothing():
     assert buf.numel() * buf.element_size() >= 2 * l2 and not buf.any()
     hw.flush_l2(dev)
     assert hw.timing._flush_buffers[dev] is buf
+
+
+def test_roofline_refuses_strings_and_none_among_intensities():
+    from minicomp.hardware import roofline
+
+    assert roofline(10, 1, torch.tensor([1.0, 20.0])) == [1.0, 10.0]
+    for bad in (["3"], [1, None]):
+        with pytest.raises(TypeError, match=r"intensity\[\d\]=.* must be a number"):
+            roofline(10, 1, bad)

@@ -185,4 +185,10 @@ def roofline(peak_flops: float, bandwidth: float, intensity):
     if not isinstance(intensity, Iterable) or isinstance(intensity, (str, bytes)):
         raise TypeError(f"intensity must be a number or an iterable of numbers, got "
                         f"{type(intensity).__name__}")
-    return [roofline(peak_flops, bandwidth, float(i)) for i in intensity]
+    if isinstance(intensity, torch.Tensor):
+        intensity = intensity.reshape(-1).tolist()   # (a 0-d tensor would not iterate)
+    values = list(intensity)
+    for k, i in enumerate(values):
+        if not is_real(i):   # float('3') would quietly accept a string
+            raise TypeError(f"intensity[{k}]={i!r} must be a number (FLOP per byte)")
+    return [roofline(peak_flops, bandwidth, float(i)) for i in values]
