@@ -205,6 +205,10 @@ def _run(fn: Callable, case: Case, call: Callable | None = None) -> Any:
     return _call(fn, case, call)[0]
 
 
+class _GradientsSwitchedOff(Exception):
+    """The learner's function returned with gradients switched off for everything after it."""
+
+
 def _call(fn: Callable, case: Case, call: Callable | None = None,
           warned: list[str] | None = None) -> tuple[Any, bool]:
     """``(result, changed_its_input)`` for ``fn(*case.args, **case.kwargs)`` on copies, or for
@@ -212,12 +216,18 @@ def _call(fn: Callable, case: Case, call: Callable | None = None,
 
     Warnings are kept out of the notebook (a checker calls the function many times). With
     ``warned``, each different one is appended to it as a line, for the report to show: PyTorch's
-    warnings often name the bug ("Implicit dimension choice for softmax")."""
+    warnings often name the bug ("Implicit dimension choice for softmax").
+
+    Every call runs with gradients on, whatever the notebook's mode (a `check` inside `torch.no_grad()`
+    would skip the gradient checks), and the mode is restored afterwards; a function that leaves
+    them switched off raises `_GradientsSwitchedOff` (it would silence every later training cell)."""
     args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, torch.enable_grad():
         warnings.simplefilter("default")   # once per line of code and case: a loop's warning cannot pile up
         try:
             result = fn(*args, **kwargs) if call is None else call(fn, *args, **kwargs)
+            if not torch.is_grad_enabled():   # (torch.enable_grad restores the notebook's mode on exit)
+                raise _GradientsSwitchedOff()
         finally:
             if warned is not None:
                 for w in caught:
@@ -396,6 +406,15 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
             return Report(name, "failed", results, hint="Does it loop forever? Look at each loop's condition, "
                           "and at what changes on every pass. If it is just slow, check(..., timeout=...) "
                           "allows more time.")
+        except _GradientsSwitchedOff:
+            used += time.monotonic() - start
+            results.append(CaseResult(case.label, False, call, preview(expected), "",
+                                      "your function switched gradients off and left them off "
+                                      "(torch.set_grad_enabled(False)), for every cell after it too"))
+            results += [CaseResult(c.label, False, problem="not run: stopped on an earlier case") for c in cases[i + 1:]]
+            return Report(name, "failed", results, hint="Don't switch gradients off globally. To compute "
+                          "something without gradients (the teacher's side, say), use .detach() on it, or "
+                          "`with torch.no_grad():` around just that part: both end where they should.")
         except (Exception, SystemExit) as exc:  # the learner's code may raise anything; report it, never re-raise
             used += time.monotonic() - start
             said = (f"your function called exit() (SystemExit: {exc.code!r}), which would stop the notebook's "

@@ -411,3 +411,29 @@ def test_a_reversed_numpy_view_is_compared_not_a_crash():
 
     assert compare_values(np.arange(3)[::-1], torch.tensor([2, 1, 0])) is None
     assert "expected a torch.Tensor but got numpy array" in compare_values(np.array([None]), torch.zeros(1))
+
+
+def test_a_function_that_switches_gradients_off_is_told_and_the_mode_is_restored():
+    import torch.nn.functional as F
+
+    def kd_loss(s, t, T):
+        torch.set_grad_enabled(False)   # "freeze the teacher", for the whole notebook
+        pt, ps = F.log_softmax(t / T, -1), F.log_softmax(s / T, -1)
+        return T**2 * (pt.exp() * (pt - ps)).sum(-1).mean()
+
+    report = check("kd_loss", kd_loss)
+    assert report.status == "failed" and "switched gradients off" in str(report)
+    assert torch.is_grad_enabled()                       # the notebook's mode is back
+
+
+def test_gradient_checks_run_inside_no_grad_too():
+    import torch.nn.functional as F
+
+    def kd_loss_teacher_not_detached(s, t, T):
+        pt, ps = F.log_softmax(t / T, -1), F.log_softmax(s / T, -1)
+        return T**2 * (pt.exp() * (pt - ps)).sum(-1).mean()
+
+    with torch.no_grad():
+        report = check("kd_loss", kd_loss_teacher_not_detached)
+        assert not torch.is_grad_enabled()               # the caller's mode is kept
+    assert report.status == "failed"

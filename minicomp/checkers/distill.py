@@ -134,6 +134,8 @@ def _soft_cases():
         Case("3-D logits [B, T, C] = [2, 3, 7] (a sequence model), T = 2", (_randn(2, 3, 7, seed=2, scale=3.0), 2.0)),
         Case("huge logits of ±1000 at T = 1", (_huge(3), 1.0)),
         Case("huge logits of ±1000 at T = 10", (_huge(4), 10.0)),
+        Case("rows whose maxima are far apart, [[1000, 0], [-1000, -1001]]: each row needs its own maximum",
+             (torch.tensor([[1000.0, 0.0], [-1000.0, -1001.0]]), 1.0)),
         Case("a high temperature, T = 100: nearly uniform", (_randn(3, 8, seed=5, scale=5.0), 100.0)),
     ]
 
@@ -146,6 +148,18 @@ def _naive_softmax(z, T):
 def _implicit_dim(z: torch.Tensor) -> int:
     """The dimension F.softmax(z) / F.log_softmax(z) picks when no dim= is given (deprecated)."""
     return 0 if z.dim() in (0, 1, 3) else 1
+
+
+def _global_max(z, T):
+    """(a mistake) The maximum of the whole tensor: exact for rows near it, NaN for rows far below."""
+    e = torch.exp((z - z.max()) / T)
+    return e / e.sum(-1, keepdim=True)
+
+
+def _sum_over_everything(z, T):
+    """(a mistake) sum() without dim: every row is divided by the whole batch's total."""
+    e = torch.exp((z - z.max(dim=-1, keepdim=True).values) / T)
+    return e / e.sum()
 
 
 def _max_without_keepdim(z, T):
@@ -186,6 +200,13 @@ register(
         Mistake("softmax without dim=", lambda z, T: torch.softmax(z / T, dim=_implicit_dim(z)),
                 "Without dim=, F.softmax guesses the dimension: dim=1 for 2-D logits, but dim=0 for 3-D "
                 "[B, T, C] ones (PyTorch warns when it guesses). Always pass dim=-1."),
+        Mistake("the maximum of the whole tensor, not of each row", _global_max,
+                "z.max() with no dim is one number for the whole batch: a row far below it underflows to "
+                "exp(−2000) = 0 everywhere, and 0 / 0 is NaN. Subtract each row's own maximum: "
+                "z.max(dim=-1, keepdim=True).values."),
+        Mistake("summing over the whole batch (sum() without dim)", _sum_over_everything,
+                "e.sum() adds up every row, so the rows no longer each sum to 1. Sum over the classes: "
+                "e.sum(dim=-1, keepdim=True)."),
         Mistake("the row maximum without keepdim=True", _max_without_keepdim,
                 "z.max(dim=-1).values has shape [B], not [B, 1]: subtracting it from [B, C] logits lines it "
                 "up with the classes instead of the rows (or fails, when B ≠ C). Use "
