@@ -286,6 +286,10 @@ register(
                 lambda s, t, T: T * T * F.kl_div(_lsm(s, T), _lsm(t.detach(), T), reduction="batchmean", log_target=True),
                 "For [B, T, C] logits every one of the B·T positions is a row: F.kl_div's 'batchmean' divides "
                 "by B only, so reshape to [-1, C] first (or sum over classes and take .mean())."),
+        Mistake("log-probabilities as F.kl_div's target without log_target=True",
+                lambda s, t, T: T * T * F.kl_div(_lsm(s, T), _lsm(t.detach(), T), reduction="sum") / s[..., 0].numel(),
+                "F.kl_div reads its target as probabilities unless you pass log_target=True: give it "
+                "F.softmax(teacher / T) as the target, or keep the log-probabilities and add log_target=True."),
         Mistake("passing probabilities where F.kl_div expects log-probabilities",
                 lambda s, t, T: T * T * F.kl_div(torch.softmax(s / T, -1), torch.softmax(t.detach() / T, -1),
                                                  reduction="sum") / s[..., 0].numel(),

@@ -118,6 +118,10 @@ register(
     cases=_cases,
     compare=_compare,
     mistakes=[
+        Mistake("a True/False flag per model instead of the indices",
+                lambda s, e: [i in set(reference(s, e)) for i in range(len(s))],
+                "Return the indices of the models on the front (e.g. [1, 3]), smallest model first, not "
+                "one True/False per model: [i for i, keep in enumerate(flags) if keep] turns flags into indices."),
         Mistake("a greedy scan of the models in the order given",
                 _greedy_scan,
                 "Keeping a model when it lowers the best error so far works only once the models "

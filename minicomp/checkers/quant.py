@@ -63,6 +63,10 @@ register(
     atol=0.0,
     rtol=0.0,
     mistakes=[
+        Mistake("clamp's bounds swapped: clamp(v, qmax, qmin)",
+                lambda x, s, z, lo, hi: torch.clamp(torch.round(x / s) + z, hi, lo).to(torch.int32),
+                "torch.clamp(input, min, max) takes the lower bound first: clamp(v, qmin, qmax). With them "
+                "swapped, min > max and every code comes out the same."),
         Mistake("floor instead of round", lambda x, s, z, lo, hi: _q(torch.floor(x / s), z, lo, hi),
                 "floor always rounds down, so 1.8 becomes 1; use torch.round to get the nearest code."),
         Mistake("truncating with .int()", lambda x, s, z, lo, hi: _q((x / s).int(), z, lo, hi),
@@ -125,6 +129,9 @@ register(
     compare=noting_half_precision(1e-5, 1e-4, "keep the arithmetic in float32 (q.to(torch.int32) or q.float(), "
                                   "not .half() or .bfloat16()), as the reference does", close_atol=1e-6, close_rtol=1e-2),
     mistakes=[
+        Mistake("the subtraction reversed: (zero_point − q)·scale", lambda q, s, z: (z - q.to(torch.int32)) * s,
+                "It is (q − zero_point)·scale: the code minus the zero point. Reversed, every value has the "
+                "wrong sign."),
         Mistake("the zero point's sign flipped", lambda q, s, z: (q.to(torch.int32) + z) * s,
                 "Subtract the zero point: x = (q - zero_point) * scale, so the code zero_point gives 0.0."),
         Mistake("subtracting the zero point after scaling", lambda q, s, z: q.to(torch.int32) * s - z,
@@ -256,6 +263,10 @@ register(
     cases=_qparams_cases,
     compare=_compare_qparams,
     mistakes=[  # diagnosis tries these in order: the all-zero guard first, so it wins on that case
+        Mistake("returning (zero_point, scale), the other way round",
+                lambda x, b, sym: tuple(reversed(compute_qparams(x, b, sym))),
+                "Return the pair as (scale, zero_point), in that order: the scale is the small float step, "
+                "the zero point the integer code for 0.0."),
         Mistake("no guard against an all-zero tensor",
                 lambda x, b, sym: ((x.abs().max() / (2 ** (b - 1) - 1), 0) if sym else _qp(*_wide(x), b)),
                 "If the range is 0 (all zeros), the scale would be 0 and x / scale divides by zero: "
