@@ -388,6 +388,14 @@ register(
                 "The KD term is T² · KL; without T² the teacher's term fades as T grows."),
         Mistake("KL in the wrong direction", lambda s, t, y, T, a: a * _kd(s, t, T, direction="st") + (1 - a) * _ce(s, y),
                 "Use KL(p_teacher ‖ p_student): the teacher's distribution is the target."),
+        Mistake("cross_entropy given probabilities (softmax) instead of logits",
+                lambda s, t, y, T, a: a * _kd(s, t, T) + (1 - a) * F.cross_entropy(
+                    torch.softmax(s.reshape(-1, s.shape[-1]), -1), y.reshape(-1)),
+                "F.cross_entropy applies the (log-)softmax itself: pass it the raw student logits."),
+        Mistake("nll_loss on raw logits", lambda s, t, y, T, a: a * _kd(s, t, T) + (1 - a) * F.nll_loss(
+                    s.reshape(-1, s.shape[-1]), y.reshape(-1)),
+                "F.nll_loss expects log-probabilities (it only picks the label's entry and negates it): "
+                "use F.cross_entropy on the logits, or F.nll_loss(F.log_softmax(logits, -1), labels)."),
         Mistake("forgetting (1 − alpha) on the cross-entropy", lambda s, t, y, T, a: a * _kd(s, t, T) + _ce(s, y),
                 "The two weights add up to 1: alpha · KD + (1 − alpha) · CE."),
         Mistake("forgetting alpha on the KD term", lambda s, t, y, T, a: _kd(s, t, T) + (1 - a) * _ce(s, y),
@@ -489,6 +497,10 @@ register(
                 "Map the student's feature with the adapter first: adapter(student_feature)."),
         Mistake("applying the adapter to the teacher", lambda s, t, r: ((s - r(t.detach())) ** 2).mean(),
                 "The adapter belongs to the student: it maps the student's feature to the teacher's shape."),
+        Mistake("dividing the sum by the student's element count",
+                lambda s, t, r: ((r(s) - t.detach()) ** 2).sum() / s.numel(),
+                "Average over the elements of the difference, which has the teacher's shape (the adapter "
+                "changed the width): .mean() on it, or divide by teacher_feature.numel()."),
         Mistake("absolute instead of squared difference", lambda s, t, r: (r(s) - t.detach()).abs().mean(),
                 "The hint loss is squared (L2): ((adapter(s) − t) ** 2).mean()."),
         Mistake("taking a square root (RMSE)", lambda s, t, r: ((r(s) - t.detach()) ** 2).mean().sqrt(),

@@ -128,6 +128,10 @@ register(
                 "Where the clamp cut the code off, x̂ stays put however x moves, so its gradient there "
                 "is 0: pass the gradient only where qmin <= round(x / scale) + zero_point <= qmax "
                 "(torch.where(inside, x, x.detach()) as x_pass)."),
+        Mistake("the range tested on x instead of on its code",
+                lambda x, s, z, lo, hi: _ste(x, _stopped(x, s, z, lo, hi), (x >= lo) & (x <= hi)),
+                "qmin and qmax bound the integer code, not x: test q = round(x / scale) + zero_point, "
+                "inside = (q >= qmin) & (q <= qmax)."),
         Mistake("the mask the wrong way round",
                 lambda x, s, z, lo, hi: _ste(x, _stopped(x, s, z, lo, hi), ~_inside(x, s, z, lo, hi)),
                 "The gradient passes where the code was *inside* [qmin, qmax] and is 0 where it was clamped."),

@@ -285,6 +285,9 @@ register(
         Mistake("2**bits levels instead of 2**bits - 1 steps",
                 _asym_only(lambda x, b: _qp(*_wide(x), b, levels=2**b)),
                 "b bits give 2**b codes, 0 .. 2**b - 1, so there are 2**b - 1 steps between min and max."),
+        Mistake("bits**2 instead of 2**bits", _asym_only(lambda x, b: _qp(*_wide(x), b, levels=b**2 - 1)),
+                "The number of codes is 2**bits (two to the power bits), not bits**2: they agree at 2 and 4 "
+                "bits only. scale = (max - min) / (2**bits - 1)."),
         Mistake("a float zero point that is not rounded",
                 _asym_only(lambda x, b: _qp(*_wide(x), b, round_zero=False)),
                 "The zero point is a code, so it must be an integer: round(-lo / scale). That is what "

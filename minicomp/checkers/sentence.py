@@ -66,6 +66,12 @@ def _not_normalized(tokens, mask):
     return (tokens * m).sum(1) / m.sum(1)
 
 
+def _sum_to_one(tokens, mask):
+    """(a mistake) Scaled so that its entries sum to 1 (L1, signed), not to unit length."""
+    v = _not_normalized(tokens, mask)
+    return v / v.sum(1, keepdim=True)
+
+
 def _first_token(tokens, mask):
     """(a mistake) BERT's [CLS] vector instead of the mean."""
     return F.normalize(tokens[:, 0], dim=1)
@@ -117,6 +123,9 @@ register(
         Mistake("not scaled to unit length", _not_normalized,
                 "The mean is right; scale each sentence's vector to length 1 at the end, as the model's "
                 "Normalize module does: torch.nn.functional.normalize(pooled, dim=1)."),
+        Mistake("scaled to sum 1 instead of to unit length", _sum_to_one,
+                "Unit length means the Euclidean (L2) norm is 1: divide by v.norm(dim=1, keepdim=True), or "
+                "use F.normalize(v, dim=1); dividing by the sum makes the entries add up to 1 instead."),
         Mistake("the first token ([CLS]) instead of the mean", _first_token,
                 "all-MiniLM-L6-v2 pools by the mean of the real tokens, not by BERT's first ([CLS]) token."),
         Mistake("each token scaled to unit length before the mean", _tokens_normalized,
