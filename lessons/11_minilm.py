@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from minicomp import hardware
-from minicomp.calibrate import find_linears, quantize_model, storage_bytes
+from minicomp.calibrate import capture_inputs, find_linears, quantize_model, storage_bytes
 from minicomp.data import text_sentences
 from minicomp.kernels import available_backends, packed_layers
 from minicomp.models import count_parameters, load_minilm
@@ -277,21 +277,17 @@ assert abs(drop_s) < 0.05 and abs(drop_s) < 0.5 * distill_cost, (drop_s, distill
 #
 # One sentence is batch 1, but it is not one row. The sentence is T tokens, and every linear
 # layer multiplies all T at once: its input is [1, T, 384], so it computes a small matrix
-# product of T rows, not the one-row matrix-vector product of lesson 09's batch 1. A hook on the
-# first linear layer shows what it receives.
+# product of T rows, not the one-row matrix-vector product of lesson 09's batch 1.
+# `capture_inputs` (lesson 07 used it for GPTQ's Hessians) collects the rows the first linear
+# layer receives.
 
 # %%
 query = calibration_batches(teacher, [held[1]])[0]
 n_tokens = query["input_ids"].shape[1]
-seen = []
-first_linear = next(iter(linears.values()))
-hook = first_linear.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
-with torch.no_grad():
-    forward(teacher, query)
-hook.remove()
-rows_per_layer = torch.Size(seen[0][:-1]).numel()   # every dimension but the features
-print(f"query: {held[1]!r}, {n_tokens} tokens; the first linear layer's input: {seen[0]}")
-assert n_tokens > 1 and rows_per_layer == n_tokens, (n_tokens, seen)  # T rows per layer, not 1
+x_first = capture_inputs(teacher, next(iter(linears.values())), [query], forward)[0]   # [tokens, 384]
+print(f"query: {held[1]!r}, {n_tokens} tokens; the first linear layer multiplies {x_first.shape[0]} rows of "
+      f"{x_first.shape[1]}")
+assert n_tokens > 1 and x_first.shape[0] == n_tokens, (n_tokens, x_first.shape)  # T rows per layer, not 1
 
 # %%
 with torch.no_grad():

@@ -138,6 +138,18 @@ def check_finite(name: str, x: torch.Tensor) -> None:
                          "expected finite values")
 
 
+def check_class_ids(y: torch.Tensor, num_classes: int) -> None:
+    """y must hold class ids a model of `num_classes` outputs can predict, 0 .. num_classes − 1
+    (else its accuracy is silently low). An empty y passes."""
+    if y.numel() == 0:
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"y holds class ids from {lo} to {hi}, but the model predicts {num_classes} classes, "
+                         f"0 to {num_classes - 1}; is y the labels of this dataset, and of these rows of x? "
+                         "(−1, 'unlabelled', is for training only: accuracy needs a label for every row)")
+
+
 def check_rows(x, y, x_name: str = "x", y_name: str = "y") -> None:
     """Raise unless x and y are tensors with the same number of rows (examples and their labels),
     at least one."""

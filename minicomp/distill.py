@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from minicomp.checks import (
+    check_class_ids,
     check_flag,
     check_fraction,
     check_positive_numbers,
@@ -448,9 +449,8 @@ class Hint:
         s, t = o.student_features[self.student_layers[0]], o.teacher_features[self.teacher_layers[0]]
         if self.adapter is None and s.shape != t.shape:
             self.adapter = make_adapter(s, t, seed)
-        if self.adapter is None or not isinstance(self.adapter, nn.Module):
-            return []   # identity, or a plain function (nothing to train)
-        return list(self.adapter.parameters())
+        # identity (None) or a plain function: nothing to train
+        return list(self.adapter.parameters()) if isinstance(self.adapter, nn.Module) else []
 
     def __call__(self, o: Outputs) -> torch.Tensor:
         s, t = o.student_features[self.student_layers[0]], o.teacher_features[self.teacher_layers[0]]
@@ -644,8 +644,5 @@ class Distiller:
         if pred.shape != y.shape:   # [N, 1] labels would broadcast against [N] predictions to [N, N]
             raise ValueError(f"y has shape {tuple(y.shape)}, but the student predicts shape {tuple(pred.shape)} "
                              "for x: expected one class index per row, of that shape")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[-1]):   # else silently low
-            raise ValueError(f"y holds class ids from {int(y.min())} to {int(y.max())}, but the student predicts "
-                             f"{logits.shape[-1]} classes, 0 to {logits.shape[-1] - 1}; accuracy needs a label for "
-                             "every row (−1, 'unlabelled', is for fit's y only)")
+        check_class_ids(y, logits.shape[-1])
         return (pred == y.to(self.device)).float().mean().item()

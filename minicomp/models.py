@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from minicomp.checks import (
     capturing,
+    check_class_ids,
     check_flag,
     check_fraction,
     check_module,
@@ -200,15 +201,6 @@ def digits_cnn_student(seed: int = 0) -> CNN:
     return CNN((8,), hidden=32, num_classes=10, dropout=0.0, seed=seed)
 
 
-@torch.no_grad()
-def _check_class_ids(y: torch.Tensor, num_classes: int) -> None:
-    """y must hold class ids the model can predict: 0 .. num_classes − 1 (else accuracy is silently low)."""
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(f"y holds class ids from {lo} to {hi}, but the model predicts {num_classes} classes, "
-                         f"0 to {num_classes - 1}; is y the labels of this dataset, and of these rows of x?")
-
-
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of argmax(model(x)) == y, evaluated in eval mode (the mode is restored).
 
@@ -230,7 +222,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         for i in range(0, len(x), batch_size):
             logits = model(x[i : i + batch_size])  # [B, num_classes]
             if i == 0 and not capturing() and not y.is_meta and len(y):
-                _check_class_ids(y, logits.shape[-1])
+                check_class_ids(y, logits.shape[-1])
             correct += (logits.argmax(-1) == y[i : i + batch_size]).sum().item()
     finally:
         model.train(was_training)

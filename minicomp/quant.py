@@ -314,7 +314,7 @@ def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *,
     """
     check_finite("x", x)
     qmin, qmax = check_qrange(qmin, qmax)
-    return _fake_quantize(x, scale, zero_point, qmin, qmax, group_size)
+    return _fake_quantize(x, scale, zero_point, qmin, qmax, group_size, given_zero=True)
 
 
 def _check_zero_in_range(z: torch.Tensor, qmin: int, qmax: int) -> None:
@@ -325,9 +325,12 @@ def _check_zero_in_range(z: torch.Tensor, qmin: int, qmax: int) -> None:
                          f"got values from {int(z.min())} to {int(z.max())}")
 
 
-def _fake_quantize(x, scale, zero_point, qmin, qmax, group_size):
+def _fake_quantize(x, scale, zero_point, qmin, qmax, group_size, given_zero=False):
+    """given_zero: the caller's zero point, checked; one from compute_qparams (quantize_dequantize, every
+    QAT step) is a code by construction, and the check would cost a device sync per call."""
     xg, s, z = _prepare(x.detach(), scale, zero_point, group_size)
-    _check_zero_in_range(z, qmin, qmax)
+    if given_zero:
+        _check_zero_in_range(z, qmin, qmax)
     q = torch.round(xg / s) + z  # not yet clamped
     x_hat = ((torch.clamp(q, qmin, qmax) - z) * s).reshape(x.shape).to(x.dtype)
     if not (x.requires_grad and torch.is_grad_enabled()):

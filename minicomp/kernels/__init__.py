@@ -106,11 +106,7 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.pack_bits = pack_bits_for(bits)   # checks bits (an int from 1 to 8) first
         self.bits = int(bits)
-        if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8:
-            raise TypeError("qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · "
-                            f"pack_bits / 8], got {getattr(qweight, 'dtype', type(qweight).__name__)}")
-        if qweight.dim() != 2:
-            raise ValueError(f"qweight must be 2-D [out, in · pack_bits / 8], got shape {tuple(qweight.shape)}")
+        reference.check_qweight(qweight)
         out = qweight.shape[0]
         if not is_int(in_features) or in_features <= 0:
             raise ValueError(f"in_features={in_features!r} must be a positive int")

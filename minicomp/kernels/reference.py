@@ -39,11 +39,7 @@ def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
     """
     if not is_int(pack_bits) or pack_bits not in (2, 4, 8):
         raise ValueError(f"pack_bits={pack_bits!r} must be 2, 4 or 8 (the slot width of the packed codes)")
-    if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8 or qweight.dim() != 2:
-        got = (f"{qweight.dtype} of shape {tuple(qweight.shape)}" if isinstance(qweight, torch.Tensor)
-               else type(qweight).__name__)
-        raise TypeError(f"qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · pack_bits / 8], "
-                        f"got {got}")
+    check_qweight(qweight)
     codes = unpack(qweight, pack_bits)                                     # [out, in] uint8
     out, n_in = codes.shape
     group_size = _check_packed(codes, scales, zeros, group_size, perm)
@@ -55,6 +51,17 @@ def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
         # Column j of the codes holds original column perm[j] (GPTQ act-order): put them back.
         w = w[:, torch.argsort(perm)]
     return w
+
+
+def check_qweight(qweight) -> None:
+    """Raise unless qweight is a 2-D torch.uint8 tensor of packed codes (naming `qweight`)."""
+    if not isinstance(qweight, torch.Tensor) or qweight.dtype != torch.uint8:
+        got = (f"{qweight.dtype} of shape {tuple(qweight.shape)}" if isinstance(qweight, torch.Tensor)
+               else type(qweight).__name__)
+        raise TypeError(f"qweight must be a 2-D torch.uint8 tensor of packed codes [out, in · pack_bits / 8], "
+                        f"got {got}")
+    if qweight.dim() != 2:
+        raise ValueError(f"qweight must be 2-D [out, in · pack_bits / 8], got shape {tuple(qweight.shape)}")
 
 
 def _check_packed(codes: torch.Tensor, scales, zeros, group_size, perm) -> int:
