@@ -203,7 +203,8 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
                        resources={"metadata": {"path": str(notebook.parent)}},
                        interrupt_on_timeout=False, record_timing=False)
     try:
-        with client.setup_kernel():
+        _start_kernel(client, deadline)
+        with client.setup_kernel():  # the kernel is up: this only shuts it down at the end
             try:
                 state["kernel_pid"] = client.km.provisioner.process.pid
             except AttributeError:
@@ -234,6 +235,31 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
         else:
             state["status"], state["error"] = "error", _short(f"{type(exc).__name__}: {exc}")
     _write_json(result_path, state)
+
+
+def _start_kernel(client, deadline: float, tries: int = 3) -> None:
+    """Start `client`'s kernel and wait until it answers, trying again if it dies first.
+
+    A kernel can die before its first reply through no fault of the submission (no cell has run
+    yet): jupyter_client picks free ports, then the kernel binds them, and a kernel started at the
+    same moment by another grader job (or any other program) can take a port in between. The
+    usual cure is to start again (nbclient and nbval do not). Tries `tries` times while
+    `deadline` (a time.monotonic() value) has not passed; the last error is raised."""
+    for attempt in range(tries):
+        try:
+            client.km = client.create_kernel_manager()
+            client.start_new_kernel()
+            client.start_new_kernel_client()
+            return
+        except RuntimeError:  # "Kernel died before replying to kernel_info", "didn't respond"
+            try:
+                if client.km is not None:
+                    client.km.shutdown_kernel(now=True)
+            except Exception:  # noqa: BLE001 -- already dead or never started: nothing to stop
+                pass
+            client.km = client.kc = None
+            if attempt == tries - 1 or time.monotonic() >= deadline:
+                raise
 
 
 # ── the parent: grade one notebook ─────────────────────────────────────────────────────────

@@ -226,3 +226,46 @@ def test_kill_uses_taskkill_on_windows_and_ignores_a_gone_process(monkeypatch):
     monkeypatch.setattr(grader.subprocess, "run", no_taskkill)
     grader._kill(1234, group=True)  # says nothing: there is nothing more it could do
 
+
+
+class _FlakyKernelClient:
+    """Stands in for nbclient's NotebookClient: its kernel dies before replying `deaths` times."""
+
+    def __init__(self, deaths: int):
+        self.deaths, self.starts, self.shutdowns = deaths, 0, 0
+        self.km = self.kc = None
+
+    def create_kernel_manager(self):
+        client = self
+
+        class Manager:
+            def shutdown_kernel(self, now=False):
+                client.shutdowns += 1
+        return Manager()
+
+    def start_new_kernel(self):
+        self.starts += 1
+
+    def start_new_kernel_client(self):
+        if self.starts <= self.deaths:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        self.kc = "client"
+
+
+def test_a_kernel_that_dies_before_it_answers_is_started_again():
+    """Two kernels started at once can race for the same free ports (a CI flake of this test file,
+    "Kernel died before replying to kernel_info"): the grader starts such a kernel again."""
+    client = _FlakyKernelClient(deaths=2)
+    grader._start_kernel(client, deadline=grader.time.monotonic() + 60)
+    assert (client.starts, client.shutdowns, client.kc) == (3, 2, "client")
+    assert client.km is not None
+
+    client = _FlakyKernelClient(deaths=3)   # three deaths in a row: the error is the grader's row
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        grader._start_kernel(client, deadline=grader.time.monotonic() + 60)
+    assert client.starts == 3 and client.km is None and client.kc is None
+
+    client = _FlakyKernelClient(deaths=1)   # past the notebook's deadline: no second start
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        grader._start_kernel(client, deadline=grader.time.monotonic() - 1)
+    assert client.starts == 1
