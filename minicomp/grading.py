@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -420,6 +421,8 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
             said = (f"your function called exit() (SystemExit: {exc.code!r}), which would stop the notebook's "
                     "kernel; return a value instead" if isinstance(exc, SystemExit)
                     else f"your function raised {short_error(exc)}")
+            if _called_backward(exc):
+                said += "; it came from a .backward() inside your function"
             results.append(CaseResult(case.label, False, call, preview(expected), "", said))
             raised.append((case, exc))
             continue
@@ -442,7 +445,21 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         hint = _diagnose_raised(checker, raised, answers)
     else:   # only inputs changed in place: the problem line says it all
         hint = ""
+    if hint == checker.hint and any(_called_backward(e) for _, e in raised):
+        hint = _BACKWARD_HINT   # no known mistake explains it, and a .backward() inside raised
     return Report(name, "failed", results, hint=hint)
+
+
+_BACKWARD_HINT = ("Don't call .backward() in the function: return the loss, and the training loop calls "
+                  "loss.backward() once, on the total. (Where the inputs need no gradient, as in some of the "
+                  "checks, .backward() has nothing to go back to and raises.)")
+
+
+def _called_backward(exc: BaseException) -> bool:
+    """True if `exc` was raised inside PyTorch's backward (a learner's `loss.backward()`)."""
+    torch_dir = os.path.join(os.path.normcase(os.path.dirname(os.path.abspath(torch.__file__))), "")
+    return any(f.name == "backward" and os.path.normcase(os.path.abspath(f.filename)).startswith(torch_dir)
+               for f in traceback.extract_tb(exc.__traceback__))
 
 
 def _wrong_signature(fn: Callable, case: Case) -> str | None:

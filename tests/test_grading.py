@@ -437,3 +437,26 @@ def test_gradient_checks_run_inside_no_grad_too():
         report = check("kd_loss", kd_loss_teacher_not_detached)
         assert not torch.is_grad_enabled()               # the caller's mode is kept
     assert report.status == "failed"
+
+
+def test_a_backward_inside_a_loss_is_named_as_the_cause():
+    """A loss that calls .backward() itself raises on the checks whose inputs need no gradient;
+    the report says where the error came from and what to do, not only PyTorch's message."""
+    import torch.nn.functional as F
+
+    def kd_loss(s, t, T):
+        pt, ps = F.log_softmax(t.detach() / T, -1), F.log_softmax(s / T, -1)
+        loss = T**2 * (pt.exp() * (pt - ps)).sum(-1).mean()
+        loss.backward()
+        return loss
+
+    report = check("kd_loss", kd_loss)
+    assert report.status == "failed"
+    assert "it came from a .backward() inside your function" in str(report)
+    assert report.hint.startswith("Don't call .backward() in the function")
+
+    def other_error(s, t, T):   # an error not from .backward(): the exercise's own hint
+        raise RuntimeError("element 0 of tensors does not require grad")
+
+    report = check("kd_loss", other_error)
+    assert "inside your function" not in str(report) and not report.hint.startswith("Don't call .backward()")

@@ -272,6 +272,9 @@ register(
         Mistake("forgetting the T² factor", lambda s, t, T: _kl(_lsm(t.detach(), T), _lsm(s, T)).mean(),
                 "Multiply by T². Softening by T shrinks the gradients by 1/T²; T² puts them back on the "
                 "scale of the hard-label loss (Hinton et al. 2015)."),
+        Mistake("dividing by T² instead of multiplying", lambda s, t, T: _kl(_lsm(t.detach(), T), _lsm(s, T)).mean() / (T * T),
+                "Multiply by T², don't divide: softening by T already shrinks the gradients by 1/T², and the "
+                "factor T² puts them back on the scale of the hard-label loss."),
         Mistake("multiplying by T instead of T²", lambda s, t, T: T * _kl(_lsm(t.detach(), T), _lsm(s, T)).mean(),
                 "The factor is T squared."),
         Mistake("KL in the wrong direction, KL(p_student ‖ p_teacher)",

@@ -67,6 +67,9 @@ register(
                 lambda x, s, z, lo, hi: torch.clamp(torch.round(x / s) + z, hi, lo).to(torch.int32),
                 "torch.clamp(input, min, max) takes the lower bound first: clamp(v, qmin, qmax). With them "
                 "swapped, min > max and every code comes out the same."),
+        Mistake("clamping to 0..255 whatever qmin and qmax are", lambda x, s, z, lo, hi: _q(torch.round(x / s), z, 0, 255),
+                "Clamp to the qmin and qmax the function is given, not to 8-bit's 0..255: 4-bit codes run "
+                "0..15, symmetric int8 -128..127."),
         Mistake("floor instead of round", lambda x, s, z, lo, hi: _q(torch.floor(x / s), z, lo, hi),
                 "floor always rounds down, so 1.8 becomes 1; use torch.round to get the nearest code."),
         Mistake("truncating with .int()", lambda x, s, z, lo, hi: _q((x / s).int(), z, lo, hi),
