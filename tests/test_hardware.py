@@ -402,8 +402,10 @@ def test_linear_cost_by_hand():
     assert 7 < c4["intensity"] / c["intensity"] < 8
     # intensity grows with batch
     assert linear_cost(256, 2048, 2048)["intensity"] > 50 * c["intensity"]
-    with pytest.raises(ValueError, match="weight_itemsize=0 must be a positive"):
+    with pytest.raises(ValueError, match="weight_itemsize=0 must be a finite, positive"):
         linear_cost(1, 2, 2, weight_itemsize=0)
+    with pytest.raises(ValueError, match="act_itemsize=inf must be a finite"):   # was an inf intensity of 0
+        linear_cost(1, 2, 2, act_itemsize=math.inf)
 
 
 def test_gemv_vs_gemm_rows():

@@ -533,7 +533,7 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     tall8 = [c for c in triton_backend.candidates(256, 4096, 4096, 8, 128) if c.get("BLOCK_M") == 128]
     h100 = {"bits": 4, "group_size": 128, "arch": 90}
     *swept, (loop, loop2, loop3), (loop4, fma_loop, dot_loop, asm_loop), (loop16, asm16), \
-        (short_loop, *tall_loops), (dq_loop,), (loop8,) = sass.profile_many([
+        (short_loop, *tall_loops), (dq_loop,), (loop8,), fp32_gemv, fp32_tile, fp32_dq = sass.profile_many([
             *sweep,
             {"configs": [gemv, half2, staged], **h100},
             {"configs": [rows4, fma4, cands4[0] | {"ASM": False}, cands4[0]], **h100, "m": 4},
@@ -541,7 +541,12 @@ def test_every_triton_candidate_compiles_for_real_gpus():
             {"configs": [short, *tall], **h100, "m": 256},
             {"configs": [dq], **h100, "m": 256},
             {"configs": tall8[:1], "bits": 8, "group_size": 128, "x_dtype": torch.bfloat16, "arch": 80, "m": 256},
+            # a layer from from_quantized (GPTQ, AWQ) keeps float32 scales: its own compilations
+            {"configs": [gemv, half2], **h100, "scale_dtype": torch.float32},
+            {"configs": [cands4[0]], **h100, "m": 4, "scale_dtype": torch.float32},
+            {"configs": [dq], **h100, "m": 256, "scale_dtype": torch.float32},
         ])
+    fp16_scales = (loop, loop2)   # (`loop` is reused by a for below)
     for job, loops in zip(sweep, swept, strict=True):
         assert len(loops) == len(job["configs"]) and all(loop["instructions"] > 0 for loop in loops)
     assert sum(len(job["configs"]) for job in sweep) > 20
@@ -586,6 +591,9 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     assert dq_loop["spilled"] == 0 and dq_loop["ops"].get("STG.E.128", 0) >= 1, dq_loop["ops"]
     assert dq_loop["per_weight"] < min(loop["per_weight"] for loop in tall_loops), (dq_loop, tall_loops)
     assert loop8["spilled"] == 0, loop8   # converted codes, bf16, for an A100
+    # float32 scales: one 4-byte load a group instead of 2, so about the same loop (within 10%)
+    for loop32, loop16_ in zip(fp32_gemv + fp32_tile + fp32_dq, (*fp16_scales, asm_loop, dq_loop), strict=True):
+        assert loop32["spilled"] == 0 and loop32["per_weight"] < 1.1 * loop16_["per_weight"], (loop32, loop16_)
 
 
 def test_profile_many_compiles_each_configuration_once_and_keeps_the_order(monkeypatch):

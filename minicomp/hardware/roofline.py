@@ -93,8 +93,8 @@ def linear_cost(batch: int, in_features: int, out_features: int, *, weight_items
     """
     check_positive_ints(batch=batch, in_features=in_features, out_features=out_features)
     for name, v in (("weight_itemsize", weight_itemsize), ("act_itemsize", act_itemsize)):
-        if not is_real(v) or not v > 0:
-            raise ValueError(f"{name}={v!r} must be a positive number of bytes per element")
+        if not is_real(v) or not 0 < v < math.inf:
+            raise ValueError(f"{name}={v!r} must be a finite, positive number of bytes per element, such as 0.5 for int4")
     flops = 2 * batch * in_features * out_features
     w = in_features * out_features * weight_itemsize
     act = batch * (in_features + out_features) * act_itemsize

@@ -31,7 +31,7 @@ def compiler_available() -> bool:
 
 
 def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = torch.float16,
-                  arch: int = 90, bias: bool = False):
+                  arch: int = 90, bias: bool = False, scale_dtype: torch.dtype = torch.float16):
     """Compile configuration `cfg` (one of the backend's `candidates`) for an NVIDIA GPU of compute capability
     `arch` (80: A100, 90: H100/H200) without one: triton's compiler and the ptxas it ships are
     enough. The arguments are specialized as a real call with aligned tensors would be. Returns
@@ -39,7 +39,9 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     `cuobjdump -sass` prints). `benchmarks/triton_static.py` uses it to count each candidate's
     instructions per weight; a test compiles every candidate, since the interpreter accepts code
     the GPU compiler would reject. It needs a process where TRITON_INTERPRET is not set (triton
-    then patches its language objects for the interpreter); `profile_ahead` starts one."""
+    then patches its language objects for the interpreter); `profile_ahead` starts one.
+    `scale_dtype` is the layer's: float16 from `PackedLinear.from_linear`, float32 from
+    `from_quantized` (GPTQ, AWQ), a kernel compiled apart for each."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -50,7 +52,11 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                            "triton for the CPU); profile_ahead starts one for you")
     triton = backend._import()   # and the kernel modules, backend.gemv, .half2, .tile
 
-    t = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[x_dtype]
+    names_of = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+    for name, dtype in (("x_dtype", x_dtype), ("scale_dtype", scale_dtype)):
+        if dtype not in names_of:
+            raise ValueError(f"{name}={dtype!r} must be torch.float16, torch.bfloat16 or torch.float32")
+    t, st = names_of[x_dtype], f"*{names_of[scale_dtype]}"
     cfg = backend._exact(cfg, x_dtype)
     y = "fp32" if cfg["SPLIT_K"] > 1 or bias or t == "fp32" else t
     # split-K: float32 sums, the last program storing y (FINISH, as with up to SUMS_ROWS rows of x)
@@ -61,7 +67,7 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
     if cfg["KERNEL"] in ("gemv", "half2"):
         pairs = cfg["KERNEL"] == "half2"
         fn = backend.half2.packed_gemv_half2 if pairs else backend.gemv.packed_gemv
-        args = {"x_ptr": "*i32" if pairs else f"*{t}", "qw_ptr": "*i32", "s_ptr": "*fp16", "z_ptr": "*u8",
+        args = {"x_ptr": "*i32" if pairs else f"*{t}", "qw_ptr": "*i32", "s_ptr": st, "z_ptr": "*u8",
                 **finish_args, **({"M": "i32"} if pairs else {}), "N": "i32", "K": "i32", "SPLIT_K": "i32",
                 "stride_xm": "i32", "stride_qw": "i32", "stride_sn": "i32", "stride_ym": "i32"}
         consts = {**common, "BLOCK_W": cfg["BLOCK_W"], "STEPS_FIRST": cfg.get("STEPS_FIRST", False)}
@@ -70,12 +76,12 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
                        "STAGES": cfg.get("STAGES", 1)}
     elif cfg["KERNEL"] == "dequant":   # the decoding kernel (the matmul after it is cuBLAS's)
         fn = backend.tile.dequantize_weight
-        args = {"qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", "w_ptr": f"*{t}", "N": "i32", "K": "i32",
+        args = {"qw_ptr": "*u8", "s_ptr": st, "z_ptr": "*u8", "w_ptr": f"*{t}", "N": "i32", "K": "i32",
                 "stride_qn": "i32", "stride_sn": "i32", "stride_wn": "i32"}
         consts = {"BITS": bits, "GROUP": group_size, "BLOCK_N": cfg["BLOCK_N"], "BLOCK_B": cfg["BLOCK_B"]}
     else:
         fn = backend.tile.packed_matmul
-        args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": "*fp16", "z_ptr": "*u8", **finish_args,
+        args = {"x_ptr": f"*{t}", "qw_ptr": "*u8", "s_ptr": st, "z_ptr": "*u8", **finish_args,
                 "M": "i32", "N": "i32", "K": "i32", "SPLIT_K": "i32", "stride_xm": "i32", "stride_qn": "i32",
                 "stride_sn": "i32", "stride_ym": "i32"}
         bb = cfg["BLOCK_B"]
@@ -99,14 +105,14 @@ def compile_ahead(cfg: dict, bits: int, group_size: int, x_dtype: torch.dtype = 
 
 
 def profile_ahead(configs: list[dict], bits: int, group_size: int, x_dtype: torch.dtype = torch.float16,
-                  arch: int = 90, m: int = 1) -> list[dict]:
+                  arch: int = 90, m: int = 1, scale_dtype: torch.dtype = torch.float16) -> list[dict]:
     """`loop_profile(compile_ahead(cfg, ...))` for each of `configs`, plus "per_weight"
     (`instructions_per_weight` for x [m, in]), compiled in a fresh Python process without
     TRITON_INTERPRET: where the interpreter is on (the test suite turns it on), triton's language
     objects are patched for it and the GPU compiler cannot run. A few seconds to start, and about
     as long again per configuration; `profile_many` does several such lists in one process."""
     (loops,) = profile_many([{"configs": configs, "bits": bits, "group_size": group_size,
-                              "x_dtype": x_dtype, "arch": arch, "m": m}])
+                              "x_dtype": x_dtype, "arch": arch, "m": m, "scale_dtype": scale_dtype}])
     return loops
 
 
@@ -117,7 +123,7 @@ from minicomp.kernels.triton import sass
 todo = json.loads(sys.stdin.read())
 def one(a):
     return sass.loop_profile(sass.compile_ahead(a["cfg"], a["bits"], a["group_size"], getattr(torch, a["dtype"]),
-                                                arch=a["arch"]))
+                                                arch=a["arch"], scale_dtype=getattr(torch, a["scale_dtype"])))
 workers = min(len(todo), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -131,7 +137,7 @@ print(json.dumps(done))
 def profile_many(jobs: list[dict]) -> list[list[dict]]:
     """`profile_ahead` for several lists at once: one fresh process, each distinct compilation
     done once, on all the CPU's cores. Each job is a dict of `profile_ahead`'s arguments
-    ("configs", "bits", "group_size", and optionally "x_dtype", "arch", "m"); returns one list
+    ("configs", "bits", "group_size", and optionally "x_dtype", "arch", "m", "scale_dtype"); returns one list
     of loop profiles per job, in order."""
     import json
     import subprocess
@@ -139,18 +145,18 @@ def profile_many(jobs: list[dict]) -> list[list[dict]]:
 
     if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
         raise TypeError("jobs must be a list of dicts of profile_ahead's arguments (configs, bits, group_size, ...)")
-    allowed = {"configs", "bits", "group_size", "x_dtype", "arch", "m"}
+    allowed = {"configs", "bits", "group_size", "x_dtype", "arch", "m", "scale_dtype"}
     for i, job in enumerate(jobs):
         if not {"configs", "bits", "group_size"} <= job.keys() or not job.keys() <= allowed:
             raise ValueError(f"jobs[{i}] has keys {sorted(job)}; expected configs, bits, group_size and "
-                             f"optionally x_dtype, arch, m")
+                             f"optionally x_dtype, arch, m, scale_dtype")
     keys, todo, where = {}, [], []   # where[i][j]: the index in todo of job i's configuration j
     for job in jobs:
-        dtype = str(job.get("x_dtype", torch.float16)).replace("torch.", "")
+        dtype, scale_dtype = (str(job.get(k, torch.float16)).replace("torch.", "") for k in ("x_dtype", "scale_dtype"))
         places = []
         for cfg in job["configs"]:
             item = {"cfg": cfg, "bits": job["bits"], "group_size": job["group_size"], "dtype": dtype,
-                    "arch": job.get("arch", 90)}
+                    "scale_dtype": scale_dtype, "arch": job.get("arch", 90)}
             key = json.dumps(item, sort_keys=True)
             if key not in keys:
                 keys[key] = len(todo)
