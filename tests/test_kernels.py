@@ -591,7 +591,8 @@ def test_every_triton_candidate_compiles_for_real_gpus():
     assert dq_loop["spilled"] == 0 and dq_loop["ops"].get("STG.E.128", 0) >= 1, dq_loop["ops"]
     assert dq_loop["per_weight"] < min(loop["per_weight"] for loop in tall_loops), (dq_loop, tall_loops)
     assert loop8["spilled"] == 0, loop8   # converted codes, bf16, for an A100
-    # float32 scales: one 4-byte load a group instead of 2, so about the same loop (within 10%)
+    # float32 scales: one 4-byte load a group instead of 2, so about the same loop (within 10%; counted
+    # 0.1353, 0.0828, 0.0347, 0.0011 per weight against 0.1355, 0.0830, 0.0353, 0.0011 with float16)
     for loop32, loop16_ in zip(fp32_gemv + fp32_tile + fp32_dq, (*fp16_scales, asm_loop, dq_loop), strict=True):
         assert loop32["spilled"] == 0 and loop32["per_weight"] < 1.1 * loop16_["per_weight"], (loop32, loop16_)
 
