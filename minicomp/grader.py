@@ -202,14 +202,17 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
     client = Collector(nb, timeout=max(1, int(timeout)), allow_errors=True, kernel_name="python3",
                        resources={"metadata": {"path": str(notebook.parent)}},
                        interrupt_on_timeout=False, record_timing=False)
+
+    def started() -> None:   # the parent kills this pid's group if the child outlives it
+        try:
+            state["kernel_pid"] = client.km.provisioner.process.pid
+        except AttributeError:
+            pass
+        _write_json(result_path, state)
+
     try:
-        _start_kernel(client, deadline)
+        _start_kernel(client, deadline, started)
         with client.setup_kernel():  # the kernel is up: this only shuts it down at the end
-            try:
-                state["kernel_pid"] = client.km.provisioner.process.pid
-            except AttributeError:
-                pass
-            _write_json(result_path, state)
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -237,18 +240,20 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
     _write_json(result_path, state)
 
 
-def _start_kernel(client, deadline: float, tries: int = 3) -> None:
+def _start_kernel(client, deadline: float, started=lambda: None, tries: int = 3) -> None:
     """Start `client`'s kernel and wait until it answers, trying again if it dies first.
 
     A kernel can die before its first reply through no fault of the submission (no cell has run
     yet): jupyter_client picks free ports, then the kernel binds them, and a kernel started at the
     same moment by another grader job (or any other program) can take a port in between. The
     usual cure is to start again (nbclient and nbval do not). Tries `tries` times while
-    `deadline` (a time.monotonic() value) has not passed; the last error is raised."""
+    `deadline` (a time.monotonic() value) has not passed; the last error is raised. started() is
+    called as each kernel process starts, before it has answered."""
     for attempt in range(tries):
         try:
             client.km = client.create_kernel_manager()
             client.start_new_kernel()
+            started()
             client.start_new_kernel_client()
             return
         except RuntimeError:  # "Kernel died before replying to kernel_info", "didn't respond"

@@ -255,9 +255,10 @@ class _FlakyKernelClient:
 def test_a_kernel_that_dies_before_it_answers_is_started_again():
     """Two kernels started at once can race for the same free ports (a CI flake of this test file,
     "Kernel died before replying to kernel_info"): the grader starts such a kernel again."""
-    client = _FlakyKernelClient(deaths=2)
-    grader._start_kernel(client, deadline=grader.time.monotonic() + 60)
+    client, started = _FlakyKernelClient(deaths=2), []
+    grader._start_kernel(client, grader.time.monotonic() + 60, lambda: started.append(client.starts))
     assert (client.starts, client.shutdowns, client.kc) == (3, 2, "client")
+    assert started == [1, 2, 3]   # each kernel's pid is recorded as it starts, before it answers
     assert client.km is not None
 
     client = _FlakyKernelClient(deaths=3)   # three deaths in a row: the error is the grader's row
