@@ -33,9 +33,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from minicomp.submissions import (  # noqa: F401 (part of this module's API: grader.find_notebooks, ...)
+    _check_paths,
+    _find,
+    course_exercises,
+    expected_exercises,
+    find_notebooks,
+    folders_without_notebooks,
+    identical_files,
+    student_names,
+)
 
 #: Same as :data:`minicomp.grading.REPORT_MIME`, repeated so that ``minicomp --help`` need not
 #: import torch (a test checks that the two agree).
@@ -50,7 +61,9 @@ _MAX_REPORTS, _MAX_REPORT_BYTES = 1000, 4_000_000
 STATUSES = ("ok", "timeout", "kernel died", "invalid notebook", "error")
 #: Extra seconds the child may take beyond the notebook's timeout (kernel start and shutdown).
 STARTUP_GRACE = 60.0
-_CHECK_CALL = re.compile(r"""\bcheck\(\s*\\?["']([A-Za-z_][A-Za-z0-9_]*)\\?["']""")
+#: Bytes of the files beside a notebook (its data) copied into its working folder; the rest are
+#: left out, and its rows say so.
+MAX_COPY_BYTES = 500_000_000
 _MAX_REASON = 300
 
 
@@ -65,67 +78,6 @@ class Row:
     status: str
     reason: str
     notebook: str
-
-
-# ── finding submissions and their exercises ────────────────────────────────────────────────
-def _check_paths(paths) -> list:
-    """`paths` as a list of str / PathLike: one path alone is a list of one."""
-    if isinstance(paths, (str, os.PathLike)):
-        return [paths]
-    if not isinstance(paths, Iterable) or isinstance(paths, (bytes, dict)):
-        raise TypeError(f"paths must be a list of notebooks or folders, got {type(paths).__name__} {paths!r:.80}")
-    paths = list(paths)
-    for p in paths:
-        if not isinstance(p, (str, os.PathLike)):
-            raise TypeError(f"paths must hold file or folder names (str or Path), got {type(p).__name__} {p!r:.80}")
-    return paths
-
-
-def find_notebooks(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """The ``.ipynb`` files named in ``paths``; a folder stands for the notebooks inside it."""
-    paths = _check_paths(paths)
-    found: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found += sorted(q for q in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts)
-        elif path.is_file():
-            if path.suffix != ".ipynb":
-                raise ValueError(f"path={str(p)!r} is not a notebook; expected a .ipynb file or a folder")
-            found.append(path)
-        else:
-            raise ValueError(f"path={str(p)!r} does not exist; expected a .ipynb file or a folder")
-    unique: dict[Path, Path] = {}   # a notebook named twice (a folder and a file in it) is graded once
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
-
-
-def expected_exercises(source: str) -> list[str]:
-    """Exercise names in the ``check("name", ...)`` calls of ``source``, in order, without repeats.
-
-    ``source`` may be a notebook's JSON text or its code; broken JSON is fine.
-    """
-    if not isinstance(source, str):
-        raise TypeError(f"source must be a notebook's text (str), got {type(source).__name__}; read it with "
-                        "Path(notebook).read_text()")
-    names: list[str] = []
-    for name in _CHECK_CALL.findall(source):
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def course_exercises(stem: str) -> list[str]:
-    """The exercises that the course's own ``exercises/<stem>.py`` checks ([] if there is none,
-    or no course folder), so that a submission whose check cell was deleted still gets its row."""
-    from minicomp.course import repo_root
-
-    try:
-        source = repo_root() / "exercises" / f"{stem}.py"
-        return expected_exercises(source.read_text(encoding="utf-8")) if source.is_file() else []
-    except (OSError, ValueError):   # FileNotFoundError (no course folder) is an OSError
-        return []
 
 
 def _code_source(nb) -> str:
@@ -177,7 +129,8 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    state: dict = {"status": "running", "reports": [], "error": "", "kernel_pid": None,
+    # errors: [cell index (0-based, markdown counted), text] of each cell that raised, the first 50
+    state: dict = {"status": "running", "reports": [], "error": "", "errors": [], "kernel_pid": None,
                    "cells_done": 0}
 
     class Collector(NotebookClient):
@@ -190,11 +143,13 @@ def _execute(notebook: Path, result_path: Path, timeout: float) -> None:
                 if isinstance(summary, dict) and len(state["reports"]) < 1000:
                     state["reports"].append({k: summary.get(k) for k in
                                              ("name", "status", "n_passed", "n_total", "message", "problem", "hint")})
-            elif kind == "error" and not state["error"]:
+            elif kind == "error" and len(state["errors"]) < 50:
                 # IPython names a cell's code like "3198007283.py": that says nothing to a teacher
                 evalue = re.sub(r"\(\d+\.py, line (\d+)\)", r"(line \1 of the cell)", str(content.get("evalue")))
                 first = next((line.strip() for line in nb.cells[cell_index].source.splitlines() if line.strip()), "")
-                state["error"] = _short(f"cell {cell_index + 1} ({first[:40]!r}): {content.get('ename')}: {evalue}")
+                text = _short(f"cell {cell_index + 1} ({first[:40]!r}): {content.get('ename')}: {evalue}")
+                state["errors"].append([cell_index, text])
+                state["error"] = state["error"] or text
             return None
 
     nb = _read_leniently(nbformat, notebook.read_text(encoding="utf-8", errors="replace"))
@@ -316,7 +271,9 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
     try:   # as leniently as Jupyter opens it: a missing execution_count is fine, cells without source are not
         nb = _read_leniently(nbformat, text)
     except Exception as exc:  # broken JSON, or JSON that is not a notebook
-        names = expected_exercises(text) or [""]
+        found = expected_exercises(text)   # the course's exercises too: a cut-off file holds only some
+        names = [*course_exercises(path.stem), *found]
+        names = list(dict.fromkeys(names)) or [""]
         reason = _short(f"cannot read the notebook: {type(exc).__name__}: {exc}", 200)
         return [Row(student, n, 0, _n_cases(n) if n else None, "invalid notebook", reason, shown)
                 for n in names]
@@ -332,9 +289,9 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
         work = run_root / "submission"
         # the folder, for the data files a notebook may read beside it; not the other notebooks in
         # it (a class's flat folder of submissions would be copied once per submission)
+        ignore = _CopyBudget(MAX_COPY_BYTES)
         try:
-            shutil.copytree(path.parent, work, symlinks=True,
-                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.ipynb"))
+            shutil.copytree(path.parent, work, symlinks=True, ignore=ignore)
         except shutil.Error:   # a file it cannot copy (a named pipe, an unreadable file): the rest is copied
             pass
         copy = work / path.name
@@ -344,11 +301,46 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
         shutil.rmtree(run_root, ignore_errors=True)
         shutil.rmtree(result_dir, ignore_errors=True)
 
-    rows = _rows(student, shown, expected, state, timeout, missing)
+    rows = _rows(student, shown, expected, state, timeout, missing, _check_cells(nb))
+    if ignore.left_out:   # the notebook may have needed them: say so on its rows
+        for row in rows:
+            row.reason = _short(f"[{ignore.left_out} file(s) beside it not copied: the grader copies at most "
+                                f"{MAX_COPY_BYTES // 10**6} MB of a folder] {row.reason}")
     if path.exists() and _sha256(path) != before:  # should never happen; say so loudly if it does
         for row in rows:
             row.reason = _short("WARNING: the submission file changed during grading. " + row.reason)
     return rows
+
+
+class _CopyBudget:
+    """shutil.copytree's `ignore`: what not to copy of a submission's folder. Never the notebooks
+    (a class's flat folder would be copied once per submission), Jupyter's and git's folders, or the
+    grader's own temporary folders (a notebook saved in the temporary folder would copy its copy,
+    over and over); and, past `limit` bytes of files, nothing more (a notebook in a home folder),
+    counted in `left_out`."""
+
+    _NEVER = staticmethod(shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.ipynb", ".git", ".venv",
+                                                 "minicomp-grade-*"))
+
+    def __init__(self, limit: int):
+        self.left, self.left_out = limit, 0
+
+    def __call__(self, folder: str, names: list[str]) -> set[str]:
+        skipped = set(self._NEVER(folder, names))
+        for name in names:
+            p = os.path.join(folder, name)
+            if name in skipped or os.path.islink(p) or not os.path.isfile(p):
+                continue
+            try:
+                size = os.path.getsize(p)
+            except OSError:
+                continue
+            if size > self.left:
+                skipped.add(name)
+                self.left_out += 1
+            else:
+                self.left -= size
+        return skipped
 
 
 def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
@@ -363,6 +355,7 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
     with log_path.open("wb") as log:  # a file, not a pipe: a notebook may write gigabytes to fd 2
         proc = subprocess.Popen(cmd, cwd=copy.parent, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True)
+        _RUNNING[proc.pid] = result_path
         killed = False
         try:
             proc.wait(timeout=timeout + STARTUP_GRACE)
@@ -370,6 +363,12 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
             killed = True
             _kill(proc.pid, group=True)
             proc.wait()
+        except KeyboardInterrupt:   # (jobs=1: Ctrl-C arrives here) stop it and its kernel now
+            _kill(proc.pid, group=True)
+            _kill(_read_state(result_path).get("kernel_pid"), group=True)
+            raise
+        finally:
+            _RUNNING.pop(proc.pid, None)
     with log_path.open("rb") as log:
         log.seek(max(0, log_path.stat().st_size - 4000))
         err = log.read()
@@ -413,9 +412,21 @@ def _read_recorded(path: Path) -> list[dict]:
     return reports
 
 
+def _check_cells(nb) -> dict[str, int]:
+    """Each exercise's check cell: the index (markdown cells counted) of the first cell calling it."""
+    cells: dict[str, int] = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            for name in expected_exercises(cell.source):
+                cells.setdefault(name, i)
+    return cells
+
+
 def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: float,
-          missing: set[str] = frozenset()) -> list[Row]:
-    """missing: expected exercises (the course's) whose check call is not in the submission."""
+          missing: set[str] = frozenset(), check_cells: dict[str, int] | None = None) -> list[Row]:
+    """missing: expected exercises (the course's) whose check call is not in the submission;
+    check_cells: each exercise's check cell (`_check_cells`), so that a row's reason is the error
+    its own cell raised, and a row that got a report still says that another cell raised."""
     reports: dict[str, dict] = {}
     # every check the kernel ran, displayed or not; else (an older kernel's minicomp) what it displayed
     for r in state.get("recorded") or state.get("reports", []):
@@ -424,10 +435,17 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
     names = expected + [n for n in reports if n not in expected]
     run_status = state.get("status") or "error"
     problem = state.get("error") or ""
+    errors = [(i, text) for i, text in state.get("errors") or [] if isinstance(text, str)]
+    check_cells = check_cells or {}
     rows = []
     for name in names or [""]:
         total = _n_cases(name) if name else None
         r = reports.get(name)
+        own = next((text for i, text in errors if i == check_cells.get(name)), None)
+        # what else went wrong in the notebook: another cell's error, else how the run ended
+        other = next((text for i, text in errors if i != check_cells.get(name)), None)
+        if other is None and run_status in ("timeout", "kernel died", "error") and problem not in (own, ""):
+            other = f"{'then ' if r is not None else ''}{problem}"
         if r is not None:
             n_total = r.get("n_total") or 0
             total = max(n_total, total or 0)
@@ -437,18 +455,25 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
                 reason = "not done (still raises NotImplementedError)"
             else:   # what the learner saw: the first failure, then the hint
                 said = [r.get("message"), r.get("problem"), r.get("hint") and f"Hint: {r['hint']}"]
-                reason = _short(f"{r.get('status')}: " + " | ".join(s.strip() for s in said if s)).rstrip(": ")
-            rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", reason, shown))
+                reason = " | ".join(s.strip() for s in said if s)
+                reason = f"{r.get('status')}: {reason}" if reason else str(r.get("status"))
+            if other:   # first, so that a long failure message cannot cut it off
+                reason = f"{reason} [the notebook also: {other}]" if len(reason) < 80 else \
+                    f"[the notebook also: {other}] {reason}"
+            rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", _short(reason), shown))
             continue
         if name in missing:
             status, reason = "error", (f"no check(\"{name}\", ...) call in the notebook (the course's exercise has "
                                        "one): was its cell deleted?")
+        elif not name:
+            status = run_status if run_status in ("timeout", "kernel died") else "error"
+            reason = "no check(...) calls found in the notebook: is it one of this course's exercises?"
+            reason += f" ({problem})" if problem else ""
+        elif own is not None:   # its check cell raised (the function's name misspelt, say)
+            status, reason = "error", own
         elif run_status == "done":
             status = "error"
             reason = problem or "the check cell did not display a report"
-            if not name:
-                reason = problem or "no check(...) calls found in the notebook"
-                status = "error" if problem else "ok"
         elif run_status in ("timeout", "kernel died"):
             status, reason = run_status, f"no report: {problem}"
         else:
@@ -471,43 +496,68 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
         raise TypeError(f"progress must be None or a function called with each notebook's path, such as "
                         f"lambda nb: print('grading', nb); got {type(progress).__name__} {progress!r:.80}")
     _check_timeout(timeout)
-    notebooks = find_notebooks(paths)
-    if not notebooks:
+    found = _find(paths)
+    if not found:
         raise ValueError(f"paths={[str(p) for p in _check_paths(paths)]!r} hold no .ipynb notebooks")
-    names = student_names(notebooks)
+    notebooks = list(found)
+    names = student_names(notebooks, list(found.values()))
+    empty = [Row(folder.name, "", 0, None, "error",
+                 _short("no .ipynb notebook in this folder" + (f" (it holds {', '.join(files)})" if files else
+                                                               " (it is empty)")), str(folder))
+             for folder, files in folders_without_notebooks(paths).items()]
 
     def one(nb: Path) -> list[Row]:
         if progress:
             progress(nb)
         return grade_notebook(nb, timeout=timeout, student=names[nb])
 
+    done: list[list[Row]] = []
     if jobs == 1:
-        return [row for nb in notebooks for row in one(nb)]
+        try:
+            for nb in notebooks:
+                done.append(one(nb))
+        except KeyboardInterrupt:
+            _kill_running()
+            raise GradingInterrupted([row for rows in done for row in rows] + empty, len(notebooks)) from None
+        return [row for rows in done for row in rows] + empty
     from concurrent.futures import ThreadPoolExecutor
 
     # threads suffice: each notebook runs in a child process of its own
-    with ThreadPoolExecutor(max_workers=min(jobs, len(notebooks))) as pool:
-        return [row for rows in pool.map(one, notebooks) for row in rows]
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(notebooks)))
+    futures = [pool.submit(one, nb) for nb in notebooks]
+    try:
+        done = [f.result() for f in futures]
+    except KeyboardInterrupt:
+        finished = [f for f in futures if f.done() and f.exception() is None]   # before the kill below
+        for f in futures:
+            f.cancel()
+        _kill_running()   # the running children: their threads then return at once, their rows unused
+        pool.shutdown(wait=True)
+        finished = [f.result() for f in finished]
+        raise GradingInterrupted([row for rows in finished for row in rows] + empty, len(notebooks)) from None
+    pool.shutdown()
+    return [row for rows in done for row in rows] + empty
 
 
-def student_names(notebooks: Sequence[Path]) -> dict[Path, str]:
-    """A name for each notebook: its file name without .ipynb, with as many of its folders in
-    front as it takes to tell it from the others (alice/04_affine_map, bob/04_affine_map)."""
-    paths = [Path(nb).resolve() for nb in notebooks]
-    depth = {p: 0 for p in paths}
+class GradingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `grade`: every running notebook was stopped; `rows` holds those of the
+    notebooks graded before it (and `total` says how many there were)."""
 
-    def name(p: Path) -> str:
-        return "/".join([*p.parent.parts[len(p.parent.parts) - depth[p]:], p.stem]) if depth[p] else p.stem
+    def __init__(self, rows: list[Row], total: int):
+        super().__init__(f"interrupted: {len({r.notebook for r in rows})} of {total} notebooks graded")
+        self.rows, self.total = rows, total
 
-    while True:
-        seen: dict[str, list[Path]] = {}
-        for p in paths:
-            seen.setdefault(name(p), []).append(p)
-        clashes = [p for group in seen.values() if len(group) > 1 for p in group if depth[p] < len(p.parent.parts)]
-        if not clashes:
-            return {nb: name(p) for nb, p in zip(notebooks, paths, strict=True)}
-        for p in clashes:
-            depth[p] += 1
+
+#: The child processes running now, with their result files (which name each one's kernel).
+_RUNNING: dict[int, Path] = {}
+
+
+def _kill_running() -> None:
+    """Kill every running child and its kernel (Ctrl-C: they are in sessions of their own, so the
+    terminal's SIGINT does not reach them)."""
+    for pid, result_path in list(_RUNNING.items()):
+        _kill(pid, group=True)
+        _kill(_read_state(result_path).get("kernel_pid"), group=True)
 
 
 def _check_out(out, name: str = "out") -> Path:
@@ -515,13 +565,16 @@ def _check_out(out, name: str = "out") -> Path:
     `write_reports` (a rerun overwrites its own table, never another file, such as a submission's data)."""
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"{name} must be a .csv file name, got {type(out).__name__} {out!r:.80}")
-    out = Path(out)
+    given, out = os.fspath(out), Path(out)
     if out.suffix.lower() != ".csv":
-        raise ValueError(f"{name}={str(out)!r} must be a .csv file name")
+        raise ValueError(f"{name}={given!r} must be a .csv file name, such as grades.csv")
     header = ",".join(f.name for f in fields(Row))
     for path, first in ((out, header), (out.with_suffix(".json"), "[")):
-        if path.is_dir() or (path.exists() and not _starts_with(path, first)):
-            raise ValueError(f"{name}={str(out)!r} would overwrite {str(path)!r}, which is not a table written by "
+        if path.is_dir():
+            raise ValueError(f"{name}={given!r}: {str(path)!r} is a folder, where the grader writes a file; "
+                             f"choose another file name, such as {str(out.parent / 'grades.csv')!r}")
+        if path.exists() and not _starts_with(path, first):
+            raise ValueError(f"{name}={given!r} would overwrite {str(path)!r}, which is not a table written by "
                              "minicomp grade; choose another file name")
     return out
 
@@ -588,9 +641,13 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Grade, write the files, print the table. 0 when grading completed, 2 for bad arguments."""
+    from minicomp.doctor import unwritable
+
     try:
         _check_timeout(args.timeout, "--timeout")
-        _check_out(args.out, "--out")
+        out = _check_out(args.out, "--out")
+        if why := unwritable(out.parent, create=True):   # now, not after an hour of grading
+            raise ValueError(f"--out={args.out!r}: cannot write in {str(out.parent)!r} ({why}); choose another folder")
         if args.jobs < 1:
             raise ValueError(f"--jobs={args.jobs} must be at least 1, the number of notebooks run at once")
         notebooks = find_notebooks(args.paths)
@@ -599,12 +656,31 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    cores = os.cpu_count() or 1
+    if args.jobs > cores:
+        print(f"warning: --jobs {args.jobs} is more than this machine's {cores} cores: each notebook runs slower "
+              "and may pass its --timeout", file=sys.stderr)
     done = iter(range(1, len(notebooks) + 1))   # (its next() is one step under the GIL: safe from --jobs threads)
-    rows = grade(notebooks, timeout=args.timeout, jobs=args.jobs,
-                 progress=lambda nb: print(f"[{next(done)}/{len(notebooks)}] grading {nb} ...", flush=True))
-    csv_path, json_path = write_reports(rows, args.out)
+    interrupted = None
+    try:
+        rows = grade(args.paths, timeout=args.timeout, jobs=args.jobs,
+                     progress=lambda nb: print(f"[{next(done)}/{len(notebooks)}] grading {nb} ...", flush=True))
+    except GradingInterrupted as stop:
+        rows, interrupted = stop.rows, stop
+    try:
+        csv_path, json_path = write_reports(rows, out)
+    except (OSError, ValueError) as exc:   # the folder went away, a full disk: keep the grades anyway
+        fallback = Path(tempfile.mkdtemp(prefix="minicomp-grades-")) / "grades.csv"
+        csv_path, json_path = write_reports(rows, fallback)
+        print(f"error: could not write --out={args.out!r} ({type(exc).__name__}: {exc}); "
+              f"the grades are in {csv_path} instead", file=sys.stderr)
     print()
     print(format_table(rows))
+    for group in identical_files(notebooks):
+        print(f"note: these submissions are the same file, byte for byte: {', '.join(map(str, group))}")
+    if interrupted is not None:
+        print(f"\n{interrupted}; wrote what was graded to {csv_path} and {json_path}", file=sys.stderr)
+        return 130
     print(f"\ngraded {len(notebooks)} notebook(s); wrote {csv_path} and {json_path} (with each reason in full)")
     return 0
 

@@ -270,3 +270,97 @@ def test_a_kernel_that_dies_before_it_answers_is_started_again():
     with pytest.raises(RuntimeError, match="Kernel died"):
         grader._start_kernel(client, deadline=grader.time.monotonic() - 1)
     assert client.starts == 1
+
+
+def test_each_row_names_its_own_cells_error_and_the_notebooks_other_errors(tmp_path):
+    """A teacher's audit: every failed row blamed the notebook's first error, even one in an
+    unrelated cell, and a notebook that raised before a check that passed said nothing of it."""
+    subs = tmp_path / "class"
+    for who in ("ann", "ben", "cat"):
+        (subs / who).mkdir(parents=True)
+    unrelated = "import numpyy   # a typo in a cell that the exercise does not need"
+    (subs / "ann" / "00_bits_and_bytes.ipynb").write_text(_with_cell_before_check(SOLUTION, unrelated))
+    misspelt = _with_cell_before_check(SOLUTION, unrelated).replace(
+        'check(\\"weight_bytes\\", weight_bytes)', 'check(\\"weight_bytes\\", weight_byte)')
+    assert "weight_byte)" in misspelt
+    (subs / "ben" / "00_bits_and_bytes.ipynb").write_text(misspelt)
+    (subs / "cat" / "answer.py").write_text("def weight_bytes(n, b): ...\n")   # no notebook handed in
+    (subs / "ann" / "data").mkdir()   # a folder beside a notebook is its data, not a student
+    rows = {r.student: r for r in grader.grade([subs], timeout=TIMEOUT, jobs=2)}
+    assert set(rows) == {"ann/00_bits_and_bytes", "ben/00_bits_and_bytes", "cat"}
+    ann, ben, cat = rows["ann/00_bits_and_bytes"], rows["ben/00_bits_and_bytes"], rows["cat"]
+    assert (ann.status, ann.passed) == ("ok", 7) and ann.reason.startswith("passed [the notebook also: cell ")
+    assert "ModuleNotFoundError" in ann.reason
+    assert ben.status == "error" and "NameError" in ben.reason and "weight_byte" in ben.reason, ben
+    assert "numpyy" not in ben.reason    # its own cell's error, not the first one of the notebook
+    assert (cat.status, cat.exercise) == ("error", "") and cat.reason == \
+        "no .ipynb notebook in this folder (it holds answer.py)"
+
+
+def test_names_keep_the_student_folder_and_a_notebook_without_checks_is_an_error(tmp_path):
+    (tmp_path / "jane").mkdir()
+    (tmp_path / "jane" / "untitled.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("x = 1")])))
+    (tmp_path / "kim.ipynb").write_text("{}")
+    found = grader._find([tmp_path, tmp_path / "kim.ipynb"])
+    names = grader.student_names(list(found), list(found.values()))
+    assert sorted(names.values()) == ["jane/untitled", "kim"]   # was "untitled": whose?
+    (row,) = grader.grade([tmp_path / "jane"], timeout=TIMEOUT)
+    assert row.status == "error" and row.reason.startswith("no check(...) calls found"), row   # was "ok"
+
+
+def test_a_cut_off_course_notebook_gets_a_row_for_each_of_its_exercises(tmp_path):
+    text = (ROOT / "solutions" / "04_affine_map.ipynb").read_text()
+    cut = tmp_path / "04_affine_map.ipynb"
+    cut.write_text(text[: len(text) // 3])
+    rows = grader.grade_notebook(cut, timeout=TIMEOUT)
+    assert {r.exercise for r in rows} == set(grader.course_exercises("04_affine_map")) and len(rows) >= 3
+    assert all(r.status == "invalid notebook" for r in rows)
+
+
+def test_ctrl_c_stops_the_grading_and_keeps_what_was_graded(tmp_path, monkeypatch, capsys):
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+
+    def grade_notebook(path, timeout, student):
+        if path.stem == "b":
+            raise KeyboardInterrupt
+        return [grader.Row(student, "x", 1, 1, "ok", "passed", str(path))]
+
+    monkeypatch.setattr(grader, "grade_notebook", grade_notebook)
+    for jobs in (1, 2):
+        with pytest.raises(grader.GradingInterrupted) as stop:
+            grader.grade([tmp_path], timeout=10, jobs=jobs)
+        graded = [r.student for r in stop.value.rows]   # with two at once, c may have finished too
+        assert graded == ["a"] if jobs == 1 else graded in (["a"], ["a", "c"])
+        assert stop.value.total == 3
+    out = tmp_path / "out" / "g.csv"
+    assert grader.main([str(tmp_path), "--out", str(out), "--jobs", "1"]) == 130
+    assert [r["student"] for r in csv.DictReader(out.open())] == ["a"]
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_an_unwritable_out_is_refused_before_grading_and_copies_say_the_same_file(tmp_path, capsys):
+    nb = tmp_path / "a.ipynb"
+    nb.write_bytes(SOLUTION.read_bytes())
+    assert grader.main([str(nb), "--out", str(nb / "g.csv")]) == 2   # its folder would be a file
+    assert "cannot write in" in capsys.readouterr().err
+    assert grader.main([str(nb), "--out", ""]) == 2
+    assert "--out='' must be a .csv" in capsys.readouterr().err   # was "--out='.'"
+    (tmp_path / "old.csv").mkdir()
+    assert grader.main([str(nb), "--out", str(tmp_path / "old.csv")]) == 2
+    assert "is a folder, where the grader writes a file" in capsys.readouterr().err
+    (tmp_path / "b.ipynb").write_bytes(SOLUTION.read_bytes())
+    (tmp_path / "c.ipynb").write_text("{}")
+    assert grader.identical_files([nb, tmp_path / "b.ipynb", tmp_path / "c.ipynb"]) == [[nb, tmp_path / "b.ipynb"]]
+
+
+def test_the_copy_of_a_folder_leaves_out_the_graders_own_folders_and_is_bounded(tmp_path):
+    """A notebook saved in the temporary folder copied its own copy, over and over; one in a home
+    folder copied all of it."""
+    (tmp_path / "minicomp-grade-abc").mkdir()
+    (tmp_path / "small.txt").write_bytes(b"x" * 10)
+    (tmp_path / "big.bin").write_bytes(b"x" * 1000)
+    budget = grader._CopyBudget(500)
+    skipped = budget(str(tmp_path), sorted(p.name for p in tmp_path.iterdir()))
+    assert skipped == {"minicomp-grade-abc", "big.bin"} and budget.left_out == 1 and budget.left == 490
