@@ -59,8 +59,8 @@ stage() {  # stage LIMIT CMD...: run CMD under LIMIT seconds, or under what is l
 if [ -d wheels ]; then
     "$PY" -m pip install --quiet --no-index --find-links wheels tqdm safetensors pytest 2>&1 | tail -3
 fi
-"$PY" -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__, '|', torch.cuda.get_device_name())" \
-    || { echo "no CUDA torch with triton here: nothing to check" >&2; exit 2; }
+"$PY" -c "import torch, triton, sys; torch.cuda.is_available() or sys.exit(1); print('torch', torch.__version__, '| triton', triton.__version__, '|', torch.cuda.get_device_name())" 2>/dev/null \
+    || { echo "no CUDA GPU with torch and triton here: nothing to check" >&2; exit 2; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit --format=csv 2>/dev/null
 PARALLEL=()
 "$PY" -c "import xdist" 2>/dev/null && PARALLEL=(-n "${JOBS:-8}")

@@ -131,12 +131,24 @@ class _TargetError(Exception):
     """A `minicomp check` target that cannot be loaded; the message says why and what to do."""
 
 
-def _load_target(target: str):
-    """The function named by FILE.py:FUNCTION, PATH/TO/FILE:FUNCTION or MODULE:FUNCTION."""
+def _load_target(target: str, exercise: str = "EXERCISE"):
+    """The function named by FILE.py:FUNCTION, PATH/TO/FILE:FUNCTION or MODULE:FUNCTION (`exercise`:
+    the name checked, for the advice on a notebook)."""
     where, _, attr = target.rpartition(":")
     if not where or not attr:
         raise _TargetError(f"target={target!r} should look like FILE.py:FUNCTION or MODULE:FUNCTION, "
                            "e.g. my_answers.py:soft_targets")
+    given = Path(where).expanduser()
+    if given.suffix == ".ipynb":
+        raise _TargetError(f"{where!r} is a notebook; minicomp check reads functions from .py files. In the "
+                           f"notebook, run check(\"{exercise}\", {attr}) in a cell; or save the function in a .py "
+                           f"file and give that: my_answers.py:{attr}")
+    if given.is_dir():
+        raise _TargetError(f"{where!r} is a folder, not a .py file; give the path of your .py file in it, "
+                           f"e.g. {str(given / 'my_answers.py')}:{attr}")
+    if given.is_file() and given.suffix != ".py":
+        raise _TargetError(f"{where!r} is not a .py file; minicomp check loads Python code: put the function in "
+                           f"a .py file and give that, e.g. my_answers.py:{attr}")
     as_path = where.endswith(".py") or "/" in where or os.sep in where
     if as_path:
         path = Path(where if where.endswith(".py") else where + ".py").expanduser().resolve()
@@ -209,7 +221,7 @@ def _check(args: argparse.Namespace) -> int:
 
     try:
         with time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
-            fn = _load_target(args.target)
+            fn = _load_target(args.target, args.name)
             if not _is_exercise(args.name):   # (looked up after loading: the file may register its own)
                 print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
                       f"the exercises: {', '.join(available())}", file=sys.stderr)
@@ -299,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if argv[:1] == ["bench"]:  # bench has its own options (see minicomp/bench.py)
         return _bench(argparse.Namespace(args=argv[1:]))
+    if not (sys.argv[1:] if argv is None else argv):   # `minicomp` alone: the list of commands, not an error
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     return args.func(args)
 

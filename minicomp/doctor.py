@@ -141,7 +141,7 @@ def check_triton(cuda: bool) -> Finding:
     if not cuda:
         return Finding("triton kernel", INFO, f"triton {v} installed; its kernel needs a CUDA GPU "
                        "(its tests run on the CPU with TRITON_INTERPRET=1, and lesson 09 compiles it "
-                       "for an H100 to count its instructions)")
+                       "for sm_90, an H100 or H200, to count its instructions)")
     import torch
 
     from minicomp.kernels import triton as triton_backend

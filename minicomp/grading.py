@@ -396,7 +396,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
                 got, changed = _call(fn, case, checker.call, warned)
         except NotImplementedError:
             return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
-                          "then run the cell again.")
+                          "then run the check again.")
         except timelimit.TookTooLong:
             if outer:
                 raise

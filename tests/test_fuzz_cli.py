@@ -80,3 +80,16 @@ def test_check_says_a_target_that_is_a_folder_is_a_folder(tmp_path, capsys, monk
     monkeypatch.chdir(tmp_path)
     assert main(["check", "weight_bytes", "answers.py:weight_bytes"]) == 2
     assert "is a folder, not a .py file" in capsys.readouterr().err
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "notes.txt").write_text("def f(): pass\n")
+    for target, said in [("sub:f", "'sub' is a folder"),        # was "'sub' has no 'f'"
+                         (".:f", "'.' is a folder"),            # was a TypeError about relative imports
+                         ("notes.txt:f", "is not a .py file"),  # was "install it (pip install notes)"
+                         ("ex.ipynb:f", 'In the notebook, run check("weight_bytes", f) in a cell')]:  # was "no file 'ex.ipynb.py'"
+        assert main(["check", "weight_bytes", target]) == 2
+        assert said in capsys.readouterr().err, target
+
+
+def test_minicomp_alone_prints_the_commands(capsys):
+    assert main([]) == 0   # was "the following arguments are required: command", exit 2
+    assert "course,lab,tour,bench,check,grade,doctor" in capsys.readouterr().out
