@@ -126,11 +126,13 @@ def student_names(notebooks: Sequence[Path], roots: Sequence[Path | None] | None
 
 def identical_files(paths: Sequence[Path]) -> list[list[Path]]:
     """Groups of two or more of `paths` with the same bytes (a copied submission, or one handed in
-    twice), in the order of `paths`."""
+    twice), in the order of `paths`. Empty files are not compared: each has its own row already."""
     groups: dict[str, list[Path]] = {}
     for path in paths:
         try:
-            groups.setdefault(hashlib.sha256(Path(path).read_bytes()).hexdigest(), []).append(Path(path))
+            data = Path(path).read_bytes()
         except OSError:
             continue
+        if data:
+            groups.setdefault(hashlib.sha256(data).hexdigest(), []).append(Path(path))
     return [group for group in groups.values() if len(group) > 1]

@@ -352,7 +352,10 @@ def test_an_unwritable_out_is_refused_before_grading_and_copies_say_the_same_fil
     assert "is a folder, where the grader writes a file" in capsys.readouterr().err
     (tmp_path / "b.ipynb").write_bytes(SOLUTION.read_bytes())
     (tmp_path / "c.ipynb").write_text("{}")
-    assert grader.identical_files([nb, tmp_path / "b.ipynb", tmp_path / "c.ipynb"]) == [[nb, tmp_path / "b.ipynb"]]
+    (tmp_path / "d.ipynb").write_text("")
+    (tmp_path / "e.ipynb").write_text("")
+    assert grader.identical_files([nb, tmp_path / "b.ipynb", tmp_path / "c.ipynb", tmp_path / "d.ipynb",
+                                   tmp_path / "e.ipynb"]) == [[nb, tmp_path / "b.ipynb"]]
 
 
 def test_the_copy_of_a_folder_leaves_out_the_graders_own_folders_and_is_bounded(tmp_path):
