@@ -143,7 +143,7 @@ def _load_target(target: str, exercise: str = "EXERCISE"):
         raise _TargetError(f"{where!r} is a notebook; minicomp check reads functions from .py files. In the "
                            f"notebook, run check(\"{exercise}\", {attr}) in a cell; or save the function in a .py "
                            f"file and give that: my_answers.py:{attr}")
-    if given.is_dir():
+    if given.is_dir() and not Path(where + ".py").is_file() and not (given / "__init__.py").is_file():
         raise _TargetError(f"{where!r} is a folder, not a .py file; give the path of your .py file in it, "
                            f"e.g. {str(given / 'my_answers.py')}:{attr}")
     if given.is_file() and given.suffix != ".py":
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if argv[:1] == ["bench"]:  # bench has its own options (see minicomp/bench.py)
         return _bench(argparse.Namespace(args=argv[1:]))
-    if not (sys.argv[1:] if argv is None else argv):   # `minicomp` alone: the list of commands, not an error
+    if not argv:   # `minicomp` alone: the list of commands, not an error
         parser.print_help()
         return 0
     args = parser.parse_args(argv)

@@ -32,12 +32,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from minicomp.submissions import (  # noqa: F401 (part of this module's API: grader.find_notebooks, ...)
+from minicomp.submissions import (
     _check_paths,
     _find,
     course_exercises,
@@ -202,7 +203,8 @@ def _start_kernel(client, deadline: float, started=lambda: None, tries: int = 3)
     yet): jupyter_client picks free ports, then the kernel binds them, and a kernel started at the
     same moment by another grader job (or any other program) can take a port in between. The
     usual cure is to start again (nbclient and nbval do not). Tries `tries` times while
-    `deadline` (a time.monotonic() value) has not passed; the last error is raised. started() is
+    `deadline` (a time.monotonic() value) has not passed; the last error, or any other error, is
+    raised (a kernel slow to answer is not started again). started() is
     called as each kernel process starts, before it has answered."""
     for attempt in range(tries):
         try:
@@ -211,14 +213,16 @@ def _start_kernel(client, deadline: float, started=lambda: None, tries: int = 3)
             started()
             client.start_new_kernel_client()
             return
-        except RuntimeError:  # "Kernel died before replying to kernel_info", "didn't respond"
+        except RuntimeError as exc:
             try:
                 if client.km is not None:
                     client.km.shutdown_kernel(now=True)
             except Exception:  # noqa: BLE001 -- already dead or never started: nothing to stop
                 pass
             client.km = client.kc = None
-            if attempt == tries - 1 or time.monotonic() >= deadline:
+            # only a kernel that died: one that was slow to answer ("didn't respond in 60 seconds")
+            # would be as slow again, and three of those would use up the notebook's time
+            if "died" not in str(exc) or attempt == tries - 1 or time.monotonic() >= deadline:
                 raise
 
 
@@ -355,7 +359,10 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
     with log_path.open("wb") as log:  # a file, not a pipe: a notebook may write gigabytes to fd 2
         proc = subprocess.Popen(cmd, cwd=copy.parent, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True)
-        _RUNNING[proc.pid] = result_path
+        with _RUNNING_LOCK:
+            _RUNNING[proc.pid] = result_path
+        if _STOPPING.is_set():   # Ctrl-C came while this one was being set up
+            _kill(proc.pid, group=True)
         killed = False
         try:
             proc.wait(timeout=timeout + STARTUP_GRACE)
@@ -368,7 +375,8 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
             _kill(_read_state(result_path).get("kernel_pid"), group=True)
             raise
         finally:
-            _RUNNING.pop(proc.pid, None)
+            with _RUNNING_LOCK:
+                _RUNNING.pop(proc.pid, None)
     with log_path.open("rb") as log:
         log.seek(max(0, log_path.stat().st_size - 4000))
         err = log.read()
@@ -422,6 +430,15 @@ def _check_cells(nb) -> dict[str, int]:
     return cells
 
 
+def _also(reason: str, other: str | None) -> str:
+    """`reason`, then what else went wrong in the notebook, kept short so that the row's own
+    reason is never cut off for it."""
+    if not other:
+        return _short(reason)
+    other = _short(other, 120)
+    return f"{_short(reason, _MAX_REASON - len(other) - 22)} [the notebook also: {other}]"
+
+
 def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: float,
           missing: set[str] = frozenset(), check_cells: dict[str, int] | None = None) -> list[Row]:
     """missing: expected exercises (the course's) whose check call is not in the submission;
@@ -457,10 +474,7 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
                 said = [r.get("message"), r.get("problem"), r.get("hint") and f"Hint: {r['hint']}"]
                 reason = " | ".join(s.strip() for s in said if s)
                 reason = f"{r.get('status')}: {reason}" if reason else str(r.get("status"))
-            if other:   # first, so that a long failure message cannot cut it off
-                reason = f"{reason} [the notebook also: {other}]" if len(reason) < 80 else \
-                    f"[the notebook also: {other}] {reason}"
-            rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", _short(reason), shown))
+            rows.append(Row(student, name, int(r.get("n_passed") or 0), total, "ok", _also(reason, other), shown))
             continue
         if name in missing:
             status, reason = "error", (f"no check(\"{name}\", ...) call in the notebook (the course's exercise has "
@@ -469,8 +483,8 @@ def _rows(student: str, shown: str, expected: list[str], state: dict, timeout: f
             status = run_status if run_status in ("timeout", "kernel died") else "error"
             reason = "no check(...) calls found in the notebook: is it one of this course's exercises?"
             reason += f" ({problem})" if problem else ""
-        elif own is not None:   # its check cell raised (the function's name misspelt, say)
-            status, reason = "error", own
+        elif own is not None:   # its check cell raised (the function's name misspelt, say), maybe because
+            status, reason = "error", _also(own, other)   # another cell did (its def, say)
         elif run_status == "done":
             status = "error"
             reason = problem or "the check cell did not display a report"
@@ -506,56 +520,66 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
                                                                " (it is empty)")), str(folder))
              for folder, files in folders_without_notebooks(paths).items()]
 
+    _STOPPING.clear()
+
     def one(nb: Path) -> list[Row]:
+        if _STOPPING.is_set():   # Ctrl-C came before this notebook started
+            raise KeyboardInterrupt
         if progress:
             progress(nb)
-        return grade_notebook(nb, timeout=timeout, student=names[nb])
+        try:
+            return grade_notebook(nb, timeout=timeout, student=names[nb])
+        except (OSError, ValueError) as exc:   # gone, unreadable, a folder named .ipynb: a row; the rest go on
+            return [Row(names[nb], "", 0, None, "error", _short(f"cannot grade it: {type(exc).__name__}: {exc}"),
+                        str(nb))]
 
     done: list[list[Row]] = []
-    if jobs == 1:
-        try:
+    futures: list = []
+    pool = None
+    try:
+        if jobs == 1:
             for nb in notebooks:
                 done.append(one(nb))
-        except KeyboardInterrupt:
-            _kill_running()
-            raise GradingInterrupted([row for rows in done for row in rows] + empty, len(notebooks)) from None
-        return [row for rows in done for row in rows] + empty
-    from concurrent.futures import ThreadPoolExecutor
+        else:   # threads suffice: each notebook runs in a child process of its own
+            from concurrent.futures import ThreadPoolExecutor
 
-    # threads suffice: each notebook runs in a child process of its own
-    pool = ThreadPoolExecutor(max_workers=min(jobs, len(notebooks)))
-    futures = [pool.submit(one, nb) for nb in notebooks]
-    try:
-        done = [f.result() for f in futures]
+            pool = ThreadPoolExecutor(max_workers=min(jobs, len(notebooks)))
+            futures = [pool.submit(one, nb) for nb in notebooks]
+            done = [f.result() for f in futures]
     except KeyboardInterrupt:
-        finished = [f for f in futures if f.done() and f.exception() is None]   # before the kill below
-        for f in futures:
-            f.cancel()
-        _kill_running()   # the running children: their threads then return at once, their rows unused
-        pool.shutdown(wait=True)
-        finished = [f.result() for f in finished]
-        raise GradingInterrupted([row for rows in finished for row in rows] + empty, len(notebooks)) from None
-    pool.shutdown()
+        if pool is not None:   # the notebooks finished by now, in order (before the kill below)
+            done = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+        _STOPPING.set()        # a notebook about to start its runner kills it at once
+        _kill_running()        # the running ones: their threads then return soon, their rows unused
+        raise GradingInterrupted([row for rows in done for row in rows] + empty, len(done), len(notebooks)) from None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     return [row for rows in done for row in rows] + empty
 
 
 class GradingInterrupted(KeyboardInterrupt):
     """Ctrl-C during `grade`: every running notebook was stopped; `rows` holds those of the
-    notebooks graded before it (and `total` says how many there were)."""
+    `graded` notebooks finished before it, of `total`."""
 
-    def __init__(self, rows: list[Row], total: int):
-        super().__init__(f"interrupted: {len({r.notebook for r in rows})} of {total} notebooks graded")
-        self.rows, self.total = rows, total
+    def __init__(self, rows: list[Row], graded: int, total: int):
+        super().__init__(f"interrupted: {graded} of {total} notebooks graded")
+        self.rows, self.graded, self.total = rows, graded, total
 
 
-#: The child processes running now, with their result files (which name each one's kernel).
+#: The runner processes running now, with their result files (which name each one's kernel);
+#: `_STOPPING` is set by Ctrl-C, after which a runner is killed as soon as it starts.
 _RUNNING: dict[int, Path] = {}
+_RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()
 
 
 def _kill_running() -> None:
     """Kill every running child and its kernel (Ctrl-C: they are in sessions of their own, so the
     terminal's SIGINT does not reach them)."""
-    for pid, result_path in list(_RUNNING.items()):
+    with _RUNNING_LOCK:
+        running = list(_RUNNING.items())
+    for pid, result_path in running:
         _kill(pid, group=True)
         _kill(_read_state(result_path).get("kernel_pid"), group=True)
 
@@ -646,13 +670,13 @@ def run(args) -> int:
     try:
         _check_timeout(args.timeout, "--timeout")
         out = _check_out(args.out, "--out")
-        if why := unwritable(out.parent, create=True):   # now, not after an hour of grading
-            raise ValueError(f"--out={args.out!r}: cannot write in {str(out.parent)!r} ({why}); choose another folder")
         if args.jobs < 1:
             raise ValueError(f"--jobs={args.jobs} must be at least 1, the number of notebooks run at once")
         notebooks = find_notebooks(args.paths)
         if not notebooks:
             raise ValueError(f"PATH={' '.join(args.paths)!r} holds no .ipynb notebooks")
+        if why := unwritable(out.parent, create=True):   # now, not after an hour of grading
+            raise ValueError(f"--out={args.out!r}: cannot write in {str(out.parent)!r} ({why}); choose another folder")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -670,19 +694,36 @@ def run(args) -> int:
     try:
         csv_path, json_path = write_reports(rows, out)
     except (OSError, ValueError) as exc:   # the folder went away, a full disk: keep the grades anyway
-        fallback = Path(tempfile.mkdtemp(prefix="minicomp-grades-")) / "grades.csv"
-        csv_path, json_path = write_reports(rows, fallback)
-        print(f"error: could not write --out={args.out!r} ({type(exc).__name__}: {exc}); "
-              f"the grades are in {csv_path} instead", file=sys.stderr)
+        print(f"error: could not write --out={args.out!r} ({type(exc).__name__}: {exc})", file=sys.stderr)
+        try:
+            csv_path, json_path = write_reports(rows, Path(tempfile.mkdtemp(prefix="minicomp-grades-")) / "grades.csv")
+            print(f"the grades are in {csv_path} instead", file=sys.stderr)
+        except OSError:   # nowhere to write: the terminal, then
+            print("nor in a temporary folder; here they are in full, as CSV:", file=sys.stderr)
+            writer = csv.DictWriter(sys.stdout, fieldnames=[f.name for f in fields(Row)])
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in rows)
+            return 1
     print()
     print(format_table(rows))
-    for group in identical_files(notebooks):
+    for group in identical_files(notebooks, ignore=_course_notebooks()):
         print(f"note: these submissions are the same file, byte for byte: {', '.join(map(str, group))}")
     if interrupted is not None:
         print(f"\n{interrupted}; wrote what was graded to {csv_path} and {json_path}", file=sys.stderr)
         return 130
     print(f"\ngraded {len(notebooks)} notebook(s); wrote {csv_path} and {json_path} (with each reason in full)")
     return 0
+
+
+def _course_notebooks() -> set[str]:
+    """The sha256 of each of the course's exercise notebooks, as handed out: two untouched copies
+    are alike without anyone having copied anyone (empty if there is no course folder)."""
+    from minicomp.course import repo_root
+
+    try:
+        return {_sha256(nb) for nb in (repo_root() / "exercises").glob("*.ipynb")}
+    except (OSError, ValueError):
+        return set()
 
 
 if __name__ == "__main__":

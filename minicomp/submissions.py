@@ -33,15 +33,32 @@ def find_notebooks(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return list(_find(paths))
 
 
+def _files_in(folder: Path) -> list[Path]:
+    """Every file under `folder`, sorted, following links to folders (a class folder may link each
+    student's folder from elsewhere; pathlib's rglob does not follow them before Python 3.13), each
+    folder once (a link back up cannot loop), leaving out Jupyter's .ipynb_checkpoints."""
+    files, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
+        files += [Path(top) / n for n in names if os.path.isfile(os.path.join(top, n))]
+    return sorted(files)
+
+
 def _find(paths) -> dict[Path, Path | None]:
     """Each notebook in `paths`, in order, with the folder of `paths` it was found in (None for a
-    notebook named itself). A notebook named twice (a folder and a file in it) is graded once."""
+    notebook named itself). A notebook named twice (a folder and a file in it) is graded once, and
+    named as found in its folder."""
     paths = _check_paths(paths)
     found: list[tuple[Path, Path | None]] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found += [(q, path) for q in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in q.parts]
+            found += [(q, path) for q in _files_in(path) if q.suffix == ".ipynb"]
         elif path.is_file():
             if path.suffix != ".ipynb":
                 raise ValueError(f"path={str(p)!r} is not a notebook; expected a .ipynb file or a folder")
@@ -50,7 +67,8 @@ def _find(paths) -> dict[Path, Path | None]:
             raise ValueError(f"path={str(p)!r} does not exist; expected a .ipynb file or a folder")
     unique: dict[Path, tuple[Path, Path | None]] = {}
     for path, root in found:
-        unique.setdefault(path.resolve(), (path, root))
+        if unique.get(path.resolve(), (None, None))[1] is None:   # the first, unless it was named alone
+            unique[path.resolve()] = (path, root)
     return dict(unique.values())
 
 
@@ -65,10 +83,10 @@ def folders_without_notebooks(paths: Iterable[str | os.PathLike]) -> dict[Path, 
             continue
         folders = [f for f in sorted(Path(p).iterdir()) if f.is_dir() and not f.name.startswith(".")
                    and f.name != "__pycache__"]
-        files = {f: [g for g in f.rglob("*") if g.is_file() and ".ipynb_checkpoints" not in g.parts] for f in folders}
+        files = {f: _files_in(f) for f in folders}
         lacking = {f: held for f, held in files.items() if not any(g.suffix == ".ipynb" for g in held)}
         if len(lacking) < len(folders):   # some student folders do hold notebooks
-            empty |= {f: sorted(str(g.relative_to(f)) for g in held)[:5] for f, held in lacking.items()}
+            empty |= {f: [str(g.relative_to(f)) for g in held][:5] for f, held in lacking.items()}
     return empty
 
 
@@ -104,11 +122,12 @@ def student_names(notebooks: Sequence[Path], roots: Sequence[Path | None] | None
     was found in (`roots`, one per notebook or None: jane/untitled for class/jane/untitled.ipynb,
     class/ being graded) in front, and as many more as it takes to tell it from the others
     (alice/04_affine_map, bob/04_affine_map)."""
-    paths = [Path(nb).resolve() for nb in notebooks]
+    # absolute, but links not followed: a student's folder may be a link to elsewhere
+    paths = [Path(os.path.abspath(nb)) for nb in notebooks]
     depth = {p: 0 for p in paths}
     for p, root in zip(paths, roots or [None] * len(paths), strict=True):
-        if root is not None and Path(root).resolve() in p.parents:
-            depth[p] = len(p.relative_to(Path(root).resolve()).parts) - 1
+        if root is not None and Path(os.path.abspath(root)) in p.parents:
+            depth[p] = len(p.relative_to(os.path.abspath(root)).parts) - 1
 
     def name(p: Path) -> str:
         return "/".join([*p.parent.parts[len(p.parent.parts) - depth[p]:], p.stem]) if depth[p] else p.stem
@@ -124,15 +143,18 @@ def student_names(notebooks: Sequence[Path], roots: Sequence[Path | None] | None
             depth[p] += 1
 
 
-def identical_files(paths: Sequence[Path]) -> list[list[Path]]:
+def identical_files(paths: Sequence[Path], ignore: Iterable[str] = ()) -> list[list[Path]]:
     """Groups of two or more of `paths` with the same bytes (a copied submission, or one handed in
-    twice), in the order of `paths`. Empty files are not compared: each has its own row already."""
+    twice), in the order of `paths`. Empty files are not compared (each has its own row already),
+    nor files whose sha256 is in `ignore` (the course's own notebooks, handed in untouched)."""
+    ignore = set(ignore)
     groups: dict[str, list[Path]] = {}
     for path in paths:
         try:
             data = Path(path).read_bytes()
         except OSError:
             continue
-        if data:
-            groups.setdefault(hashlib.sha256(data).hexdigest(), []).append(Path(path))
+        digest = hashlib.sha256(data).hexdigest()
+        if data and digest not in ignore:
+            groups.setdefault(digest, []).append(Path(path))
     return [group for group in groups.values() if len(group) > 1]

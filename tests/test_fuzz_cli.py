@@ -88,6 +88,10 @@ def test_check_says_a_target_that_is_a_folder_is_a_folder(tmp_path, capsys, monk
                          ("ex.ipynb:f", 'In the notebook, run check("weight_bytes", f) in a cell')]:  # was "no file 'ex.ipynb.py'"
         assert main(["check", "weight_bytes", target]) == 2
         assert said in capsys.readouterr().err, target
+    (tmp_path / "answers").mkdir()   # a folder beside answers.py: the MODULE form still loads the file
+    (tmp_path / "answers.py").rmdir()
+    (tmp_path / "answers.py").write_text("def weight_bytes(n, b):\n    return (n * b + 7) // 8\n")
+    assert main(["check", "weight_bytes", "answers:weight_bytes"]) == 0
 
 
 def test_minicomp_alone_prints_the_commands(capsys):

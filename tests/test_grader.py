@@ -292,7 +292,8 @@ def test_each_row_names_its_own_cells_error_and_the_notebooks_other_errors(tmp_p
     assert (ann.status, ann.passed) == ("ok", 7) and ann.reason.startswith("passed [the notebook also: cell ")
     assert "ModuleNotFoundError" in ann.reason
     assert ben.status == "error" and "NameError" in ben.reason and "weight_byte" in ben.reason, ben
-    assert "numpyy" not in ben.reason    # its own cell's error, not the first one of the notebook
+    # its own cell's error first (it was the first one of the notebook alone), then the other
+    assert ben.reason.index("weight_byte") < ben.reason.index("[the notebook also: ") < ben.reason.index("numpyy")
     assert (cat.status, cat.exercise) == ("error", "") and cat.reason == \
         "no .ipynb notebook in this folder (it holds answer.py)"
 
@@ -331,8 +332,11 @@ def test_ctrl_c_stops_the_grading_and_keeps_what_was_graded(tmp_path, monkeypatc
     for jobs in (1, 2):
         with pytest.raises(grader.GradingInterrupted) as stop:
             grader.grade([tmp_path], timeout=10, jobs=jobs)
-        graded = [r.student for r in stop.value.rows]   # with two at once, c may have finished too
-        assert graded == ["a"] if jobs == 1 else graded in (["a"], ["a", "c"])
+        graded = [r.student for r in stop.value.rows]
+        if jobs == 1:
+            assert graded == ["a"] and stop.value.graded == 1
+        else:   # with two at once, c may have finished too
+            assert graded in (["a"], ["a", "c"]) and stop.value.graded == len(graded)
         assert stop.value.total == 3
     out = tmp_path / "out" / "g.csv"
     assert grader.main([str(tmp_path), "--out", str(out), "--jobs", "1"]) == 130
@@ -356,6 +360,8 @@ def test_an_unwritable_out_is_refused_before_grading_and_copies_say_the_same_fil
     (tmp_path / "e.ipynb").write_text("")
     assert grader.identical_files([nb, tmp_path / "b.ipynb", tmp_path / "c.ipynb", tmp_path / "d.ipynb",
                                    tmp_path / "e.ipynb"]) == [[nb, tmp_path / "b.ipynb"]]
+    assert grader.identical_files([nb, tmp_path / "b.ipynb"], ignore={grader._sha256(nb)}) == []
+    assert EXERCISE.read_bytes() and grader._sha256(EXERCISE) in grader._course_notebooks()   # untouched: alike
 
 
 def test_the_copy_of_a_folder_leaves_out_the_graders_own_folders_and_is_bounded(tmp_path):
@@ -367,3 +373,66 @@ def test_the_copy_of_a_folder_leaves_out_the_graders_own_folders_and_is_bounded(
     budget = grader._CopyBudget(500)
     skipped = budget(str(tmp_path), sorted(p.name for p in tmp_path.iterdir()))
     assert skipped == {"minicomp-grade-abc", "big.bin"} and budget.left_out == 1 and budget.left == 490
+
+
+def test_a_runner_started_after_ctrl_c_is_killed_at_once(tmp_path):
+    """With --jobs, a notebook still being copied when Ctrl-C came started its runner afterwards,
+    which then ran to its timeout."""
+    nb = tmp_path / "a.ipynb"
+    nb.write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time; time.sleep(60)")])))
+    grader._STOPPING.set()
+    try:
+        start = grader.time.monotonic()
+        state = grader._run_child(nb, tmp_path / "result.json", 60)
+        assert grader.time.monotonic() - start < 20 and state["status"] == "error", state
+    finally:
+        grader._STOPPING.clear()
+    assert not grader._RUNNING
+
+
+def test_symlinked_student_folders_and_a_file_that_cannot_be_graded(tmp_path, monkeypatch):
+    """A class folder of links to each student's folder found nothing in them (pathlib's rglob does
+    not follow links); one notebook that could not be read stopped the whole run with a traceback."""
+    (tmp_path / "real" / "jane").mkdir(parents=True)
+    (tmp_path / "real" / "jane" / "hw.ipynb").write_text("{}")
+    (tmp_path / "class" / "bob").mkdir(parents=True)
+    (tmp_path / "class" / "bob" / "hw.ipynb").write_text("{}")
+    (tmp_path / "class" / "jane").symlink_to(tmp_path / "real" / "jane")
+    (tmp_path / "class" / "bob" / "up").symlink_to(tmp_path / "class")   # a loop: each folder once
+    (tmp_path / "class" / "bob" / "x.ipynb").mkdir()                     # a folder named like a notebook
+    found = grader._find([tmp_path / "class"])
+    assert [p.relative_to(tmp_path / "class").as_posix() for p in found] == ["bob/hw.ipynb", "jane/hw.ipynb"]
+    assert grader.folders_without_notebooks([tmp_path / "class"]) == {}
+
+    def grade_notebook(path, timeout, student):
+        if student == "bob/hw":
+            raise PermissionError(13, "Permission denied", str(path))
+        return [grader.Row(student, "x", 1, 1, "ok", "passed", str(path))]
+
+    monkeypatch.setattr(grader, "grade_notebook", grade_notebook)
+    rows = grader.grade([tmp_path / "class"], timeout=10)
+    assert [(r.student, r.status) for r in rows] == [("bob/hw", "error"), ("jane/hw", "ok")]
+    assert rows[0].reason.startswith("cannot grade it: PermissionError")
+
+
+def test_the_rows_own_reason_is_never_cut_off_by_another_cells_error():
+    state = {"status": "done", "errors": [[2, "cell 3 ('import torch.cuda'): RuntimeError: " + "x" * 400],
+                                          [5, "cell 6 ('check(\"weight_bytes\", f)'): NameError: name 'f' is not defined"]],
+             "recorded": [{"name": "quantize", "status": "failed", "n_passed": 1, "n_total": 6,
+                           "message": "1 of 6", "problem": "case 4: expected 3 but got 2", "hint": "round"}]}
+    rows = {r.exercise: r for r in grader._rows("s", "s.ipynb", ["weight_bytes", "quantize"], state, 60,
+                                                check_cells={"weight_bytes": 5, "quantize": 8})}
+    q, w = rows["quantize"].reason, rows["weight_bytes"].reason
+    assert q.startswith("failed: 1 of 6 | case 4: expected 3 but got 2 | Hint: round [the notebook also: cell 3")
+    assert w.startswith("cell 6 ('check(\"weight_bytes\", f)'): NameError") and "[the notebook also: cell 3" in w
+    assert len(q) <= 300 and len(w) <= 300
+
+
+def test_a_copy_too_big_to_copy_is_named_on_the_rows(tmp_path, monkeypatch):
+    (tmp_path / "a.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import os; assert not os.path.exists('big.bin')")])))
+    (tmp_path / "big.bin").write_bytes(b"x" * 2000)
+    monkeypatch.setattr(grader, "MAX_COPY_BYTES", 1000)
+    (row,) = grader.grade_notebook(tmp_path / "a.ipynb", timeout=TIMEOUT)
+    assert row.reason.startswith("[1 file(s) beside it not copied"), row
+    assert "AssertionError" not in row.reason   # the notebook ran, without big.bin
