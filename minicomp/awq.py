@@ -100,7 +100,8 @@ def _dq(codes, scale, zero, g):
 
 
 def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-    """‖X Wᵀ − X Ŵᵀ‖² / n through H = 2XᵀX/n: Σ_rows ΔW H ΔWᵀ / 2 (no need to keep X)."""
+    """‖X Wᵀ − X Ŵᵀ‖² / n through H = 2XᵀX/n: Σ_rows ΔW H ΔWᵀ / 2 (no need to keep X), a 0-d tensor;
+    W and W_hat [out, in], H [in, in]."""
     _check_shapes(W, H, names=("W", "H"))
     check_finite("W_hat", W_hat)
     if W_hat.shape != W.shape:
@@ -137,7 +138,8 @@ def _check_shapes(weight: torch.Tensor, hessian: torch.Tensor, x_scale: torch.Te
 @torch.no_grad()
 def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch.Tensor, bits: int = 4,
                      group_size: int = 128, symmetric: bool = False, n_grid: int = 20):
-    """The AWQ scale s [in] for one layer, and the search curve [(α, error), ...].
+    """The AWQ scale s [in] for one layer, and the search curve [(α, error), ...], from its weight
+    [out, in], x_scale [in] (mean |x| per input channel, `activation_scales`) and hessian [in, in].
 
     s = x_scale^α normalised to sqrt(max·min) = 1, for α = 0, 1/n_grid, ..., (n_grid−1)/n_grid;
     the error of each α is ‖X Wᵀ − (X/s) Q(W s)ᵀ‖² / n, measured through `hessian` (H = 2XᵀX/n).
@@ -170,7 +172,8 @@ def awq_search_scale(weight: torch.Tensor, x_scale: torch.Tensor, hessian: torch
 def awq_search_clip(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, group_size: int = 128,
                     symmetric: bool = False, n_grid: int = 20, max_shrink: float = 0.5) -> torch.Tensor:
     """Per (row, group) range ratio r ∈ {1, 1 − 1/n_grid, ...} ≥ 1 − max_shrink with the least output
-    error of that group, Δw_g H_gg Δw_gᵀ (auto_clip). Returns ratios [out, in / g]; r = 1 is min-max."""
+    error of that group, Δw_g H_gg Δw_gᵀ (auto_clip); weight [out, in], hessian [in, in] (2XᵀX/n).
+    Returns ratios [out, in / g]; r = 1 is min-max."""
     _check_grid(n_grid)
     check_fraction("max_shrink", max_shrink, "[0, 1)", ": the largest fraction of a group's range cut")
     _check_shapes(weight, hessian)
@@ -194,7 +197,8 @@ def awq_search_clip(weight: torch.Tensor, hessian: torch.Tensor, bits: int = 4, 
 @torch.no_grad()
 def awq_quantize(weight: torch.Tensor, inputs, bits: int = 4, group_size: int = 128, symmetric: bool = False,
                  n_grid: int = 20, clip: bool = True):
-    """AWQ for one layer: (QuantizedWeight of W·s, s [in]). The layer computes (x / s) Q(W s)ᵀ.
+    """AWQ for one layer: weight [out, in] -> (QuantizedWeight of W·s, s [in]). The layer computes
+    (x / s) Q(W s)ᵀ.
 
     inputs: calibration inputs of this layer, a [tokens, in] tensor or an iterable of them.
     n_grid: points of both searches, α's (`awq_search_scale`) and the clipping ratio's
@@ -272,7 +276,8 @@ class PackedAWQLinear(PackedLinear):
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_features)
+        """y = (x / input_scale) Ŵᵀ + b: x [..., in_features] -> y [..., out_features], on the packed kernels."""
+        check_input(x, self.in_features, device=self.qweight.device)
         return super().forward(x / self.input_scale.to(x.dtype))
 
 

@@ -24,6 +24,7 @@ Methods live in a registry. A module adds one with `@register_method("name", nee
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterable, Mapping
@@ -146,9 +147,20 @@ def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Line
 
 
 def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Replace the submodule called `name` ("transformer.h.0.attn.c_attn") with `new`, in place."""
+    """Replace the submodule called `name` ("transformer.h.0.attn.c_attn") with `new`, in place.
+    The submodule must exist: a misspelt name would otherwise add a module that nothing calls."""
+    check_module(new, "new")
     parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+    except AttributeError:
+        parent = None
+    if parent is None or child not in parent._modules:
+        names = [n for n, _ in model.named_modules() if n]
+        close = difflib.get_close_matches(name, names, n=1)
+        raise ValueError(f"name={name!r} is not a submodule of the model; "
+                         + (f"did you mean {close[0]!r}? " if close else "")
+                         + "model.named_modules() lists them")
     setattr(parent, child, new)
 
 
@@ -234,8 +246,12 @@ class _Stop(BaseException):
 
 @torch.no_grad()
 def run_batches(model: nn.Module, batches: list, forward: Callable | None = None) -> None:
-    """Run every batch through `model` in eval mode without gradients (the mode is restored)."""
+    """Run every batch of the list `batches` through `model` in eval mode without gradients (the
+    mode is restored). A lone tensor is one batch: [batch] (a tensor iterates over its rows)."""
     check_module(model)
+    if isinstance(batches, (torch.Tensor, Mapping)):
+        raise TypeError(f"batches must be a list of batches, got a {type(batches).__name__}; for one batch, "
+                        "pass [batch]")
     if forward is not None and not callable(forward):
         raise TypeError(f"forward must be None or a function forward(model, batch), got {type(forward).__name__}")
     forward = forward or default_forward
@@ -273,6 +289,11 @@ def capture_inputs(model: nn.Module, layer: nn.Module, calibration, forward: Cal
     needs to run), so capturing layer k costs a partial forward pass.
     """
     check_module(layer, "layer")
+    check_module(model)
+    stop_early = check_flag("stop_early", stop_early)
+    if not any(m is layer for m in model.modules()):
+        raise ValueError("layer is not a module of model, so no input would reach it; pass one of "
+                         "model's own layers (find_linears(model) lists the linear ones)")
     captured: list[torch.Tensor] = []
 
     def hook(module, args):
@@ -339,9 +360,11 @@ def capture_shared_inputs(model: nn.Module, layers: list[nn.Module], calibration
 
 
 def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibration, forward=None,
-                   observer: str = "minmax", bits: int = 8, symmetric: bool = False,
+                   observer: str = "minmax", bits: int = 8, symmetric: bool = False, progress: bool = False,
                    **observer_options) -> dict[str, Observer]:
-    """One pass over the calibration batches with an observer on each layer's input."""
+    """One pass over the calibration batches with an observer on each layer's input (a bar over
+    the batches with progress=True); `observer_options` go to the observer (percentile=99.9)."""
+    check_flag("progress", progress)
     if not isinstance(layers, Mapping):
         raise TypeError(f"layers must be a dict {{name: module}} (as find_linears returns), got {type(layers).__name__}")
     check_observer(observer)   # (make_observer would name it `kind`)
@@ -354,7 +377,8 @@ def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibratio
 
     handles = [layer.register_forward_pre_hook(hook_for(observers[name])) for name, layer in layers.items()]
     try:
-        run_batches(model, _batches(calibration), forward)
+        batches = _batches(calibration)
+        run_batches(model, tqdm(batches, desc=f"observing inputs ({observer})", disable=not progress), forward)
     finally:
         for h in handles:
             h.remove()
@@ -367,8 +391,8 @@ def observe_inputs(model: nn.Module, layers: Mapping[str, nn.Module], calibratio
 def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, group_size: int = 128,
                    symmetric: bool = False, calibration=None, forward: Callable | None = None,
                    include=None, skip=None, act_bits: int | None = None, act_mode: str = "dynamic",
-                   act_symmetric: bool = False, observer: str = "minmax", progress: bool = True,
-                   pack: bool = False, by_block: bool = True, **options) -> nn.Module:
+                   act_symmetric: bool = False, observer: str = "minmax", observer_options: dict | None = None,
+                   progress: bool = True, pack: bool = False, by_block: bool = True, **options) -> nn.Module:
     """Quantize the nn.Linear layers of `model` in place, layer by layer; returns `model`.
 
     method       "rtn" (here), "gptq", "awq" (their own modules); see `METHODS`
@@ -377,7 +401,8 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     forward      forward(model, batch); default: model(batch), model(**batch) or model(batch[0])
     include/skip glob patterns, lists of them, or functions (name, module) -> bool
     act_bits     None for weight-only; 8 for W8A8 with act_mode "dynamic" or "static" (calibrated
-                 with `observer`: "minmax", "moving_average", "percentile" or "mse")
+                 with `observer`: "minmax", "moving_average", "percentile" or "mse"; observer_options
+                 are its own, such as {"percentile": 99.9})
     pack         True: swap in `kernels.PackedLinear` (bit-packed codes, fused kernels) instead of
                  `QuantLinear`, so the whole model runs on the packed kernels (weight-only)
     by_block     capture each layer's inputs by running its block alone (a transformer layer, found
@@ -397,6 +422,9 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     elif act_mode == "static":
         raise ValueError("act_mode='static' quantizes activations; give act_bits too (e.g. act_bits=8)")
     check_observer(observer)
+    if observer_options is not None and not isinstance(observer_options, Mapping):
+        raise TypeError(f"observer_options must be a dict of the observer's options, such as "
+                        f"{{'percentile': 99.9}}, got {type(observer_options).__name__}")
     for name, flag in (("symmetric", symmetric), ("act_symmetric", act_symmetric), ("pack", pack),
                        ("by_block", by_block), ("progress", progress)):
         check_flag(name, flag)
@@ -423,7 +451,8 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
 
     act = {}
     if act_bits is not None and act_mode == "static":
-        observers = observe_inputs(model, layers, batches, forward, observer, act_bits, act_symmetric)
+        observers = observe_inputs(model, layers, batches, forward, observer, act_bits, act_symmetric,
+                                   progress, **(observer_options or {}))
         for name, obs in observers.items():
             if obs.batches:  # a layer the calibration never reached keeps dynamic activations
                 scale, zero = obs.qparams()

@@ -254,12 +254,14 @@ def _check_adapter(adapter) -> None:
 def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
     """mean((r(u_s) − u_t)²) over every element: FitNets' hint loss, a 0-d tensor.
 
-    r is the adapter (identity when None), u_s the student's feature, u_t the teacher's
-    (detached). FitNets writes ½‖u_t − r(u_s)‖²; the mean instead of the sum makes the size
+    r is the adapter (identity when None), u_s the student's feature (student_feature: [N, Cs] or
+    [N, Cs, H, W]), u_t the teacher's (teacher_feature, the shape r(u_s) must have: [N, Ct] or
+    [N, Ct, H, W]; detached). FitNets writes ½‖u_t − r(u_s)‖²; the mean instead of the sum makes the size
     independent of batch and width, and the constant ½ is folded into the loss weight.
     """
     _check_logits(student_feature, "student_feature")
     _check_logits(teacher_feature, "teacher_feature")
+    check_same_device(student_feature, teacher_feature, "student_feature", "teacher_feature")
     _check_adapter(adapter)
     if student_feature.numel() == 0 or teacher_feature.numel() == 0:  # a mean over nothing is NaN
         raise ValueError(f"student_feature has shape {tuple(student_feature.shape)} and teacher_feature "
@@ -280,6 +282,7 @@ def hint_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, adap
 def _check_embeddings(s, t) -> tuple[torch.Tensor, torch.Tensor]:
     _check_logits(s, "student_embedding")
     _check_logits(t, "teacher_embedding")
+    check_same_device(s, t, "student_embedding", "teacher_embedding")
     if s.dim() < 2 or t.dim() < 2:
         raise ValueError(f"student_embedding has shape {tuple(s.shape)} and teacher_embedding {tuple(t.shape)}; "
                          "expected [N, ...] each, one embedding per row")
@@ -337,7 +340,8 @@ def rkd_angle_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Ten
 # ── decoupled KD (Zhao et al. 2022) ──────────────────────────────────────────────────────────
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
               temperature: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(TCKD, NCKD), each T²-scaled and averaged over rows like `kd_loss`.
+    """(TCKD, NCKD), two 0-d tensors, each T²-scaled and averaged over rows like `kd_loss`, from
+    student_logits and teacher_logits [..., C] and labels [...] (integer class ids).
 
     TCKD = KL(b_t ‖ b_s) on the binary split b = [p_gt, 1 − p_gt] (target vs all the rest);
     NCKD = KL(p̂_t ‖ p̂_s) on the distribution over the non-target classes alone. Per row,
@@ -373,7 +377,8 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 
 def dkd_loss(student_logits, teacher_logits, labels, temperature: float = 4.0,
              alpha: float = 1.0, beta: float = 8.0) -> torch.Tensor:
-    """alpha · TCKD + beta · NCKD (Zhao et al. 2022, eq. 6); the paper's defaults alpha=1, beta=8."""
+    """alpha · TCKD + beta · NCKD (Zhao et al. 2022, eq. 6), a 0-d tensor; logits [..., C], labels
+    [...] as in `dkd_terms`; the paper's defaults alpha=1, beta=8."""
     _check_weights(alpha=alpha, beta=beta)
     tckd, nckd = dkd_terms(student_logits, teacher_logits, labels, temperature)
     return alpha * tckd + beta * nckd
@@ -559,7 +564,8 @@ class Distiller:
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int = 500, batch_size: int = 64,
             x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, log_every: int = 50) -> list[dict]:
-        """Train for `steps` optimizer steps on (x, y); y = −1 marks an unlabelled (transfer) row."""
+        """Train for `steps` optimizer steps on (x, y): x [N, ...] the models' inputs, y [N] class ids,
+        where −1 marks an unlabelled (transfer) row; returns the logged metrics, one dict per log."""
         check_rows(x, y)
         for name, v in (("steps", steps), ("batch_size", batch_size), ("log_every", log_every)):
             if not is_int(v) or v <= 0:
@@ -632,7 +638,8 @@ class Distiller:
 
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Fraction of rows where the student's top class equals y (evaluated in eval mode)."""
+        """Fraction of rows where the student's top class equals y: x [N, ...], y [N] class ids
+        (evaluated in eval mode)."""
         check_rows(x, y)
         mode = self.student.training
         self.student.eval()

@@ -219,7 +219,7 @@ def _fp16_bytes(d: torch.Tensor) -> torch.Tensor:
     if d.numel() and d.abs().max() > FP16_MAX:
         raise ValueError(f"a block needs the scale {d.abs().max().item():.4g}, beyond float16's largest value "
                          f"({FP16_MAX:g}), and GGUF blocks store float16 scales; scale the tensor down first")
-    h = d.to(torch.float16).numpy().astype("<f2")
+    h = d.detach().cpu().to(torch.float16).numpy().astype("<f2")
     return torch.from_numpy(h.view(np.uint8).reshape(-1, 2).copy())
 
 
@@ -268,7 +268,7 @@ def _split(blocks: torch.Tensor, size: int, name: str) -> tuple[torch.Tensor, to
         given = (f"a {blocks.dtype} tensor of shape {tuple(blocks.shape)}" if isinstance(blocks, torch.Tensor)
                  else type(blocks).__name__)
         raise ValueError(f"{name} must be uint8 with a last dimension that is a multiple of {size}, got {given}")
-    flat = blocks.reshape(-1, size)
+    flat = blocks.detach().cpu().reshape(-1, size)   # (GGUF blocks are bytes: read on the CPU)
     d = torch.from_numpy(flat[:, :2].contiguous().numpy().view("<f2").astype(np.float32))  # [n, 1]
     return d, flat[:, 2:], (*blocks.shape[:-1], blocks.shape[-1] // size * GGUF_BLOCK)
 
@@ -331,10 +331,11 @@ def _check_codes(codes, scale, bits: int) -> None:
 
 
 def q4_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Q4_0 blocks [out, in / 32 · 18] uint8 from 4-bit codes [out, in] (integers 0..15, standing
+    """Q4_0 blocks [out, in / 32 · 18] uint8 (on the CPU) from 4-bit codes [out, in] (integers 0..15, standing
     for (q − 8)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block, stored as
     float16: a scale float16 cannot hold is rounded here; `save_gguf` refuses such scales)."""
     _check_codes(codes, scale, 4)
+    codes, scale = codes.detach().cpu(), scale.detach().cpu()   # GGUF blocks are bytes, made on the CPU
     out, n_in = codes.shape
     q = codes.reshape(-1, GGUF_BLOCK)                         # [n_blocks, 32]
     d = scale.reshape(-1, 1)
@@ -342,10 +343,11 @@ def q4_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def q8_0_from_codes(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Q8_0 blocks [out, in / 32 · 34] uint8 from 8-bit codes [out, in] (integers 0..255, standing
+    """Q8_0 blocks [out, in / 32 · 34] uint8 (on the CPU) from 8-bit codes [out, in] (integers 0..255, standing
     for (q − 128)·scale; in a multiple of 32) and scale [out, in / 32] (one float per block, stored as
     float16: a scale float16 cannot hold is rounded here; `save_gguf` refuses such scales)."""
     _check_codes(codes, scale, 8)
+    codes, scale = codes.detach().cpu(), scale.detach().cpu()   # GGUF blocks are bytes, made on the CPU
     out, n_in = codes.shape
     q = (codes.reshape(-1, GGUF_BLOCK).to(torch.int16) - 128).to(torch.int8)
     d = scale.reshape(-1, 1)

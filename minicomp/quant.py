@@ -293,7 +293,10 @@ def quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *, group_
 
 
 def dequantize(q: torch.Tensor, scale, zero_point, *, group_size: int | None = None) -> torch.Tensor:
-    """x̂ = (q − zero_point) · scale, in scale's float dtype (at least float32)."""
+    """x̂ = (q − zero_point) · scale, in scale's float dtype (at least float32), the shape of q.
+
+    As in `quantize`: scale and zero_point broadcast against q (per-channel: [rows, 1]), or with
+    `group_size`, q [..., in] pairs with them as [..., in / group_size]."""
     if not isinstance(q, torch.Tensor):
         raise TypeError(f"q must be a torch.Tensor of integer codes, got {type(q).__name__}")
     if q.is_floating_point() and not torch.equal(q, q.round()):
@@ -306,7 +309,8 @@ def dequantize(q: torch.Tensor, scale, zero_point, *, group_size: int | None = N
 
 def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, *,
                   group_size: int | None = None) -> torch.Tensor:
-    """dequantize(quantize(x)) in x's dtype, with the straight-through estimator for training.
+    """dequantize(quantize(x)) in x's dtype and shape, with the straight-through estimator for training.
+    scale and zero_point as in `quantize` (broadcasting, or [..., in / group_size] with group_size).
 
     Forward: the rounded values. Backward: the gradient passes through unchanged where x was inside
     the representable range and is 0 where the clamp cut it (as torch.fake_quantize_* do):
@@ -342,7 +346,9 @@ def _fake_quantize(x, scale, zero_point, qmin, qmax, group_size, given_zero=Fals
 
 def quantize_dequantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, *,
                         axis: int | None = None, group_size: int | None = None, clip: str = "minmax"):
-    """Fake-quantize `x` with min-max (or MSE) qparams computed from `x` itself; STE gradient."""
+    """Fake-quantize `x` with min-max (or MSE) qparams computed from `x` itself, in x's dtype and
+    shape; STE gradient. One range for all of x, per slice along `axis`, or per group of
+    `group_size` along the last dimension (as `compute_qparams`)."""
     scale, zero = compute_qparams(x, bits, symmetric, axis=axis, group_size=group_size, clip=clip)
     qmin, qmax = qrange(bits, symmetric)
     return _fake_quantize(x, scale, zero, qmin, qmax, group_size)
@@ -473,7 +479,10 @@ def dequantize_weight(codes, scale, zero, group_size: int, perm=None, dtype=torc
     q = codes.reshape(out, n_in // group_size, group_size).to(torch.int32)  # [out, groups, g]
     ct = torch.promote_types(scale.dtype, torch.float32)  # fp16 scales are multiplied in float32
     w = ((q - zero[..., None].to(torch.int32)).to(ct) * scale[..., None].to(ct)).reshape(out, n_in)
-    if perm is not None:
+    if perm is not None:   # (its shape and type only: whether it is a permutation, check_perm tells)
+        if not isinstance(perm, torch.Tensor) or perm.is_floating_point() or tuple(perm.shape) != (n_in,):
+            raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape "
+                             f"[{n_in}]; got {type(perm).__name__} {tuple(getattr(perm, 'shape', ()))}")
         w = w[:, torch.argsort(perm)]  # undo the column permutation: column perm[j] is w[:, j]
     return w.to(dtype)
 

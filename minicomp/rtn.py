@@ -227,12 +227,16 @@ class QATLinear(nn.Linear):
 
 def prepare_qat(model: nn.Module, bits: int = 4, group_size: int = -1, symmetric: bool = False, *,
                 include=None, skip=None) -> nn.Module:
-    """Swap the selected nn.Linear layers of `model` for QATLinear, in place; returns `model`."""
+    """Swap the selected nn.Linear layers of `model` for QATLinear, in place; returns `model`.
+    Every layer is converted before any is swapped in, so a bad argument (a group_size that does
+    not divide some layer's inputs) leaves the model as it was."""
     from minicomp.calibrate import find_linears, set_module
 
-    for name, layer in find_linears(model, include=include, skip=skip).items():
-        set_module(model, name, QATLinear.from_linear(layer, bits=bits, group_size=group_size,
-                                                      symmetric=symmetric))
+    check_module(model)
+    swaps = {name: QATLinear.from_linear(layer, bits=bits, group_size=group_size, symmetric=symmetric)
+             for name, layer in find_linears(model, include=include, skip=skip).items()}
+    for name, new in swaps.items():
+        set_module(model, name, new)
     return model
 
 

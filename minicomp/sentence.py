@@ -109,13 +109,14 @@ def forward(model, batch: dict) -> dict:
 
 
 @torch.no_grad()
-def embed(model, sentences, batch_size: int = 64) -> torch.Tensor:
-    """Unit-length sentence embeddings [N, dim] (float32, CPU) of `sentences`, in their order."""
+def embed(model, sentences, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+    """Unit-length sentence embeddings [N, dim] (float32, CPU) of `sentences`, in their order;
+    progress=True shows a bar over the batches (thousands of sentences take minutes on a CPU)."""
     sentences = _check_sentences(sentences)
     check_positive_ints(batch_size=batch_size)
     _check_model(model)
     emb = model.encode(sentences, convert_to_tensor=True, batch_size=batch_size,
-                       normalize_embeddings=True, show_progress_bar=False)
+                       normalize_embeddings=True, show_progress_bar=check_flag("progress", progress))
     return emb.float().cpu()
 
 

@@ -256,3 +256,74 @@ def test_one_method_or_bit_width_may_be_given_alone():
 
     variants = quantize_variants(_mlp(), None, methods="rtn", bits=4, group_size=32, progress=False)
     assert list(variants) == ["RTN INT4"]
+
+
+def test_calibration_helpers_refuse_what_they_would_silently_get_wrong():
+    """From an audit of the library: each of these ran without a word and did the wrong thing."""
+    from minicomp.calibrate import capture_inputs, observe_inputs, run_batches, set_module
+
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="name='5' is not a submodule"):   # added a module nothing calls
+        set_module(m, "5", nn.Identity())
+    with pytest.raises(ValueError, match="did you mean '2'"):
+        set_module(m, "2.", nn.Identity())
+    assert [n for n, _ in m.named_children()] == ["0", "1", "2"]
+    set_module(m, "1", nn.Identity())
+    assert isinstance(m[1], nn.Identity)
+    with pytest.raises(ValueError, match="layer is not a module of model"):   # returned []
+        capture_inputs(m, nn.Linear(4, 4), [torch.randn(2, 4)])
+    with pytest.raises(TypeError, match="stop_early='no' must be True or False"):   # counted as True
+        capture_inputs(m, m[0], [torch.randn(2, 4)], stop_early="no")
+    with pytest.raises(TypeError, match=r"batches must be a list of batches.*\[batch\]"):   # one batch per row
+        run_batches(m, torch.randn(3, 4))
+    obs = observe_inputs(m, {"0": m[0]}, [torch.randn(8, 4)], observer="percentile", percentile=90.0)
+    assert obs["0"].percentile == 90.0
+
+
+def test_quantize_model_passes_observer_options_and_prepare_qat_changes_all_or_nothing():
+    from minicomp.calibrate import quantize_model
+    from minicomp.rtn import QATLinear, prepare_qat
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    x = [torch.randn(16, 8)]
+    quantize_model(m, "rtn", bits=8, group_size=-1, act_bits=8, act_mode="static", calibration=x,
+                   observer="percentile", observer_options={"percentile": 99.0}, progress=False)
+    # was: rtn_quantize() got an unexpected keyword argument 'percentile' (through **options)
+    with pytest.raises(TypeError, match="observer_options must be a dict"):
+        quantize_model(nn.Sequential(nn.Linear(8, 8)), act_bits=8, act_mode="static", calibration=x,
+                       observer_options=99.0, progress=False)
+    m = nn.Sequential(nn.Linear(8, 8), nn.Linear(6, 4))
+    with pytest.raises(ValueError):
+        prepare_qat(m, group_size=4)            # divides 8, not 6
+    assert not any(isinstance(layer, QATLinear) for layer in m)   # was: the first layer swapped
+
+
+def test_dequantize_weight_checks_perm_and_losses_check_devices():
+    from minicomp.distill import hint_loss, rkd_distance_loss
+    from minicomp.quant import dequantize_weight
+
+    codes, scale, zero = torch.randint(0, 16, (4, 8)), torch.ones(4, 1), torch.full((4, 1), 8)
+    with pytest.raises(ValueError, match=r"perm must be .* shape \[8\]"):   # was a [4, 3] weight
+        dequantize_weight(codes, scale, zero, -1, perm=torch.tensor([2, 0, 1]))
+    with pytest.raises(ValueError, match="perm must be"):
+        dequantize_weight(codes, scale, zero, -1, perm=torch.rand(8))
+    assert dequantize_weight(codes, scale, zero, -1, perm=torch.arange(8)).shape == (4, 8)
+    s, t = torch.randn(4, 3), torch.randn(4, 3, device="meta")
+    with pytest.raises(ValueError, match="student_feature is on cpu but teacher_feature is on meta"):
+        hint_loss(s, t)
+    with pytest.raises(ValueError, match="student_embedding is on cpu but teacher_embedding is on meta"):
+        rkd_distance_loss(s, t)
+
+
+def test_dequantize_packed_wants_integer_zeros_and_float_scales():
+    from minicomp.kernels.reference import dequantize_packed
+    from minicomp.pack import pack_int4
+
+    qweight = pack_int4(torch.randint(0, 16, (2, 8), dtype=torch.uint8))
+    ones, eights = torch.ones(2, 1), torch.full((2, 1), 8, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="zeros must be an integer tensor"):   # 0.5 gave a shifted weight
+        dequantize_packed(qweight, ones, torch.full((2, 1), 0.5), pack_bits=4, group_size=-1)
+    with pytest.raises(TypeError, match="scales must be a floating-point tensor"):
+        dequantize_packed(qweight, eights, eights, pack_bits=4, group_size=-1)
+    assert dequantize_packed(qweight, ones, eights, pack_bits=4, group_size=-1).shape == (2, 8)

@@ -97,7 +97,9 @@ class PackedLinear(nn.Module):
     """y = x Ŵᵀ + b where Ŵ = (codes − zero)·scale per group, computed from packed codes.
 
     Build it with `from_linear` or `from_quantized`; the constructor takes the packed buffers
-    themselves (that is how `minicomp.export` loads a saved layer).
+    themselves (that is how `minicomp.export` loads a saved layer): qweight [out, in · pack_bits / 8]
+    uint8, scales [out, in / group_size] float, zeros [out, in / group_size] uint8, perm [in] or
+    None (GPTQ's act-order), bias [out] or None.
     """
 
     def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, *,
@@ -214,7 +216,7 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = x Ŵᵀ + b: x [..., in_features] -> y [..., out_features] in x's dtype, on the backend
         `choose_backend(x)` names."""
-        check_input(x, self.in_features)
+        check_input(x, self.in_features, device=self.qweight.device)
         name = self.choose_backend(x)
         backend = BACKENDS[_check_backend(name)]
         why = backend.unsupported(self, x) if self.backend is not None else None  # (auto: checked)

@@ -76,6 +76,11 @@ def _check_packed(codes: torch.Tensor, scales, zeros, group_size, perm) -> int:
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != (out, n_in // g):
             raise ValueError(f"{name} must be a tensor of shape [out, in / group_size] = {[out, n_in // g]}, "
                              f"got {getattr(t, 'shape', type(t).__name__)}; check pack_bits and group_size")
+    if not scales.is_floating_point():
+        raise TypeError(f"scales must be a floating-point tensor (one step size per group), got {scales.dtype}")
+    if zeros.is_floating_point() or zeros.is_complex() or zeros.dtype == torch.bool:
+        raise TypeError(f"zeros must be an integer tensor of codes (uint8: the code that stands for 0.0), got "
+                        f"{zeros.dtype}; a fractional zero point is not a code")
     check_perm(perm, n_in)
     return int(g)
 
