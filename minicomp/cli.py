@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:   # `minicomp` alone: the list of commands, not an error
         parser.print_help()
         return 0
+    if not argv[0].startswith("-") and argv[0] not in sub.choices:   # a typo: say which command was meant
+        print(f"error: there is no command {argv[0]!r}; {_did_you_mean(argv[0], sub.choices)}"
+              f"the commands: {', '.join(sub.choices)} (minicomp --help says what each does)", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     return args.func(args)
 

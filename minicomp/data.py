@@ -22,7 +22,15 @@ from typing import NamedTuple
 
 import torch
 
-from minicomp.checks import check_fraction, check_rows, check_seed, check_tensor, is_int, is_real
+from minicomp.checks import (
+    check_fraction,
+    check_rows,
+    check_same_device,
+    check_seed,
+    check_tensor,
+    is_int,
+    is_real,
+)
 from minicomp.hardware import check_device
 
 # ----------------------------------------------------------------------------------------------
@@ -165,6 +173,7 @@ def batches(
     if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     check_rows(x, y)
+    check_same_device(x, y, "x", "y")   # one index picks both rows
     if shuffle and generator is None:
         raise ValueError(
             "shuffle=True needs generator=torch.Generator().manual_seed(<seed>) "

@@ -223,7 +223,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
             logits = model(x[i : i + batch_size])  # [B, num_classes]
             if i == 0 and not capturing() and not y.is_meta and len(y):
                 check_class_ids(y, logits.shape[-1])
-            correct += (logits.argmax(-1) == y[i : i + batch_size]).sum().item()
+            # y on the logits' device (the model's): a CPU y with a model on a GPU is fine
+            correct += (logits.argmax(-1) == y[i : i + batch_size].to(logits.device)).sum().item()
     finally:
         model.train(was_training)
     return correct / len(x)

@@ -144,6 +144,9 @@ class TinyGPT(nn.Module):
         if idx.dim() != 2:
             hint = f"; add a batch dimension: {name}[None]" if idx.dim() == 1 else ""
             raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected [B, T]{hint}")
+        device = self.transformer.wte.weight.device
+        if idx.device != device:   # (a meta tensor stands for another device in the tests)
+            raise ValueError(f"{name} is on {idx.device} but the model is on {device}; move it: {name}.to({str(device)!r})")
         if capturing():   # reading the ids' range back would break a CUDA graph or torch.compile
             return
         if idx.is_meta:  # a meta tensor has a shape but no values to check

@@ -327,3 +327,15 @@ def test_dequantize_packed_wants_integer_zeros_and_float_scales():
     with pytest.raises(TypeError, match="scales must be a floating-point tensor"):
         dequantize_packed(qweight, eights, eights, pack_bits=4, group_size=-1)
     assert dequantize_packed(qweight, ones, eights, pack_bits=4, group_size=-1).shape == (2, 8)
+
+
+def test_tinygpt_data_batches_and_accuracy_check_devices():
+    """A tensor left on another device (meta stands for a GPU here) gave torch's raw error."""
+    from minicomp.data import batches
+    from minicomp.models import GPTConfig, TinyGPT
+
+    gpt = TinyGPT(GPTConfig(n_layer=1), seed=0)
+    with pytest.raises(ValueError, match=r"idx is on meta but the model is on cpu; move it: idx.to\('cpu'\)"):
+        gpt(torch.zeros(1, 4, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="x is on cpu but y is on meta"):
+        list(batches(torch.zeros(4, 2), torch.zeros(4, device="meta"), 2))

@@ -97,3 +97,8 @@ def test_check_says_a_target_that_is_a_folder_is_a_folder(tmp_path, capsys, monk
 def test_minicomp_alone_prints_the_commands(capsys):
     assert main([]) == 0   # was "the following arguments are required: command", exit 2
     assert "course,lab,tour,bench,check,grade,doctor" in capsys.readouterr().out
+
+
+def test_a_misspelt_command_gets_did_you_mean(capsys):
+    assert main(["chek", "weight_bytes"]) == 2
+    assert "there is no command 'chek'; did you mean 'check'?" in capsys.readouterr().err
