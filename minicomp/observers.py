@@ -17,6 +17,7 @@ Everything is per tensor. `calibrate.observe_inputs` puts one on each layer's in
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -170,6 +171,13 @@ def check_observer(kind, name: str = "observer") -> None:
 
 
 def make_observer(kind: str = "minmax", bits: int = 8, symmetric: bool = False, **options) -> Observer:
-    """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'."""
+    """An observer by name: 'minmax', 'moving_average', 'percentile' or 'mse'; `options` are its
+    own (percentile=99.9 for 'percentile'), and one it does not take is named with those it does."""
     check_observer(kind, "kind")
-    return OBSERVERS[kind](bits, symmetric, **options)
+    cls = OBSERVERS[kind]
+    takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "bits", "symmetric")]
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        raise TypeError(f"the {kind!r} observer takes no option {unknown[0]!r}; its options: "
+                        f"{', '.join(takes) or 'none'}")
+    return cls(bits, symmetric, **options)

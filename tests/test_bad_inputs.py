@@ -339,3 +339,13 @@ def test_tinygpt_data_batches_and_accuracy_check_devices():
         gpt(torch.zeros(1, 4, dtype=torch.long, device="meta"))
     with pytest.raises(ValueError, match="x is on cpu but y is on meta"):
         list(batches(torch.zeros(4, 2), torch.zeros(4, device="meta"), 2))
+
+
+def test_an_observer_option_it_does_not_take_is_named_with_those_it_does():
+    from minicomp.observers import make_observer
+
+    with pytest.raises(TypeError, match="the 'minmax' observer takes no option 'percentile'; its options: none"):
+        make_observer("minmax", 8, False, percentile=99.0)   # was Observer.__init__() got an unexpected keyword
+    with pytest.raises(TypeError, match="its options: percentile"):
+        make_observer("percentile", 8, False, pct=99.0)
+    assert make_observer("moving_average", 8, False, averaging_constant=0.1).c == 0.1
