@@ -123,7 +123,8 @@ def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Line
     """The nn.Linear layers to quantize, {qualified name: layer}, in registration order.
 
     include / skip: a glob pattern ("*.attn.*"), a list of them, or a function (name, module) -> bool.
-    Layers with a tied weight are left out unless `include` is given and matches them.
+    Layers with a tied weight are left out unless `include` is given and matches them, and so is
+    an nn.Linear inside another one found (a LoRA-style layer): it is swapped out with its parent.
     """
     check_module(model)
     for label, rule in (("include", include), ("skip", skip)):
@@ -142,6 +143,8 @@ def find_linears(model: nn.Module, include=None, skip=None) -> dict[str, nn.Line
             continue
         if include is None and id(m.weight) in tied:
             continue
+        if any(name.startswith(f"{outer}.") for outer in found):   # (parents come first in named_modules)
+            continue
         found[name] = m
     return found
 
@@ -150,6 +153,9 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     """Replace the submodule called `name` ("transformer.h.0.attn.c_attn") with `new`, in place.
     The submodule must exist: a misspelt name would otherwise add a module that nothing calls."""
     check_module(new, "new")
+    if name == "":
+        raise ValueError("name='' is the model itself, which set_module cannot replace; use the new module "
+                         "in its place (for one layer: QuantLinear.from_linear(layer, ...), QATLinear.from_linear(layer))")
     parent_name, _, child = name.rpartition(".")
     try:
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -252,6 +258,8 @@ def run_batches(model: nn.Module, batches: list, forward: Callable | None = None
     if isinstance(batches, (torch.Tensor, Mapping)):
         raise TypeError(f"batches must be a list of batches, got a {type(batches).__name__}; for one batch, "
                         "pass [batch]")
+    if not hasattr(batches, "__len__"):   # a generator: its length is needed to say which batch failed
+        batches = list(batches)
     if forward is not None and not callable(forward):
         raise TypeError(f"forward must be None or a function forward(model, batch), got {type(forward).__name__}")
     forward = forward or default_forward
@@ -425,6 +433,11 @@ def quantize_model(model: nn.Module, method: str = "rtn", *, bits: int = 4, grou
     if observer_options is not None and not isinstance(observer_options, Mapping):
         raise TypeError(f"observer_options must be a dict of the observer's options, such as "
                         f"{{'percentile': 99.9}}, got {type(observer_options).__name__}")
+    if observer_options and not (act_bits is not None and act_mode == "static"):
+        raise ValueError("observer_options are for the activation observer, which runs only with "
+                         "act_bits=8, act_mode='static'; leave them out otherwise")
+    if observer_options:   # an option the observer does not take: now, not after the weights
+        make_observer(observer, act_bits, act_symmetric, **observer_options)
     for name, flag in (("symmetric", symmetric), ("act_symmetric", act_symmetric), ("pack", pack),
                        ("by_block", by_block), ("progress", progress)):
         check_flag(name, flag)

@@ -274,14 +274,14 @@ def _split(blocks: torch.Tensor, size: int, name: str) -> tuple[torch.Tensor, to
 
 
 def dequantize_q4_0(blocks: torch.Tensor) -> torch.Tensor:
-    """Inverse of the Q4_0 layout: uint8 [..., k · 18] -> float32 [..., k · 32]."""
+    """Inverse of the Q4_0 layout: uint8 [..., k · 18] -> float32 [..., k · 32], on the CPU."""
     d, qs, shape = _split(blocks, 18, "blocks")
     q = torch.cat([qs & 0x0F, qs >> 4], dim=1).to(torch.float32)   # elements 0..15, then 16..31
     return ((q - 8) * d).reshape(shape)
 
 
 def dequantize_q8_0(blocks: torch.Tensor) -> torch.Tensor:
-    """Inverse of the Q8_0 layout: uint8 [..., k · 34] -> float32 [..., k · 32]."""
+    """Inverse of the Q8_0 layout: uint8 [..., k · 34] -> float32 [..., k · 32], on the CPU."""
     d, qs, shape = _split(blocks, 34, "blocks")
     return (qs.contiguous().view(torch.int8).to(torch.float32) * d).reshape(shape)
 

@@ -476,13 +476,16 @@ def dequantize_weight(codes, scale, zero, group_size: int, perm=None, dtype=torc
     if tuple(scale.shape) != (out, n_in // group_size) or tuple(zero.shape) != (out, n_in // group_size):
         raise ValueError(f"scale and zero must have shape [out, in / group_size] = {[out, n_in // group_size]}, "
                          f"got {list(scale.shape)} and {list(zero.shape)}")
+    if perm is not None and not isinstance(perm, torch.Tensor):
+        raise TypeError(f"perm must be None or an integer tensor [in], got {type(perm).__name__}")
+    if perm is not None and (perm.is_floating_point() or tuple(perm.shape) != (n_in,)):
+        # (its shape and type only: whether it is a permutation, check_perm tells)
+        raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape "
+                         f"[{n_in}]; got a {perm.dtype} tensor of shape {tuple(perm.shape)}")
     q = codes.reshape(out, n_in // group_size, group_size).to(torch.int32)  # [out, groups, g]
     ct = torch.promote_types(scale.dtype, torch.float32)  # fp16 scales are multiplied in float32
     w = ((q - zero[..., None].to(torch.int32)).to(ct) * scale[..., None].to(ct)).reshape(out, n_in)
-    if perm is not None:   # (its shape and type only: whether it is a permutation, check_perm tells)
-        if not isinstance(perm, torch.Tensor) or perm.is_floating_point() or tuple(perm.shape) != (n_in,):
-            raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape "
-                             f"[{n_in}]; got {type(perm).__name__} {tuple(getattr(perm, 'shape', ()))}")
+    if perm is not None:
         w = w[:, torch.argsort(perm)]  # undo the column permutation: column perm[j] is w[:, j]
     return w.to(dtype)
 

@@ -349,3 +349,37 @@ def test_an_observer_option_it_does_not_take_is_named_with_those_it_does():
     with pytest.raises(TypeError, match="its options: percentile"):
         make_observer("percentile", 8, False, pct=99.0)
     assert make_observer("moving_average", 8, False, averaging_constant=0.1).c == 0.1
+
+
+def test_nested_linears_single_layer_models_and_generators_in_calibration():
+    """From a review of the checks above: each case they made fail, or fail confusingly."""
+    from minicomp.calibrate import find_linears, quantize_model, run_batches, set_module
+    from minicomp.quant import dequantize_weight
+    from minicomp.rtn import QATLinear, prepare_qat
+
+    class LoRA(nn.Linear):   # a linear layer holding another one
+        def __init__(self):
+            super().__init__(8, 8)
+            self.a = nn.Linear(8, 8, bias=False)
+
+    m = nn.Sequential(LoRA(), nn.Linear(8, 4))
+    assert list(find_linears(m)) == ["0", "1"]       # 0.a goes with its parent
+    prepare_qat(m, group_size=-1)                    # was: name '0.a' is not a submodule, half converted
+    assert all(isinstance(layer, QATLinear) for layer in m)
+    with pytest.raises(ValueError, match="name='' is the model itself"):
+        set_module(m, "", nn.Identity())
+
+    def boom(model, batch):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):   # was: 'generator' has no len()
+        run_batches(nn.Linear(2, 2), (torch.randn(1, 2) for _ in range(2)), boom)
+    with pytest.raises(ValueError, match="observer_options are for the activation observer"):
+        quantize_model(nn.Sequential(nn.Linear(8, 8)), observer_options={"percentile": 99.0}, progress=False)
+    with pytest.raises(TypeError, match="takes no option 'pct'"):   # before any weight is quantized
+        quantize_model(nn.Sequential(nn.Linear(8, 8)), bits=8, group_size=-1, act_bits=8, act_mode="static",
+                       calibration=[torch.randn(4, 8)], observer="percentile", observer_options={"pct": 9},
+                       progress=False)
+    with pytest.raises(TypeError, match="perm must be None or an integer tensor"):
+        dequantize_weight(torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1), torch.zeros(2, 1), -1,
+                          perm=[0, 1, 2, 3])
