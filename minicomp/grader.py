@@ -638,6 +638,23 @@ def format_table(rows: Sequence[Row], width: int = 60) -> str:
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
+def format_students(rows: Sequence[Row]) -> str:
+    """One line per student, in the rows' order: how many of their exercises passed every check,
+    and how many checks passed in all (a row of unknown total counts as none passed of none)."""
+    students: dict[str, list[Row]] = {}
+    for r in rows:
+        students.setdefault(r.student, []).append(r)
+    width = max((len(name) for name in students), default=0)
+    lines = []
+    for name, own in students.items():
+        done = sum(r.status == "ok" and bool(r.total) and r.passed == r.total for r in own)
+        checks, total = sum(r.passed or 0 for r in own), sum(r.total or 0 for r in own)
+        exercises = [r for r in own if r.exercise]
+        lines.append(f"{name.ljust(width)}  {done} of {len(exercises)} exercise(s) passed, "
+                     f"{checks} of {total} checks" if exercises else f"{name.ljust(width)}  no exercise graded")
+    return "\n".join(lines)
+
+
 def _main() -> None:
     """The child process: ``NOTEBOOK RESULT_JSON TIMEOUT`` in ``sys.argv``."""
     _execute(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]))
@@ -706,6 +723,8 @@ def run(args) -> int:
             return 1
     print()
     print(format_table(rows))
+    print("\nper student:")
+    print(format_students(rows))
     for group in identical_files(notebooks, ignore=_course_notebooks()):
         print(f"note: these submissions are the same file, byte for byte: {', '.join(map(str, group))}")
     if interrupted is not None:

@@ -436,3 +436,15 @@ def test_a_copy_too_big_to_copy_is_named_on_the_rows(tmp_path, monkeypatch):
     (row,) = grader.grade_notebook(tmp_path / "a.ipynb", timeout=TIMEOUT)
     assert row.reason.startswith("[1 file(s) beside it not copied"), row
     assert "AssertionError" not in row.reason   # the notebook ran, without big.bin
+
+
+def test_the_terminal_ends_with_a_line_per_student():
+    rows = [grader.Row("alice", "quantize", 6, 6, "ok", "passed", "a.ipynb"),
+            grader.Row("alice", "dequantize", 3, 6, "ok", "failed: ...", "a.ipynb"),
+            grader.Row("bob", "quantize", 0, 6, "timeout", "no report", "b.ipynb"),
+            grader.Row("bob", "bonus", 0, None, "error", "unknown exercise", "b.ipynb"),
+            grader.Row("hank", "", 0, None, "error", "no .ipynb notebook in this folder", "hank")]
+    assert grader.format_students(rows).splitlines() == [
+        "alice  1 of 2 exercise(s) passed, 9 of 12 checks",
+        "bob    0 of 2 exercise(s) passed, 0 of 6 checks",
+        "hank   no exercise graded"]
