@@ -515,7 +515,7 @@ def grade(paths: Sequence[str | os.PathLike], timeout: float = 120.0, progress=N
         raise ValueError(f"paths={[str(p) for p in _check_paths(paths)]!r} hold no .ipynb notebooks")
     notebooks = list(found)
     names = student_names(notebooks, list(found.values()))
-    empty = [Row(folder.name, "", 0, None, "error",
+    empty = [Row(folder.name or str(folder), "", 0, None, "error",
                  _short("no .ipynb notebook in this folder" + (f" (it holds {', '.join(files)})" if files else
                                                                " (it is empty)")), str(folder))
              for folder, files in folders_without_notebooks(paths).items()]

@@ -73,13 +73,20 @@ def _find(paths) -> dict[Path, Path | None]:
 
 
 def folders_without_notebooks(paths: Iterable[str | os.PathLike]) -> dict[Path, list[str]]:
-    """In a folder of `paths` laid out as one folder per student (notebooks in some of its folders,
-    none beside them), the folders that hold no notebook at any depth (a student who handed in a
-    .py or a .zip), each with the names of up to five of its files; so that they get a row, instead
-    of looking like students who handed in nothing. (Beside notebooks, a folder is their data.)"""
+    """The folders of `paths` that hold no notebook at any depth, and, in a folder of `paths` laid
+    out as one folder per student (notebooks in some of its folders, none beside them), the folders
+    that hold none (a student who handed in a .py or a .zip); each with the names of up to five of
+    its files, so that they get a row, instead of looking like students who handed in nothing.
+    (Beside notebooks, a folder is their data.)"""
     empty: dict[Path, list[str]] = {}
     for p in _check_paths(paths):
-        if not Path(p).is_dir() or any(Path(p).glob("*.ipynb")):
+        if not Path(p).is_dir():
+            continue
+        held = _files_in(Path(p))
+        if not any(f.suffix == ".ipynb" for f in held):   # a folder named on its own, with no notebook
+            empty[Path(p)] = [str(f.relative_to(p)) for f in held][:5]
+            continue
+        if any(Path(p).glob("*.ipynb")):
             continue
         folders = [f for f in sorted(Path(p).iterdir()) if f.is_dir() and not f.name.startswith(".")
                    and f.name != "__pycache__"]

@@ -448,3 +448,11 @@ def test_the_terminal_ends_with_a_line_per_student():
         "alice  1 of 2 exercise(s) passed, 9 of 12 checks",
         "bob    0 of 2 exercise(s) passed, 0 of 6 checks",
         "hank   no exercise graded"]
+
+
+def test_a_folder_named_on_its_own_without_notebooks_gets_a_row(tmp_path):
+    (tmp_path / "hank").mkdir()
+    (tmp_path / "hank" / "answers.py").write_text("x = 1\n")
+    (tmp_path / "empty").mkdir()
+    assert grader.folders_without_notebooks([tmp_path / "hank", tmp_path / "empty"]) == {
+        tmp_path / "hank": ["answers.py"], tmp_path / "empty": []}
