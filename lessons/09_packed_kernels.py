@@ -555,7 +555,7 @@ print(f"{len(packed_layers(gpt))} PackedLinear layers; largest logit difference 
 
 # %%
 assert len(packed_layers(gpt)) == 8 and torch.allclose(packed, simulated, atol=1e-4)
-assert idx.shape[1] >= cpu_kernels.GEMM_ROWS   # 64 rows of x per layer: the slab strategy
+assert idx.shape[1] >= cpu_kernels.GEMM_ROWS == 64   # 64 rows of x per layer: the slab strategy
 print("checked: the packed model computes what the simulated one did")
 
 # %% [markdown]

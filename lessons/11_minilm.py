@@ -288,6 +288,7 @@ x_first = capture_inputs(teacher, next(iter(linears.values())), [query], forward
 print(f"query: {held[1]!r}, {n_tokens} tokens; the first linear layer multiplies {x_first.shape[0]} rows of "
       f"{x_first.shape[1]}")
 assert n_tokens > 1 and x_first.shape[0] == n_tokens, (n_tokens, x_first.shape)  # T rows per layer, not 1
+assert x_first.shape[1] == 384   # of MiniLM's width: the [1, T, 384] input, read as [T, 384]
 
 # %%
 with torch.no_grad():

@@ -219,7 +219,7 @@ def _fp16_bytes(d: torch.Tensor) -> torch.Tensor:
     if d.numel() and d.abs().max() > FP16_MAX:
         raise ValueError(f"a block needs the scale {d.abs().max().item():.4g}, beyond float16's largest value "
                          f"({FP16_MAX:g}), and GGUF blocks store float16 scales; scale the tensor down first")
-    h = d.detach().cpu().to(torch.float16).numpy().astype("<f2")
+    h = d.to(torch.float16).numpy().astype("<f2")   # (callers pass CPU tensors)
     return torch.from_numpy(h.view(np.uint8).reshape(-1, 2).copy())
 
 

@@ -81,10 +81,6 @@ class Row:
     notebook: str
 
 
-def _code_source(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-
-
 def _n_cases(name: str) -> int | None:
     from minicomp.grading import get_checker
 
@@ -282,7 +278,8 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
         return [Row(student, n, 0, _n_cases(n) if n else None, "invalid notebook", reason, shown)
                 for n in names]
 
-    own = expected_exercises(_code_source(nb))
+    check_cells = _check_cells(nb)
+    own = list(check_cells)
     course = course_exercises(path.stem)
     expected = course + [n for n in own if n not in course]
     missing = {n for n in course if n not in own}   # check cells deleted from the submission
@@ -305,7 +302,7 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0, student: str
         shutil.rmtree(run_root, ignore_errors=True)
         shutil.rmtree(result_dir, ignore_errors=True)
 
-    rows = _rows(student, shown, expected, state, timeout, missing, _check_cells(nb))
+    rows = _rows(student, shown, expected, state, timeout, missing, check_cells)
     if ignore.left_out:   # the notebook may have needed them: say so on its rows
         for row in rows:
             row.reason = _short(f"[{ignore.left_out} file(s) beside it not copied: the grader copies at most "
@@ -371,8 +368,7 @@ def _run_child(copy: Path, result_path: Path, timeout: float) -> dict:
             _kill(proc.pid, group=True)
             proc.wait()
         except KeyboardInterrupt:   # (jobs=1: Ctrl-C arrives here) stop it and its kernel now
-            _kill(proc.pid, group=True)
-            _kill(_read_state(result_path).get("kernel_pid"), group=True)
+            _kill_run(proc.pid, result_path)
             raise
         finally:
             with _RUNNING_LOCK:
@@ -580,8 +576,13 @@ def _kill_running() -> None:
     with _RUNNING_LOCK:
         running = list(_RUNNING.items())
     for pid, result_path in running:
-        _kill(pid, group=True)
-        _kill(_read_state(result_path).get("kernel_pid"), group=True)
+        _kill_run(pid, result_path)
+
+
+def _kill_run(pid: int, result_path: Path) -> None:
+    """Kill a runner and its kernel (named in its result file), each with what it started."""
+    _kill(pid, group=True)
+    _kill(_read_state(result_path).get("kernel_pid"), group=True)
 
 
 def _check_out(out, name: str = "out") -> Path:
@@ -681,7 +682,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Grade, write the files, print the table. 0 when grading completed, 2 for bad arguments."""
+    """Grade, write the files, print the table. 0 when grading completed, 130 after Ctrl-C (the rows
+    graded so far are written), 1 when the grades could be written nowhere, 2 for bad arguments."""
     from minicomp.doctor import unwritable
 
     try:

@@ -46,6 +46,7 @@ from minicomp.feedback import (
     REPORT_MIME,
     CaseResult,
     Report,
+    _in_folder,
     check_tolerances,
     compare_values,
     preview,
@@ -377,6 +378,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     answers: list[tuple[Case, Any]] = []   # every answer the function returned, for `_diagnose`
     failed: tuple[Case, Any, Any, str] | None = None   # the first wrong answer, for `_diagnose`
     raised: list[tuple[Case, BaseException]] = []   # every exception the function raised, for `_diagnose_raised`
+    backward_raised = False   # one of them came from a .backward() inside the function
     used = 0.0   # seconds the learner's function has run so far
     outer = timelimit.active()   # inside `minicomp check --timeout`, whose limit is the one that counts
     cases = checker.cases()
@@ -423,6 +425,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
                     else f"your function raised {short_error(exc)}")
             if _called_backward(exc):
                 said += "; it came from a .backward() inside your function"
+                backward_raised = True
             results.append(CaseResult(case.label, False, call, preview(expected), "", said))
             raised.append((case, exc))
             continue
@@ -445,7 +448,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         hint = _diagnose_raised(checker, raised, answers)
     else:   # only inputs changed in place: the problem line says it all
         hint = ""
-    if hint == checker.hint and any(_called_backward(e) for _, e in raised):
+    if hint == checker.hint and backward_raised:
         hint = _BACKWARD_HINT   # no known mistake explains it, and a .backward() inside raised
     return Report(name, "failed", results, hint=hint)
 
@@ -457,9 +460,10 @@ _BACKWARD_HINT = ("Don't call .backward() in the function: return the loss, and 
 
 def _called_backward(exc: BaseException) -> bool:
     """True if `exc` was raised inside PyTorch's backward (a learner's `loss.backward()`)."""
-    torch_dir = os.path.join(os.path.normcase(os.path.dirname(os.path.abspath(torch.__file__))), "")
-    return any(f.name == "backward" and os.path.normcase(os.path.abspath(f.filename)).startswith(torch_dir)
-               for f in traceback.extract_tb(exc.__traceback__))
+    return any(f.name == "backward" and _in_folder(f.filename, _TORCH_DIR) for f in traceback.extract_tb(exc.__traceback__))
+
+
+_TORCH_DIR = os.path.join(os.path.normcase(os.path.dirname(os.path.abspath(torch.__file__))), "")
 
 
 def _wrong_signature(fn: Callable, case: Case) -> str | None:

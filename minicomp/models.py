@@ -221,7 +221,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     try:
         for i in range(0, len(x), batch_size):
             logits = model(x[i : i + batch_size])  # [B, num_classes]
-            if i == 0 and not capturing() and not y.is_meta and len(y):
+            if i == 0 and not capturing() and not y.is_meta:
                 check_class_ids(y, logits.shape[-1])
             # y on the logits' device (the model's): a CPU y with a model on a GPU is fine
             correct += (logits.argmax(-1) == y[i : i + batch_size].to(logits.device)).sum().item()

@@ -94,11 +94,12 @@ def _check_zero(zero: torch.Tensor, name: str = "zero_point") -> torch.Tensor:
     return zero.to(torch.int32)
 
 
-def check_perm(perm, n_in: int) -> None:
-    """Raise unless `perm` is None or an integer permutation of range(n_in) (GPTQ's act-order)."""
+def check_perm(perm, n_in: int, values: bool = True) -> None:
+    """Raise unless `perm` is None or an integer permutation of range(n_in) (GPTQ's act-order).
+    values=False checks its type and shape only, with no device sync: cheap enough for every forward."""
     if perm is not None and (not isinstance(perm, torch.Tensor) or perm.is_floating_point()
                              or tuple(perm.shape) != (n_in,)
-                             or not torch.equal(perm.sort().values.cpu().long(), torch.arange(n_in))):
+                             or (values and not torch.equal(perm.sort().values.cpu().long(), torch.arange(n_in)))):
         raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape [{n_in}]")
 
 
@@ -478,10 +479,7 @@ def dequantize_weight(codes, scale, zero, group_size: int, perm=None, dtype=torc
                          f"got {list(scale.shape)} and {list(zero.shape)}")
     if perm is not None and not isinstance(perm, torch.Tensor):
         raise TypeError(f"perm must be None or an integer tensor [in], got {type(perm).__name__}")
-    if perm is not None and (perm.is_floating_point() or tuple(perm.shape) != (n_in,)):
-        # (its shape and type only: whether it is a permutation, check_perm tells)
-        raise ValueError(f"perm must be None or an integer permutation of range(in_features={n_in}), shape "
-                         f"[{n_in}]; got a {perm.dtype} tensor of shape {tuple(perm.shape)}")
+    check_perm(perm, n_in, values=False)   # (whether it is a permutation: checked where it was made)
     q = codes.reshape(out, n_in // group_size, group_size).to(torch.int32)  # [out, groups, g]
     ct = torch.promote_types(scale.dtype, torch.float32)  # fp16 scales are multiplied in float32
     w = ((q - zero[..., None].to(torch.int32)).to(ct) * scale[..., None].to(ct)).reshape(out, n_in)

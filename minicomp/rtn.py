@@ -26,13 +26,13 @@ from minicomp.quant import (
     QuantizedWeight,
     _check_scale,
     _check_zero,
+    _fake_quantize,
     _to_tensor,
     check_group_size,
     check_input,
     check_scale_dtype,
     compute_qparams,
     dequantize_weight,
-    fake_quantize,
     group_len,
     qrange,
     quantize,
@@ -158,8 +158,8 @@ class QuantLinear(nn.Module):
         if self.act_bits is None:
             return x
         qmin, qmax = qrange(self.act_bits, self.act_symmetric)
-        if self.act_scale is not None:  # static: the calibrated per-tensor range
-            return fake_quantize(x, self.act_scale, self.act_zero, qmin, qmax)
+        if self.act_scale is not None:  # static: the calibrated per-tensor range, checked in __init__
+            return _fake_quantize(x, self.act_scale, self.act_zero, qmin, qmax, None)
         rows = x.reshape(-1, x.shape[-1])  # dynamic: one range per token, [tokens, in]
         return quantize_dequantize(rows, self.act_bits, self.act_symmetric, axis=0).reshape(x.shape)
 
@@ -232,7 +232,6 @@ def prepare_qat(model: nn.Module, bits: int = 4, group_size: int = -1, symmetric
     not divide some layer's inputs) leaves the model as it was."""
     from minicomp.calibrate import find_linears, set_module
 
-    check_module(model)
     swaps = {name: QATLinear.from_linear(layer, bits=bits, group_size=group_size, symmetric=symmetric)
              for name, layer in find_linears(model, include=include, skip=skip).items()}
     for name, new in swaps.items():

@@ -36,7 +36,8 @@ def find_notebooks(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def _files_in(folder: Path) -> list[Path]:
     """Every file under `folder`, sorted, following links to folders (a class folder may link each
     student's folder from elsewhere; pathlib's rglob does not follow them before Python 3.13), each
-    folder once (a link back up cannot loop), leaving out Jupyter's .ipynb_checkpoints."""
+    folder once (a link back up cannot loop), leaving out hidden folders (.ipynb_checkpoints, .git,
+    .venv) and __pycache__."""
     files, seen = [], set()
     for top, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
@@ -44,7 +45,7 @@ def _files_in(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")   # .git, .venv, checkpoints
         files += [Path(top) / n for n in names if os.path.isfile(os.path.join(top, n))]
     return sorted(files)
 

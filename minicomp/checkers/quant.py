@@ -64,7 +64,7 @@ register(
     rtol=0.0,
     mistakes=[
         Mistake("clamp's bounds swapped: clamp(v, qmax, qmin)",
-                lambda x, s, z, lo, hi: torch.clamp(torch.round(x / s) + z, hi, lo).to(torch.int32),
+                lambda x, s, z, lo, hi: _q(torch.round(x / s), z, hi, lo),
                 "torch.clamp(input, min, max) takes the lower bound first: clamp(v, qmin, qmax). With them "
                 "swapped, min > max and every code comes out the same."),
         Mistake("clamping to 0..255 whatever qmin and qmax are", lambda x, s, z, lo, hi: _q(torch.round(x / s), z, 0, 255),
