@@ -492,9 +492,10 @@ else:
     print("numba is not installed: the two strategies of the cpu backend were not timed")
 
 # %% [markdown]
-# Claims: from 16 rows of x on, the fused kernel's lead over float32 shrinks as the batch grows,
-# and by batch 256 it is gone or nearly: at most 1.25× float32's speed there, and on some CPUs
-# half of it.
+# Claims: from 16 rows of x on, the fused kernel's lead over float32 shrinks, and by batch 256 it
+# is gone or nearly: under half its lead at one row and at most 1.5× float32's speed, and on some
+# CPUs half of float32's speed. (Between 64 and 256 rows the lead is small either way, so which of
+# the two is larger is left to the run; the plot shows it.)
 # (Where the lead is largest, at 1, 4 or even 16 rows, depends on the CPU and on the run: on
 # some, torch's float32 matmul for a handful of rows reads the whole weight once per row, so that
 # 4 rows take 2.5× to 4× the time of one, and 16 rows not much more than 4; see the fp32 times
@@ -515,7 +516,8 @@ else:
 # %%
 if layer.backend == "cpu":
     fused, slab = advantage["fused"], advantage["slab + BLAS"]
-    assert fused[16] > fused[64] > fused[256] and fused[256] < 1.25, fused
+    assert fused[16] > max(fused[64], fused[256]), fused
+    assert fused[256] < min(1.5, fused[1] / 2), fused
     print(f"float32 took {fp32_s[4] / fp32_s[1]:.1f}x as long for 4 rows as for 1; the fused kernel's lead "
           f"is largest at {max((1, 4, 16), key=fused.get)} row(s)")
     assert fused[1] > 2 * slab[1], (fused, slab)
