@@ -20,6 +20,7 @@
 
 # %%
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +79,9 @@ print(f"{'int4 (packed)':15} {bits:>4} {bits / 8:>5} {2 ** (bits - 1) - 1:>11} {
 
 # %% [markdown]
 # Claims: bytes per element are 4, 2, 2, 1; a tensor's bytes are its element count times that;
-# bfloat16 keeps float32's range (100 000 is fine) while float16 overflows to infinity.
+# the table's mantissa bits are what `eps` says (eps = 2⁻ᵐᵃⁿᵗⁱˢˢᵃ), which gives the digits
+# (log₁₀ of 2 to the mantissa bits plus the hidden one: 7.2, 3.3, 2.4); float16's largest value
+# is 65504; bfloat16 keeps float32's range (100 000 is fine) while float16 overflows to infinity.
 
 # %%
 assert [dtype_bytes(d) for d in (torch.float32, torch.float16, torch.bfloat16, torch.int8)] == [4, 2, 2, 1]
@@ -88,6 +91,12 @@ assert tensor_bytes(x.bfloat16()) == 2000
 assert tensor_bytes(x.to(torch.int8)) == 1000
 big = torch.tensor(100_000.0)
 assert torch.isfinite(big.bfloat16()) and torch.isinf(big.half())
+mantissa = {torch.float32: 23, torch.float16: 10, torch.bfloat16: 7}
+digits = {dt: math.log10(2 ** (m + 1)) for dt, m in mantissa.items()}
+assert all(torch.finfo(dt).eps == 2.0 ** -m for dt, m in mantissa.items())
+assert [round(d, 1) for d in digits.values()] == [7.2, 3.3, 2.4], digits
+assert torch.finfo(torch.float16).max == 65504 and torch.finfo(torch.bfloat16).max > 3e38
+assert (torch.iinfo(torch.int8).min, torch.iinfo(torch.int8).max) == (-128, 127)
 print("checked: 4/2/2/1 bytes; bf16 keeps the range of float32, float16 overflows at 65504")
 
 # %% [markdown]
@@ -341,13 +350,16 @@ print(f"ridge point: {ridge:.1f} FLOP/byte")
 
 # %% [markdown]
 # Read the table from the top: at batch 1 each weight read from memory serves one multiply-add,
-# so GFLOP/s is low and GB/s is the highest of the table. As the batch grows, the same bytes feed more FLOPs and GFLOP/s climbs
+# so GFLOP/s is low and GB/s is at the top of the table. As the batch grows, the same bytes feed
+# more FLOPs and GFLOP/s climbs
 # until it meets the arithmetic peak. Kinks at small batches are real too: libraries switch
 # kernels for thin matrices.
 #
 # Claims: batch 512 reaches at least 2.5× the GFLOP/s of batch 1 (several times more on a quiet
 # machine); batch 1 runs at less than half the arithmetic peak, batch 512 at more than half of
-# it; and batch 1 moves the most bytes per second of any batch.
+# it; and the thinnest batches move the most bytes per second: batch 1 comes within 10% of the
+# table's highest GB/s (batch 2 reads almost the same bytes, so either may top it) and beats every
+# batch from 16 on.
 
 # %%
 by_batch = {r["batch"]: r for r in rows}
@@ -355,7 +367,8 @@ speedup_512 = by_batch[512]["gflops"] / by_batch[1]["gflops"]
 assert speedup_512 >= 2.5, speedup_512
 assert by_batch[1]["gflops"] < 0.5 * peak_gflops, (by_batch[1]["gflops"], peak_gflops)
 assert by_batch[512]["gflops"] > 0.5 * peak_gflops, (by_batch[512]["gflops"], peak_gflops)
-assert by_batch[1]["gbytes_per_s"] == max(r["gbytes_per_s"] for r in rows), rows
+assert by_batch[1]["gbytes_per_s"] >= 0.9 * max(r["gbytes_per_s"] for r in rows), rows
+assert by_batch[1]["gbytes_per_s"] > max(r["gbytes_per_s"] for r in rows if r["batch"] >= 16), rows
 print(f"checked: batch 512 reaches {speedup_512:.1f}x the GFLOP/s of batch 1; batch 1 runs at "
       f"{by_batch[1]['gflops'] / peak_gflops:.0%} of the peak, batch 512 at "
       f"{by_batch[512]['gflops'] / peak_gflops:.0%}")

@@ -13,9 +13,10 @@
 #
 # 1. softmax at temperature T, built by hand and checked against the library;
 # 2. why you must subtract the maximum (logits of ±1000);
-# 3. entropy against T: from almost one-hot to uniform;
-# 4. a slider to play with T;
-# 5. dark knowledge: which digits the teacher finds alike, and whether that makes sense.
+# 3. one digit at four temperatures;
+# 4. entropy against T: from almost one-hot to uniform;
+# 5. a slider to play with T;
+# 6. dark knowledge: which digits the teacher finds alike, and whether that makes sense.
 #
 # The library code is `minicomp/distill.py` (`soft_targets`).
 

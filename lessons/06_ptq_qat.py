@@ -155,10 +155,16 @@ print("checked: INT8 > 3x and INT4 > 5x smaller packed; in memory INT4 == INT8 u
 gen = torch.Generator().manual_seed(0)
 calibration = [corpus.get_batch("train", 8, 128, gen)[0] for _ in range(4)]  # each [8, 128]
 
+c_proj = {"h.1.mlp.c_proj": gpt.transformer.h[1].mlp.c_proj}
+ranges = {}
 for kind in ("minmax", "moving_average", "percentile", "mse"):
-    obs = observe_inputs(gpt, {"h.1.mlp.c_proj": gpt.transformer.h[1].mlp.c_proj}, calibration, observer=kind)
-    lo, hi = obs["h.1.mlp.c_proj"].range()
+    obs = observe_inputs(gpt, c_proj, calibration, observer=kind)
+    lo, hi = ranges[kind] = [float(v) for v in obs["h.1.mlp.c_proj"].range()]
     print(f"{kind:15} range of the input of block 1's c_proj: [{lo:7.3f}, {hi:7.3f}]")
+first = [float(v) for v in observe_inputs(gpt, c_proj, calibration[:1], observer="minmax")["h.1.mlp.c_proj"].range()]
+drift = max(abs(a - b) / abs(b) for a, b in zip(ranges["moving_average"], first))
+assert drift < 0.05, (ranges["moving_average"], first)   # "over 4 batches, nearly the first batch's"
+print(f"checked: moving_average's range is within {drift:.1%} of the first batch's alone, [{first[0]:.3f}, {first[1]:.3f}]")
 
 # %%
 OBSERVERS = ["minmax", "moving_average", "percentile", "mse"]

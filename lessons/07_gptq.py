@@ -40,7 +40,10 @@ calib = [corpus.get_batch("train", 8, 128, g)[0] for _ in range(2)]  # 16 window
 # For one linear layer with calibration inputs X `[tokens, in]`, GPTQ minimises
 # E(Ŵ) = ‖XWᵀ − XŴᵀ‖². Each output row is independent, and for a row w the error of a change δ
 # is δ H δᵀ / 2 with **H = 2XᵀX** `[in, in]`: the same matrix for every row, computed once from
-# the data. We take TinyGPT's first MLP layer and its real inputs.
+# the data. (`input_hessian` divides it by the number of tokens, as the GPTQ reference code does:
+# a mean over tokens keeps H's size the same for any amount of calibration data, and a scale of H
+# changes neither the best weights nor the updates.) We take TinyGPT's first MLP layer and its
+# real inputs.
 
 # %%
 layer = gpt.transformer.h[0].mlp.c_fc  # weight [512, 128]
@@ -88,9 +91,10 @@ assert abs(delta2 - 0.2) < 1e-6 and abs(err(rtn) - 0.48) < 1e-6 and abs(err(obs)
 # columns reaches the columns after the block in one matrix product. Both give the same weights
 # (but for a rare code on a rounding boundary, where float rounding can tip it); we time them
 # on this layer. At 128 columns both are quick. Both also do on the order of in³ operations; the
-# difference is how: the naive loop makes `in` small updates of the whole remaining inverse, one
-# pass over memory each, where the library makes a few large calls (a Cholesky, matrix
-# products) that run near the CPU's peak (section 4 times both again on a layer of 512 inputs).
+# difference is how: the naive loop makes `in` updates of the whole remaining inverse, one
+# pass over `in`² numbers each, where the library factors once (a Cholesky), updates only the
+# columns left in its block of 128 one by one, and hands each block's error to all the columns
+# after it in one matrix product (section 4 times both again on a layer of 512 inputs).
 
 # %%
 def gptq_naive(W, H=H):
