@@ -112,10 +112,11 @@ def gptq_naive(W, H=H):
 
 
 def time_both(W, H):
-    """Both forms on one layer, timed in one interleaved run: (naive ms, library ms), each the best
-    of 3 (the run least disturbed by whatever else the machine was doing)."""
-    t = hardware.compare({"naive": lambda: gptq_naive(W, H),
-                          "library": lambda: gptq_quantize(W, H, bits=3, group_size=-1)}, warmup=1, repeats=3)
+    """Both forms on one layer, timed in one interleaved run on one core: (naive ms, library ms),
+    each the best of 3 (the run least disturbed by whatever else the machine was doing)."""
+    with hardware.num_threads(1):   # steady when the machine is shared (lesson 00)
+        t = hardware.compare({"naive": lambda: gptq_naive(W, H),
+                              "library": lambda: gptq_quantize(W, H, bits=3, group_size=-1)}, warmup=1, repeats=3)
     return 1e3 * t["naive"].min, 1e3 * t["library"].min
 
 
