@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -135,6 +136,8 @@ def _load_target(target: str, exercise: str = "EXERCISE"):
     """The function named by FILE.py:FUNCTION, PATH/TO/FILE:FUNCTION or MODULE:FUNCTION (`exercise`:
     the name checked, for the advice on a notebook)."""
     where, _, attr = target.rpartition(":")
+    if not where and target.endswith(".py") and exercise != "EXERCISE":   # FILE.py: the exercise's own name
+        where, attr = target, exercise
     if not where or not attr:
         raise _TargetError(f"target={target!r} should look like FILE.py:FUNCTION or MODULE:FUNCTION, "
                            "e.g. my_answers.py:soft_targets")
@@ -218,7 +221,12 @@ def _check(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
         return 2
+    if ":" in args.name or args.name.endswith(".py"):   # `minicomp check FILE.py:fn NAME`
+        print(f"error: {args.name!r} looks like the FILE.py:FUNCTION target, which comes second: the exercise's "
+              f"name comes first, as in minicomp check {args.target} {args.name}", file=sys.stderr)
+        return 2
 
+    start = time.monotonic()
     try:
         with time_limit(args.timeout):   # the limit covers loading the file too: its top level runs then
             fn = _load_target(args.target, args.name)
@@ -226,7 +234,8 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
                       f"the exercises: {', '.join(available())}", file=sys.stderr)
                 return 2
-            report = check(args.name, fn)
+        # the rest of the time for the check's own limit, whose report names the case that ran too long
+        report = check(args.name, fn, timeout=max(args.timeout - (time.monotonic() - start), 1e-3))
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -290,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog = None
     p = command("check", "check one of your functions against an exercise", epilog=epilog)
     p.add_argument("name", help="the exercise, e.g. weight_bytes")
-    p.add_argument("target", help="where your function is: FILE.py:FUNCTION (a path), or MODULE:FUNCTION for a "
-                                   "module importable from the current folder; e.g. my_answers.py:weight_bytes")
+    p.add_argument("target", help="where your function is: FILE.py:FUNCTION (a path), FILE.py alone for a "
+                                   "function named like the exercise, or MODULE:FUNCTION for a module importable "
+                                   "from the current folder; e.g. my_answers.py:weight_bytes")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="stop the check after this many seconds (default: 60), e.g. for an endless loop")
     p.set_defaults(func=_check)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from minicomp import timelimit
@@ -47,6 +48,7 @@ from minicomp.feedback import (
     CaseResult,
     Report,
     _in_folder,
+    _library_file,
     check_tolerances,
     compare_values,
     preview,
@@ -212,9 +214,10 @@ class _GradientsSwitchedOff(Exception):
 
 
 def _call(fn: Callable, case: Case, call: Callable | None = None,
-          warned: list[str] | None = None) -> tuple[Any, bool]:
-    """``(result, changed_its_input)`` for ``fn(*case.args, **case.kwargs)`` on copies, or for
-    ``call(fn, *args, **kwargs)`` when the checker has its own way of calling.
+          warned: list[str] | None = None) -> tuple[Any, list[int | str]]:
+    """``(result, changed)`` for ``fn(*case.args, **case.kwargs)`` on copies, or for
+    ``call(fn, *args, **kwargs)`` when the checker has its own way of calling. ``changed``: the
+    arguments the call changed in place, as positions (0 for the first) and keyword names.
 
     Warnings are kept out of the notebook (a checker calls the function many times). With
     ``warned``, each different one is appended to it as a line, for the report to show: PyTorch's
@@ -236,18 +239,40 @@ def _call(fn: Callable, case: Case, call: Callable | None = None,
                     text = warning_text(w)
                     if text not in warned:
                         warned.append(text)
-    return result, _changed(list(args) + list(kwargs.values()), list(case.args) + list(case.kwargs.values()))
+    changed = [i for i, (a, b) in enumerate(zip(args, case.args)) if _changed(a, b)]
+    return result, changed + [k for k in kwargs if _changed(kwargs[k], case.kwargs[k])]
 
 
-def _changed(after: list, before: list) -> bool:
-    """True if any tensor argument was modified (only tensors: other objects may not compare)."""
-    for a, b in zip(after, before):
-        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-            if a.shape != b.shape or not torch.equal(torch.nan_to_num(a.detach()), torch.nan_to_num(b.detach())):
-                return True
-        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and _changed(list(a), list(b)):
-            return True
+def _changed(after: Any, before: Any) -> bool:
+    """True if an argument was modified: a tensor's values or shape, a list's items (numbers and
+    strings compared by value, tensors as tensors, nested lists and dicts in turn); anything else
+    is taken as unchanged, since it may not compare."""
+    if isinstance(after, torch.Tensor) and isinstance(before, torch.Tensor):
+        return after.shape != before.shape or not torch.equal(torch.nan_to_num(after.detach()),
+                                                              torch.nan_to_num(before.detach()))
+    if isinstance(after, (list, tuple)) and isinstance(before, (list, tuple)):
+        return len(after) != len(before) or any(_changed(a, b) for a, b in zip(after, before))
+    if isinstance(after, dict) and isinstance(before, dict):
+        return after.keys() != before.keys() or any(_changed(after[k], before[k]) for k in before)
+    if isinstance(after, np.ndarray) and isinstance(before, np.ndarray):
+        return after.shape != before.shape or not np.array_equal(after, before, equal_nan=after.dtype.kind in "fc")
+    if isinstance(before, (bool, int, float, str, np.number)):
+        return type(after) is not type(before) or not (after == before or after != after and before != before)
     return False
+
+
+def _changed_text(changed: list[int | str], params: Sequence[str], case: Case) -> str:
+    """The problem line for an answer that is right but changed its inputs in place."""
+    names = [f"`{params[c]}`" if isinstance(c, int) and c < len(params) else
+             f"argument {c + 1}" if isinstance(c, int) else f"`{c}`" for c in changed]
+    spoiled = [case.args[c] if isinstance(c, int) else case.kwargs[c] for c in changed]
+    fix = ("x = x.clone() for a tensor (x.detach() and x.view(...) share x's memory: they are not copies)"
+           if any(isinstance(a, torch.Tensor) for a in spoiled) else "")
+    if any(isinstance(a, (list, dict)) for a in spoiled):
+        fix += ("; " if fix else "") + "sorted(xs) or list(xs) for a list, not xs.sort() or xs.append(...)"
+    return (f"your function changed its input {' and '.join(names)} in place; the caller's "
+            f"{'copy is' if len(names) == 1 else 'copies are'} spoiled. Work on a copy instead"
+            + (f": {fix}" if fix else ""))
 
 
 def _compare(checker: Checker, got: Any, expected: Any) -> str | None:
@@ -379,6 +404,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     failed: tuple[Case, Any, Any, str] | None = None   # the first wrong answer, for `_diagnose`
     raised: list[tuple[Case, BaseException]] = []   # every exception the function raised, for `_diagnose_raised`
     backward_raised = False   # one of them came from a .backward() inside the function
+    no_backward = False   # one was PyTorch's for a torch.autograd.Function without a backward
     used = 0.0   # seconds the learner's function has run so far
     outer = timelimit.active()   # inside `minicomp check --timeout`, whose limit is the one that counts
     cases = checker.cases()
@@ -389,6 +415,11 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     if wrong:
         return Report(name, "failed", message=f"your function takes {wrong}, but the exercise calls it as "
                       f"{checker.signature}: give it {'that parameter' if len(checker.params) == 1 else 'those parameters, in that order'}.")
+    order = _reordered(fn, checker.params) if checker.call is None else None
+    if order:
+        return Report(name, "failed", message=f"your function's parameters are ({', '.join(order)}), but the "
+                      f"exercise passes its arguments in the order {checker.signature}, by position: put the "
+                      "parameters in that order (each would get the other's value).")
     for i, case in enumerate(cases):
         call = _call_text(checker.params, case)
         expected = _run(checker.reference, case, checker.call)
@@ -396,9 +427,22 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         try:
             with timelimit.time_limit(max(timeout - used, 1e-3)), contextlib.redirect_stdout(printed):
                 got, changed = _call(fn, case, checker.call, warned)
-        except NotImplementedError:
-            return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your code, "
-                          "then run the check again.")
+        except NotImplementedError as exc:
+            if not _raised_by_library(exc):
+                if i == 0:   # the exercise's stub, still in place
+                    return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your "
+                                  "code, then run the check again.")
+                used += time.monotonic() - start   # a partial answer, unfinished for this case
+                results.append(CaseResult(case.label, False, call, preview(expected), "",
+                                          f"your function raised {short_error(exc)}: it is not finished for "
+                                          "inputs like these"))
+                raised.append((case, exc))
+                continue
+            used += time.monotonic() - start   # PyTorch's (a torch.autograd.Function without backward): a failure
+            results.append(CaseResult(case.label, False, call, preview(expected), "", f"your function raised {short_error(exc)}"))
+            raised.append((case, exc))
+            no_backward = no_backward or "backward or vjp" in str(exc)
+            continue
         except timelimit.TookTooLong:
             if outer:
                 raise
@@ -435,7 +479,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         if problem is not None:
             failed = failed or (case, got, expected, problem)
         elif changed:   # the answer is right, but the input was spoiled: the problem line says it all
-            problem = "your function changed its input in place; work on a copy (e.g. x = x.clone()) instead"
+            problem = _changed_text(changed, checker.params, case)
         else:
             results.append(CaseResult(case.label, True, call))
             continue
@@ -450,12 +494,35 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         hint = ""
     if hint == checker.hint and backward_raised:
         hint = _BACKWARD_HINT   # no known mistake explains it, and a .backward() inside raised
+    if hint == checker.hint and no_backward:
+        hint = _NO_BACKWARD_HINT
     return Report(name, "failed", results, hint=hint)
 
 
 _BACKWARD_HINT = ("Don't call .backward() in the function: return the loss, and the training loop calls "
                   "loss.backward() once, on the total. (Where the inputs need no gradient, as in some of the "
                   "checks, .backward() has nothing to go back to and raises.)")
+
+
+_NO_BACKWARD_HINT = ("Your torch.autograd.Function has no backward that PyTorch can find: it needs a "
+                     "@staticmethod named exactly `backward(ctx, grad_output)`, returning one gradient per "
+                     "input of forward (None for those that need none).")
+
+
+def _raised_by_library(exc: BaseException) -> bool:
+    """True if `exc` was raised in a library (PyTorch, say), not in the learner's own code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and _library_file(frames[-1].filename)
+
+
+def _reordered(fn: Callable, params: Sequence[str]) -> list[str] | None:
+    """fn's first parameter names when they are the exercise's names in another order, else None."""
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:len(params)]
+    except (TypeError, ValueError):
+        return None
+    return names if len(params) > 1 and sorted(names) == sorted(params) and names != list(params) else None
 
 
 def _called_backward(exc: BaseException) -> bool:

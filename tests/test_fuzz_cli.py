@@ -102,3 +102,29 @@ def test_minicomp_alone_prints_the_commands(capsys):
 def test_a_misspelt_command_gets_did_you_mean(capsys):
     assert main(["chek", "weight_bytes"]) == 2
     assert "there is no command 'chek'; did you mean 'check'?" in capsys.readouterr().err
+
+
+def test_check_with_its_arguments_swapped_says_which_comes_first(tmp_path, capsys, monkeypatch):
+    # before: "target='weight_bytes' should look like FILE.py:FUNCTION", which did not say why
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "answers.py:weight_bytes", "weight_bytes"]) == 2
+    assert "the exercise's name comes first, as in minicomp check weight_bytes answers.py:weight_bytes" \
+        in capsys.readouterr().err
+
+
+def test_check_given_a_file_alone_takes_the_function_named_like_the_exercise(tmp_path, capsys, monkeypatch):
+    (tmp_path / "answers.py").write_text("def weight_bytes(n, b):\n    return (n * b + 7) // 8\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["check", "weight_bytes", "answers.py"]) == 0
+    assert "all 8 checks passed" in capsys.readouterr().out
+
+
+def test_check_that_runs_too_long_reports_the_case(tmp_path, capsys, monkeypatch):
+    # before: only "the check took longer than 15 s and was stopped", with no case named
+    (tmp_path / "answers.py").write_text("def weight_bytes(n, b):\n    while n > 100:\n        pass\n    return (n * b + 7) // 8\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["check", "weight_bytes", "answers.py:weight_bytes", "--timeout", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "1,000 float16 weights" in out and "still running after" in out

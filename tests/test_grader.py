@@ -72,13 +72,13 @@ def test_grade_six_awkward_submissions(tmp_path):
     assert set(rows) == {"finished", "untouched", "broken_json", "endless_loop", "dying_kernel", "escaper"}
     assert all(r["exercise"] == "weight_bytes" and r["reason"] for r in rows.values()), rows
 
-    assert (rows["finished"]["status"], rows["finished"]["passed"], rows["finished"]["total"]) == ("ok", "7", "7")
+    assert (rows["finished"]["status"], rows["finished"]["passed"], rows["finished"]["total"]) == ("ok", "8", "8")
     assert rows["untouched"]["status"] == "ok" and rows["untouched"]["passed"] == "0"
     assert "not done" in rows["untouched"]["reason"]
     assert rows["broken_json"]["status"] == "invalid notebook"
     assert rows["endless_loop"]["status"] == "timeout"
     assert rows["dying_kernel"]["status"] == "kernel died"
-    assert (rows["escaper"]["status"], rows["escaper"]["passed"]) == ("ok", "7")
+    assert (rows["escaper"]["status"], rows["escaper"]["passed"]) == ("ok", "8")
 
     for name in rows:  # the terminal summary names every student
         assert name in proc.stdout
@@ -156,12 +156,12 @@ def test_printed_deleted_and_unvalidated_checks_named_twice_in_a_shared_folder(t
     assert len(notebooks) == 5
     rows = {r.student: r for r in grader.grade(notebooks, timeout=TIMEOUT, jobs=2)}
     assert set(rows) == {f"{who}/{stem}" for who in ("alice", "carl", "fred")} | {"dana", "erin"}
-    assert (rows[f"alice/{stem}"].status, rows[f"alice/{stem}"].passed) == ("ok", 7)
+    assert (rows[f"alice/{stem}"].status, rows[f"alice/{stem}"].passed) == ("ok", 8)
     carl = rows[f"carl/{stem}"]
     assert (carl.exercise, carl.status, carl.passed) == ("weight_bytes", "error", 0)
     assert "was its cell deleted?" in carl.reason
-    assert (rows[f"fred/{stem}"].status, rows[f"fred/{stem}"].passed) == ("ok", 7)
-    assert (rows["dana"].status, rows["dana"].passed) == ("ok", 7), rows["dana"].reason
+    assert (rows[f"fred/{stem}"].status, rows[f"fred/{stem}"].passed) == ("ok", 8)
+    assert (rows["dana"].status, rows["dana"].passed) == ("ok", 8), rows["dana"].reason
     assert "not done" in rows["erin"].reason
 
 
@@ -174,7 +174,7 @@ def test_recorded_reports_are_read_with_a_bound(tmp_path, monkeypatch):
     with path.open("a") as f:
         f.write('{"name": "cut sh')   # a kernel killed while it wrote
     got = grader._read_recorded(path)
-    assert [(r["name"], r["status"], r["n_passed"]) for r in got] == [("weight_bytes", "passed", 7),
+    assert [(r["name"], r["status"], r["n_passed"]) for r in got] == [("weight_bytes", "passed", 8),
                                                                     ("weight_bytes", "failed", 5)]
     monkeypatch.setattr(grader, "_MAX_REPORTS", 1)
     assert len(grader._read_recorded(path)) == 1
@@ -289,7 +289,7 @@ def test_each_row_names_its_own_cells_error_and_the_notebooks_other_errors(tmp_p
     rows = {r.student: r for r in grader.grade([subs], timeout=TIMEOUT, jobs=2)}
     assert set(rows) == {"ann/00_bits_and_bytes", "ben/00_bits_and_bytes", "cat"}
     ann, ben, cat = rows["ann/00_bits_and_bytes"], rows["ben/00_bits_and_bytes"], rows["cat"]
-    assert (ann.status, ann.passed) == ("ok", 7) and ann.reason.startswith("passed [the notebook also: cell ")
+    assert (ann.status, ann.passed) == ("ok", 8) and ann.reason.startswith("passed [the notebook also: cell ")
     assert "ModuleNotFoundError" in ann.reason
     assert ben.status == "error" and "NameError" in ben.reason and "weight_byte" in ben.reason, ben
     # its own cell's error first (it was the first one of the notebook alone), then the other

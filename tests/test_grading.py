@@ -19,7 +19,7 @@ from minicomp.grading import (
 def test_weight_bytes_right_answer():
     report = check("weight_bytes", lambda n, bits: (n * bits + 7) // 8)
     assert report.passed and report.status == "passed"
-    assert "all 7 checks passed" in str(report)
+    assert "all 8 checks passed" in str(report)
 
 
 def test_weight_bytes_wrong_answer_names_the_mistake():
@@ -65,7 +65,7 @@ def test_report_renders_in_notebook_with_machine_readable_part():
     assert "text/html" in bundle and "text/plain" in bundle
     summary = bundle[REPORT_MIME]
     assert summary["name"] == "weight_bytes" and summary["passed"] is False
-    assert summary["n_total"] == 7 and 0 <= summary["n_passed"] < 7
+    assert summary["n_total"] == 8 and 0 <= summary["n_passed"] < 8
 
 
 def test_compare_values_messages():
@@ -129,7 +129,7 @@ def test_a_right_answer_with_another_fault_is_not_blamed_on_a_wrong_value_mistak
         return torch.softmax(logits, dim=-1)
 
     report = check("soft_targets", soft_targets)
-    assert "changed its input in place" in str(report) and "looks like" not in str(report)
+    assert "changed its input `logits` in place" in str(report) and "looks like" not in str(report)
 
     def kd_loss(student_logits, teacher_logits, temperature=4.0):
         from minicomp.distill import kd_loss as right
@@ -165,7 +165,7 @@ def test_an_endless_loop_is_stopped_and_reported():
     start = time.monotonic()
     report = check("weight_bytes", weight_bytes, timeout=0.5)
     assert time.monotonic() - start < 10
-    assert report.status == "failed" and report.n_total == 7 and report.n_passed == 0
+    assert report.status == "failed" and report.n_total == 8 and report.n_passed == 0
     assert "still running after 0.5 s" in str(report) and "loop forever" in report.hint
     assert check("weight_bytes", lambda n, bits: (n * bits + 7) // 8).passed   # no alarm left behind
 
@@ -460,3 +460,87 @@ def test_a_backward_inside_a_loss_is_named_as_the_cause():
 
     report = check("kd_loss", other_error)
     assert "inside your function" not in str(report) and not report.hint.startswith("Don't call .backward()")
+
+
+# ── from a learner's audit: 107 wrong answers, each run through the checks ──────────────────
+def test_a_ceiling_with_too_small_a_constant_fails_and_is_named():
+    # (n * bits + 5) // 8 was right on every case (no total left 1 or 2 bits over a byte)
+    report = check("weight_bytes", lambda n, bits: (n * bits + 5) // 8)
+    assert not report.passed and "9 bits" in str(report) and "adding less than 7" in report.hint
+
+
+def test_not_implemented_on_some_cases_is_a_failure_that_shows_the_rest():
+    from minicomp.distill import kd_loss as right
+
+    def kd_loss(student_logits, teacher_logits, temperature):
+        if student_logits.dim() == 3:
+            raise NotImplementedError("3-D later")
+        return right(student_logits, teacher_logits, temperature)
+
+    report = check("kd_loss", kd_loss)
+    assert report.status == "failed" and report.n_passed == report.n_total - 1
+    assert "not finished for inputs like these" in str(report) and "3-D later" in str(report)
+
+
+def test_pytorchs_not_implemented_is_a_failure_with_its_own_hint():
+    class STE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, scale, zero_point, qmin, qmax):
+            q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+            return (q - zero_point) * scale
+
+        @staticmethod
+        def backwards(ctx, grad):   # misspelt: PyTorch finds no backward
+            return grad, None, None, None, None
+
+    report = check("fake_quantize_ste", lambda x, scale, zero_point, qmin, qmax:
+                   STE.apply(x, scale, zero_point, qmin, qmax))
+    assert report.status == "failed", report
+    assert "named exactly `backward" in report.hint and "not done" not in str(report)
+
+
+def test_parameters_in_another_order_are_named():
+    from minicomp.distill import kd_loss as right
+
+    def kd_loss(teacher_logits, student_logits, temperature):
+        return right(student_logits, teacher_logits, temperature)
+
+    report = check("kd_loss", kd_loss)
+    assert not report.passed and "(teacher_logits, student_logits, temperature)" in str(report)
+    assert "in that order" in str(report) and "KL in the wrong direction" not in str(report)
+
+
+def test_returning_none_asks_whether_return_is_missing():
+    def soft_targets(logits, temperature):
+        print(torch.softmax(logits / temperature, dim=-1))
+
+    report = check("soft_targets", soft_targets)
+    assert "got None: is a `return` missing?" in str(report)
+    assert compare_values(None, 3).startswith("expected a number but got None")
+    assert compare_values(None, (1, 2)).startswith("expected a tuple of 2 values but got None")
+    assert compare_values(None, None) is None
+
+
+def test_a_list_argument_changed_in_place_is_named():
+    right = get_checker("pareto_front_indices").reference
+
+    def pareto_front_indices(sizes, errors):
+        answer = right(list(sizes), list(errors))
+        sizes.sort()   # spoils the caller's list
+        return answer
+
+    report = check("pareto_front_indices", pareto_front_indices)
+    assert not report.passed and "changed its input `sizes` in place" in str(report)
+    assert "sorted(xs)" in str(report)
+
+
+def test_changed_compares_lists_dicts_numbers_and_arrays():
+    import numpy as np
+
+    from minicomp.grading import _changed
+
+    assert not _changed([1, 2.5, "a", float("nan")], [1, 2.5, "a", float("nan")])
+    assert _changed([2, 1], [1, 2]) and _changed([1], [1, 2]) and _changed([1], [1.0])
+    assert _changed({"a": [1]}, {"a": [2]}) and not _changed({"a": torch.ones(2)}, {"a": torch.ones(2)})
+    assert _changed(np.zeros(3), np.ones(3)) and not _changed(np.full(2, np.nan), np.full(2, np.nan))
+    assert not _changed(object(), object())   # what cannot be compared counts as unchanged

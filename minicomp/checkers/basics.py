@@ -17,6 +17,7 @@ def _cases():
         Case("a 7B-parameter model in int4", (7_000_000_000, 4)),
         Case("3 weights at 4 bits (1.5 bytes: a byte can't be split)", (3, 4)),
         Case("one weight at 3 bits (a byte, mostly unused)", (1, 3)),
+        Case("3 weights at 3 bits (9 bits: one bit spills into a second byte)", (3, 3)),
         # 8 × 5 bits fill 5 bytes exactly, 5 × 8 bits too: n * bits // 8 + (n % 8 > 0) is right on
         # the first and wrong on the second, round(x + 0.5) wrong on both, which tells them apart
         Case("8 weights at 5 bits (40 bits: exactly 5 bytes)", (8, 5)),
@@ -54,6 +55,9 @@ register(
         Mistake("bytes per weight rounded down (bits // 8)", lambda n, b: n * (b // 8),
                 "bits // 8 (or int(bits / 8), round(bits / 8)) is 0 for 4-bit weights. Multiply first, "
                 "then divide: (num_params * bits + 7) // 8."),
+        Mistake("adding less than 7 before // 8", lambda n, b: (n * b + 6) // 8,
+                "(n * bits + k) // 8 rounds up only when the leftover bits plus k reach 8: 9 bits leave 1 "
+                "bit over, which needs k = 7. Use (num_params * bits + 7) // 8, or math.ceil(num_params * bits / 8)."),
         Mistake("(n * bits + 7) / 8 with / instead of //", lambda n, b: (n * b + 7) / 8,
                 "In Python 3, / always gives a float: (num_params * bits + 7) / 8 is 2000.875. Use the "
                 "integer division //."),

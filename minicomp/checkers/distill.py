@@ -253,6 +253,12 @@ def _lsm(z, T):
     return F.log_softmax(z / T, dim=-1)
 
 
+def _kd_with_eps(s, t, T, eps=1e-8):
+    """(a mistake) log(softmax + eps): the logs are capped at log(eps)."""
+    p_t, p_s = torch.softmax(t.detach() / T, -1), torch.softmax(s / T, -1)
+    return T * T * (p_t * (torch.log(p_t + eps) - torch.log(p_s + eps))).sum(-1).mean()
+
+
 def _kl(log_p_t, log_p_s):  # per row, [..., C] -> [...]
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
 
@@ -302,6 +308,16 @@ register(
                                          - torch.log(torch.softmax(s / T, -1)))).sum(-1).mean(),
                 "softmax(-2000) underflows to 0 and log(0) = -inf. Use F.log_softmax, which stays finite; "
                 "and count 0 · log 0 as 0."),
+        Mistake("log(softmax + a small epsilon)", _kd_with_eps,
+                "Adding an epsilon caps log p at log(1e-8) ≈ −18.4, so where the teacher is confident and "
+                "the student is not, the loss comes out far too small. Use F.log_softmax(logits / T, dim=-1): "
+                "it is exact and never -inf."),
+        Mistake("the per-row losses, not their mean", lambda s, t, T: T * T * _kl(_lsm(t.detach(), T), _lsm(s, T)),
+                "A loss is one number, a 0-dim tensor: sum the KL over the classes, then take .mean() over "
+                "every row."),
+        Mistake(".mean(0): the first dimension only", lambda s, t, T: T * T * _kl(_lsm(t.detach(), T), _lsm(s, T)).mean(0),
+                "For [B, T, C] logits, .mean(0) averages over B only and leaves T values: take .mean() with "
+                "no dim, over every row."),
         Mistake("not dividing the logits by T", lambda s, t, T: T * T * _kl(_lsm(t.detach(), 1.0), _lsm(s, 1.0)).mean(),
                 "Both distributions are softened: softmax(student / T) and softmax(teacher / T)."),
         Mistake("softening only the teacher", lambda s, t, T: T * T * _kl(_lsm(t.detach(), T), _lsm(s, 1.0)).mean(),
@@ -399,6 +415,10 @@ register(
                     s.reshape(-1, s.shape[-1]), y.reshape(-1)),
                 "F.nll_loss expects log-probabilities (it only picks the label's entry and negates it): "
                 "use F.cross_entropy on the logits, or F.nll_loss(F.log_softmax(logits, -1), labels)."),
+        Mistake("cross_entropy with reduction='sum'", lambda s, t, y, T, a: a * _kd(s, t, T) + (1 - a) * F.cross_entropy(
+                    s.reshape(-1, s.shape[-1]), y.reshape(-1), reduction="sum"),
+                "Average the cross-entropy over rows, as the KD term is: F.cross_entropy's default "
+                "reduction='mean'. Summed, it grows with the batch and drowns the teacher's term."),
         Mistake("forgetting (1 − alpha) on the cross-entropy", lambda s, t, y, T, a: a * _kd(s, t, T) + _ce(s, y),
                 "The two weights add up to 1: alpha · KD + (1 − alpha) · CE."),
         Mistake("forgetting alpha on the KD term", lambda s, t, y, T, a: _kd(s, t, T) + (1 - a) * _ce(s, y),
@@ -496,6 +516,10 @@ register(
         Mistake("detaching the student", lambda s, t, r: ((r(s.detach()) - t.detach()) ** 2).mean(),
                 "Only the teacher is frozen. The gradient of this loss trains the student's layer and the "
                 "adapter, so keep student_feature as it is and detach teacher_feature."),
+        Mistake("student @ adapter.weight.T (the adapter's bias left out)",
+                lambda s, t, r: ((s @ r.weight.T - t.detach()) ** 2).mean(),
+                "Call the adapter itself, adapter(student_feature): that adds its bias, and works for the 1×1 "
+                "conv adapter of image features too, where a matrix product with its weight does not."),
         Mistake("forgetting the adapter", lambda s, t, r: ((s - t.detach()) ** 2).mean(),
                 "Map the student's feature with the adapter first: adapter(student_feature)."),
         Mistake("applying the adapter to the teacher", lambda s, t, r: ((s - r(t.detach())) ** 2).mean(),

@@ -230,14 +230,15 @@ def _uint8_wraps(packed, scales, zeros, x, group_size):
     return ((q - z) * scales.float().repeat_interleave(group_size, dim=-1)) @ x.float()
 
 
-def _groupwise(packed, scales, zeros, x, group_size, n_groups=None, row_sum=False):
-    """The lesson's s·(Σ q·x − z·Σ x), group by group (with `n_groups` or Σ x over the row: wrong)."""
+def _groupwise(packed, scales, zeros, x, group_size, n_groups=None, row_sum=False, short=0):
+    """The lesson's s·(Σ q·x − z·Σ x), group by group (with `n_groups`, Σ x over the row, or each
+    group's slice ending `short` inputs early: wrong)."""
     from minicomp.pack import unpack_int4
 
     q, x = unpack_int4(packed).float(), x.float()
     y = torch.zeros(q.shape[0])
     for k in range(q.shape[1] // group_size if n_groups is None else n_groups(q.shape[1] // group_size)):
-        cols = slice(k * group_size, (k + 1) * group_size)
+        cols = slice(k * group_size, (k + 1) * group_size - short)
         xs = x.sum() if row_sum else x[cols].sum()
         y += scales[:, k].float() * (q[:, cols] @ x[cols] - zeros[:, k].float() * xs)
     return y
@@ -249,6 +250,10 @@ def _row_sum_of_x(packed, scales, zeros, x, group_size):
 
 def _last_group_left_out(packed, scales, zeros, x, group_size):
     return _groupwise(packed, scales, zeros, x, group_size, n_groups=lambda n: n - 1)
+
+
+def _slice_one_short(packed, scales, zeros, x, group_size):
+    return _groupwise(packed, scales, zeros, x, group_size, short=1)
 
 
 register(
@@ -284,6 +289,10 @@ register(
         Mistake("the last group left out", _last_group_left_out,
                 "range(n_groups) already stops at the last group, n_groups − 1; range(n_groups − 1) "
                 "leaves it out. Loop over every group of the row."),
+        Mistake("each group's slice one input short", _slice_one_short,
+                "A Python slice already leaves out its end: x[k*group_size:(k+1)*group_size] holds group_size "
+                "inputs, the last at (k+1)*group_size − 1. Ending it at (k+1)*group_size − 1 drops each "
+                "group's last input."),
     ],
     hint="Unpack the codes (low nibble first), view them as [out, groups, group_size], compute "
          "(q − zero)·scale with the group's scale and zero, and multiply by x.",

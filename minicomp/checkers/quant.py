@@ -70,6 +70,8 @@ register(
         Mistake("clamping to 0..255 whatever qmin and qmax are", lambda x, s, z, lo, hi: _q(torch.round(x / s), z, 0, 255),
                 "Clamp to the qmin and qmax the function is given, not to 8-bit's 0..255: 4-bit codes run "
                 "0..15, symmetric int8 -128..127."),
+        Mistake("ceil instead of round", lambda x, s, z, lo, hi: _q(torch.ceil(x / s), z, lo, hi),
+                "ceil always rounds up, so 1.2 becomes 2; use torch.round to get the nearest code."),
         Mistake("floor instead of round", lambda x, s, z, lo, hi: _q(torch.floor(x / s), z, lo, hi),
                 "floor always rounds down, so 1.8 becomes 1; use torch.round to get the nearest code."),
         Mistake("truncating with .int()", lambda x, s, z, lo, hi: _q((x / s).int(), z, lo, hi),
@@ -161,6 +163,13 @@ register(
 
 
 # ── compute_qparams ──────────────────────────────────────────────────────────────────────────
+
+
+#: (a mistake) 2^bits - 1 in Python: 2 XOR (bits - 1), which is 3 at 2 bits (right by chance), 0 at 3,
+#: 1 at 4 and 5 at 8.
+_xor = lambda b: 2 ^ b - 1  # noqa: E731
+_XOR_HINT = ("In Python ^ is XOR, not a power: 2^bits - 1 is 2 XOR (bits - 1), which is 1 at 4 bits (right "
+             "only at 2 bits, by chance). Write 2**bits - 1.")
 
 
 def _qparams_cases():
@@ -288,6 +297,8 @@ register(
         Mistake("2**bits levels instead of 2**bits - 1 steps",
                 _asym_only(lambda x, b: _qp(*_wide(x), b, levels=2**b)),
                 "b bits give 2**b codes, 0 .. 2**b - 1, so there are 2**b - 1 steps between min and max."),
+        Mistake("^ (XOR) instead of ** in 2**bits - 1", _asym_only(lambda x, b: _qp(*_wide(x), b, levels=_xor(b))),
+                _XOR_HINT),
         Mistake("bits**2 instead of 2**bits", _asym_only(lambda x, b: _qp(*_wide(x), b, levels=b**2 - 1)),
                 "The number of codes is 2**bits (two to the power bits), not bits**2: they agree at 2 and 4 "
                 "bits only. scale = (max - min) / (2**bits - 1)."),
@@ -350,7 +361,9 @@ def _group_cases():
 
 
 def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetric=False, guard=True,
-                     round_zero=True, keepdim=True, zero_rounding=torch.round):
+                     round_zero=True, keepdim=True, zero_rounding=torch.round, top=None, dequantize=None):
+    """A per-group quantize-dequantize with one thing done wrong, as the arguments say: `top(bits)`
+    the largest code clamped to (2**bits - 1 if None), `dequantize(q, zero, scale)` the last step."""
     def wrong(w, bits, group_size):
         out, n_in = w.shape
         wg = reshape(w, group_size)  # some [.., .., ..] view
@@ -367,8 +380,8 @@ def _per_group_wrong(reshape, reduce_dim, bits_levels=None, widen=True, symmetri
         if guard:
             scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         zero = zero_rounding(-lo / scale) if round_zero else -lo / scale
-        q = torch.clamp(torch.round(wg / scale) + zero, 0, 2**bits - 1)
-        return ((q - zero) * scale).reshape(out, n_in)
+        q = torch.clamp(torch.round(wg / scale) + zero, 0, top(bits) if top else 2**bits - 1)
+        return (dequantize(q, zero, scale) if dequantize else (q - zero) * scale).reshape(out, n_in)
     return wrong
 
 
@@ -410,6 +423,11 @@ register(
                 "Widen each group's range to include 0: lo = min(min, 0), hi = max(max, 0)."),
         Mistake("2**bits levels instead of 2**bits - 1 steps", _per_group_wrong(_RIGHT, -1, lambda b: 2**b),
                 "b bits give 2**b codes, so scale = (hi - lo) / (2**bits - 1)."),
+        Mistake("^ (XOR) instead of ** in 2**bits - 1", _per_group_wrong(_RIGHT, -1, _xor, top=_xor),
+                _XOR_HINT),
+        Mistake("subtracting the zero point after scaling: q·scale − zero",
+                _per_group_wrong(_RIGHT, -1, dequantize=lambda q, zero, scale: q * scale - zero),
+                "The zero point is in code units: dequantize with (q − zero)·scale, not q·scale − zero."),
         Mistake("symmetric instead of asymmetric", _per_group_wrong(_RIGHT, -1, symmetric=True),
                 "This exercise asks for asymmetric min-max: codes 0 .. 2**bits - 1 and a zero point."),
         Mistake("no guard against an all-zero group", _per_group_wrong(_RIGHT, -1, guard=False),
