@@ -544,3 +544,12 @@ def test_changed_compares_lists_dicts_numbers_and_arrays():
     assert _changed({"a": [1]}, {"a": [2]}) and not _changed({"a": torch.ones(2)}, {"a": torch.ones(2)})
     assert _changed(np.zeros(3), np.ones(3)) and not _changed(np.full(2, np.nan), np.full(2, np.nan))
     assert not _changed(object(), object())   # what cannot be compared counts as unchanged
+
+
+def test_a_wrong_pareto_front_names_the_models_missing_beaten_or_repeated():
+    check_ = get_checker("pareto_front_indices")
+    assert check_.compare([1, 3], [0, 1, 3]).endswith("model 0 is on the front but missing")
+    assert check_.compare([0, 2, 3], [0, 1, 3]).endswith(
+        "model 1 is on the front but missing; model 2 is beaten (or not a model) but listed")
+    assert check_.compare([0, 0, 1, 3], [0, 1, 3]).endswith("model 0 is listed more than once")
+    assert "wrong order" in check_.compare([3, 1, 0], [0, 1, 3])

@@ -74,20 +74,35 @@ def _sorted_scan(sizes, errors, *, by_size_only=False, keep_equal=True):
 
 
 def _compare(got, expected):
-    """`compare_values`, also for a 1-D array or tensor of indices, and saying so when the models
-    are the right ones in the wrong order."""
+    """`compare_values`, also for a 1-D array or tensor of indices, saying so when the models are
+    the right ones in the wrong order, and else which models are missing or listed wrongly."""
     if isinstance(got, (np.ndarray, torch.Tensor)) and got.ndim == 1:
         got = got.tolist()
     problem = compare_values(got, expected)
-    if problem and isinstance(got, (list, tuple)) and len(got) == len(expected):
-        try:
-            same_models = compare_values(sorted(got), sorted(expected)) is None
-        except TypeError:   # items that do not sort (None, strings mixed with numbers, ...)
-            same_models = False
-        if same_models:
-            problem = (f"{problem}: these are the right models, in the wrong order; list them smallest "
-                       "model first (equal sizes: lower error first, then lower index)")
-    return problem
+    if not problem or not isinstance(got, (list, tuple)):
+        return problem
+    try:
+        same_models = compare_values(sorted(got), sorted(expected)) is None
+    except TypeError:   # items that do not sort (None, strings mixed with numbers, ...)
+        return problem
+    if same_models:
+        return (f"{problem}: these are the right models, in the wrong order; list them smallest "
+                "model first (equal sizes: lower error first, then lower index)")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in got):
+        return problem
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    said = [f"model{'s' if len(missing) > 1 else ''} {_names(missing)} {'are' if len(missing) > 1 else 'is'} "
+            "on the front but missing"] if missing else []
+    said += [f"model{'s' if len(extra) > 1 else ''} {_names(extra)} {'are' if len(extra) > 1 else 'is'} "
+             "beaten (or not a model) but listed"] if extra else []
+    twice = sorted({i for i in got if got.count(i) > 1})
+    said += [f"model{'s' if len(twice) > 1 else ''} {_names(twice)} {'are' if len(twice) > 1 else 'is'} "
+             "listed more than once"] if twice else []
+    return f"{problem}: {'; '.join(said)}" if said else problem
+
+
+def _names(indices) -> str:
+    return ", ".join(map(str, indices))
 
 
 def _cases():
