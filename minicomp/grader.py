@@ -703,11 +703,16 @@ def run(args) -> int:
     if args.jobs > cores:
         print(f"warning: --jobs {args.jobs} is more than this machine's {cores} cores: each notebook runs slower "
               "and may pass its --timeout", file=sys.stderr)
-    done = iter(range(1, len(notebooks) + 1))   # (its next() is one step under the GIL: safe from --jobs threads)
+    done = iter(range(1, len(notebooks) + 1))
+    printing = threading.Lock()
+
+    def progress(nb: Path) -> None:
+        with printing:   # one line at a time: print writes the text and its newline apart, and --jobs threads interleave
+            print(f"[{next(done)}/{len(notebooks)}] grading {nb} ...", flush=True)
+
     interrupted = None
     try:
-        rows = grade(args.paths, timeout=args.timeout, jobs=args.jobs,
-                     progress=lambda nb: print(f"[{next(done)}/{len(notebooks)}] grading {nb} ...", flush=True))
+        rows = grade(args.paths, timeout=args.timeout, jobs=args.jobs, progress=progress)
     except GradingInterrupted as stop:
         rows, interrupted = stop.rows, stop
     try:

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -456,3 +457,41 @@ def test_a_folder_named_on_its_own_without_notebooks_gets_a_row(tmp_path):
     (tmp_path / "empty").mkdir()
     assert grader.folders_without_notebooks([tmp_path / "hank", tmp_path / "empty"]) == {
         tmp_path / "hank": ["answers.py"], tmp_path / "empty": []}
+
+
+def test_progress_lines_from_several_jobs_never_share_a_line(tmp_path, monkeypatch, capsys):
+    # found in CI: with --jobs 2 one "[4/6] grading ..." line was missing, printed onto another
+    # (print writes its text and its newline apart, and two threads can come in between)
+    import threading
+    import time
+
+    for i in range(8):
+        shutil.copy(SOLUTION, tmp_path / f"s{i}.ipynb")
+
+    class Slow:   # a terminal slow enough to interleave two threads' writes
+        def __init__(self):
+            self.parts = []
+
+        def write(self, text):
+            self.parts.append(text)
+            time.sleep(0.002)
+            return len(text)
+
+        def flush(self):
+            pass
+
+    slow = Slow()
+
+    def fake_grade(paths, timeout, jobs, progress):
+        threads = [threading.Thread(target=progress, args=(nb,)) for nb in sorted(tmp_path.glob("*.ipynb"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return []
+
+    monkeypatch.setattr(grader, "grade", fake_grade)
+    monkeypatch.setattr(sys, "stdout", slow)
+    grader.main([str(tmp_path), "--jobs", "8", "--out", str(tmp_path / "g.csv")])
+    lines = "".join(slow.parts).splitlines()
+    assert sorted(line.split()[0] for line in lines if line.startswith("[")) == [f"[{i}/8]" for i in range(1, 9)]
