@@ -214,8 +214,16 @@ def _is_exercise(name: str) -> bool:
     return True
 
 
+def _no_exercise(name: str) -> int:
+    from minicomp.grading import available
+
+    print(f"error: there is no exercise called {name!r}; {_did_you_mean(name, available())}"
+          f"the exercises: {', '.join(available())}", file=sys.stderr)
+    return 2
+
+
 def _check(args: argparse.Namespace) -> int:
-    from minicomp.grading import available, check
+    from minicomp.grading import check
 
     if not args.timeout > 0:
         print(f"error: --timeout={args.timeout} must be a positive number of seconds", file=sys.stderr)
@@ -225,13 +233,14 @@ def _check(args: argparse.Namespace) -> int:
               f"name comes first, as in minicomp check {args.target} {args.name}", file=sys.stderr)
         return 2
 
+    known = _is_exercise(args.name)   # (before the clock starts: the first lookup imports every checker)
+    if not known and ":" not in args.target and args.target.endswith(".py"):   # FILE.py alone: no function to look for
+        return _no_exercise(args.name)
     try:
         with time_limit(args.timeout):   # loading the file runs its top level: under the limit too
             fn = _load_target(args.target, args.name)
             if not _is_exercise(args.name):   # (looked up after loading: the file may register its own)
-                print(f"error: there is no exercise called {args.name!r}; {_did_you_mean(args.name, available())}"
-                      f"the exercises: {', '.join(available())}", file=sys.stderr)
-                return 2
+                return _no_exercise(args.name)
         report = check(args.name, fn, timeout=args.timeout)   # its own limit: the report names the case
     except _TargetError as e:
         print(f"error: {e}", file=sys.stderr)

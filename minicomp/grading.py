@@ -206,7 +206,7 @@ def _call_text(params: Sequence[str], case: Case) -> str:
 # ── check ────────────────────────────────────────────────────────────────────────────────────
 def _run(fn: Callable, case: Case, call: Callable | None = None) -> Any:
     """Call ``fn`` on a fresh copy of the case's arguments (so nobody can spoil them)."""
-    return _call(fn, case, call)[0]
+    return _call(fn, case, call, inputs=False)[0]
 
 
 class _GradientsSwitchedOff(Exception):
@@ -214,7 +214,7 @@ class _GradientsSwitchedOff(Exception):
 
 
 def _call(fn: Callable, case: Case, call: Callable | None = None,
-          warned: list[str] | None = None) -> tuple[Any, list[int | str]]:
+          warned: list[str] | None = None, inputs: bool = True) -> tuple[Any, list[int | str]]:
     """``(result, changed)`` for ``fn(*case.args, **case.kwargs)`` on copies, or for
     ``call(fn, *args, **kwargs)`` when the checker has its own way of calling. ``changed``: the
     arguments the call changed in place, as positions (0 for the first) and keyword names.
@@ -239,8 +239,19 @@ def _call(fn: Callable, case: Case, call: Callable | None = None,
                     text = warning_text(w)
                     if text not in warned:
                         warned.append(text)
-    changed = [i for i, (a, b) in enumerate(zip(args, case.args)) if _changed(a, b)]
-    return result, changed + [k for k in kwargs if _changed(kwargs[k], case.kwargs[k])]
+    if not inputs:   # (the reference's and the known mistakes' calls: nobody asks)
+        return result, []
+    changed = [i for i, (a, b) in enumerate(zip(args, case.args)) if _changed_safely(a, b)]
+    return result, changed + [k for k in kwargs if _changed_safely(kwargs[k], case.kwargs[k])]
+
+
+def _changed_safely(after: Any, before: Any) -> bool:
+    """`_changed`, or False where the values cannot be compared (an object array of tensors, a
+    quantized tensor): the learner is never blamed for the comparison's own error."""
+    try:
+        return _changed(after, before)
+    except Exception:
+        return False
 
 
 def _changed(after: Any, before: Any) -> bool:
@@ -255,7 +266,8 @@ def _changed(after: Any, before: Any) -> bool:
     if isinstance(after, dict) and isinstance(before, dict):
         return after.keys() != before.keys() or any(_changed(after[k], before[k]) for k in before)
     if isinstance(after, np.ndarray) and isinstance(before, np.ndarray):
-        return after.shape != before.shape or not np.array_equal(after, before, equal_nan=after.dtype.kind in "fc")
+        return after.shape != before.shape or not (np.array_equal(after, before, equal_nan=after.dtype.kind in "fc")
+                                                    or after.dtype.kind == "O" and _changed(after.tolist(), before.tolist()) is False)
     if isinstance(before, (bool, int, float, str, np.number)):
         return type(after) is not type(before) or not (after == before or after != after and before != before)
     return False
@@ -266,10 +278,19 @@ def _changed_text(changed: list[int | str], params: Sequence[str], case: Case) -
     names = [f"`{params[c]}`" if isinstance(c, int) and c < len(params) else
              f"argument {c + 1}" if isinstance(c, int) else f"`{c}`" for c in changed]
     spoiled = [case.args[c] if isinstance(c, int) else case.kwargs[c] for c in changed]
-    fix = ("x = x.clone() for a tensor (x.detach() and x.view(...) share x's memory: they are not copies)"
-           if any(isinstance(a, torch.Tensor) for a in spoiled) else "")
-    if any(isinstance(a, (list, dict)) for a in spoiled):
-        fix += ("; " if fix else "") + "sorted(xs) or list(xs) for a list, not xs.sort() or xs.append(...)"
+    def holds(a, kind) -> bool:   # a tensor, or a list or dict of them
+        items = a.values() if isinstance(a, dict) else a if isinstance(a, (list, tuple)) else [a]
+        return any(isinstance(t, kind) for t in items)
+    fixes = []
+    if any(holds(a, torch.Tensor) for a in spoiled):
+        fixes.append("x = x.clone() for a tensor (x.detach() and x.view(...) share x's memory: they are not copies)")
+    if any(holds(a, np.ndarray) for a in spoiled):
+        fixes.append("x = x.copy() for a numpy array")
+    if any(isinstance(a, list) and not holds(a, (torch.Tensor, np.ndarray)) for a in spoiled):
+        fixes.append("sorted(xs) or list(xs) for a list, not xs.sort() or xs.append(...)")
+    if any(isinstance(a, dict) and not holds(a, (torch.Tensor, np.ndarray)) for a in spoiled):
+        fixes.append("dict(d) for a dict")
+    fix = "; ".join(fixes)
     return (f"your function changed its input {' and '.join(names)} in place; the caller's "
             f"{'copy is' if len(names) == 1 else 'copies are'} spoiled. Work on a copy instead"
             + (f": {fix}" if fix else ""))
@@ -415,11 +436,12 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
     if wrong:
         return Report(name, "failed", message=f"your function takes {wrong}, but the exercise calls it as "
                       f"{checker.signature}: give it {'that parameter' if len(checker.params) == 1 else 'those parameters, in that order'}.")
-    order = _reordered(fn, checker.params) if checker.call is None else None
+    positional = min(len(c.args) for c in cases)   # (an argument passed by keyword finds its name anyway)
+    order = _reordered(fn, checker.params[:positional]) if checker.call is None else None
     if order:
         return Report(name, "failed", message=f"your function's parameters are ({', '.join(order)}), but the "
                       f"exercise passes its arguments in the order {checker.signature}, by position: put the "
-                      "parameters in that order (each would get the other's value).")
+                      "parameters in that order (each would get another one's value).")
     for i, case in enumerate(cases):
         call = _call_text(checker.params, case)
         expected = _run(checker.reference, case, checker.call)
@@ -428,7 +450,7 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
             with timelimit.time_limit(max(timeout - used, 1e-3)), contextlib.redirect_stdout(printed):
                 got, changed = _call(fn, case, checker.call, warned)
         except NotImplementedError as exc:
-            if not _raised_by_library(exc):
+            if _raised_by_learner(exc):
                 if i == 0:   # the exercise's stub, still in place
                     return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your "
                                   "code, then run the check again.")
@@ -476,6 +498,9 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         used += time.monotonic() - start
         answers.append((case, got))
         problem = _compare(checker, got, expected)
+        if problem is not None and got is None and expected is not None:
+            problem = ("your function returned None: is a `return` missing? (print shows a value, but only "
+                       "return gives it back)")
         if problem is not None:
             failed = failed or (case, got, expected, problem)
         elif changed:   # the answer is right, but the input was spoiled: the problem line says it all
@@ -509,10 +534,15 @@ _NO_BACKWARD_HINT = ("Your torch.autograd.Function has no backward that PyTorch 
                      "input of forward (None for those that need none).")
 
 
-def _raised_by_library(exc: BaseException) -> bool:
-    """True if `exc` was raised in a library (PyTorch, say), not in the learner's own code."""
+def _raised_by_learner(exc: BaseException) -> bool:
+    """True if the learner's own code raised `exc`: the last frame is theirs and, where its source
+    can be read, is a `raise` statement. (PyTorch's operators raise NotImplementedError from C++,
+    with the learner's line as the last Python frame: `q + 1` on a quantized tensor, say.)"""
     frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and _library_file(frames[-1].filename)
+    if not frames or _library_file(frames[-1].filename):
+        return False
+    line = (frames[-1].line or "").strip()
+    return not line or line.startswith("raise")
 
 
 def _reordered(fn: Callable, params: Sequence[str]) -> list[str] | None:

@@ -128,3 +128,11 @@ def test_check_that_runs_too_long_reports_the_case(tmp_path, capsys, monkeypatch
     assert main(["check", "weight_bytes", "answers.py:weight_bytes", "--timeout", "1"]) == 1
     out = capsys.readouterr().out
     assert "1,000 float16 weights" in out and "still running after" in out
+
+
+def test_check_given_a_file_alone_and_a_misspelt_exercise_names_the_exercise(tmp_path, capsys, monkeypatch):
+    # review: it said "'answers.py' has no 'weight_byte'", inviting a rename of a function that was right
+    (tmp_path / "answers.py").write_text("def weight_bytes(n, b):\n    return (n * b + 7) // 8\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "weight_byte", "answers.py"]) == 2
+    assert "there is no exercise called 'weight_byte'; did you mean 'weight_bytes'?" in capsys.readouterr().err
