@@ -239,7 +239,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         with time_limit(args.timeout):   # loading the file runs its top level: under the limit too
             fn = _load_target(args.target, args.name)
-            if not _is_exercise(args.name):   # (looked up after loading: the file may register its own)
+            if not known and not _is_exercise(args.name):   # (again after loading: the file may register its own)
                 return _no_exercise(args.name)
         report = check(args.name, fn, timeout=args.timeout)   # its own limit: the report names the case
     except _TargetError as e:

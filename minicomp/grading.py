@@ -266,8 +266,9 @@ def _changed(after: Any, before: Any) -> bool:
     if isinstance(after, dict) and isinstance(before, dict):
         return after.keys() != before.keys() or any(_changed(after[k], before[k]) for k in before)
     if isinstance(after, np.ndarray) and isinstance(before, np.ndarray):
-        return after.shape != before.shape or not (np.array_equal(after, before, equal_nan=after.dtype.kind in "fc")
-                                                    or after.dtype.kind == "O" and _changed(after.tolist(), before.tolist()) is False)
+        if after.dtype.kind == "O":   # Python objects: item by item, as a list's
+            return _changed(after.tolist(), before.tolist())
+        return after.shape != before.shape or not np.array_equal(after, before, equal_nan=after.dtype.kind in "fc")
     if isinstance(before, (bool, int, float, str, np.number)):
         return type(after) is not type(before) or not (after == before or after != after and before != before)
     return False
@@ -449,22 +450,6 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
         try:
             with timelimit.time_limit(max(timeout - used, 1e-3)), contextlib.redirect_stdout(printed):
                 got, changed = _call(fn, case, checker.call, warned)
-        except NotImplementedError as exc:
-            if _raised_by_learner(exc):
-                if i == 0:   # the exercise's stub, still in place
-                    return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your "
-                                  "code, then run the check again.")
-                used += time.monotonic() - start   # a partial answer, unfinished for this case
-                results.append(CaseResult(case.label, False, call, preview(expected), "",
-                                          f"your function raised {short_error(exc)}: it is not finished for "
-                                          "inputs like these"))
-                raised.append((case, exc))
-                continue
-            used += time.monotonic() - start   # PyTorch's (a torch.autograd.Function without backward): a failure
-            results.append(CaseResult(case.label, False, call, preview(expected), "", f"your function raised {short_error(exc)}"))
-            raised.append((case, exc))
-            no_backward = no_backward or "backward or vjp" in str(exc)
-            continue
         except timelimit.TookTooLong:
             if outer:
                 raise
@@ -485,11 +470,19 @@ def _check(checker: Checker, fn: Callable, timeout: float, printed: _CappedOutpu
                           "something without gradients (the teacher's side, say), use .detach() on it, or "
                           "`with torch.no_grad():` around just that part: both end where they should.")
         except (Exception, SystemExit) as exc:  # the learner's code may raise anything; report it, never re-raise
+            own = isinstance(exc, NotImplementedError) and _raised_by_learner(exc)
+            if own and i == 0:   # the exercise's stub, still in place
+                return Report(name, "not done", message="Replace `raise NotImplementedError(...)` with your "
+                              "code, then run the check again.")
             used += time.monotonic() - start
             said = (f"your function called exit() (SystemExit: {exc.code!r}), which would stop the notebook's "
                     "kernel; return a value instead" if isinstance(exc, SystemExit)
                     else f"your function raised {short_error(exc)}")
-            if _called_backward(exc):
+            missing = isinstance(exc, NotImplementedError) and "backward or vjp" in str(exc)   # PyTorch's own
+            no_backward = no_backward or missing
+            if own:   # a partial answer, unfinished for this case
+                said += ": it is not finished for inputs like these"
+            elif not missing and _called_backward(exc):
                 said += "; it came from a .backward() inside your function"
                 backward_raised = True
             results.append(CaseResult(case.label, False, call, preview(expected), "", said))
